@@ -1,0 +1,98 @@
+"""Shared pytest fixtures: real data from ../shared/data (skipped when absent) and a real MRML scene."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED_DATA = Path(os.environ.get("DLR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SKIP_MESSAGE = (
+    f"real breast-ultrasound data not found at {SHARED_DATA} "
+    "(a user's clone has no shared/; set DLR_SHARED_DATA to run these tests)"
+)
+
+
+@dataclass(frozen=True)
+class RealCase:
+    """One real image with its lesion mask and label."""
+
+    case_id: str
+    image: Path
+    mask: Path
+    label: int  # 1 = malignant
+    spacing_mm: float | None = None
+    age: float | None = None
+    birads: str | None = None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the shared real data; skips the test when it is absent."""
+    if not (SHARED_DATA / "BUS-BRA").is_dir():
+        pytest.skip(SKIP_MESSAGE)
+    return SHARED_DATA
+
+
+def _busbra(root: Path) -> list[RealCase]:
+    with open(root / "BUS-BRA" / "bus_data.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        RealCase(
+            case_id=r["ID"],
+            image=root / "BUS-BRA" / "Images" / f"{r['ID']}.png",
+            mask=root / "BUS-BRA" / "Masks" / f"mask_{r['ID'][4:]}.png",
+            label=int(r["Pathology"] == "malignant"),
+            birads=r["BIRADS"],
+        )
+        for r in rows
+    ]
+
+
+def _breast(root: Path) -> list[RealCase]:
+    base = root / "BrEaST-Lesions-USG"
+    with open(base / "clinical.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cases = []
+    for r in rows:
+        if r["Classification"] not in ("benign", "malignant") or not r["Mask_tumor_filename"]:
+            continue
+        age = r["Age"]
+        cases.append(
+            RealCase(
+                case_id=f"breast{int(r['CaseID']):03d}",
+                image=base / "images_and_masks" / r["Image_filename"],
+                mask=base / "images_and_masks" / r["Mask_tumor_filename"].split("&")[0],
+                label=int(r["Classification"] == "malignant"),
+                spacing_mm=float(r["Pixel_size"]) * 10.0,
+                age=float(age) if age.replace(".", "", 1).isdigit() else None,
+                birads=r["BIRADS"],
+            )
+        )
+    return cases
+
+
+@pytest.fixture(scope="session")
+def busbra_cases(shared_data: Path) -> list[RealCase]:
+    """All BUS-BRA cases (grayscale PNG, binary mask PNG, no spacing)."""
+    return _busbra(shared_data)
+
+
+@pytest.fixture(scope="session")
+def breast_cases(shared_data: Path) -> list[RealCase]:
+    """BrEaST cases with a tumour mask (RGBA PNG, spacing in mm, age and BI-RADS)."""
+    return _breast(shared_data)
+
+
+@pytest.fixture
+def scene():
+    """A fresh plain-Python MRML scene (slicer-core) that behaves like the application's."""
+    from DLRPredictorLib import scene_adapter
+
+    s = scene_adapter.create_scene()
+    yield s
+    s.Clear(1)
