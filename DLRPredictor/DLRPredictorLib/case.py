@@ -45,6 +45,8 @@ class LesionSlice:
         spacing: pixel size in mm along (column, row).
         slice_index: index k of this slice in the source volume.
         bbox: lesion bounding box (row0, row1, col0, col1), end-exclusive, without margin.
+        warnings: notes for the reader about how the lesion was taken (several disconnected
+            parts, lesion touching the image border, ...); empty when nothing is unusual.
     """
 
     image: np.ndarray
@@ -52,3 +54,4 @@ class LesionSlice:
     spacing: tuple[float, float]
     slice_index: int
     bbox: tuple[int, int, int, int]
+    warnings: tuple[str, ...] = ()

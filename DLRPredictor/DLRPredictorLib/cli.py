@@ -1,0 +1,143 @@
+"""The `dlrpredictor` command line (also `python -m DLRPredictorLib`).
+
+Parsing only: each sub-command forwards to the module that does the work, imported lazily so
+that `--help` answers without loading torch, pyradiomics or MRML. Expected errors (DLRError)
+print one line on stderr and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import DLRError
+
+EPILOG = "Documentation: README.md of the DLRPredictor extension."
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlrpredictor",
+        description="Deep-learning radiomics (DLR) of breast ultrasound: predict, train, evaluate, report.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="predict every case of a manifest CSV into a results CSV")
+    p.add_argument("manifest", type=Path, help="CSV with case_id, image, mask (and optional columns)")
+    p.add_argument("--out", type=Path, required=True, help="results CSV (resumed if it exists)")
+    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
+    p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="train a model bundle from a labelled manifest")
+    t.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label (patient_id, clinical)")
+    t.add_argument("--out", type=Path, required=True, help="bundle folder to create")
+    t.add_argument("--config", type=Path, default=None, help="training YAML (defaults otherwise)")
+    t.add_argument("--work", type=Path, default=None, help="folder for caches and checkpoints (resumable)")
+
+    e = sub.add_parser("evaluate", help="predict a labelled manifest and write an evaluation report")
+    e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
+    e.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
+    e.add_argument("--report", type=Path, required=True, help="report folder to create")
+    e.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+
+    r = sub.add_parser("report", help="statistics report from any predictions CSV")
+    r.add_argument("predictions", type=Path, help="CSV with a label column and score columns")
+    r.add_argument("--label", required=True, help="label column (0/1 or the positive class name)")
+    r.add_argument("--scores", required=True, help="comma-separated score columns (probabilities)")
+    r.add_argument("--report", type=Path, required=True, help="report folder to create")
+    r.add_argument("--positive", default=None, help="label value meaning positive (default 1)")
+    r.add_argument("--cutoffs", default=None, help="frozen cutoffs, e.g. probability=0.42,rad=0.5")
+
+    d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
+    d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    d.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
+    return parser
+
+
+def _parse_cutoffs(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as exc:
+            raise DLRError(f"--cutoffs item '{item}' must look like NAME=0.5") from exc
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "predict":
+        from . import batch
+
+        summary = batch.predict_manifest(
+            args.manifest,
+            args.out,
+            bundle_path=args.bundle,
+            jobs=args.jobs,
+            scenes_dir=args.scenes,
+            stability=args.stability,
+            show_progress=not args.no_progress,
+        )
+        print(summary.line())
+        return 0 if summary.n_error == 0 else 1
+    if args.command == "train":
+        from . import training
+
+        path = training.train_from_manifest(args.manifest, args.out, args.config, work_dir=args.work)
+        print(f"bundle written to {path}")
+        return 0
+    if args.command == "evaluate":
+        from . import batch
+
+        path = batch.evaluate_manifest(args.manifest, args.report, bundle_path=args.bundle, jobs=args.jobs)
+        print(f"report written to {path}")
+        return 0
+    if args.command == "report":
+        from . import report
+
+        scores = [s.strip() for s in args.scores.split(",") if s.strip()]
+        path = report.report_from_predictions_csv(
+            args.predictions,
+            args.label,
+            scores,
+            args.report,
+            positive_label=args.positive,
+            cutoffs=_parse_cutoffs(args.cutoffs),
+        )
+        print(f"report written to {path / 'index.html'}")
+        return 0
+    if args.command == "demo":
+        from . import demo
+
+        print(demo.run_demo(args.out, bundle_path=args.bundle))
+        return 0
+    raise AssertionError(args.command)  # argparse rejects unknown commands first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dlrpredictor` console script.
+
+    Returns:
+        0 on success, 1 when a batch finished with failed cases, 2 on an expected error.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DLRError as exc:
+        print(f"dlrpredictor {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dlrpredictor {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Training configuration: a YAML file with sensible defaults, validated field by field."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class TaskConfig:
+    """What is predicted."""
+
+    name: str = "malignancy"
+    description: str = "Benign vs malignant breast lesion on B-mode ultrasound"
+    positive_class: str = "malignant"
+    negative_class: str = "benign"
+    # Manifest label values meaning the positive class (compared as lower-case strings).
+    positive_labels: list[str] = field(default_factory=lambda: ["1", "malignant", "positive", "yes", "true"])
+    negative_labels: list[str] = field(default_factory=lambda: ["0", "benign", "negative", "no", "false"])
+
+
+@dataclass
+class SplitConfig:
+    """How cases are split; always by patient (the manifest's `patient_id`, else `case_id`)."""
+
+    test_fraction: float = 0.2
+    test_manifest: str | None = None  # an external / predefined test manifest instead of a random split
+    folds: int = 5  # cross-fitting and out-of-fold folds inside the training split
+
+
+@dataclass
+class ImageConfig:
+    """Image preprocessing shared by training and prediction."""
+
+    pixel_units: bool = True  # ignore physical spacing: shape features in pixels (BUS-BRA has none)
+    margin_fraction: float = 0.15
+
+
+@dataclass
+class CnnConfig:
+    """The embedded ResNet and its training."""
+
+    enabled: bool = True
+    arch: str = "resnet18"
+    input_size: int = 128
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    val_fraction: float = 0.15
+    init_weights: str | None = None  # a safetensors file to start from
+    num_threads: int = 2
+
+
+@dataclass
+class ContourConfig:
+    """Contour augmentation: extra training variants of each lesion outline."""
+
+    variants: list[str] = field(default_factory=lambda: ["exact", "ellipse", "erode2", "dilate2", "jitter"])
+
+
+@dataclass
+class SelectionConfig:
+    """Feature selection, fitted inside training folds only."""
+
+    test: str = "ttest"  # or "mannwhitney"
+    alpha: float = 0.05
+    correlation: str = "pearson"  # or "spearman"
+    correlation_threshold: float = 0.9
+    lasso: bool = True
+    max_features: int = 30
+
+
+@dataclass
+class ModelConfig:
+    """Signatures and fusion."""
+
+    rad_classifier: str = "lr"
+    dl_classifier: str = "lr"
+    fusion: str = "stacking"  # "early", "ensemble" or "stacking"
+    pca_components: float = 0.95  # fraction of variance (<1) or a number of components (>=1)
+    grid_search: bool = True
+
+
+@dataclass
+class ClinicalConfig:
+    """Clinical predictors for the combined model / nomogram."""
+
+    variables: list[dict[str, Any]] = field(default_factory=list)
+    univariable_p: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    """Everything `dlrpredictor train` needs besides the manifest."""
+
+    bundle_id: str = "dlr-bundle"
+    title: str = "DLR model"
+    seed: int = 42
+    task: TaskConfig = field(default_factory=TaskConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    radiomics_parameters: str | None = None  # None: the bundled BreastUS2D.yaml
+    cnn: CnnConfig = field(default_factory=CnnConfig)
+    contours: ContourConfig = field(default_factory=ContourConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
+    licence: str = "Trained on the user's own cohort; add the data licence here."
+    citation: list[str] = field(default_factory=list)
+    training_data: list[str] = field(default_factory=list)
+
+
+CHOICES = {
+    ("selection", "test"): ("ttest", "mannwhitney"),
+    ("selection", "correlation"): ("pearson", "spearman"),
+    ("model", "fusion"): ("early", "ensemble", "stacking"),
+    ("model", "rad_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
+    ("model", "dl_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
+    ("cnn", "arch"): ("resnet18", "resnet34", "resnet50", "resnet101"),
+}
+CONTOUR_VARIANTS = ("exact", "ellipse", "erode1", "erode2", "dilate1", "dilate2", "jitter")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)} in '{where or 'top level'}'; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}".strip("."))
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}".strip("."))
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    # bool is an int subclass: check it first so that `epochs: true` is refused.
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config '{where}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config '{where}' must be a number, got {value!r}")
+        return type(default)(value) if isinstance(default, int) and float(value).is_integer() else value
+    if isinstance(default, list) and not isinstance(value, list):
+        raise ConfigError(f"config '{where}' must be a list, got {value!r}")
+    return value
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check value ranges and choices.
+
+    Raises:
+        ConfigError: naming the offending key and the allowed values.
+    """
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise ConfigError(f"config '{section}.{key}' is {value!r}; choose one of {', '.join(allowed)}")
+    if not 0.0 <= config.split.test_fraction < 0.9:
+        raise ConfigError("config 'split.test_fraction' must be in [0, 0.9)")
+    if config.split.folds < 2:
+        raise ConfigError("config 'split.folds' must be at least 2")
+    if config.cnn.input_size < 32:
+        raise ConfigError("config 'cnn.input_size' must be at least 32 pixels")
+    bad = [v for v in config.contours.variants if v not in CONTOUR_VARIANTS]
+    if bad or "exact" not in config.contours.variants:
+        raise ConfigError(
+            f"config 'contours.variants' must include 'exact' and use only {', '.join(CONTOUR_VARIANTS)}"
+        )
+    if config.model.pca_components <= 0:
+        raise ConfigError("config 'model.pca_components' must be a variance fraction in (0,1) or a count >= 1")
+    return config
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """Read a YAML training configuration; missing keys take their defaults.
+
+    Args:
+        path: YAML file, or None for all defaults.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: unreadable file, unknown keys, wrong types or values.
+    """
+    if path is None:
+        return validate(TrainConfig())
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read training config '{path}': {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"training config '{path}' is not valid YAML: {exc}") from exc
+    return validate(_build(TrainConfig, data, ""))
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The configuration as plain data (recorded in the bundle manifest)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,593 @@
+"""Deep features: ResNet builder, lesion crops, average-pool features, Grad-CAM, safetensors I/O.
+
+This is the only inference module that touches torch, and it imports torch lazily inside
+functions so that importing DLRPredictorLib stays fast. No pretrained weights exist here: a
+network is either freshly initialised (for training) or loaded from a safetensors file that
+ships inside a model bundle. Nothing is ever unpickled.
+
+Geometry: crops and heatmaps use (row, column) indexing like :class:`case.LesionSlice`; no
+array is ever flipped or transposed on the way in or out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .case import LesionSlice
+from .errors import BundleError, ConfigError, InputError, LesionError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
+FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
+MIN_CROP_SIZE = 32  # a ResNet downsamples 32-fold; smaller inputs leave layer4 empty
+WEIGHTS_FORMAT = "dlrpredictor-resnet-v1"
+
+CropBox = tuple[int, int, int, int]
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown CNN architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def feature_dim(arch: str) -> int:
+    """Length of the average-pool feature vector of an architecture.
+
+    Args:
+        arch: one of :data:`ARCHITECTURES`.
+
+    Returns:
+        512 for resnet18/34, 2048 for resnet50/101.
+
+    Raises:
+        ConfigError: unknown architecture.
+    """
+    _check_arch(arch)
+    return FEATURE_DIMS[arch]
+
+
+def build_resnet(arch: str, num_classes: int = 2, in_channels: int = 1) -> torch.nn.Module:
+    """A randomly initialised torchvision ResNet (no pretrained weights).
+
+    Args:
+        arch: one of :data:`ARCHITECTURES`.
+        num_classes: outputs of the fc head (2 for benign/malignant).
+        in_channels: input channels; 1 for grayscale ultrasound (conv1 is replaced).
+
+    Returns:
+        The network, in training mode, on the CPU.
+
+    Raises:
+        ConfigError: unknown architecture or invalid channel/class counts.
+    """
+    _check_arch(arch)
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+    if int(in_channels) < 1:
+        raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
+    import torch
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=int(num_classes))
+    if int(in_channels) != 3:
+        net.conv1 = torch.nn.Conv2d(int(in_channels), 64, kernel_size=7, stride=2, padding=3, bias=False)
+        # Same initialisation torchvision gives the original conv1.
+        torch.nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+# --------------------------------------------------------------------------- crops
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How a lesion crop is cut and resized.
+
+    Attributes:
+        margin_fraction: context added on each side, as a fraction of the lesion box side.
+        size: output side length in pixels (the CNN input size).
+        square: cut a square box (keeps the lesion's aspect ratio after resizing).
+    """
+
+    margin_fraction: float = 0.15
+    size: int = 224
+    square: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.margin_fraction) and self.margin_fraction >= 0):
+            raise ConfigError(
+                f"crop margin_fraction must be a finite number >= 0, got {self.margin_fraction}"
+            )
+        if int(self.size) != self.size or self.size < MIN_CROP_SIZE:
+            raise ConfigError(f"crop size must be an integer >= {MIN_CROP_SIZE}, got {self.size}")
+
+
+def lesion_crop_box(bbox: CropBox, spec: CropSpec) -> CropBox:
+    """The crop box around a lesion bounding box, centred on it, possibly leaving the image.
+
+    Args:
+        bbox: lesion box (row0, row1, col0, col1), end-exclusive.
+        spec: margin and squareness.
+
+    Returns:
+        (row0, row1, col0, col1) in slice coordinates; may be negative or beyond the image.
+
+    Raises:
+        LesionError: empty or inverted bounding box.
+    """
+    r0, r1, c0, c1 = (int(v) for v in bbox)
+    h, w = r1 - r0, c1 - c0
+    if h <= 0 or w <= 0:
+        raise LesionError(f"lesion bounding box {tuple(bbox)} is empty; check the lesion mask")
+    side_h, side_w = (max(h, w), max(h, w)) if spec.square else (h, w)
+    scale = 1.0 + 2.0 * float(spec.margin_fraction)
+    out_h = max(side_h, math.floor(side_h * scale + 0.5))
+    out_w = max(side_w, math.floor(side_w * scale + 0.5))
+    # Integer centring: the box always contains the lesion; an odd extra pixel goes to the end.
+    row0 = r0 - (out_h - h) // 2
+    col0 = c0 - (out_w - w) // 2
+    return (row0, row0 + out_h, col0, col0 + out_w)
+
+
+def _bbox_from_mask(mask2d: np.ndarray) -> CropBox:
+    rows = np.flatnonzero(mask2d.any(axis=1))
+    cols = np.flatnonzero(mask2d.any(axis=0))
+    if rows.size == 0:
+        raise LesionError("the lesion mask is empty; delineate the lesion before computing features")
+    return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def _padded_window(image2d: np.ndarray, box: CropBox) -> np.ndarray:
+    """The image inside ``box``, zeros where the box leaves the image (no shifting)."""
+    r0, r1, c0, c1 = box
+    rows, cols = image2d.shape
+    out = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
+    if sr0 < sr1 and sc0 < sc1:
+        out[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = image2d[sr0:sr1, sc0:sc1]
+    return out
+
+
+def _resize(array2d: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (antialiased when shrinking), half-pixel centres, float32."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(array2d.shape) == tuple(shape):
+        return np.asarray(array2d, dtype=np.float32).copy()
+    t = torch.from_numpy(np.ascontiguousarray(array2d, dtype=np.float32))[None, None]
+    shrink = shape[0] < array2d.shape[0] or shape[1] < array2d.shape[1]
+    with torch.no_grad():
+        out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0, 0].numpy().astype(np.float32, copy=False)
+
+
+def zscore(crop: np.ndarray) -> np.ndarray:
+    """Per-image z-score; a constant image becomes all zeros.
+
+    Args:
+        crop: 2D array.
+
+    Returns:
+        float32 array with mean 0 and standard deviation 1 (or all zeros).
+    """
+    values = np.asarray(crop, dtype=np.float64)
+    mean, std = values.mean(), values.std()
+    if not np.isfinite(std) or std < 1e-6:
+        return np.zeros(values.shape, dtype=np.float32)
+    return ((values - mean) / std).astype(np.float32)
+
+
+def crop_from_arrays(
+    image2d: np.ndarray,
+    mask2d: np.ndarray | None,
+    bbox: CropBox | None,
+    spec: CropSpec,
+) -> tuple[np.ndarray, CropBox]:
+    """Normalised lesion crop from plain arrays (the training and inference path alike).
+
+    Args:
+        image2d: (rows, cols) luminance.
+        mask2d: (rows, cols) lesion mask; used only to find the box when ``bbox`` is None.
+        bbox: lesion box (row0, row1, col0, col1), end-exclusive, or None to take it from the mask.
+        spec: margin, output size, squareness.
+
+    Returns:
+        (crop, box): float32 (size, size) z-scored crop, and the crop box in slice coordinates.
+
+    Raises:
+        InputError: image not 2D or not finite, or mask of another shape.
+        LesionError: no box given and the mask is empty.
+    """
+    image = np.asarray(image2d)
+    if image.ndim != 2:
+        raise InputError(f"a lesion crop needs a 2D image, got shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise InputError("the image contains NaN or infinite values; check the image file")
+    if bbox is None:
+        if mask2d is None:
+            raise LesionError("no lesion mask or bounding box was given for the crop")
+        mask = np.asarray(mask2d)
+        if mask.shape != image.shape:
+            raise InputError(f"lesion mask shape {mask.shape} differs from image shape {image.shape}")
+        bbox = _bbox_from_mask(mask != 0)
+    box = lesion_crop_box(bbox, spec)
+    window = _padded_window(image, box)
+    crop = _resize(window, (int(spec.size), int(spec.size)))
+    return zscore(crop), box
+
+
+def lesion_crop(lesion: LesionSlice, spec: CropSpec | None = None) -> tuple[np.ndarray, CropBox]:
+    """Normalised square crop around a lesion, ready for :class:`DeepModel`.
+
+    Args:
+        lesion: the representative slice with its mask and bounding box.
+        spec: crop settings; defaults to ``CropSpec()`` (15 % margin, 224 px).
+
+    Returns:
+        (crop, box): float32 (size, size) z-scored crop, and the crop box
+        (row0, row1, col0, col1) in slice coordinates (may extend beyond the image).
+
+    Raises:
+        InputError, LesionError: unusable image or lesion box.
+    """
+    return crop_from_arrays(lesion.image, lesion.mask, lesion.bbox, spec or CropSpec())
+
+
+# --------------------------------------------------------------------------- weights I/O
+
+
+def _state_tensors(module_or_model: Any) -> dict[str, torch.Tensor]:
+    net = module_or_model.network if isinstance(module_or_model, DeepModel) else module_or_model
+    return {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+
+
+def save_safetensors(
+    model: DeepModel | torch.nn.Module,
+    path: str | Path,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a network's weights (state dict tensors only) as a safetensors file.
+
+    Args:
+        model: a :class:`DeepModel` or a torch module.
+        path: destination file.
+        metadata: extra string key/values stored in the file header.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    meta = {"format": WEIGHTS_FORMAT}
+    if isinstance(model, DeepModel):
+        meta.update(arch=model.arch, in_channels=str(model.in_channels), num_classes=str(model.num_classes))
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_state_tensors(model), str(path), metadata=meta)
+    return path
+
+
+def _load_validated(net: torch.nn.Module, tensors: Mapping[str, Any], source: str) -> None:
+    """Copy tensors into ``net`` after checking names and shapes exactly."""
+    import torch
+
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k} {tuple(np.shape(tensors[k]))} != {tuple(expected[k].shape)}"
+        for k in expected
+        if k in tensors and tuple(np.shape(tensors[k])) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} with wrong shape (e.g. {'; '.join(wrong[:3])})")
+        raise BundleError(
+            f"CNN weights in {source} do not fit the declared network: {', '.join(parts)}; "
+            "the bundle's architecture/channels do not match its weights file - "
+            "reinstall or retrain the bundle"
+        )
+    converted = {}
+    for k, v in tensors.items():
+        t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.asarray(v))
+        if not torch.is_floating_point(t) and torch.is_floating_point(expected[k]):
+            raise BundleError(f"CNN weight {k} in {source} is not floating point")
+        if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
+            raise BundleError(f"CNN weight {k} in {source} contains NaN or infinite values")
+        converted[k] = t.to(expected[k].dtype)
+    net.load_state_dict(converted, strict=True)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class DeepModel:
+    """A ResNet in eval mode: average-pool features, class-1 probability, Grad-CAM.
+
+    Args:
+        network: a torchvision ResNet (as built by :func:`build_resnet`).
+        arch: its architecture name.
+        in_channels: input channels (1 for grayscale).
+        num_classes: outputs of the fc head.
+        batch_size: crops per forward pass in :meth:`features` / :meth:`probabilities`.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        arch: str,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        batch_size: int = 32,
+    ) -> None:
+        _check_arch(arch)
+        self.network = network.eval()
+        for p in self.network.parameters():
+            p.requires_grad_(False)  # inference only; Grad-CAM differentiates activations
+        self.arch = arch
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+        self.batch_size = max(1, int(batch_size))
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the feature vector."""
+        return FEATURE_DIMS[self.arch]
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: Mapping[str, Any],
+        arch: str,
+        in_channels: int = 1,
+        num_classes: int = 2,
+    ) -> DeepModel:
+        """Build the network and load tensors (torch or numpy) after validating them.
+
+        Raises:
+            ConfigError: unknown architecture.
+            BundleError: names or shapes do not match the architecture.
+        """
+        net = build_resnet(arch, num_classes=num_classes, in_channels=in_channels)
+        _load_validated(net, state_dict, f"the given {arch} state dict")
+        return cls(net, arch, in_channels=in_channels, num_classes=num_classes)
+
+    @classmethod
+    def from_safetensors(
+        cls,
+        path: str | Path,
+        arch: str,
+        in_channels: int = 1,
+        num_classes: int = 2,
+    ) -> DeepModel:
+        """Load weights from a safetensors file (no code is executed while loading).
+
+        Args:
+            path: the weights file.
+            arch: declared architecture (checked against the file's header when present).
+            in_channels: declared input channels.
+            num_classes: declared fc outputs.
+
+        Returns:
+            The model in eval mode.
+
+        Raises:
+            ConfigError: unknown architecture.
+            BundleError: missing, unreadable or mismatching weights file.
+        """
+        from safetensors import safe_open
+
+        _check_arch(arch)
+        path = Path(path)
+        if not path.is_file():
+            raise BundleError(f"CNN weights file {path} not found; reinstall the model bundle")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise BundleError(
+                f"CNN weights file {path.name} is damaged or not a safetensors file ({exc}); "
+                "reinstall the model bundle"
+            ) from exc
+        declared = header.get("arch")
+        if declared is not None and declared != arch:
+            raise BundleError(
+                f"CNN weights file {path.name} holds a {declared} but the bundle declares {arch}"
+            )
+        net = build_resnet(arch, num_classes=num_classes, in_channels=in_channels)
+        _load_validated(net, tensors, path.name)
+        return cls(net, arch, in_channels=in_channels, num_classes=num_classes)
+
+    # ----------------------------------------------------------------- internals
+
+    def _as_batch(self, crops: np.ndarray) -> np.ndarray:
+        arr = np.asarray(crops, dtype=np.float32)
+        if arr.ndim == 3 and self.in_channels == 1:
+            arr = arr[:, None]
+        if arr.ndim != 4 or arr.shape[1] != self.in_channels:
+            raise InputError(
+                f"crops must be (N, H, W) for 1 channel or (N, {self.in_channels}, H, W), "
+                f"got shape {np.shape(crops)}"
+            )
+        if min(arr.shape[2:]) < MIN_CROP_SIZE:
+            raise InputError(f"crops must be at least {MIN_CROP_SIZE} px, got {arr.shape[2:]}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError("crops contain NaN or infinite values")
+        return np.ascontiguousarray(arr)
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last convolutional block (layer4)."""
+        n = self.network
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def _head(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        pooled = torch.flatten(self.network.avgpool(activations), 1)
+        return pooled, self.network.fc(pooled)
+
+    def features_and_probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Average-pool features and class-1 probabilities in one batched pass.
+
+        Args:
+            crops: (N, H, W) z-scored crops (or (N, C, H, W)).
+
+        Returns:
+            (features (N, D) float32, probabilities (N,) float64).
+
+        Raises:
+            InputError: wrong shape or non-finite values.
+        """
+        import torch
+
+        arr = self._as_batch(crops)
+        feats, probs = [], []
+        with torch.no_grad():
+            for start in range(0, arr.shape[0], self.batch_size):
+                x = torch.from_numpy(arr[start : start + self.batch_size])
+                pooled, logits = self._head(self._trunk(x))
+                feats.append(pooled.numpy())
+                probs.append(torch.softmax(logits.double(), dim=1)[:, 1].numpy())
+        if not feats:
+            return np.zeros((0, self.feature_dim), np.float32), np.zeros(0)
+        return np.concatenate(feats).astype(np.float32), np.concatenate(probs)
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        """Global-average-pool feature vectors, shape (N, D)."""
+        return self.features_and_probabilities(crops)[0]
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """Softmax probability of class 1 from the fc head, shape (N,)."""
+        return self.features_and_probabilities(crops)[1]
+
+    def features_and_gradcam(
+        self, crop: np.ndarray, target_class: int = 1
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Features, Grad-CAM and class-1 probability of one crop in one forward + backward.
+
+        Grad-CAM is taken on layer4 (the last convolutional block): channel weights are the
+        spatial mean of d logit[target] / d activation; the map is ReLU(sum of weighted
+        activations), upsampled bilinearly to the crop size and min-max scaled to [0, 1] (as in
+        the reference Grad-CAM code). The backward pass stops at layer4, so it costs a small
+        fraction of the forward pass.
+
+        Args:
+            crop: (H, W) z-scored crop (or (C, H, W)).
+            target_class: class whose logit is explained.
+
+        Returns:
+            (features (D,) float32, cam (H, W) float32 in [0, 1], probability of class 1).
+            A flat CAM (e.g. no positive evidence anywhere) is all zeros.
+
+        Raises:
+            InputError: wrong shape, non-finite values or target class out of range.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if not 0 <= int(target_class) < self.num_classes:
+            raise InputError(f"target_class must be in 0..{self.num_classes - 1}, got {target_class}")
+        arr = self._as_batch(np.asarray(crop)[None])
+        x = torch.from_numpy(arr)
+        with torch.no_grad():
+            act = self._trunk(x)
+        act = act.detach().requires_grad_(True)
+        with torch.enable_grad():
+            pooled, logits = self._head(act)
+            (grad,) = torch.autograd.grad(logits[0, int(target_class)], act)
+        with torch.no_grad():
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * act.detach()).sum(dim=1, keepdim=True))
+            cam = F.interpolate(cam, size=arr.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+            cam = _minmax(cam)
+            prob = float(torch.softmax(logits.detach().double(), dim=1)[0, 1])
+        return pooled.detach()[0].numpy().astype(np.float32), cam.numpy().astype(np.float32), prob
+
+
+def _minmax(cam: torch.Tensor) -> torch.Tensor:
+    """Min-max scaling to [0, 1] as in the reference Grad-CAM code; a flat map becomes zeros."""
+    import torch
+
+    low, high = float(cam.min()), float(cam.max())
+    span = high - low
+    if not (math.isfinite(span) and span > 1e-12 * max(1.0, abs(high))):
+        return torch.zeros_like(cam)
+    return torch.clamp((cam - low) / span, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+def heatmap_to_slice(cam: np.ndarray, crop_box: CropBox, slice_shape: tuple[int, int]) -> np.ndarray:
+    """Place a crop-sized CAM back into the slice grid.
+
+    Args:
+        cam: (h, w) map over the crop.
+        crop_box: (row0, row1, col0, col1) the crop was cut from, possibly beyond the image.
+        slice_shape: (rows, cols) of the slice.
+
+    Returns:
+        float32 (rows, cols): the CAM resized to the box, zeros outside it; parts of the box
+        outside the image are dropped.
+
+    Raises:
+        InputError: CAM not 2D/finite, empty box or bad slice shape.
+    """
+    cam_arr = np.asarray(cam, dtype=np.float32)
+    if cam_arr.ndim != 2 or not np.all(np.isfinite(cam_arr)):
+        raise InputError(f"a heatmap must be a finite 2D array, got shape {cam_arr.shape}")
+    if len(slice_shape) != 2 or min(int(s) for s in slice_shape) <= 0:
+        raise InputError(f"slice shape must be (rows, cols) > 0, got {tuple(slice_shape)}")
+    r0, r1, c0, c1 = (int(v) for v in crop_box)
+    if r1 <= r0 or c1 <= c0:
+        raise InputError(f"heatmap crop box {tuple(crop_box)} is empty")
+    rows, cols = (int(s) for s in slice_shape)
+    out = np.zeros((rows, cols), dtype=np.float32)
+    sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
+    if sr0 >= sr1 or sc0 >= sc1:
+        return out  # the box lies entirely outside the image
+    resized = _resize(cam_arr, (r1 - r0, c1 - c0))
+    out[sr0:sr1, sc0:sc1] = resized[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0]
+    return out
+
+
+def heatmap_volume(cam_slice: np.ndarray, volume_shape: tuple[int, int, int], slice_index: int) -> np.ndarray:
+    """A (k, j, i) volume that is zero except for the heatmap at ``slice_index``.
+
+    Args:
+        cam_slice: (rows, cols) heatmap in the slice grid.
+        volume_shape: (slices, rows, cols) of the image volume.
+        slice_index: k of the representative slice.
+
+    Returns:
+        float32 volume of ``volume_shape``.
+
+    Raises:
+        InputError: shapes disagree or the index is out of range.
+    """
+    k, j, i = (int(s) for s in volume_shape)
+    cam_arr = np.asarray(cam_slice, dtype=np.float32)
+    if cam_arr.shape != (j, i):
+        raise InputError(f"heatmap shape {cam_arr.shape} differs from the image slice shape {(j, i)}")
+    if not 0 <= int(slice_index) < k:
+        raise InputError(f"slice index {slice_index} is outside the volume's {k} slices")
+    vol = np.zeros((k, j, i), dtype=np.float32)
+    vol[int(slice_index)] = cam_arr
+    return vol

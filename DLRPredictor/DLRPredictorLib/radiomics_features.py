@@ -1,0 +1,220 @@
+"""Handcrafted radiomics features of one lesion slice with pyradiomics.
+
+The settings live in a pyradiomics parameter file (default: ``Resources/Parameters/BreastUS2D.yaml``),
+validated with pyradiomics' own schema. Features are computed on a true 2D SimpleITK image built
+from the :class:`~DLRPredictorLib.case.LesionSlice` with its pixel spacing, so pyradiomics
+computes shape2D, 2D LoG and the four 2D wavelet sub-bands. Keys are pyradiomics' own
+(``original_firstorder_Mean``, ``wavelet-LH_glcm_Contrast``, ...); diagnostics are left out.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import yaml
+
+from .case import LesionSlice
+from .errors import ConfigError, LesionError
+from .lesion import MIN_LESION_EXTENT, MIN_LESION_PIXELS
+
+DEFAULT_PARAMETERS = Path(__file__).resolve().parents[1] / "Resources" / "Parameters" / "BreastUS2D.yaml"
+
+_EXTRACTORS: dict[str, Any] = {}
+_DEFAULT_CACHE: dict[str, dict] = {}
+
+
+@contextmanager
+def _quiet_validation():
+    """pykwalify logs every schema error itself; the message is re-raised as ConfigError instead."""
+    names = ["pykwalify", *(n for n in logging.root.manager.loggerDict if n.startswith("pykwalify."))]
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [log.disabled for log in loggers]
+    for log in loggers:
+        log.disabled = True
+    try:
+        yield
+    finally:
+        for log, state in zip(loggers, previous, strict=True):
+            log.disabled = state
+
+
+def validate_parameters(params: dict, source: str = "parameters") -> dict:
+    """Validate a pyradiomics parameter dictionary with pyradiomics' schema.
+
+    Args:
+        params: parameter dictionary (keys ``setting``, ``imageType``, ``featureClass``, ...).
+        source: name used in the error message (a file name or "parameters").
+
+    Returns:
+        The validated dictionary.
+
+    Raises:
+        ConfigError: with the schema's message when the parameters are invalid.
+    """
+    import pykwalify.core
+    import pykwalify.errors
+    from radiomics import getParameterValidationFiles
+
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"the radiomics {source} must be a non-empty mapping (setting, imageType, ...)")
+    schema_file, schema_funcs = getParameterValidationFiles()
+    try:
+        with _quiet_validation():
+            core = pykwalify.core.Core(
+                source_data=copy.deepcopy(params), schema_files=[schema_file], extensions=[schema_funcs]
+            )
+            return core.validate(raise_exception=True)
+    except (pykwalify.errors.PyKwalifyException, ValueError, TypeError) as exc:
+        message = getattr(exc, "msg", None) or str(exc)
+        raise ConfigError(f"invalid radiomics {source}: {' '.join(str(message).split())}") from exc
+
+
+def load_parameters(path: str | Path | None = None) -> dict:
+    """Read and validate a pyradiomics parameter file (YAML or JSON).
+
+    Args:
+        path: parameter file; None for :data:`DEFAULT_PARAMETERS`.
+
+    Returns:
+        The validated parameter dictionary.
+
+    Raises:
+        ConfigError: unreadable file or parameters rejected by pyradiomics' schema.
+    """
+    file = Path(path) if path is not None else DEFAULT_PARAMETERS
+    try:
+        with open(file, encoding="utf-8") as handle:
+            params = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the radiomics parameter file '{file}': {exc}") from exc
+    return validate_parameters(params, f"parameter file '{file}'")
+
+
+def _default_parameters() -> dict:
+    if "default" not in _DEFAULT_CACHE:
+        _DEFAULT_CACHE["default"] = load_parameters()
+    return copy.deepcopy(_DEFAULT_CACHE["default"])
+
+
+def parameters_hash(params: dict) -> str:
+    """sha256 of the canonical JSON of a parameter dictionary (sorted keys, no spaces).
+
+    Args:
+        params: parameter dictionary.
+
+    Returns:
+        64 hexadecimal characters.
+    """
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _extractor(params: dict) -> Any:
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    key = parameters_hash(params)
+    if key not in _EXTRACTORS:
+        validate_parameters(params)
+        _EXTRACTORS[key] = RadiomicsFeatureExtractor(copy.deepcopy(params))
+    return _EXTRACTORS[key]
+
+
+def _sitk_pair(lesion: LesionSlice, label: int) -> tuple[sitk.Image, sitk.Image]:
+    # float64: pyradiomics' numpy-based filters (wavelet, square, ...) then compute exactly as on the
+    # original integer file; float32 input would make them work in single precision.
+    image = sitk.GetImageFromArray(np.asarray(lesion.image, dtype=np.float64))
+    image.SetSpacing((float(lesion.spacing[0]), float(lesion.spacing[1])))
+    mask = sitk.GetImageFromArray((np.asarray(lesion.mask) != 0).astype(np.uint8) * np.uint8(label))
+    mask.CopyInformation(image)
+    return image, mask
+
+
+def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[str, float]:
+    """Compute the radiomics features of a lesion slice.
+
+    Args:
+        lesion: the representative slice and its lesion mask.
+        params: pyradiomics parameters; None for the default 2D breast-ultrasound file. One
+            extractor is kept per distinct parameter set.
+
+    Returns:
+        Ordered ``{pyradiomics key: value}``; diagnostics excluded.
+
+    Raises:
+        ConfigError: invalid parameters.
+        LesionError: pyradiomics rejects the lesion (too small, flat, ...).
+    """
+    params = _default_parameters() if params is None else params
+    extractor = _extractor(params)
+    label = int(extractor.settings.get("label", 1))
+    image, mask = _sitk_pair(lesion, label)
+    try:
+        with warnings.catch_warnings():
+            # skimage warns that LBP on float images is sensitive to tiny differences; luminance
+            # from RGB is legitimately non-integer.
+            warnings.filterwarnings("ignore", message=".*local_binary_pattern.*")
+            result = extractor.execute(image, mask, label=label)
+    except (ValueError, RuntimeError) as exc:
+        raise LesionError(
+            f"pyradiomics cannot compute features for this lesion ({' '.join(str(exc).split())}); "
+            f"a lesion needs at least {MIN_LESION_PIXELS} pixels and {MIN_LESION_EXTENT} pixels in "
+            "each direction. Check the segmentation."
+        ) from exc
+    return {key: float(value) for key, value in result.items() if not key.startswith("diagnostics_")}
+
+
+def feature_rows(features: dict[str, float]) -> list[tuple[str, str, str, float]]:
+    """Split pyradiomics keys into table rows, as SlicerRadiomics shows them.
+
+    Args:
+        features: ``{"<image type>_<feature class>_<feature name>": value}``.
+
+    Returns:
+        ``(image type, feature class, feature name, value)`` per feature, in the input order.
+    """
+    rows = []
+    for key, value in features.items():
+        image_type, feature_class, name = key.split("_", 2)
+        rows.append((image_type, feature_class, name, float(value)))
+    return rows
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def provenance(lesion: LesionSlice, params: dict | None = None) -> dict[str, str]:
+    """Software versions and content hashes for a feature computation (no paths, no names).
+
+    Args:
+        lesion: the lesion slice the features were computed on.
+        params: the parameters used; None for the default file.
+
+    Returns:
+        String values: library versions, the parameters' sha256, sha256 of the float32 image and
+        uint8 mask bytes, the slice shape and the pixel spacing.
+    """
+    import pywt
+    import radiomics
+
+    params = _default_parameters() if params is None else params
+    return {
+        "pyradiomics_version": str(radiomics.__version__),
+        "numpy_version": np.__version__,
+        "simpleitk_version": sitk.Version_VersionString(),
+        "pywavelets_version": pywt.__version__,
+        "radiomics_parameters_sha256": parameters_hash(params),
+        "image_sha256": _sha256(np.asarray(lesion.image, dtype=np.float32)),
+        "mask_sha256": _sha256((np.asarray(lesion.mask) != 0).astype(np.uint8)),
+        "slice_shape": f"{lesion.image.shape[0]} x {lesion.image.shape[1]}",
+        "spacing_mm": f"{lesion.spacing[0]:g} x {lesion.spacing[1]:g}",
+    }
