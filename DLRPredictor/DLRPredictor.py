@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Union
 
 import qt
@@ -49,6 +50,8 @@ CLINICAL_PARAMETER_PREFIX = "clinical."
 NOT_GIVEN_NUMBER = 0.0
 
 SEGMENT_EDITOR_SINGLETON_TAG = "DLRPredictor"
+# Attribute of the heatmap volume: ID of the image it was computed on.
+HEATMAP_IMAGE_ATTRIBUTE = "DLRPredictor.ImageID"
 
 
 #
@@ -103,31 +106,70 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def phantomSampleFiles() -> tuple[str, str]:
+    """Image and lesion-mask files (NRRD) of the embedded synthetic phantom.
+
+    Returns:
+        (image path, mask path); written to a cache folder by DLRPredictorLib on first call.
+
+    Raises:
+        KeyError: the library returned no image or mask path.
+    """
+    from DLRPredictorLib import api
+
+    paths = api.phantom_sample_paths()
+    image = paths.get("image") or paths.get("image_nrrd")
+    mask = paths.get("mask") or paths.get("mask_nrrd")
+    if image is None or mask is None:
+        raise KeyError(_("The phantom sample has no image and mask file: {keys}").format(keys=sorted(paths)))
+    return str(image), str(mask)
+
+
+def loadPhantomSample(source: Any = None) -> tuple[Any, Any]:
+    """Load the phantom image and its lesion as a one-segment segmentation.
+
+    Args:
+        source: the SampleDataSource when called by the Sample Data module (unused).
+
+    Returns:
+        (volume node, segmentation node).
+    """
+    image, mask = phantomSampleFiles()
+    volume = slicer.util.loadVolume(image, {"name": SAMPLE_NAME})
+    labelmap = slicer.util.loadLabelVolume(mask, {"name": SAMPLE_NAME + "LesionLabel"})
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", SAMPLE_NAME + "Lesion")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    slicer.mrmlScene.RemoveNode(labelmap)
+    return volume, segmentation
+
+
 def registerSampleData() -> None:
     """Add the embedded synthetic phantom (image and lesion) to the Sample Data module."""
-    import SampleData
-    from DLRPredictorLib import api
     from DLRPredictorLib.errors import DLRError
 
     try:
-        paths = api.phantom_sample_paths()
-    except (DLRError, OSError, ImportError) as error:
+        import SampleData  # absent when the Sample Data module is disabled
+
+        image, mask = phantomSampleFiles()
+    except (DLRError, OSError, ImportError, KeyError) as error:
         # Not fatal: the module works without the sample; say why it is absent.
         logging.warning(f"DLR Predictor: the synthetic phantom sample could not be prepared: {error}")
         return
-    image, mask = str(paths["image"]), str(paths["mask"])
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=SAMPLE_CATEGORY,
         sampleName=SAMPLE_NAME,
-        thumbnailFileName=os.path.join(iconsPath, "DLRPredictor.png"),
-        uris=[paths["image"].as_uri(), paths["mask"].as_uri()],
+        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DLRPredictor.png"),
+        uris=[Path(image).as_uri(), Path(mask).as_uri()],
         # Prefixed names: the Sample Data cache folder is shared with every other module.
-        fileNames=[f"{SAMPLE_NAME}_{paths['image'].name}", f"{SAMPLE_NAME}_{paths['mask'].name}"],
+        fileNames=[f"{SAMPLE_NAME}_{Path(image).name}", f"{SAMPLE_NAME}_{Path(mask).name}"],
         nodeNames=[SAMPLE_NAME, SAMPLE_NAME + "Lesion"],
         loadFileType=["VolumeFile", "SegmentationFile"],
         # Checksums make the cache refresh its copy when a new version writes a different phantom.
         checksums=[f"SHA256:{_sha256(image)}", f"SHA256:{_sha256(mask)}"],
+        # The button loads the lesion through a labelmap: one segment, in the image's geometry.
+        customDownloader=loadPhantomSample,
     )
 
 
@@ -364,6 +406,110 @@ def clinicalValues(parameterNode: DLRPredictorParameterNode, variables: list[Any
 
 
 #
+# Clinical form (built at run time from the clinical variables the bundle declares)
+#
+
+
+class ClinicalForm:
+    """One editor per clinical variable in a QFormLayout, kept in step with the parameter node.
+
+    A numeric variable gets a spin box whose lowest value reads "not given"; a categorical one a
+    combo box whose first item is "not given". Edits go to the onEdited callback.
+    """
+
+    def __init__(self, layout: Any, onEdited: Any) -> None:
+        """Create an empty form.
+
+        Args:
+            layout: the QFormLayout to fill.
+            onEdited: callback(variable, value) after the user changed a value.
+        """
+        self._layout = layout
+        self._onEdited = onEdited
+        self._editors: dict[str, tuple[Any, Any]] = {}
+
+    def rebuild(self, predictor: Any) -> None:
+        """Replace the editors by those of the predictor's variables (None: not verified yet)."""
+        while self._layout.rowCount() > 0:
+            self._layout.removeRow(0)
+        self._editors = {}
+        variables = predictor.clinical_variables if predictor is not None else []
+        if not variables:
+            hint = qt.QLabel()
+            hint.wordWrap = True
+            if predictor is None:
+                hint.text = _("The clinical fields appear once the model has been verified.")
+            else:
+                hint.text = _("This model uses no clinical data.")
+            self._layout.addRow(hint)
+        for variable in variables:
+            editor = self._createEditor(variable)
+            self._editors[variable.name] = (variable, editor)
+            # Short descriptions make good labels; long ones stay in the tooltip.
+            title = variable.description if 0 < len(variable.description) <= 30 else variable.name
+            label = qt.QLabel(_("{name}:").format(name=title))
+            label.toolTip = editor.toolTip
+            self._layout.addRow(label, editor)
+
+    def sync(self, parameterNode: DLRPredictorParameterNode) -> None:
+        """Show the parameter node's values; editors are enabled only when clinical data is used."""
+        for variable, editor in self._editors.values():
+            value = getClinicalValue(parameterNode, variable)
+            wasBlocked = editor.blockSignals(True)
+            if variable.type == "numeric":
+                editor.value = editor.minimum if value is None else float(value)
+            else:
+                allowed = list(variable.allowed)
+                editor.currentIndex = allowed.index(value) + 1 if value in allowed else 0
+            editor.blockSignals(wasBlocked)
+            editor.enabled = parameterNode.useClinical
+
+    @staticmethod
+    def _toolTip(variable: Any) -> str:
+        parts = [variable.description or variable.name]
+        if variable.type == "numeric" and (variable.minimum is not None or variable.maximum is not None):
+            parts.append(
+                _("Accepted range: {minimum} to {maximum} {unit}.").format(
+                    minimum=variable.minimum, maximum=variable.maximum, unit=variable.unit or ""
+                )
+            )
+        if variable.type != "numeric" and variable.allowed:
+            parts.append(_("Accepted values: {values}.").format(values=", ".join(variable.allowed)))
+        if variable.required:
+            parts.append(_("Needed by the full model; without it the image-only model is used."))
+        return "\n".join(parts)
+
+    def _createEditor(self, variable: Any) -> Any:
+        if variable.type == "numeric":
+            editor = qt.QDoubleSpinBox()
+            editor.decimals = 1
+            # The value just below the range shows "not given" (Qt's special value text idiom).
+            minimum = variable.minimum if variable.minimum is not None else NOT_GIVEN_NUMBER + 1.0
+            editor.minimum = minimum - 1.0
+            editor.maximum = variable.maximum if variable.maximum is not None else 1.0e6
+            editor.specialValueText = _("not given")
+            if variable.unit:
+                editor.suffix = " " + variable.unit
+            editor.connect("valueChanged(double)", lambda value, v=variable: self._edited(v))
+        else:
+            editor = qt.QComboBox()
+            editor.addItem(_("not given"))
+            for value in variable.allowed:
+                editor.addItem(value)
+            editor.connect("currentIndexChanged(int)", lambda index, v=variable: self._edited(v))
+        editor.toolTip = self._toolTip(variable)
+        return editor
+
+    def _edited(self, variable: Any) -> None:
+        _variable, editor = self._editors[variable.name]
+        if variable.type == "numeric":
+            value = None if editor.value == editor.minimum else float(editor.value)
+        else:
+            value = None if editor.currentIndex <= 0 else variable.allowed[editor.currentIndex - 1]
+        self._onEdited(variable, value)
+
+
+#
 # DLRPredictorWidget
 #
 
@@ -380,8 +526,9 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._predictor = None  # verified Predictor of the current bundle, or None
         self._bundleProblem = ""  # why the current bundle cannot be used
         self._checkedBundlePath: str | None = None
-        self._clinicalEditors: dict[str, tuple[Any, Any]] = {}
+        self._clinicalForm: ClinicalForm | None = None
         self._displayedHeatmapState: tuple | None = None
+        self._shownResultInputs: tuple | None = None  # inputs of the results on display
 
     # -- set-up and life cycle ----------------------------------------------------------------
 
@@ -397,6 +544,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.progressBar.hide()
+        self._clinicalForm = ClinicalForm(self.ui.clinicalFormWidget.layout(), self._onClinicalEdited)
 
         self.logic = DLRPredictorLogic()
 
@@ -516,8 +664,9 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # Verification reads and hashes the bundle: after the panel is shown, not inside setup().
             self._checkedBundlePath = parameterNode.bundlePath
             qt.QTimer.singleShot(0, self._refreshBundle)
-        self._syncClinicalEditors()
+        self._clinicalForm.sync(parameterNode)
         self._updateHeatmapDisplay()
+        self._clearStaleResults()
         self._checkCanApply()
 
     def _syncSegmentSelector(self) -> None:
@@ -609,94 +758,14 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.probabilityTitleLabel.text = _("Probability ({positiveClass}):").format(
                     positiveClass=predictor.positive_class
                 )
-        self._rebuildClinicalForm()
+        self._clinicalForm.rebuild(self._predictor)
+        self._clinicalForm.sync(self._parameterNode)
         self._checkCanApply()
 
-    # -- clinical form ----------------------------------------------------------------------------
-
-    def _rebuildClinicalForm(self) -> None:
-        """One editor per clinical variable the bundle declares (spin box or combo box)."""
-        layout = self.ui.clinicalFormWidget.layout()
-        while layout.rowCount() > 0:
-            layout.removeRow(0)
-        self._clinicalEditors = {}
-        variables = self._predictor.clinical_variables if self._predictor is not None else []
-        if not variables:
-            hint = qt.QLabel()
-            hint.wordWrap = True
-            if self._predictor is None:
-                hint.text = _("The clinical fields appear once the model has been verified.")
-            else:
-                hint.text = _("This model uses no clinical data.")
-            layout.addRow(hint)
-        for variable in variables:
-            editor = self._createClinicalEditor(variable)
-            self._clinicalEditors[variable.name] = (variable, editor)
-            label = qt.QLabel(_("{name}:").format(name=variable.description or variable.name))
-            label.toolTip = editor.toolTip
-            layout.addRow(label, editor)
-        self._syncClinicalEditors()
-
-    def _clinicalToolTip(self, variable: Any) -> str:
-        parts = [variable.description or variable.name]
-        if variable.type == "numeric" and (variable.minimum is not None or variable.maximum is not None):
-            parts.append(
-                _("Accepted range: {minimum} to {maximum} {unit}.").format(
-                    minimum=variable.minimum, maximum=variable.maximum, unit=variable.unit or ""
-                )
-            )
-        if variable.type != "numeric" and variable.allowed:
-            parts.append(_("Accepted values: {values}.").format(values=", ".join(variable.allowed)))
-        if variable.required:
-            parts.append(_("Needed by the full model; without it the image-only model is used."))
-        return "\n".join(parts)
-
-    def _createClinicalEditor(self, variable: Any) -> Any:
-        if variable.type == "numeric":
-            editor = qt.QDoubleSpinBox()
-            editor.decimals = 1
-            # The value just below the range shows "not given" (Qt's special value text idiom).
-            minimum = variable.minimum if variable.minimum is not None else NOT_GIVEN_NUMBER + 1.0
-            editor.minimum = minimum - 1.0
-            editor.maximum = variable.maximum if variable.maximum is not None else 1.0e6
-            editor.specialValueText = _("not given")
-            if variable.unit:
-                editor.suffix = " " + variable.unit
-            editor.connect("valueChanged(double)", lambda value, v=variable: self._onClinicalEdited(v))
-        else:
-            editor = qt.QComboBox()
-            editor.addItem(_("not given"))
-            for value in variable.allowed:
-                editor.addItem(value)
-            editor.connect("currentIndexChanged(int)", lambda index, v=variable: self._onClinicalEdited(v))
-        editor.toolTip = self._clinicalToolTip(variable)
-        return editor
-
-    def _editorValue(self, variable: Any, editor: Any) -> float | str | None:
-        if variable.type == "numeric":
-            return None if editor.value == editor.minimum else float(editor.value)
-        return None if editor.currentIndex <= 0 else variable.allowed[editor.currentIndex - 1]
-
-    def _onClinicalEdited(self, variable: Any) -> None:
-        if self._parameterNode is None or variable.name not in self._clinicalEditors:
-            return
-        _variable, editor = self._clinicalEditors[variable.name]
-        setClinicalValue(self._parameterNode, variable, self._editorValue(variable, editor))
-        self._checkCanApply()
-
-    def _syncClinicalEditors(self) -> None:
-        if self._parameterNode is None:
-            return
-        for variable, editor in self._clinicalEditors.values():
-            value = getClinicalValue(self._parameterNode, variable)
-            wasBlocked = editor.blockSignals(True)
-            if variable.type == "numeric":
-                editor.value = editor.minimum if value is None else float(value)
-            else:
-                allowed = list(variable.allowed)
-                editor.currentIndex = allowed.index(value) + 1 if value in allowed else 0
-            editor.blockSignals(wasBlocked)
-            editor.enabled = self._parameterNode.useClinical
+    def _onClinicalEdited(self, variable: Any, value: float | str | None) -> None:
+        if self._parameterNode is not None:
+            setClinicalValue(self._parameterNode, variable, value)
+            self._checkCanApply()
 
     # -- apply --------------------------------------------------------------------------------
 
@@ -754,6 +823,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         raise ValueError(self._bundleProblem or self.ui.bundleStatusLabel.text)
                 result = self.logic.predict(self._parameterNode, progress=self._onProgress)
                 self._showResult(result)
+                self._shownResultInputs = self._resultInputs()
                 self._displayedHeatmapState = None
                 self._updateHeatmapDisplay()
                 self.onShowTables()
@@ -817,24 +887,48 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if heatmap is None:
             return
         image = parameterNode.inputVolume
-        state = (
-            heatmap.GetID(),
-            image.GetID() if image else None,
-            parameterNode.showHeatmap,
-            parameterNode.heatmapOpacity,
-        )
+        # A heatmap computed on another image is never laid over this one.
+        matches = image is not None and heatmap.GetAttribute(HEATMAP_IMAGE_ATTRIBUTE) == image.GetID()
+        show = parameterNode.showHeatmap and matches
+        state = (heatmap.GetID(), image.GetID() if image else None, show, parameterNode.heatmapOpacity)
         if state == self._displayedHeatmapState:
             return
         self._displayedHeatmapState = state
         for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
             showsHeatmap = composite.GetForegroundVolumeID() == heatmap.GetID()
-            if parameterNode.showHeatmap:
-                if image is not None and not showsHeatmap:
+            if show:
+                if not showsHeatmap:
                     composite.SetBackgroundVolumeID(image.GetID())
                 composite.SetForegroundVolumeID(heatmap.GetID())
                 composite.SetForegroundOpacity(parameterNode.heatmapOpacity)
             elif showsHeatmap:
                 composite.SetForegroundVolumeID(None)
+
+    def _resultInputs(self) -> tuple:
+        parameterNode = self._parameterNode
+        volume, segmentation = parameterNode.inputVolume, parameterNode.segmentationNode
+        return (
+            volume.GetID() if volume else None,
+            segmentation.GetID() if segmentation else None,
+            parameterNode.segmentId,
+        )
+
+    def _clearStaleResults(self) -> None:
+        """Blank the results panel when the image or the lesion changed since they were computed."""
+        if self._shownResultInputs is None or self._shownResultInputs == self._resultInputs():
+            return
+        self._shownResultInputs = None
+        ui = self.ui
+        for label in (
+            ui.probabilityValueLabel,
+            ui.predictedLabelValueLabel,
+            ui.cutoffValueLabel,
+            ui.modelUsedValueLabel,
+            ui.stabilityValueLabel,
+        ):
+            label.text = "-"
+        self.ui.resultsTable.setRowCount(0)
+        self.ui.warningsLabel.text = _("The image or the lesion changed: press Apply for a new prediction.")
 
 
 #
@@ -908,6 +1002,10 @@ class DLRPredictorLogic(ScriptedLoadableModuleLogic):
             parameterNode.featuresTable = _nodeById(scene, result.features_table_node_id)
             parameterNode.predictionTable = _nodeById(scene, result.prediction_table_node_id)
             parameterNode.heatmapVolume = _nodeById(scene, result.heatmap_node_id)
+        if parameterNode.heatmapVolume is not None:
+            parameterNode.heatmapVolume.SetAttribute(
+                HEATMAP_IMAGE_ATTRIBUTE, parameterNode.inputVolume.GetID()
+            )
         return result
 
 
@@ -919,12 +1017,12 @@ def _nodeById(scene: Any, nodeId: str | None) -> Any:
 # DLRPredictorTest
 #
 
-# Columns of the features table, as the SlicerRadiomics module writes them.
-SLICER_RADIOMICS_COLUMNS = ("Label", "Input image type", "Feature Class", "Feature Name", "Value")
-
 
 class DLRPredictorTest(ScriptedLoadableModuleTest):
     """Self-test on the embedded synthetic phantom (no download, no real patient data)."""
+
+    # Columns of the features table, as the SlicerRadiomics module writes them.
+    SLICER_RADIOMICS_COLUMNS = ("Label", "Input image type", "Feature Class", "Feature Name", "Value")
 
     def setUp(self) -> None:
         """Start from an empty scene."""
@@ -934,37 +1032,34 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
         """Run all tests of this module."""
         self.setUp()
         self.test_DLRPredictorPhantom()
+        self.setUp()
+        self.test_DLRPredictorEmptyLesion()
 
-    def _loadPhantom(self) -> tuple[Any, Any, Any]:
-        from DLRPredictorLib import api
-
-        paths = api.phantom_sample_paths()
-        volume = slicer.util.loadVolume(str(paths["image"]))
-        labelmap = slicer.util.loadLabelVolume(str(paths["mask"]))
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "PhantomLesion")
-        slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
-        return volume, labelmap, segmentation
-
-    def test_DLRPredictorPhantom(self) -> None:
-        """Predict the phantom and check the probability, the features table and the heatmap."""
-        import numpy as np
-
-        self.delayDisplay("Loading the synthetic phantom")
-        volume, labelmap, segmentation = self._loadPhantom()
-        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+    def _skipWithoutEngines(self) -> bool:
         missing = [name for name in ("torch", "radiomics") if importlib.util.find_spec(name) is None]
         if missing:
             self.delayDisplay(
                 f"Skipping the prediction part: {', '.join(missing)} not installed "
                 "(install the PyTorch and SlicerRadiomics extensions to run it)."
             )
+        return bool(missing)
+
+    def test_DLRPredictorPhantom(self) -> None:
+        """Predict the phantom and check the probability, the features table and the heatmap."""
+        import numpy as np
+
+        self.delayDisplay("Loading the synthetic phantom")
+        volume, segmentation = loadPhantomSample()
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        segmentId = segmentation.GetSegmentation().GetNthSegmentID(0)
+        if self._skipWithoutEngines():
             return
 
         logic = DLRPredictorLogic()
         parameterNode = logic.getParameterNode()
         parameterNode.inputVolume = volume
         parameterNode.segmentationNode = segmentation
-        parameterNode.segmentId = segmentation.GetSegmentation().GetNthSegmentID(0)
+        parameterNode.segmentId = segmentId
         parameterNode.useClinical = False
         result = logic.predict(parameterNode)
 
@@ -975,7 +1070,7 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(features)
         self.assertGreater(features.GetNumberOfRows(), 0)
         columns = {features.GetColumnName(i) for i in range(features.GetNumberOfColumns())}
-        self.assertTrue(set(SLICER_RADIOMICS_COLUMNS) <= columns, f"columns: {sorted(columns)}")
+        self.assertTrue(set(self.SLICER_RADIOMICS_COLUMNS) <= columns, f"columns: {sorted(columns)}")
 
         heatmap = parameterNode.heatmapVolume
         self.assertIsNotNone(heatmap)
@@ -987,10 +1082,33 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
 
         # The hottest heatmap voxel lies inside the lesion's bounding box.
         heat = slicer.util.arrayFromVolume(heatmap)
-        lesion = np.argwhere(slicer.util.arrayFromVolume(labelmap) > 0)
+        lesion = np.argwhere(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume) > 0)
         hottest = np.unravel_index(int(np.argmax(heat)), heat.shape)
         self.assertTrue(
             np.all(lesion.min(axis=0) <= hottest) and np.all(np.array(hottest) <= lesion.max(axis=0)),
             f"hottest voxel {hottest} outside the lesion box {lesion.min(axis=0)}-{lesion.max(axis=0)}",
         )
+        self.delayDisplay("Test passed")
+
+    def test_DLRPredictorEmptyLesion(self) -> None:
+        """An empty lesion segment is refused with a typed error and leaves the scene as it was."""
+        from DLRPredictorLib.errors import InputError
+
+        volume, _segmentation = loadPhantomSample()
+        empty = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "EmptyLesion")
+        empty.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        segmentId = empty.GetSegmentation().AddEmptySegment("Lesion")
+        if self._skipWithoutEngines():
+            return
+        logic = DLRPredictorLogic()
+        parameterNode = logic.getParameterNode()
+        parameterNode.inputVolume = volume
+        parameterNode.segmentationNode = empty
+        parameterNode.segmentId = segmentId
+        parameterNode.useClinical = False
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(InputError):
+            logic.predict(parameterNode)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.assertIsNone(parameterNode.heatmapVolume)
         self.delayDisplay("Test passed")

@@ -247,6 +247,7 @@ def predict_manifest(
     scenes_dir: Path | None = None,
     stability: bool = False,
     show_progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Predict every row of a manifest into a results CSV (resuming a previous run).
 
@@ -258,6 +259,7 @@ def predict_manifest(
         scenes_dir: when given, one .mrb scene per case is written there.
         stability: also re-predict on eroded/dilated contours and report the spread.
         show_progress: draw a progress bar on stderr.
+        warn: receives manifest warnings (unknown columns); default: stderr.
 
     Returns:
         Counts of the run.
@@ -272,7 +274,12 @@ def predict_manifest(
     if jobs < 1:
         raise ManifestError("--jobs must be at least 1")
     pred = predictor.load_predictor(bundle_path)  # verify the bundle once, before any work
-    rows = manifest_mod.read_manifest(manifest_path, clinical_names=[v.name for v in pred.clinical_variables])
+    rows = manifest_mod.read_manifest(
+        manifest_path,
+        clinical_names=[v.name for v in pred.clinical_variables],
+        label_values={pred.positive_class: 1, pred.negative_class: 0},
+        warn=warn or (lambda line: print(f"warning: {line}", file=sys.stderr)),
+    )
     columns = predictor.result_columns(pred)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

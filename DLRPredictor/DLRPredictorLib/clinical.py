@@ -335,6 +335,11 @@ def _design(X: Any, names: Sequence[str], n: int) -> np.ndarray:
     return M
 
 
+def _safe_exp(x: float) -> float:
+    """exp() that gives inf instead of raising for the huge CIs of (quasi-)separated fits."""
+    return math.exp(x) if x < 700 else math.inf
+
+
 def _rows(fit: _LogitFit, names: Sequence[str], n: int, skip_const: bool = True) -> list[dict[str, Any]]:
     start = 1 if skip_const else 0
     rows = []
@@ -344,9 +349,9 @@ def _rows(fit: _LogitFit, names: Sequence[str], n: int, skip_const: bool = True)
                 "predictor": name,
                 "coef": fit.params[j],
                 "se": fit.bse[j],
-                "odds_ratio": math.exp(fit.params[j]),
-                "ci_lower": math.exp(fit.ci[j, 0]),
-                "ci_upper": math.exp(fit.ci[j, 1]),
+                "odds_ratio": _safe_exp(fit.params[j]),
+                "ci_lower": _safe_exp(fit.ci[j, 0]),
+                "ci_upper": _safe_exp(fit.ci[j, 1]),
                 "p_value": fit.pvalues[j],
                 "n": n,
                 "note": fit.note,

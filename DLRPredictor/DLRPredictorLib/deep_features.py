@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 MIN_CROP_SIZE = 32  # a ResNet downsamples 32-fold; smaller inputs leave layer4 empty
+RESNET_STRIDE = 32  # input pixels per layer4 cell
 WEIGHTS_FORMAT = "dlrpredictor-resnet-v1"
 
 CropBox = tuple[int, int, int, int]
@@ -484,8 +485,9 @@ class DeepModel:
 
         Grad-CAM is taken on layer4 (the last convolutional block): channel weights are the
         spatial mean of d logit[target] / d activation; the map is ReLU(sum of weighted
-        activations), upsampled bilinearly to the crop size and min-max scaled to [0, 1] (as in
-        the reference Grad-CAM code). The backward pass stops at layer4, so it costs a small
+        activations), upsampled bilinearly to the crop size (each layer4 cell centred on the
+        input pixel its receptive field is centred on) and min-max scaled to [0, 1] (as in the
+        reference Grad-CAM code). The backward pass stops at layer4, so it costs a small
         fraction of the forward pass.
 
         Args:
@@ -500,7 +502,6 @@ class DeepModel:
             InputError: wrong shape, non-finite values or target class out of range.
         """
         import torch
-        import torch.nn.functional as F
 
         if not 0 <= int(target_class) < self.num_classes:
             raise InputError(f"target_class must be in 0..{self.num_classes - 1}, got {target_class}")
@@ -515,10 +516,37 @@ class DeepModel:
         with torch.no_grad():
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = torch.relu((weights * act.detach()).sum(dim=1, keepdim=True))
-            cam = F.interpolate(cam, size=arr.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+            cam = _upsample_to_input(cam[0, 0], arr.shape[2], arr.shape[3])
             cam = _minmax(cam)
             prob = float(torch.softmax(logits.detach().double(), dim=1)[0, 1])
         return pooled.detach()[0].numpy().astype(np.float32), cam.numpy().astype(np.float32), prob
+
+
+def _interp_matrix(n_out: int, n_cells: int) -> torch.Tensor:
+    """(n_out, n_cells) linear interpolation weights with cell j centred on pixel 32 * j."""
+    import torch
+
+    pos = torch.clamp(torch.arange(n_out, dtype=torch.float64) / RESNET_STRIDE, 0.0, n_cells - 1.0)
+    low = torch.floor(pos).long()
+    high = torch.clamp(low + 1, max=n_cells - 1)
+    frac = pos - low
+    weights = torch.zeros(n_out, n_cells, dtype=torch.float64)
+    weights[torch.arange(n_out), low] += 1.0 - frac
+    weights[torch.arange(n_out), high] += frac
+    return weights
+
+
+def _upsample_to_input(cam: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Bilinear upsampling of a layer4 map to the input grid, aligned with the network.
+
+    In a torchvision ResNet every stride-2 stage keeps output j centred on input 2j, so layer4
+    cell j is centred on input pixel 32j. A plain resize would centre it on 32j + 15.5 and shift
+    the heatmap by half a cell towards the bottom right; this places each cell where its
+    receptive field is centred and holds the edge values beyond the outermost centres.
+    """
+    wr = _interp_matrix(rows, cam.shape[0])
+    wc = _interp_matrix(cols, cam.shape[1])
+    return (wr @ cam.double() @ wc.T).float()
 
 
 def _minmax(cam: torch.Tensor) -> torch.Tensor:

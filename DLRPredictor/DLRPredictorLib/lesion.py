@@ -242,6 +242,10 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
 def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = None) -> np.ndarray:
     """Read a lesion mask onto the grid of ``reference``.
 
+    A mask of the image's size is taken voxel for voxel (pictures have no geometry). A labelmap or
+    segmentation of another size, e.g. a segmentation saved cropped to the lesion, is placed on the
+    image grid by its origin when its spacing and axes match the image's.
+
     Args:
         path: mask picture, labelmap (NRRD/NIfTI/MetaImage) or Slicer ``.seg.nrrd`` file.
         reference: the image the lesion was drawn on.
@@ -270,9 +274,23 @@ def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = No
         raise LesionError(f"mask '{path}': {exc}") from exc
 
 
-def _bbox(mask2d: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(mask2d.any(axis=1))
-    cols = np.flatnonzero(mask2d.any(axis=0))
+def bounding_box(mask2d: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of the non-zero pixels of a 2D mask.
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+
+    Returns:
+        (row0, row1, col0, col1), end-exclusive.
+
+    Raises:
+        LesionError: the mask is empty.
+    """
+    binary = np.asarray(mask2d) != 0
+    rows = np.flatnonzero(binary.any(axis=1))
+    cols = np.flatnonzero(binary.any(axis=0))
+    if rows.size == 0:
+        raise LesionError("the lesion mask is empty: paint the lesion in the Segment Editor")
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
@@ -322,7 +340,7 @@ def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") 
         warnings.append(
             f"the lesion mask has {count} separate parts{where}; only the largest ({npx} pixels) is used"
         )
-    row0, row1, col0, col1 = _bbox(kept)
+    row0, row1, col0, col1 = bounding_box(kept)
     height, width = row1 - row0, col1 - col0
     if npx < MIN_LESION_PIXELS or min(height, width) < MIN_LESION_EXTENT:
         raise LesionError(

@@ -418,6 +418,8 @@ class DeepFeatureReducer:
         Raises:
             ConfigError: for a non-positive count or a fraction outside (0, 1).
         """
+        if isinstance(n_components, float) and n_components >= 1.0 and n_components.is_integer():
+            n_components = int(n_components)  # a YAML "20.0" means 20 components
         if isinstance(n_components, bool) or not (
             (isinstance(n_components, int) and n_components >= 1)
             or (isinstance(n_components, float) and 0.0 < n_components < 1.0)
@@ -577,7 +579,9 @@ def out_of_fold_proba(
 def _member_oof(
     members: Sequence[Signature], X: pd.DataFrame, y: np.ndarray, groups: Any, *, cv: int, seed: int
 ) -> np.ndarray:
-    return np.column_stack([out_of_fold_proba(m.clone, X, y, groups, cv=cv, seed=seed).proba for m in members])
+    return np.column_stack(
+        [out_of_fold_proba(m.clone, X, y, groups, cv=cv, seed=seed).proba for m in members]
+    )
 
 
 class EnsembleFusion:
@@ -590,6 +594,7 @@ class EnsembleFusion:
     def __init__(
         self,
         members: Sequence[Signature],
+        *,
         temperature: float = 0.1,
         cv: int = 5,
         seed: int = 0,
@@ -661,7 +666,13 @@ class EnsembleFusion:
         if spec.get("kind") != "EnsembleFusion":
             raise ConfigError(f"not an ensemble fusion spec (kind={spec.get('kind')!r})")
         _check_members(spec, members)
-        ens = cls(members, spec["temperature"], int(spec["cv"]), int(spec["seed"]), spec["name"])
+        ens = cls(
+            members,
+            temperature=spec["temperature"],
+            cv=int(spec["cv"]),
+            seed=int(spec["seed"]),
+            name=spec["name"],
+        )
         ens.accuracies = np.asarray(spec["accuracies"], dtype=float)
         ens.weights = np.asarray(spec["weights"], dtype=float)
         return ens
@@ -673,6 +684,7 @@ class StackingFusion:
     def __init__(
         self,
         members: Sequence[Signature],
+        *,
         cv: int = 5,
         seed: int = 0,
         meta_c: float = 1.0,
@@ -744,7 +756,13 @@ class StackingFusion:
         if spec.get("kind") != "StackingFusion":
             raise ConfigError(f"not a stacking fusion spec (kind={spec.get('kind')!r})")
         _check_members(spec, members)
-        st = cls(members, int(spec["cv"]), int(spec["seed"]), float(spec["meta_c"]), spec["name"])
+        st = cls(
+            members,
+            cv=int(spec["cv"]),
+            seed=int(spec["seed"]),
+            meta_c=float(spec["meta_c"]),
+            name=spec["name"],
+        )
         st.coef = np.asarray(spec["coef"], dtype=float)
         st.intercept = float(spec["intercept"])
         return st

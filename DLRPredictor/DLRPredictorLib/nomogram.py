@@ -148,6 +148,7 @@ class Nomogram:
         intercept: float,
         ranges: Mapping[str, Any],
         names: Sequence[str],
+        *,
         points_max: float = 100.0,
         labels: Mapping[str, str] | None = None,
         onehot: Mapping[str, Mapping[str, str | None]] | None = None,
@@ -265,7 +266,9 @@ class Nomogram:
         missing = [n for n in model.names if n not in covered]
         if missing:
             raise ConfigError(f"combined model column(s) {missing} are not encodings of the given variables")
-        return cls.from_logistic(coefs, model.intercept, rng, names, points_max, labels, onehot)
+        return cls.from_logistic(
+            coefs, model.intercept, rng, names, points_max=points_max, labels=labels, onehot=onehot
+        )
 
     def points(self, values: Mapping[str, Any]) -> dict[str, float]:
         """Points of each predictor for one case.

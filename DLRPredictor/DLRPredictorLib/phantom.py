@@ -132,17 +132,19 @@ def _write(array2d: np.ndarray, spacing_mm: float, nrrd: Path, png: Path, png_sc
 def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     """Write phantom cases and a cohort manifest for ``dlrpredictor demo`` and tests.
 
-    Three cases (seeds ``seed``, ``seed + 1``, ``seed + 2``) are written to
-    ``folder/phantom_<seed>/`` as image.nrrd (with spacing), image.png, mask.nrrd (labelmap 0/1)
-    and mask.png (0/255). ``manifest.csv`` lists them with columns case_id, image, mask, spacing_mm, age,
-    birads; the cases use NRRD, PNG and mixed inputs so that every reader path is exercised.
+    The first case (seed ``seed``) is written to ``folder`` itself as image.nrrd (with spacing),
+    image.png, mask.nrrd (labelmap 0/1) and mask.png (0/255); two more cases (seeds ``seed + 1``,
+    ``seed + 2``) go to ``folder/phantom_<seed>/`` with the same file names. ``manifest.csv`` lists
+    the three with columns case_id, image, mask, spacing_mm, age, birads (paths relative to the
+    manifest); the rows use NRRD, PNG and mixed inputs so that every reader path is exercised.
 
     Args:
         folder: output folder (created if needed).
         seed: seed of the first case.
 
     Returns:
-        Paths: "manifest", and "image_nrrd", "image_png", "mask_nrrd", "mask_png" of the first case.
+        Paths: "manifest"; for the first case "image" and "mask" (the NRRD files), and
+        "image_nrrd", "image_png", "mask_nrrd", "mask_png".
     """
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     first: dict[str, Path] = {}
     for index in range(PHANTOM_CASES):
         case_seed = seed + index
-        case_dir = root / f"phantom_{case_seed}"
+        case_dir = root if index == 0 else root / f"phantom_{case_seed}"
         case_dir.mkdir(exist_ok=True)
         volume, mask = make_phantom(case_seed, spacing_mm=spacing_mm)
         paths = {
@@ -162,11 +164,7 @@ def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
         }
         _write(volume.array[0], spacing_mm, paths["image_nrrd"], paths["image_png"])
         _write(mask[0], spacing_mm, paths["mask_nrrd"], paths["mask_png"], png_scale=255)
-        image_key, mask_key = (
-            ("image_nrrd", "mask_nrrd"),
-            ("image_png", "mask_png"),
-            ("image_nrrd", "mask_png"),
-        )[index % 3]
+        image_key, mask_key = _INPUT_KINDS[index % len(_INPUT_KINDS)]
         rows.append(
             {
                 "case_id": f"phantom_{case_seed}",
@@ -178,12 +176,10 @@ def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
             }
         )
         if index == 0:
-            first = paths
+            first = {"image": paths["image_nrrd"], "mask": paths["mask_nrrd"], **paths}
     manifest = root / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["case_id", "image", "mask", "spacing_mm", "age", "birads"]
-        )
+        writer = csv.DictWriter(handle, fieldnames=_MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return {"manifest": manifest, **first}

@@ -335,6 +335,11 @@ class _Classifier:
         self.classes = classes
         self.feature_names: tuple[str, ...] | None = None
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """The class labels in column order, named as scikit-learn names them."""
+        return np.asarray(self.classes)
+
     def _check(self, X: ArrayLike) -> np.ndarray:
         return _as_features(X, self.n_features_in, self.feature_names, self.kind)
 
@@ -419,7 +424,17 @@ class SafeLogisticRegression(_Classifier):
         self.coef, self.intercept = coef, intercept
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """sklearn's ``decision_function`` (the linear predictor); see :meth:`decision_logit`."""
+        """sklearn's ``decision_function``: the linear predictor, equal to :meth:`decision_logit`.
+
+        Args:
+            X: feature table, shape (n, n_features_in).
+
+        Returns:
+            Array (n,).
+
+        Raises:
+            InputError: wrong columns, non-numeric or non-finite values.
+        """
         return self._logit(self._check(X))
 
     def _logit(self, X: np.ndarray) -> np.ndarray:
@@ -469,12 +484,15 @@ def _libsvm_pairwise_coupling(r01: np.ndarray) -> np.ndarray:
 
 
 class SafeSVC(_Classifier):
-    """Binary SVC (linear / RBF kernel) with libsvm's Platt scaling, reproduced exactly.
+    """Binary SVC (linear / RBF kernel) with libsvm's probability output, reproduced exactly.
 
     ``decision_function`` is sklearn's (``K(x, SV) @ dual_coef + intercept``, positive towards
-    ``classes[1]``). libsvm's own decision value is its negation, and its Platt probability of
-    ``classes[0]`` is ``1 / (1 + exp(A * dec + B))`` clipped to [1e-7, 1 - 1e-7]; hence the log-odds
-    of ``classes[1]`` is ``-A * decision_function + B`` (returned unclipped by ``decision_logit``).
+    ``classes[1]``). libsvm's own decision value is its negation; its Platt probability of
+    ``classes[0]`` is ``1 / (1 + exp(A * dec + B))`` clipped to [1e-7, 1 - 1e-7] (A, B: sklearn's
+    ``probA_``, ``probB_``), so the Platt log-odds of ``classes[1]`` is ``-A * decision_function + B``:
+    that is ``decision_logit`` (linear in x for the linear kernel, hence exact contributions).
+    ``predict_proba`` then goes through libsvm's pairwise-coupling solver, which stops within about
+    0.005 of the Platt probability; ``expit(decision_logit)`` differs from it by that much.
     """
 
     kind = "svc"
@@ -497,7 +515,17 @@ class SafeSVC(_Classifier):
         self.contribution_scale = "logit" if kernel == "linear" else None
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """sklearn's SVC ``decision_function`` (signed distance, positive towards ``classes[1]``)."""
+        """sklearn's SVC ``decision_function``.
+
+        Args:
+            X: feature table, shape (n, n_features_in).
+
+        Returns:
+            Array (n,): the signed distance to the margin, positive towards ``classes[1]``.
+
+        Raises:
+            InputError: wrong columns, non-numeric or non-finite values.
+        """
         return self._response(self._check(X))
 
     def _response(self, X: np.ndarray) -> np.ndarray:
@@ -573,6 +601,8 @@ class SafeForest(_Classifier):
     def _walk(self, X: np.ndarray, contrib: np.ndarray | None = None) -> np.ndarray:
         """Leaf index per (tree, case); adds Saabas steps of the class-1 value to ``contrib``."""
         X32 = X.astype(np.float32)
+        if not np.isfinite(X32).all():  # sklearn refuses values beyond float32 as well
+            raise InputError(f"The {self.kind} model got feature values too large for float32 (> 3.4e38).")
         n = X.shape[0]
         node = np.repeat(self.roots, n)
         case = np.tile(np.arange(n), self.n_trees)
@@ -1113,6 +1143,8 @@ def _dump_xgboost(d: _Dump, est: Any, prefix: str, spec: dict[str, Any], _: bool
     spec["kind"] = "xgboost"
     spec["classes"] = _binary_classes(est)
     booster = est.get_booster()
+    if "c" in (booster.feature_types or []):
+        raise ConfigError("XGBClassifier with categorical features cannot be stored; encode them as numbers.")
     objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
     if objective != "binary:logistic":
         raise ConfigError(

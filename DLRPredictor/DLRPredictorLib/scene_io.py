@@ -41,7 +41,8 @@ import numpy as np
 from .case import ImageVolume
 from .errors import DLRError, InputError, LesionError
 
-FEATURE_COLUMNS: tuple[str, str, str, str] = ("Image type", "Feature Class", "Feature Name", "Value")
+# Exactly SlicerRadiomics' exportToTable columns, so tables from both modules read alike.
+FEATURE_COLUMNS: tuple[str, ...] = ("Label", "Input image type", "Feature Class", "Feature Name", "Value")
 KEY_VALUE_COLUMNS: tuple[str, str] = ("Name", "Value")
 PROVENANCE_ATTRIBUTE_PREFIX = "DLRPredictor.provenance."
 TABLE_KIND_ATTRIBUTE = "DLRPredictor.table"
@@ -433,6 +434,7 @@ def write_features_table(
     provenance: dict[str, str],
     name: str,
     node: Any = None,
+    label: str = "Lesion",
 ) -> Any:
     """Create or update the features table (SlicerRadiomics layout, provenance as attributes).
 
@@ -444,12 +446,13 @@ def write_features_table(
             (previous provenance attributes are removed).
         name: node name; an existing table of that name is updated.
         node: an explicit table node to update instead.
+        label: the "Label" column (the lesion segment's name), as SlicerRadiomics writes it.
 
     Returns:
         The vtkMRMLTableNode.
     """
     node = node if node is not None else get_or_create_node(scene, "vtkMRMLTableNode", name)
-    text_rows = [(str(t), str(c), str(f), format_value(v)) for t, c, f, v in rows]
+    text_rows = [(str(label), str(t), str(c), str(f), format_value(v)) for t, c, f, v in rows]
     _fill_table(node, FEATURE_COLUMNS, text_rows)
     for attribute in list(node.GetAttributeNames() or ()):
         if attribute.startswith(PROVENANCE_ATTRIBUTE_PREFIX):
@@ -471,10 +474,10 @@ def read_features_table(node: Any) -> list[tuple[str, str, str, float]]:
     """
     return [
         (
-            node.GetCellText(r, 0),
             node.GetCellText(r, 1),
             node.GetCellText(r, 2),
-            float(node.GetCellText(r, 3)),
+            node.GetCellText(r, 3),
+            float(node.GetCellText(r, 4)),
         )
         for r in range(node.GetNumberOfRows())
     ]

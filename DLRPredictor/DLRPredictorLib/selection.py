@@ -183,7 +183,7 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
         cols = list(map(str, X.columns))
         frame = X
     else:
-        arr = np.asarray(X, dtype=float)
+        arr = _to_float(X)
         if arr.ndim != 2:
             raise InputError(f"features must be a 2D table (cases x features), got shape {arr.shape}")
         if names is None:
@@ -209,7 +209,7 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
                 f"{len(missing)} feature(s) required by the model are missing, e.g. {missing[:3]}; "
                 "compute features with the same parameter file as the model"
             )
-        out = frame[list(wanted)].to_numpy(dtype=float)
+        out = _to_float(frame[list(wanted)])
     bad = ~np.isfinite(out)
     if bad.any():
         col = int(np.argwhere(bad)[0][1])
@@ -218,6 +218,15 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
             "infinite values; recompute the features or remove the case"
         )
     return out
+
+
+def _to_float(X: Any) -> np.ndarray:
+    try:
+        return np.asarray(X, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(
+            "feature table has non-numeric values; features must be numbers (check the CSV columns)"
+        ) from None
 
 
 def _univariate_p(Z: np.ndarray, y: np.ndarray, test: str) -> np.ndarray:

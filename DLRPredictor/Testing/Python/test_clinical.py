@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import statsmodels.api as sm
-from scipy.special import expit, logit
-
 from DLRPredictorLib.clinical import (
     ClinicalVariable,
     CombinedModel,
@@ -20,6 +18,7 @@ from DLRPredictorLib.clinical import (
     univariable_logistic,
 )
 from DLRPredictorLib.errors import ClinicalValueError, ConfigError, InputError
+from scipy.special import expit, logit
 
 AGE = ClinicalVariable("age", "numeric", unit="years", minimum=10, maximum=110)
 BIRADS = ClinicalVariable(

@@ -7,10 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import softmax
-from sklearn.decomposition import PCA
-from sklearn.metrics import roc_auc_score
-
 from DLRPredictorLib.errors import ConfigError, InputError
 from DLRPredictorLib.modeling import (
     CLASSIFIERS,
@@ -25,6 +21,9 @@ from DLRPredictorLib.modeling import (
     out_of_fold_proba,
 )
 from DLRPredictorLib.selection import SelectionConfig
+from scipy.special import softmax
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
 
 FAST = SelectionConfig(lasso_cs=5, cv=3, max_features=5)
 RAD = [f"rad{i}" for i in range(8)]  # rad0, rad1 carry the signal
@@ -86,7 +85,7 @@ def test_signature_uses_its_columns_and_round_trips(
     table: tuple[pd.DataFrame, np.ndarray, np.ndarray],
 ) -> None:
     X, y, groups = table
-    sig = Signature("Rad", RAD, "lr", FAST, cv=3, seed=1).fit(X, y, groups)
+    sig = Signature("Rad", RAD, "lr", selection=FAST, cv=3, seed=1).fit(X, y, groups)
     assert set(sig.selected_features) <= set(RAD)
     assert {"rad0", "rad1"} & set(sig.selected_features)
     p = sig.predict_proba(X)
@@ -104,8 +103,8 @@ def test_signature_uses_its_columns_and_round_trips(
 
 def test_signature_is_deterministic(table: tuple[pd.DataFrame, np.ndarray, np.ndarray]) -> None:
     X, y, groups = table
-    a = Signature("Rad", RAD, "rf", FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
-    b = Signature("Rad", RAD, "rf", FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
+    a = Signature("Rad", RAD, "rf", selection=FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
+    b = Signature("Rad", RAD, "rf", selection=FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
     np.testing.assert_array_equal(a, b)
 
 
@@ -131,6 +130,7 @@ def test_deep_feature_reducer() -> None:
     np.testing.assert_array_equal(again.transform(X[30:]), red.transform(X[30:]))
     assert list(red.transform_frame(X[30:]).columns) == red.names
     assert len(DeepFeatureReducer(4).fit(X).names) == 4
+    assert len(DeepFeatureReducer(3.0).fit(X).names) == 3  # YAML "3.0" means 3 components
     with pytest.raises(InputError, match="expects 21"):
         red.transform(X[:, :5])
     with pytest.raises(ConfigError):
@@ -139,7 +139,9 @@ def test_deep_feature_reducer() -> None:
 
 def test_out_of_fold_never_leaks_a_patient(table: tuple[pd.DataFrame, np.ndarray, np.ndarray]) -> None:
     X, y, groups = table
-    oof = out_of_fold_proba(lambda: Signature("Rad", RAD, "lr", FAST, cv=3), X, y, groups, cv=4, seed=0)
+    oof = out_of_fold_proba(
+        lambda: Signature("Rad", RAD, "lr", selection=FAST, cv=3), X, y, groups, cv=4, seed=0
+    )
     assert not np.isnan(oof.proba).any()
     assert sorted(set(oof.fold.tolist())) == [0, 1, 2, 3]
     for k in range(4):
@@ -153,13 +155,16 @@ def test_ensemble_weights_favour_accurate_member(
     table: tuple[pd.DataFrame, np.ndarray, np.ndarray],
 ) -> None:
     X, y, groups = table
-    good = Signature("Rad", RAD[:2], "lr", FAST, cv=3)
-    bad = Signature("DL", DL, "lr", FAST, cv=3)
+    good = Signature("Rad", RAD[:2], "lr", selection=FAST, cv=3)
+    bad = Signature("DL", DL, "lr", selection=FAST, cv=3)
     ens = EnsembleFusion([good, bad], temperature=0.1, cv=3, seed=0).fit(X, y, groups)
     assert ens.weights.sum() == pytest.approx(1.0)
     assert ens.weights[0] > ens.weights[1]
     # Weights recomputed here from out-of-fold predictions of the same folds.
-    acc = [np.mean((out_of_fold_proba(m.clone, X, y, groups, 3, 0).proba >= 0.5) == y) for m in (good, bad)]
+    acc = [
+        np.mean((out_of_fold_proba(m.clone, X, y, groups, cv=3, seed=0).proba >= 0.5) == y)
+        for m in (good, bad)
+    ]
     np.testing.assert_allclose(ens.accuracies, acc)
     np.testing.assert_allclose(ens.weights, softmax(np.array(acc) / 0.1))
     members = np.column_stack([m.predict_proba(X) for m in ens.members])
@@ -175,7 +180,10 @@ def test_stacking_uses_out_of_fold_probabilities(
     table: tuple[pd.DataFrame, np.ndarray, np.ndarray],
 ) -> None:
     X, y, groups = table
-    members = [Signature("Rad", RAD, "lr", FAST, cv=3), Signature("DL", DL, "knn", FAST, cv=3)]
+    members = [
+        Signature("Rad", RAD, "lr", selection=FAST, cv=3),
+        Signature("DL", DL, "knn", selection=FAST, cv=3),
+    ]
     st = StackingFusion(members, cv=3, seed=5).fit(X, y, groups)
     assert st.oof is not None
     for i, m in enumerate(members):

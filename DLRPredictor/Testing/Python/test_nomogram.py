@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.special import expit, logit
-
 from DLRPredictorLib.clinical import ClinicalVariable, CombinedModel, clinical_feature_names, encode_clinical
 from DLRPredictorLib.errors import ClinicalValueError, ConfigError
 from DLRPredictorLib.nomogram import Nomogram
+from scipy.special import expit, logit
 
 AGE = ClinicalVariable("age", "numeric", unit="years", minimum=10, maximum=110)
 BIRADS_ORD = ClinicalVariable("birads", "categorical", allowed=("3", "4a", "4b", "4c", "5"), label="BI-RADS")

@@ -243,18 +243,20 @@ def test_features_table_has_the_slicerradiomics_layout_and_exact_values(scene):
         scene, FEATURE_ROWS, {"bundle_id": "dlr-default 1.0", "pyradiomics": "3.1.4"}, "features"
     )
     assert [node.GetColumnName(c) for c in range(node.GetNumberOfColumns())] == [
-        "Image type",
+        "Label",
+        "Input image type",
         "Feature Class",
         "Feature Name",
         "Value",
     ]
     assert node.GetNumberOfRows() == 3
-    assert (node.GetCellText(1, 0), node.GetCellText(1, 1), node.GetCellText(1, 2)) == (
+    assert (node.GetCellText(1, 0), node.GetCellText(1, 1), node.GetCellText(1, 2), node.GetCellText(1, 3)) == (
+        "Lesion",
         "original",
         "firstorder",
         "Mean",
     )
-    assert [float(node.GetCellText(r, 3)) for r in range(3)] == [row[3] for row in FEATURE_ROWS]
+    assert [float(node.GetCellText(r, 4)) for r in range(3)] == [row[3] for row in FEATURE_ROWS]
     assert scene_io.read_features_table(node) == FEATURE_ROWS
     assert node.GetAttribute("DLRPredictor.provenance.bundle_id") == "dlr-default 1.0"
     assert scene_io.read_provenance(node) == {"bundle_id": "dlr-default 1.0", "pyradiomics": "3.1.4"}

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from DLRPredictorLib.errors import ConfigError, InputError
+from DLRPredictorLib.selection import FeatureSelector, SelectionConfig, stratified_folds
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-
-from DLRPredictorLib.errors import ConfigError, InputError
-from DLRPredictorLib.selection import FeatureSelector, SelectionConfig, stratified_folds
 
 INFORMATIVE = [f"inf{i}" for i in range(5)]
 BETA = np.array([1.5, -1.2, 1.0, 1.0, -0.8])
@@ -210,6 +209,9 @@ def test_errors() -> None:
         SelectionConfig.from_dict({"alpah": 0.1})
     with pytest.raises(InputError, match="not fitted"):
         FeatureSelector().transform(X)
+    text = pd.DataFrame({"a": ["1", "x"] * 10, "b": np.arange(20.0)})
+    with pytest.raises(InputError, match="non-numeric"):
+        FeatureSelector().fit(text, np.r_[np.zeros(10), np.ones(10)])
 
 
 def test_group_folds_keep_patients_whole() -> None:

@@ -1,0 +1,207 @@
+"""Import discipline of the Slicer module and of the logic API, and the module's requirements.
+
+(a) DLRPredictor.py is parsed with ast: at import time (module level, class bodies) it may import
+    only the standard library and what Slicer's Python provides (slicer, qt, ctk, vtk); inside
+    functions also DLRPredictorLib and a few named Slicer modules; torch and pyradiomics never.
+(b) In a fresh interpreter in which ``import torch`` and ``import radiomics`` fail,
+    ``import DLRPredictorLib.api`` succeeds and loads neither MRML (``slicer``) nor Qt.
+(c) Resources/requirements.txt parses, bounds every package, and this environment satisfies it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[2]
+MODULE_PATH = MODULE_DIR / "DLRPredictor.py"
+API_PATH = MODULE_DIR / "DLRPredictorLib" / "api.py"
+REQUIREMENTS_PATH = MODULE_DIR / "Resources" / "requirements.txt"
+
+SLICER_PYTHON = {"slicer", "qt", "ctk", "vtk"}
+# Imported inside functions only: the engine, Slicer's own scripted modules and extensions'
+# modules (SampleData, PyTorchUtils), and packages Slicer's Python always has.
+FUNCTION_LEVEL = SLICER_PYTHON | {"DLRPredictorLib", "SampleData", "PyTorchUtils", "numpy", "packaging"}
+NEVER = {"torch", "torchvision", "radiomics"}
+# Provided by the PyTorch and SlicerRadiomics extensions, or by Slicer itself: never pip-installed.
+NOT_IN_REQUIREMENTS = {
+    "torch",
+    "torchvision",
+    "pyradiomics",
+    "pyradiomics-bhklab",
+    "simpleitk",
+    "numpy",
+    "vtk",
+}
+NEEDED_IN_SLICER = {
+    "safetensors",
+    "scikit-learn",
+    "lightgbm",
+    "statsmodels",
+    "pyyaml",
+    "jsonschema",
+    "pydicom",
+}
+
+
+def _imports(tree: ast.Module) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(module-level imports, function-level imports) as (top-level package, line) pairs."""
+    top: list[tuple[str, int]] = []
+    inner: list[tuple[str, int]] = []
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name.split(".")[0] for alias in node.names]
+        if isinstance(node, ast.ImportFrom):
+            return ["." if node.level else (node.module or "").split(".")[0]]
+        return []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            found = [(name, child.lineno) for name in names(child)]
+            (inner if in_function else top).extend(found)
+            visit(
+                child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            )
+
+    visit(tree, False)
+    return top, inner
+
+
+def _tree() -> ast.Module:
+    return ast.parse(MODULE_PATH.read_text(encoding="utf-8"), filename=str(MODULE_PATH))
+
+
+def test_import_scanner_separates_levels():
+    tree = ast.parse(
+        "import os\nfrom slicer.util import x\nclass A:\n    import qt\n"
+        "def f():\n    import torch\n    from DLRPredictorLib import api\n"
+    )
+    top, inner = _imports(tree)
+    assert top == [("os", 1), ("slicer", 2), ("qt", 4)]
+    assert inner == [("torch", 6), ("DLRPredictorLib", 7)]
+
+
+def test_module_level_imports_are_stdlib_or_slicer():
+    top, _inner = _imports(_tree())
+    allowed = set(sys.stdlib_module_names) | SLICER_PYTHON
+    bad = [(name, line) for name, line in top if name not in allowed]
+    assert not bad, f"DLRPredictor.py imports at load time beyond stdlib/slicer/qt/ctk/vtk: {bad}"
+    assert not any(name == "DLRPredictorLib" for name, _ in top), "DLRPredictorLib must be imported lazily"
+
+
+def test_function_level_imports_are_known():
+    _top, inner = _imports(_tree())
+    allowed = set(sys.stdlib_module_names) | FUNCTION_LEVEL
+    bad = [(name, line) for name, line in inner if name not in allowed]
+    assert not bad, f"unexpected imports inside functions of DLRPredictor.py: {bad}"
+
+
+def test_torch_and_radiomics_are_never_imported_by_the_module():
+    top, inner = _imports(_tree())
+    bad = [(name, line) for name, line in top + inner if name in NEVER]
+    assert not bad, f"DLRPredictor.py imports {bad}: that work belongs in DLRPredictorLib"
+
+
+def test_phantom_is_not_written_at_import():
+    """phantom_sample_paths() runs on first use (start-up completed, self-test), not at import."""
+    tree = _tree()
+    calls_at_import = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Call) and "phantom" in ast.unparse(child.func):
+                calls_at_import.append(child.lineno)
+            visit(child)
+
+    visit(tree)
+    assert not calls_at_import, f"phantom written at import time (lines {calls_at_import})"
+    source = MODULE_PATH.read_text(encoding="utf-8")
+    assert "phantom_sample_paths" in source, "the phantom is not offered as sample data"
+    assert '"startupCompleted()"' in source, "sample data must be registered after application start-up"
+
+
+_API_PROBE = r"""
+import json, sys
+sys.modules["torch"] = None        # any "import torch" now raises ImportError
+sys.modules["torchvision"] = None
+sys.modules["radiomics"] = None
+sys.modules["qt"] = None
+sys.modules["ctk"] = None
+import DLRPredictorLib.api as api
+loaded = sorted(m for m in ("torch", "torchvision", "radiomics", "slicer", "qt", "ctk")
+                if sys.modules.get(m) is not None)
+print(json.dumps({"loaded": loaded, "has": [n for n in ("predict_nodes", "load_predictor",
+      "phantom_sample_paths", "default_bundle_path") if hasattr(api, n)]}))
+"""
+
+
+def test_api_imports_without_torch_radiomics_or_slicer():
+    if not API_PATH.exists():
+        pytest.skip("DLRPredictorLib/api.py does not exist yet")
+    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run(
+        [sys.executable, "-c", _API_PROBE], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert run.returncode == 0, f"importing DLRPredictorLib.api failed without torch/radiomics:\n{run.stderr}"
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == [], f"importing DLRPredictorLib.api loaded {report['loaded']}"
+    assert set(report["has"]) == {
+        "predict_nodes",
+        "load_predictor",
+        "phantom_sample_paths",
+        "default_bundle_path",
+    }
+
+
+def _requirements() -> list:
+    from packaging.requirements import Requirement
+
+    lines = [
+        raw.split("#", 1)[0].strip() for raw in REQUIREMENTS_PATH.read_text(encoding="utf-8").splitlines()
+    ]
+    return [Requirement(line) for line in lines if line]
+
+
+def test_requirements_cover_what_slicer_lacks_and_only_that():
+    from packaging.utils import canonicalize_name
+
+    names = {canonicalize_name(r.name) for r in _requirements()}
+    missing = NEEDED_IN_SLICER - names
+    assert not missing, f"requirements.txt lacks {sorted(missing)}"
+    assert {"xgboost", "xgboost-cpu"} & names, "requirements.txt lacks xgboost"
+    extra = names & NOT_IN_REQUIREMENTS
+    assert not extra, f"{sorted(extra)} come from Slicer or its extensions; pip must not replace them"
+
+
+def test_requirements_are_bounded_ranges():
+    for requirement in _requirements():
+        operators = {spec.operator for spec in requirement.specifier}
+        assert ">=" in operators, f"{requirement}: no lower bound"
+        assert "<" in operators, f"{requirement}: no upper bound (next major version)"
+
+
+def test_this_environment_satisfies_the_requirements():
+    """The pinned, tested .venv versions fall inside the ranges Slicer users will get."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    unmet = []
+    for requirement in _requirements():
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            unmet.append(f"{requirement.name} not installed")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{requirement.name} {installed} not in {requirement.specifier}")
+    assert not unmet, unmet

@@ -1,0 +1,106 @@
+"""phantom.py: the synthetic B-mode sample is deterministic, realistic enough and written correctly."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from DLRPredictorLib.images import read_image
+from DLRPredictorLib.lesion import MIN_LESION_PIXELS, read_mask, representative_slice
+from DLRPredictorLib.phantom import make_phantom, write_phantom
+from scipy import ndimage
+
+
+def test_deterministic_for_a_seed():
+    a_image, a_mask = make_phantom(seed=5)
+    b_image, b_mask = make_phantom(seed=5)
+    c_image, c_mask = make_phantom(seed=6)
+    np.testing.assert_array_equal(a_image.array, b_image.array)
+    np.testing.assert_array_equal(a_mask, b_mask)
+    assert not np.array_equal(a_image.array, c_image.array)
+    assert not np.array_equal(a_mask, c_mask)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 11])
+def test_bmode_values_and_hypoechoic_lesion(seed):
+    volume, mask = make_phantom(seed=seed, shape=(256, 320), spacing_mm=0.1)
+    assert volume.shape == (1, 256, 320) and mask.shape == (1, 256, 320)
+    assert volume.array.dtype == np.float32 and mask.dtype == np.uint8
+    assert volume.spacing == (0.1, 0.1, 1.0)
+    image, lesion = volume.array[0], mask[0].astype(bool)
+    assert image.min() >= 0 and image.max() <= 255
+    np.testing.assert_array_equal(image, np.round(image))  # integer grey levels, PNG-exact
+    assert image.std() > 20  # speckle, not a flat image
+    inside, outside = image[lesion].mean(), image[~lesion].mean()
+    assert inside < 0.8 * outside
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_posterior_shadowing(seed):
+    volume, mask = make_phantom(seed=seed)
+    image, lesion = volume.array[0], mask[0].astype(bool)
+    rows = np.flatnonzero(lesion.any(axis=1))
+    cols = np.flatnonzero(lesion.any(axis=0))
+    band = slice(rows[-1] + 5, min(rows[-1] + 45, image.shape[0]))
+    centre = slice(cols[0] + (cols[-1] - cols[0]) // 4, cols[-1] - (cols[-1] - cols[0]) // 4)
+    beside = np.r_[0 : max(cols[0] - 10, 1), min(cols[-1] + 10, image.shape[1] - 1) : image.shape[1]]
+    assert image[band, centre].mean() < 0.85 * image[band][:, beside].mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_lesion_asymmetric_off_centre_and_inside(seed):
+    _, mask = make_phantom(seed=seed)
+    lesion = mask[0].astype(bool)
+    area = lesion.sum()
+    assert area >= 10 * MIN_LESION_PIXELS
+    assert ndimage.label(lesion, structure=np.ones((3, 3)))[1] == 1
+    for flipped in (lesion[::-1], lesion[:, ::-1], lesion[::-1, ::-1]):
+        assert (lesion & flipped).sum() < 0.5 * area
+    centroid = np.array(ndimage.center_of_mass(lesion))
+    centre = (np.array(lesion.shape) - 1) / 2.0
+    assert np.linalg.norm(centroid - centre) > 0.05 * min(lesion.shape)
+    assert not (lesion[0].any() or lesion[-1].any() or lesion[:, 0].any() or lesion[:, -1].any())
+
+
+def test_write_phantom_files_and_manifest(tmp_path):
+    paths = write_phantom(tmp_path, seed=2)
+    volume, mask = make_phantom(seed=2)
+    for key in ("manifest", "image", "mask", "image_nrrd", "image_png", "mask_nrrd", "mask_png"):
+        assert paths[key].is_file()
+    assert paths["image"] == tmp_path / "image.nrrd" and paths["mask"] == tmp_path / "mask.nrrd"
+
+    nrrd = sitk.ReadImage(str(paths["image_nrrd"]))
+    assert nrrd.GetSpacing() == pytest.approx((0.1, 0.1))
+    from_nrrd = read_image(paths["image_nrrd"])
+    from_png = read_image(paths["image_png"], spacing_mm=0.1)
+    np.testing.assert_array_equal(from_nrrd.array, volume.array)
+    np.testing.assert_array_equal(from_png.array, volume.array)
+    assert from_nrrd.spacing == pytest.approx(from_png.spacing)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(paths["mask_nrrd"]))), mask[0])
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(paths["mask_png"]))), mask[0] * 255
+    )
+
+    with open(paths["manifest"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["case_id", "image", "mask", "spacing_mm", "age", "birads"]
+    assert len(rows) == 3 and len({r["case_id"] for r in rows}) == 3
+    for row in rows:
+        image = read_image(tmp_path / row["image"], spacing_mm=float(row["spacing_mm"]))
+        lesion = representative_slice(image, read_mask(tmp_path / row["mask"], image), row["case_id"])
+        assert lesion.spacing == pytest.approx((0.1, 0.1))
+        assert lesion.warnings == ()
+        assert 18 <= float(row["age"]) <= 100
+        assert row["birads"]
+
+
+def test_write_phantom_is_reproducible(tmp_path):
+    first = write_phantom(tmp_path / "a", seed=0)
+    second = write_phantom(tmp_path / "b", seed=0)
+    for key in ("image_nrrd", "image_png", "mask_nrrd", "mask_png"):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(first[key])))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(second[key])))
+        np.testing.assert_array_equal(a, b)
+    assert first["manifest"].read_text() == second["manifest"].read_text()
