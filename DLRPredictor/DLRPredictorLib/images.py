@@ -4,15 +4,27 @@ Supported inputs: PNG, JPEG, BMP and TIFF pictures (grayscale, RGB or RGBA), NRR
 MetaImage volumes, a single DICOM file and a folder holding one DICOM series. Colour images are
 converted to luminance (ITU-R BT.601). Nothing identifying is kept: no file name, no path and no
 DICOM patient or study tag ends up in the returned volume.
+
+Colour annotations: ultrasound pictures exported in colour often carry burned-in marks (yellow
+calipers, green text, a colour Doppler box). Luminance is used regardless; the strongly coloured
+pixels (R, G, B spread of at least ``COLOUR_SPREAD_MIN`` grey levels, which no grey or tinted
+B-mode map reaches) are summarised as regions in ``metadata["colour_regions"]`` so that the
+lesion layer can warn when such marks lie inside the lesion crop.
+
+Cine loops: a multi-frame DICOM whose frames are successive times (Ultrasound Multi-frame
+Image Storage, or with Frame Time / Frame Time Vector / Cine Rate) is refused, because its frames
+are not a spatial volume; other multi-frame DICOM files (e.g. Enhanced US Volume) are volumes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from .case import ImageVolume
 from .errors import ImageReadError, InputError
@@ -36,6 +48,18 @@ _VOLUME_IOS = {
 }
 # DICOM attributes from which GDCM takes the in-plane pixel size.
 _DICOM_SPACING_TAGS = ("0028|0030", "0018|1164", "0018|2010")
+
+# Strongly coloured pixel: max(R, G, B) - min(R, G, B) at least this many grey levels (0-255). Grey
+# B-mode has 0, JPEG noise a few, tinted (sepia / blue) grey maps below ~30; annotation colours
+# (yellow, green, cyan, red) are well above 100.
+COLOUR_SPREAD_MIN = 60
+# At most this many coloured regions are kept (the largest); Doppler boxes and text stay few.
+MAX_COLOUR_REGIONS = 200
+COLOUR_REGIONS_KEY = "colour_regions"
+
+# DICOM: Ultrasound Multi-frame Image Storage (a cine loop) and the attributes that time frames.
+_US_MULTIFRAME_SOP = "1.2.840.10008.5.1.4.1.1.3.1"
+_CINE_TAGS = ("0018|1063", "0018|1065", "0018|0040")  # Frame Time, Frame Time Vector, Cine Rate
 
 SPACING_FROM_FILE = "file"
 SPACING_GIVEN = "given"
@@ -79,7 +103,15 @@ def _as_triplet(value: float | Sequence[float], name: str, default_last: float) 
     return (values[0], values[1], values[2])
 
 
-def _check_values(array: np.ndarray) -> None:
+def check_values(array: np.ndarray) -> None:
+    """Refuse pixel values no feature can be computed from.
+
+    Args:
+        array: luminance values.
+
+    Raises:
+        InputError: NaN or infinite values, no pixels, or a constant image.
+    """
     if not np.all(np.isfinite(array)):
         raise InputError(
             "the image contains NaN or infinite values; texture features cannot be computed. "
@@ -93,6 +125,52 @@ def _check_values(array: np.ndarray) -> None:
             f"the image is constant (every pixel is {low:g}); texture is undefined. "
             "Check that the right image or series was loaded."
         )
+
+
+def colour_regions(array: np.ndarray, components: int) -> list[tuple[int, int, int, int, int, int]]:
+    """Regions of strongly coloured pixels of an RGB(A) image (likely burned-in annotations).
+
+    Args:
+        array: (rows, cols, c) or (slices, rows, cols, c) pixel values, c = ``components``.
+        components: 3 or 4 (alpha ignored); any other value gives no regions.
+
+    Returns:
+        (slice, row0, row1, col0, col1, pixels) per 8-connected region, end-exclusive, largest
+        first, at most ``MAX_COLOUR_REGIONS``.
+    """
+    if components not in (3, 4):
+        return []
+    rgb = np.asarray(array)[..., :3].astype(np.float32)
+    if rgb.ndim == 3:
+        rgb = rgb[np.newaxis]
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    regions: list[tuple[int, int, int, int, int, int]] = []
+    for k in range(spread.shape[0]):
+        coloured = spread[k] >= COLOUR_SPREAD_MIN
+        if not coloured.any():
+            continue
+        labels, count = ndimage.label(coloured, structure=np.ones((3, 3), dtype=bool))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is not None:
+                rows, cols = box
+                regions.append((k, rows.start, rows.stop, cols.start, cols.stop, int(sizes[index])))
+    regions.sort(key=lambda r: (-r[5], r[:5]))
+    return regions[:MAX_COLOUR_REGIONS]
+
+
+def encode_colour_regions(regions: list[tuple[int, int, int, int, int, int]]) -> str:
+    """Text form of :func:`colour_regions` for ``ImageVolume.metadata`` (values are strings)."""
+    return json.dumps([list(r) for r in regions], separators=(",", ":"))
+
+
+def decode_colour_regions(metadata: dict[str, str]) -> list[tuple[int, int, int, int, int, int]]:
+    """The colour regions stored in a volume's metadata (none when absent or unreadable)."""
+    text = (metadata or {}).get(COLOUR_REGIONS_KEY, "")
+    try:
+        return [tuple(int(v) for v in r) for r in json.loads(text)] if text else []  # type: ignore[misc]
+    except (ValueError, TypeError):
+        return []
 
 
 def volume_from_array(
@@ -139,12 +217,15 @@ def volume_from_array(
     luminance = to_luminance(data, components)
     if luminance.ndim == 2:
         luminance = luminance[np.newaxis]
-    _check_values(luminance)
+    check_values(luminance)
     dir_values = tuple(float(d) for d in direction)
     if len(dir_values) != 9:
         raise InputError(f"direction must have 9 values (3x3), got {len(dir_values)}")
     meta = dict(metadata or {})
     meta.setdefault("components", str(components))
+    regions = colour_regions(data, components)
+    if regions:
+        meta[COLOUR_REGIONS_KEY] = encode_colour_regions(regions)
     return ImageVolume(
         array=np.ascontiguousarray(luminance, dtype=np.float32),
         spacing=_as_triplet(spacing, "spacing", 1.0),
@@ -212,6 +293,27 @@ def _dicom_has_spacing(path: Path) -> bool:
     return any(reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip() for tag in _DICOM_SPACING_TAGS)
 
 
+def _refuse_cine_loop(path: Path, image: sitk.Image) -> None:
+    """Refuse a multi-frame DICOM whose frames are successive times, not slices of a volume."""
+    frames = image.GetSize()[2] if image.GetDimension() == 3 else 1
+    if frames <= 1:
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return
+    sop = reader.GetMetaData("0008|0016").strip().rstrip("\x00") if reader.HasMetaDataKey("0008|0016") else ""
+    timed = any(reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip() for tag in _CINE_TAGS)
+    if sop == _US_MULTIFRAME_SOP or timed:
+        raise InputError(
+            f"'{path}' is a multi-frame ultrasound DICOM (a cine loop of {frames} frames over time), "
+            "not a still image or a 3D volume; export the single frame that shows the lesion best "
+            "(as a DICOM or PNG image) and use that file."
+        )
+
+
 def _dicom_ultrasound_spacing(path: Path) -> tuple[float, float] | None:
     """In-plane pixel size (mm) from the DICOM ultrasound region calibration, if any.
 
@@ -252,13 +354,15 @@ def read_image(path: str | Path, spacing_mm: float | None = None) -> ImageVolume
 
     Raises:
         ImageReadError: missing or unreadable file (the message names it and the formats).
-        InputError: 4-D or multi-component non-RGB data, NaN/inf values or a constant image, or a
-            non-positive ``spacing_mm``.
+        InputError: 4-D or multi-component non-RGB data, a multi-frame DICOM cine loop, NaN/inf
+            values or a constant image, or a non-positive ``spacing_mm``.
     """
     path = Path(path)
     if spacing_mm is not None and not (np.isfinite(spacing_mm) and spacing_mm > 0):
         raise InputError(f"the pixel size (spacing_mm) must be a positive number of mm, got {spacing_mm}")
     image, fmt, has_spacing, dicom_file = _read_sitk(path)
+    if fmt == "DICOM" and dicom_file is not None:
+        _refuse_cine_loop(path, image)
     dim = image.GetDimension()
     if dim not in (2, 3):
         raise InputError(

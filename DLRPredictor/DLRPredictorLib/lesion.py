@@ -8,6 +8,11 @@ segment chosen by name).
 Disconnected lesions: features are computed on one connected region. When the lesion on the
 representative slice has several parts (8-connectivity), the largest is kept and the
 :class:`LesionSlice` carries a warning with the number of parts and the size of the part used.
+
+Other notes a :class:`LesionSlice` may carry (the prediction is still made): the lesion spans
+several slices of a 3D volume (the slice with the largest area is used), it touches the image
+border (named), the image is uniform inside it, or strongly coloured marks (burned-in calipers,
+text, a colour Doppler box; see :mod:`images`) lie inside the lesion crop.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from . import images
 from .case import ImageVolume, LesionSlice
 from .errors import ImageReadError, InputError, LesionError
 
@@ -25,6 +31,8 @@ from .errors import ImageReadError, InputError, LesionError
 # anything; a 3-pixel extent is the smallest that still has an interior and a border.
 MIN_LESION_PIXELS = 30
 MIN_LESION_EXTENT = 3
+# Context around the lesion box checked for colour marks: the CNN crop's default margin (15 %).
+COLOUR_CHECK_MARGIN = 0.15
 
 _MASK_FORMATS = (
     "PNG/JPEG/BMP/TIFF mask pictures, NRRD/NIfTI/MetaImage labelmaps or Slicer .seg.nrrd segmentations"
@@ -311,11 +319,35 @@ def largest_component(mask2d: np.ndarray) -> tuple[np.ndarray, int]:
     return (labels == int(np.argmax(sizes)) + 1).astype(np.uint8), int(count)
 
 
+def _border_sides(bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> list[str]:
+    row0, row1, col0, col1 = bbox
+    sides = (
+        ("top", row0 == 0),
+        ("bottom", row1 == shape[0]),
+        ("left", col0 == 0),
+        ("right", col1 == shape[1]),
+    )
+    return [name for name, touches in sides if touches]
+
+
+def _colour_marks(volume: ImageVolume, k: int, bbox: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(regions, pixels) of strongly coloured marks on slice k overlapping the lesion crop."""
+    row0, row1, col0, col1 = expand_bbox(bbox, volume.shape[1:], COLOUR_CHECK_MARGIN)
+    regions = [
+        r
+        for r in images.decode_colour_regions(volume.metadata)
+        if r[0] == k and r[1] < row1 and r[2] > row0 and r[3] < col1 and r[4] > col0
+    ]
+    return len(regions), sum(r[5] for r in regions)
+
+
 def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") -> LesionSlice:
     """Take the slice with the largest lesion area and its (largest connected) lesion.
 
     For a 3D volume the slice k with the most lesion pixels is used (ties: lowest k). If the lesion
-    on that slice has several disconnected parts, the largest is kept with a warning.
+    on that slice has several disconnected parts, the largest is kept with a warning. Notes are
+    added (the prediction is still possible) when the lesion spans several slices, touches the
+    image border, is uniform, or has colour marks in its crop (see the module notes).
 
     Args:
         volume: the image.
@@ -326,9 +358,15 @@ def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") 
         The 2D slice, mask, pixel spacing, slice index, bounding box and warnings.
 
     Raises:
+        InputError: the image has NaN or infinite values or is constant (volumes that did not
+            come through :func:`images.volume_from_array`, e.g. from a scene node).
         LesionError: invalid mask, or a lesion smaller than ``MIN_LESION_PIXELS`` pixels or than
             ``MIN_LESION_EXTENT`` pixels in height or width.
     """
+    try:
+        images.check_values(volume.array)
+    except InputError as exc:
+        raise InputError(f"{_prefix(case)}{exc}") from exc
     binary = validate_mask(mask, volume, case)
     areas = binary.reshape(binary.shape[0], -1).sum(axis=1)
     k = int(np.argmax(areas))  # argmax returns the first maximum: lowest index on ties
@@ -336,9 +374,16 @@ def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") 
     npx = int(kept.sum())
     warnings: list[str] = []
     where = f" on slice {k}" if volume.shape[0] > 1 else ""
+    spanned = np.flatnonzero(areas)
+    if spanned.size > 1:
+        warnings.append(
+            f"the lesion spans {spanned.size} slices ({int(spanned[0])}-{int(spanned[-1])}); "
+            f"features are computed on slice {k}, where its area is largest ({int(areas[k])} pixels)"
+        )
     if count > 1:
         warnings.append(
-            f"the lesion mask has {count} separate parts{where}; only the largest ({npx} pixels) is used"
+            f"the lesion mask has {count} separate parts{where}; only the largest ({npx} pixels) is used. "
+            "If another part is the lesion to assess, segment that one alone"
         )
     row0, row1, col0, col1 = bounding_box(kept)
     height, width = row1 - row0, col1 - col0
@@ -348,13 +393,23 @@ def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") 
             f"need at least {MIN_LESION_PIXELS} pixels and {MIN_LESION_EXTENT} pixels in each direction. "
             "Check the segmentation."
         )
-    rows, cols = kept.shape
-    if row0 == 0 or col0 == 0 or row1 == rows or col1 == cols:
-        warnings.append("the lesion touches the image border; part of it may lie outside the image")
+    sides = _border_sides((row0, row1, col0, col1), kept.shape)
+    if sides:
+        warnings.append(
+            f"the lesion touches the {' and '.join(sides)} border of the image; part of it may lie "
+            "outside the image, which changes its shape features: check that the whole lesion is in view"
+        )
     image = np.ascontiguousarray(volume.array[k], dtype=np.float32)
     inside = image[kept != 0]
     if float(inside.max()) == float(inside.min()):
         warnings.append("the image is uniform inside the lesion; texture features are degenerate")
+    marks, mark_pixels = _colour_marks(volume, k, (row0, row1, col0, col1))
+    if marks:
+        warnings.append(
+            f"{mark_pixels} strongly coloured pixels ({marks} mark{'s' if marks > 1 else ''}) lie in or near "
+            "the lesion: burned-in annotations (calipers, text, colour Doppler)? Their grey level is used "
+            "as if it were tissue; use an image without annotations if there is one"
+        )
     return LesionSlice(
         image=image,
         mask=kept,

@@ -6,11 +6,16 @@ time-gain compensation and log compression to 0-255. It holds one hypoechoic, ir
 off-centre lesion with posterior acoustic shadowing; the lesion outline has random odd and even
 harmonics and spicules, so it is symmetric under no flip (and the image is not square, so a
 transpose changes its shape). Everything is deterministic for a seed.
+
+:class:`LesionStyle` changes the lesion (size, place, outline, echogenicity, posterior features,
+internal echotexture); its defaults give the embedded sample. ``synthetic_cohort`` uses it to draw
+malignant-looking and benign-looking lesions.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,42 @@ _INPUT_KINDS = (("image_nrrd", "mask_nrrd"), ("image_png", "mask_png"), ("image_
 _MANIFEST_COLUMNS = ["case_id", "image", "mask", "spacing_mm", "age", "birads"]
 
 
+@dataclass(frozen=True)
+class LesionStyle:
+    """How the phantom's lesion looks; the defaults give the embedded sample.
+
+    Typical malignant look: irregularity 1-1.6 with several spicules, a taller-than-wide aspect,
+    blurred margin, posterior shadowing (``posterior`` < 0) and heterogeneous echotexture.
+    Typical benign look: irregularity near 0 and no spicules (a smooth oval), wider than tall,
+    sharp margin, posterior enhancement (``posterior`` > 0) and homogeneous echotexture.
+
+    Attributes:
+        scale: multiplies the lesion's random half-axes (1 = about 30% of the image width).
+        aspect: height / width of the lesion in pixels, or None for the random default.
+        centre: (row, column) of the lesion centre as fractions of the image size, or None for
+            the random default (upper right quadrant).
+        irregularity: multiplies the amplitude of the outline's harmonics (0 = a smooth ellipse).
+        spicules: number of thin radial spikes on the outline.
+        darkness: how hypoechoic the lesion is (0 = like the tissue, 1 = anechoic).
+        posterior: echo change behind the lesion: -0.6 = 60% shadowing, +0.5 = 50% enhancement.
+        heterogeneity: standard deviation (log scale) of a blotchy internal echo pattern.
+        margin_sigma: blur of the lesion edge in pixels (larger = less circumscribed).
+    """
+
+    scale: float = 1.0
+    aspect: float | None = None
+    centre: tuple[float, float] | None = None
+    irregularity: float = 1.0
+    spicules: int = 5
+    darkness: float = 0.85
+    posterior: float = -0.6
+    heterogeneity: float = 0.0
+    margin_sigma: float = 1.5
+
+
+DEFAULT_STYLE = LesionStyle()
+
+
 def _wavy(x: np.ndarray, rng: np.random.Generator, level: float, amplitude: float) -> np.ndarray:
     """A smooth random boundary depth (fraction of the image height) across the columns x in [0, 1]."""
     depth = np.full_like(x, level)
@@ -35,13 +76,22 @@ def _wavy(x: np.ndarray, rng: np.random.Generator, level: float, amplitude: floa
     return depth
 
 
-def _lesion_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def _lesion_mask(shape: tuple[int, int], rng: np.random.Generator, style: LesionStyle) -> np.ndarray:
     rows, cols = shape
+    # The random draws always happen in the same order, so that the default style reproduces the
+    # embedded sample exactly; the style then overrides or scales what was drawn.
     centre_r = rows * rng.uniform(0.33, 0.39)
     centre_c = cols * rng.uniform(0.58, 0.66)
     half_w = cols * rng.uniform(0.13, 0.17)
     half_h = rows * rng.uniform(0.10, 0.13)
     tilt = rng.uniform(-0.35, 0.35)
+    if style.centre is not None:
+        centre_r, centre_c = rows * style.centre[0], cols * style.centre[1]
+    if style.scale != 1.0:
+        half_w, half_h = half_w * style.scale, half_h * style.scale
+    if style.aspect is not None:
+        half_h = half_w * style.aspect
+    irregular = style.irregularity
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
     dy, dx = yy - centre_r, xx - centre_c
     rho = np.hypot(dx, dy)
@@ -49,10 +99,12 @@ def _lesion_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     local = theta - tilt
     radius = half_w * half_h / np.hypot(half_h * np.cos(local), half_w * np.sin(local))
     # Odd harmonics make the outline asymmetric; higher ones make it lobulated / irregular.
-    modulation = 1.0 + 0.12 * np.cos(theta + rng.uniform(0, 2 * np.pi))
+    modulation = 1.0 + 0.12 * irregular * np.cos(theta + rng.uniform(0, 2 * np.pi))
     for k in range(2, 8):
-        modulation += rng.uniform(0.03, 0.08) / np.sqrt(k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    for angle in rng.uniform(-np.pi, np.pi, size=5):
+        modulation += (
+            irregular * rng.uniform(0.03, 0.08) / np.sqrt(k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        )
+    for angle in rng.uniform(-np.pi, np.pi, size=style.spicules):
         gap = np.angle(np.exp(1j * (theta - angle)))
         modulation += rng.uniform(0.12, 0.25) * np.exp(-0.5 * (gap / 0.06) ** 2)
     return rho <= radius * modulation
@@ -67,7 +119,12 @@ def _speckle(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 
 def make_phantom(
-    seed: int = 0, shape: tuple[int, int] = (256, 320), spacing_mm: float = 0.1
+    seed: int = 0,
+    shape: tuple[int, int] = (256, 320),
+    spacing_mm: float = 0.1,
+    *,
+    style: LesionStyle = DEFAULT_STYLE,
+    dynamic_range_db: float = 48.0,
 ) -> tuple[ImageVolume, np.ndarray]:
     """Generate the synthetic B-mode image and its known lesion mask.
 
@@ -75,6 +132,8 @@ def make_phantom(
         seed: random seed; the same seed gives the same image and mask.
         shape: (rows, cols) of the image.
         spacing_mm: square pixel size in mm.
+        style: the lesion's look (the default gives the embedded sample).
+        dynamic_range_db: log-compression range shown as 0-255 (lower = harsher contrast).
 
     Returns:
         (image with values 0-255 as a (1, rows, cols) float32 volume, uint8 (1, rows, cols) mask).
@@ -94,22 +153,27 @@ def make_phantom(
     striation = 1.0 + 0.35 * np.sin(2 * np.pi * (depth * rows / 7.0 + 0.8 * x))
     echo = np.where(muscle, echo * striation, echo)
 
-    lesion = _lesion_mask((rows, cols), rng)
-    soft = ndimage.gaussian_filter(lesion.astype(float), sigma=1.5)
-    echo = echo * (1.0 - 0.85 * soft)
+    lesion = _lesion_mask((rows, cols), rng, style)
+    soft = ndimage.gaussian_filter(lesion.astype(float), sigma=style.margin_sigma)
+    echo = echo * (1.0 - style.darkness * soft)
+    if style.heterogeneity > 0:
+        # A separate generator: the main sequence (and so the default image) stays unchanged.
+        blotches = ndimage.gaussian_filter(np.random.default_rng([seed, 7]).standard_normal((rows, cols)), 2.5)
+        echo = echo * np.exp(style.heterogeneity * soft * blotches / blotches.std())
 
-    # Posterior shadowing: below the lesion's lower outline, over the lesion's columns.
+    # Posterior shadowing (or enhancement): below the lesion's lower outline, over its columns.
     covered = lesion.any(axis=0)
     lower = np.where(covered, rows - 1 - np.argmax(lesion[::-1], axis=0), rows)
     below = np.arange(rows)[:, np.newaxis] > lower[np.newaxis, :]
     shadow = ndimage.gaussian_filter(below.astype(float), sigma=(3, 5))
-    echo = echo * (1.0 - 0.6 * shadow)
+    echo = echo * (1.0 + style.posterior * shadow)
 
     attenuation = np.exp(-1.6 * depth) * (1.0 + 1.0 * depth)  # attenuation, partly compensated by TGC
     envelope = echo * attenuation * _speckle((rows, cols), rng)
     decibels = 20.0 * np.log10(envelope + 1e-6)
     top = np.percentile(decibels, 99.7)
-    image = np.clip(np.round(255.0 * (decibels - (top - 48.0)) / 48.0), 0, 255).astype(np.float32)
+    span = float(dynamic_range_db)
+    image = np.clip(np.round(255.0 * (decibels - (top - span)) / span), 0, 255).astype(np.float32)
 
     volume = ImageVolume(
         array=image[np.newaxis],

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import safe_models
 from .clinical import ClinicalVariable
-from .errors import BundleError, ClinicalValueError
+from .errors import BundleError, ClinicalValueError, LesionError
 from .modeling import (
     DeepFeatureReducer,
     EnsembleFusion,
@@ -146,8 +146,12 @@ class FrozenPipeline:
         return DeepModel.from_state_dict(tensors, self.cnn["arch"], in_channels=int(self.cnn.get("in_channels", 1)))
 
     # -- clinical --------------------------------------------------------------------------------
-    def check_clinical(self, clinical: dict[str, Any]) -> dict[str, Any]:
+    def check_clinical(self, clinical: dict[str, Any], case: str = "") -> dict[str, Any]:
         """Validate clinical values by the bundle's declared variables.
+
+        Args:
+            clinical: raw values by variable name.
+            case: case name used in messages.
 
         Returns:
             The checked values of the variables that were given (empty / NA cells dropped).
@@ -157,18 +161,20 @@ class FrozenPipeline:
         """
         from .predictor import parse_clinical_value
 
+        where = f" for case {case}" if case else ""
         known = {v.name: v for v in self.clinical_variables}
         unknown = [k for k in clinical if k not in known]
         if unknown:
             names = ", ".join(known) or "none"
             raise ClinicalValueError(
-                f"unknown clinical variable(s) {', '.join(unknown)}: this model knows {names}"
+                f"unknown clinical variable(s) {', '.join(unknown)}{where}: this model knows {names}; "
+                "rename the value to one of these or leave it out"
             )
         out = {}
         for name, raw in clinical.items():
             value = parse_clinical_value(raw)
             if value is not None:
-                out[name] = known[name].check(value, where=name)
+                out[name] = known[name].check(value, where=where)
         return out
 
     # -- prediction ------------------------------------------------------------------------------
@@ -180,6 +186,13 @@ class FrozenPipeline:
             raise BundleError(
                 f"the radiomics extraction gave no value for {missing[0]} (and {len(missing) - 1} more) "
                 "that the model needs: parameter file and model do not match"
+            )
+        undefined = [c for c in self.radiomics_columns if not math.isfinite(float(features[c]))]
+        if undefined:
+            raise LesionError(
+                f"the radiomics feature {undefined[0]} (and {len(undefined) - 1} more) that the model needs "
+                "is undefined for this lesion (NaN or infinite: a lesion too small, too thin or too uniform "
+                "for texture analysis); check the segmentation and the image"
             )
         return pd.DataFrame([[float(features[c]) for c in self.radiomics_columns]], columns=self.radiomics_columns)
 
@@ -264,7 +277,7 @@ class FrozenPipeline:
             if self._combined_uses(var):
                 if var.name not in clinical:
                     raise ClinicalValueError(f"the combined model needs a value for {var.display}")
-                cols.update(zip(var.encoded_names(), var.encode(clinical[var.name], where=var.name), strict=True))
+                cols.update(zip(var.encoded_names(), var.encode(clinical[var.name]), strict=True))
         try:
             return np.array([[cols[n] for n in self.combined.names]], dtype=float)
         except KeyError as exc:

@@ -5,6 +5,13 @@ validated with pyradiomics' own schema. Features are computed on a true 2D Simpl
 from the :class:`~DLRPredictorLib.case.LesionSlice` with its pixel spacing, so pyradiomics
 computes shape2D, 2D LoG and the four 2D wavelet sub-bands. Keys are pyradiomics' own
 (``original_firstorder_Mean``, ``wavelet-LH_glcm_Contrast``, ...); diagnostics are left out.
+
+Grey levels: with ``normalize: false`` (the default file) pyradiomics bins the raw values with
+fixed bin widths chosen for 8-bit B-mode luminance, so the slice must hold 0-255 grey levels.
+A 16-bit or float image with values outside 0-255 (raw scanner data, CT-like units) or one
+whose values all lie within 0-1 (a normalised image, or the mask given as the image) is refused
+rather than rescaled: any rescaling would be a guess at the scanner's display mapping. A float
+or 16-bit image whose values are within 0-255 is used as it is.
 """
 
 from __future__ import annotations
@@ -23,10 +30,15 @@ import SimpleITK as sitk
 import yaml
 
 from .case import LesionSlice
-from .errors import ConfigError, LesionError
+from .errors import ConfigError, InputError, LesionError
 from .lesion import MIN_LESION_EXTENT, MIN_LESION_PIXELS
 
 DEFAULT_PARAMETERS = Path(__file__).resolve().parents[1] / "Resources" / "Parameters" / "BreastUS2D.yaml"
+
+#: Grey levels the fixed bin widths of a non-normalising parameter file are made for (8-bit B-mode).
+BMODE_GREY_RANGE = (0.0, 255.0)
+# Float luminance from RGB may exceed 255 by rounding; allow half a grey level either way.
+_GREY_TOLERANCE = 0.5
 
 _EXTRACTORS: dict[str, Any] = {}
 _DEFAULT_CACHE: dict[str, dict] = {}
@@ -128,6 +140,44 @@ def _extractor(params: dict) -> Any:
     return _EXTRACTORS[key]
 
 
+def check_grey_levels(image2d: np.ndarray, params: dict | None = None) -> None:
+    """Refuse grey levels the parameter file's fixed bins were not made for.
+
+    Only applies when the parameters do not normalise intensities (``setting.normalize`` false,
+    as in the default file); see the module notes.
+
+    Args:
+        image2d: the slice's luminance.
+        params: pyradiomics parameters; None for the default file.
+
+    Raises:
+        InputError: values outside 0-255, values all within 0-1, or NaN / infinite values.
+    """
+    params = _default_parameters() if params is None else params
+    if (params.get("setting") or {}).get("normalize", False):
+        return
+    values = np.asarray(image2d, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError(
+            "the image contains NaN or infinite values; texture features cannot be computed. "
+            "Check the export of the image (use the original B-mode image)."
+        )
+    low, high = float(values.min()), float(values.max())
+    lo, hi = BMODE_GREY_RANGE
+    if low < lo - _GREY_TOLERANCE or high > hi + _GREY_TOLERANCE:
+        raise InputError(
+            f"the image's grey levels range from {low:g} to {high:g}, outside the 8-bit B-mode range "
+            f"({lo:g}-{hi:g}) this model works on (a 16-bit or float image?); export the image as shown "
+            "on the scanner screen (8-bit grayscale or RGB, e.g. PNG or an 8-bit DICOM) and use that file."
+        )
+    if high <= 1.0:
+        raise InputError(
+            f"the image's grey levels all lie between {low:g} and {high:g}: it looks like a normalised "
+            f"image or a mask, not an 8-bit B-mode image ({lo:g}-{hi:g}); check that the image (not the "
+            "mask) was given, and use the original ultrasound image."
+        )
+
+
 def _sitk_pair(lesion: LesionSlice, label: int) -> tuple[sitk.Image, sitk.Image]:
     # float64: pyradiomics' numpy-based filters (wavelet, square, ...) then compute exactly as on the
     # original integer file; float32 input would make them work in single precision.
@@ -151,9 +201,11 @@ def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[st
 
     Raises:
         ConfigError: invalid parameters.
+        InputError: grey levels the parameters were not made for (see :func:`check_grey_levels`).
         LesionError: pyradiomics rejects the lesion (too small, flat, ...).
     """
     params = _default_parameters() if params is None else params
+    check_grey_levels(lesion.image, params)
     extractor = _extractor(params)
     label = int(extractor.settings.get("label", 1))
     image, mask = _sitk_pair(lesion, label)

@@ -343,13 +343,14 @@ def train_from_manifest(
     start = time.time()
     work = Path(work_dir) if work_dir else Path(str(out) + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    params_path = Path(config.radiomics_parameters) if config.radiomics_parameters else rf.DEFAULT_PARAMETERS
+    base = Path(config_path).parent if config_path else Path.cwd()  # config paths are relative to it
+    params_path = base / config.radiomics_parameters if config.radiomics_parameters else rf.DEFAULT_PARAMETERS
     params = rf.load_parameters(params_path)
     label_values = {s: 1 for s in config.task.positive_labels} | {s: 0 for s in config.task.negative_labels}
     clinical_names = [v["name"] for v in config.clinical.variables]
     rows = manifest_mod.read_manifest(manifest_path, required=("case_id", "image", "mask", "label"),
                                       clinical_names=clinical_names, label_values=label_values, warn=log)
-    ext_path = test_manifest or (Path(config.split.test_manifest) if config.split.test_manifest else None)
+    ext_path = test_manifest or (base / config.split.test_manifest if config.split.test_manifest else None)
     ext_rows = []
     if ext_path is not None:
         ext_rows = manifest_mod.read_manifest(ext_path, required=("case_id", "image", "mask", "label"),

@@ -96,3 +96,40 @@ def scene():
     s = scene_adapter.create_scene()
     yield s
     s.Clear(1)
+
+
+TINY_CONFIG = """
+bundle_id: tiny-test
+title: Tiny test bundle (synthetic phantoms)
+seed: 0
+split: {test_fraction: 0.25, folds: 2}
+cnn: {arch: resnet18, input_size: 64, epochs: 2, batch_size: 16, patience: 2, num_threads: 2}
+contours: {variants: [exact]}
+selection: {max_features: 8}
+model: {grid_search: false, pca_components: 4}
+clinical:
+  variables:
+    - {name: age, type: numeric, unit: years, minimum: 10, maximum: 110, label: Age}
+    - {name: birads, type: categorical, label: BI-RADS, allowed: ["1","2","3","4","4a","4b","4c","5"],
+       ordinal_values: [1, 2, 3, 4.5, 4.2, 4.5, 4.8, 5]}
+"""
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory) -> Path:
+    """Manifest of a small labelled synthetic cohort (no external data)."""
+    from DLRPredictorLib import synthetic_cohort as sc
+
+    return sc.write_cohort(tmp_path_factory.mktemp("cohort"), n_cases=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, synthetic_cohort: Path) -> Path:
+    """A real bundle trained by `train_from_manifest` on the synthetic cohort (about a minute)."""
+    from DLRPredictorLib import training
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = root / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG)
+    return training.train_from_manifest(synthetic_cohort, root / "bundle", cfg, work_dir=root / "work",
+                                        log=lambda line: None)

@@ -1,0 +1,80 @@
+"""Cohort prediction inside the 3D Slicer application, headless.
+
+    Slicer --no-main-window --python-script <module dir>/Resources/Scripts/slicer_batch.py \
+        predict MANIFEST.csv --out RESULTS.csv [--bundle DIR] [--stability] [--scenes DIR]
+
+Uses the application's own scene (slicer.mrmlScene) and modules and never opens a dialog. Each
+case is loaded into the scene as a volume and a segmentation, predicted with the module's logic
+API (the same `api.predict_nodes` as the GUI), written to the results CSV with the same journal
+and resume rules as `dlrpredictor predict`, and removed from the scene again. Exit status: 0 when
+every case succeeded, 1 when some failed, 2 for an unusable manifest or bundle.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+# DLRPredictorLib lives next to DLRPredictor.py, two folders up from this script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slicer_batch.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict every case of a manifest CSV")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--bundle", type=Path, default=None)
+    p.add_argument("--stability", action="store_true")
+    p.add_argument("--scenes", type=Path, default=None)
+    return parser
+
+
+def _predict_in_scene(scene, pred, job, stability, scenes_dir):
+    """One case through the application's scene; its nodes are removed afterwards."""
+    from DLRPredictorLib import api, images, lesion, scene_io
+
+    volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
+    mask = lesion.read_mask(job["mask"], volume, segment=job.get("segment") or None)
+    result = pred.predict(volume, mask, job.get("clinical"), stability=stability, case=job["case_id"])
+    guard = scene_io.SceneGuard(scene)
+    try:
+        with guard:
+            vnode = scene_io.add_volume_node(scene, volume, job["case_id"])
+            scene_io.add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation")
+            api.write_outputs(scene, vnode, pred, result)
+            if scenes_dir is not None:
+                scene_io.save_scene(scene, Path(scenes_dir) / f"{job['case_id']}.mrb")
+    finally:
+        guard.remove_added_nodes()  # the cohort never accumulates nodes in the application
+    return result
+
+
+def main(argv):
+    import slicer
+
+    from DLRPredictorLib import batch
+    from DLRPredictorLib.errors import DLRError
+
+    args = _parser().parse_args(argv)
+    try:
+        summary = batch.predict_manifest_in_process(
+            args.manifest, args.out, bundle_path=args.bundle, stability=args.stability,
+            predict_job=lambda pred, job: _predict_in_scene(slicer.mrmlScene, pred, job, args.stability, args.scenes),
+        )
+    except DLRError as exc:
+        print(f"slicer_batch.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0 if summary.n_error == 0 else 1
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    try:
+        import slicer
+
+        slicer.app.exit(code)  # inside the application: leave the event loop with the status
+    except (ImportError, AttributeError):
+        pass
+    sys.exit(code)
