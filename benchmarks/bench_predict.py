@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the bundled model)")
     p.add_argument("--cases", type=int, default=20, help="real cases for the warm benchmark (default 20)")
-    p.add_argument("--dataset", choices=("busbra", "breast"), default="busbra",
-                   help="busbra: 8-bit grayscale PNG (default); breast: RGBA PNG with spacing and age")
+    p.add_argument(
+        "--dataset",
+        choices=("busbra", "breast"),
+        default="busbra",
+        help="busbra: 8-bit grayscale PNG (default); breast: RGBA PNG with spacing and age",
+    )
     p.add_argument("--warmup", type=int, default=2, help="untimed predictions first (default 2)")
     p.add_argument("--cold-runs", type=int, default=3, help="fresh-process cold starts (default 3; 0 skips)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="also write cProfile statistics of the warm end-to-end calls to this file")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="also write cProfile statistics of the warm end-to-end calls to this file",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     p.add_argument("--cold-child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -68,6 +77,18 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+@dataclass
+class SceneCase:
+    """A case read from disk and put into the scene."""
+
+    volume: Any
+    mask: Any
+    volume_node: Any
+    segmentation_node: Any
+    segment_id: str
+    clinical: dict[str, str]
 
 
 class WarmBench:
@@ -82,7 +103,7 @@ class WarmBench:
         self.scene = scene_adapter.create_scene()
         scene_adapter.install_globals(self.scene)
 
-    def add_case(self, case: bc.BenchCase) -> tuple[Any, Any, Any, str, Any, Any]:
+    def add_case(self, case: bc.BenchCase) -> SceneCase:
         """Read a case from disk and put it into the scene (untimed set-up)."""
         from DLRPredictorLib import images, lesion, scene_io
 
@@ -90,25 +111,28 @@ class WarmBench:
         mask = lesion.read_mask(case.mask, volume)
         vnode = scene_io.add_volume_node(self.scene, volume, case.case_id)
         seg, sid = scene_io.add_segmentation_from_mask(self.scene, mask, vnode, f"{case.case_id} lesion")
-        return volume, mask, vnode, sid, seg, bc.clinical_for(case, self.known)
+        return SceneCase(volume, mask, vnode, seg, sid, bc.clinical_for(case, self.known))
 
-    def remove_case(self, vnode: Any, seg: Any) -> None:
-        self.scene.RemoveNode(seg)
-        self.scene.RemoveNode(vnode)
+    def remove_case(self, c: SceneCase) -> None:
+        """Remove the case's input nodes (the output nodes are re-used by the next case)."""
+        self.scene.RemoveNode(c.segmentation_node)
+        self.scene.RemoveNode(c.volume_node)
 
-    def stages(self, volume: Any, mask: Any, vnode: Any, seg: Any, sid: str, clinical: dict) -> dict[str, float]:
+    def stages(self, c: SceneCase) -> dict[str, float]:
         """The stages in sequence through their public functions; seconds per stage."""
         from DLRPredictorLib import api, predictor, scene_io
         from DLRPredictorLib import deep_features as dfe
         from DLRPredictorLib import radiomics_features as rf
 
         pred, t = self.pred, {}
+        volume, mask, vnode, clinical = c.volume, c.mask, c.volume_node, c.clinical
 
         def lesion_stage() -> Any:
             return pred.lesion_slice(volume, mask), pred.pipeline.check_clinical(clinical)
 
         (lesion, values), t["lesion"] = _timed(lesion_stage)
-        features, t["radiomics"] = _timed(lambda: rf.extract_features(lesion, pred.pipeline.radiomics_parameters))
+        params = pred.pipeline.radiomics_parameters
+        features, t["radiomics"] = _timed(lambda: rf.extract_features(lesion, params))
 
         def deep_stage() -> Any:
             if not pred.pipeline.uses_cnn:
@@ -126,23 +150,30 @@ class WarmBench:
         _nodes, t["write"] = _timed(lambda: api.write_outputs(self.scene, vnode, pred, res))
 
         def read_nodes() -> Any:
-            return scene_io.image_from_volume_node(vnode), scene_io.mask_from_segment(seg, sid, vnode)
+            return (
+                scene_io.image_from_volume_node(vnode),
+                scene_io.mask_from_segment(c.segmentation_node, c.segment_id, vnode),
+            )
 
         _arrays, t["read_nodes"] = _timed(read_nodes)
         _p, t["verify"] = _timed(lambda: predictor.load_predictor(self.bundle))
         return t
 
-    def end_to_end(self, vnode: Any, seg: Any, sid: str, clinical: dict) -> tuple[float, Any]:
+    def end_to_end(self, c: SceneCase) -> tuple[float, Any]:
         """Seconds of one ``api.predict_nodes`` call, and its result."""
         from DLRPredictorLib import api
 
         res, dt = _timed(
-            lambda: api.predict_nodes(vnode, seg, sid, clinical=clinical, bundle_path=self.bundle)
+            lambda: api.predict_nodes(
+                c.volume_node, c.segmentation_node, c.segment_id, clinical=c.clinical, bundle_path=self.bundle
+            )
         )
         return dt, res
 
 
-def run_warm(args: argparse.Namespace, bundle: Path, cases: list[bc.BenchCase]) -> tuple[dict, list[float], set]:
+def run_warm(
+    args: argparse.Namespace, bundle: Path, cases: list[bc.BenchCase]
+) -> tuple[dict[str, list[float]], list[float], set[str]]:
     """Warm-up, then stages and end-to-end per case (order alternating). Returns the samples."""
     bench = WarmBench(bundle)
     samples: dict[str, list[float]] = {key: [] for _, key in (*STAGES, *EXTRA)}
@@ -150,31 +181,31 @@ def run_warm(args: argparse.Namespace, bundle: Path, cases: list[bc.BenchCase]) 
     models: set[str] = set()
     profiler = cProfile.Profile() if args.profile else None
     for i in range(args.warmup):
-        volume, mask, vnode, sid, seg, clinical = bench.add_case(cases[i % len(cases)])
-        bench.stages(volume, mask, vnode, seg, sid, clinical)
-        bench.end_to_end(vnode, seg, sid, clinical)
-        bench.remove_case(vnode, seg)
+        c = bench.add_case(cases[i % len(cases)])
+        bench.stages(c)
+        bench.end_to_end(c)
+        bench.remove_case(c)
     for i, case in enumerate(cases):
-        volume, mask, vnode, sid, seg, clinical = bench.add_case(case)
+        c = bench.add_case(case)
         if i % 2:
             if profiler:
                 profiler.enable()
-            dt, res = bench.end_to_end(vnode, seg, sid, clinical)
+            dt, res = bench.end_to_end(c)
             if profiler:
                 profiler.disable()
-            t = bench.stages(volume, mask, vnode, seg, sid, clinical)
+            t = bench.stages(c)
         else:
-            t = bench.stages(volume, mask, vnode, seg, sid, clinical)
+            t = bench.stages(c)
             if profiler:
                 profiler.enable()
-            dt, res = bench.end_to_end(vnode, seg, sid, clinical)
+            dt, res = bench.end_to_end(c)
             if profiler:
                 profiler.disable()
         e2e.append(dt)
         models.add(res.model_used)
         for key, value in t.items():
             samples[key].append(value)
-        bench.remove_case(vnode, seg)
+        bench.remove_case(c)
     if profiler:
         _write_profile(profiler, args.profile)
     return samples, e2e, models
@@ -227,18 +258,25 @@ def run_cold(args: argparse.Namespace, bundle: Path, case: bc.BenchCase) -> list
     runs = []
     for _ in range(args.cold_runs):
         spec = {
-            "bundle": str(bundle), "image": str(case.image), "mask": str(case.mask),
-            "spacing_mm": case.spacing_mm, "clinical": case.clinical, "threads": args.threads,
+            "bundle": str(bundle),
+            "image": str(case.image),
+            "mask": str(case.mask),
+            "spacing_mm": case.spacing_mm,
+            "clinical": case.clinical,
+            "threads": args.threads,
         }
         spec["t_spawn"] = time.time()
         proc = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--cold-child", json.dumps(spec)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         wall = time.time() - spec["t_spawn"]
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("COLD ")]
         if proc.returncode != 0 or not lines:
-            print(f"cold-start child failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}", file=sys.stderr)
+            tail = proc.stderr.strip()[-2000:]
+            print(f"cold-start child failed (exit {proc.returncode}): {tail}", file=sys.stderr)
             continue
         marks = json.loads(lines[-1][5:])
         marks["process_exit"] = wall
@@ -253,10 +291,12 @@ def _ms(x: float) -> str:
     return f"{1000 * x:.1f}"
 
 
-def report(samples: dict, e2e: list[float], models: set, cold: list[dict[str, float]], n: int) -> list[bc.Target]:
+def report(
+    samples: dict[str, list[float]], e2e: list[float], models: set[str], cold: list[dict[str, float]], n: int
+) -> list[bc.Target]:
     """Print the tables; return the targets."""
     e2e_med = bc.median(e2e)
-    print(f"\nWarm predict, {n} cases (median / 90th percentile over cases, ms; share of the end-to-end median):")
+    print(f"\nWarm predict, {n} cases (median / 90th percentile over cases, ms; share of end-to-end median):")
     rows = []
     for label, key in STAGES:
         m = bc.median(samples[key])

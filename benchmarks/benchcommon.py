@@ -7,6 +7,7 @@ The benchmark scripts import this file as a sibling module (``python benchmarks/
 from __future__ import annotations
 
 import csv
+import math
 import os
 import platform
 import statistics
@@ -48,7 +49,7 @@ class Target:
     @property
     def passed(self) -> bool:
         """Whether the measured value meets the limit (NaN never passes)."""
-        if self.value != self.value:  # NaN: nothing was measured
+        if math.isnan(self.value):  # nothing was measured
             return False
         return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
 
@@ -74,7 +75,7 @@ def resolve_bundle(bundle: Path | None) -> Path:
         what = "the given bundle" if bundle is not None else "the default bundle"
         print(
             f"error: {what} {path} does not exist (no manifest.json there); build it with "
-            "scripts/build_default_bundle.sh or pass --bundle DIR (e.g. a bundle made by `dlrpredictor train`)",
+            "scripts/build_default_bundle.sh or pass --bundle DIR (a bundle made by `dlrpredictor train`)",
             file=sys.stderr,
         )
         sys.exit(EXIT_NO_BUNDLE)
@@ -218,6 +219,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         print(line(r))
 
 
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def print_targets(targets: Sequence[Target]) -> bool:
     """Print each target with PASS/FAIL.
 
@@ -228,7 +233,8 @@ def print_targets(targets: Sequence[Target]) -> bool:
     rows = []
     for t in targets:
         op = ">=" if t.higher_is_better else "<="
-        rows.append((t.name, f"{t.value:.3g} {t.unit}", f"{op} {t.limit:g} {t.unit}", "PASS" if t.passed else "FAIL"))
+        verdict = "PASS" if t.passed else "FAIL"
+        rows.append((t.name, f"{_number(t.value)} {t.unit}", f"{op} {t.limit:g} {t.unit}", verdict))
     print_table(("target", "measured", "limit", "result"), rows)
     return all(t.passed for t in targets)
 

@@ -77,11 +77,12 @@ def prediction_items(pred: Predictor, res: CasePrediction) -> list[tuple[str, st
     if res.total_points is not None:
         items += [(f"Nomogram points {name}", value) for name, value in res.nomogram_points.items()]
         items.append(("Nomogram total points", res.total_points))
-    items += [(f"Contribution ({res.contribution_scale}) {name}", value) for name, value in res.contributions]
+    scale = res.contribution_scale
+    items += [(f"Contribution ({scale}) {name}", value) for name, value in res.contributions]
     items.append(("Out of training distribution", "yes" if res.out_of_distribution else "no"))
     items.append(("Distance to training data", res.ood_distance))
     if res.stability is not None:
-        for name, p in zip(res.stability.perturbations, res.stability.probabilities):
+        for name, p in zip(res.stability.perturbations, res.stability.probabilities, strict=True):
             items.append((f"Stability probability ({name})", p))
         items.append(("Stability spread", res.stability.spread))
         items.append(("Stability label changes", "yes" if res.stability.label_changes else "no"))
@@ -90,7 +91,9 @@ def prediction_items(pred: Predictor, res: CasePrediction) -> list[tuple[str, st
     return items
 
 
-def _lesion_mask(volume_node: Any, segmentation_node: Any, segment_id: str | None, labelmap_node: Any) -> np.ndarray:
+def _lesion_mask(
+    volume_node: Any, segmentation_node: Any, segment_id: str | None, labelmap_node: Any
+) -> np.ndarray:
     from . import scene_io
 
     if segmentation_node is not None:
@@ -114,6 +117,7 @@ def write_outputs(
     pred: Predictor,
     res: CasePrediction,
     output_prefix: str = "DLRPredictor",
+    *,
     heatmap_opacity: float = 0.5,
     features_table_node: Any = None,
     prediction_table_node: Any = None,
@@ -129,7 +133,10 @@ def write_outputs(
 
     with scene_io.SceneGuard(scene):
         ftable = scene_io.write_features_table(
-            scene, rf.feature_rows(res.features), res.provenance, f"{output_prefix} features",
+            scene,
+            rf.feature_rows(res.features),
+            res.provenance,
+            f"{output_prefix} features",
             node=features_table_node,
         )
         ptable = scene_io.write_key_value_table(
@@ -138,8 +145,12 @@ def write_outputs(
         hnode = None
         if res.heatmap is not None:
             hnode = scene_io.write_heatmap(
-                scene, res.heatmap.astype(np.float32), volume_node, f"{output_prefix} Grad-CAM",
-                opacity=heatmap_opacity, node=heatmap_node,
+                scene,
+                res.heatmap.astype(np.float32),
+                volume_node,
+                f"{output_prefix} Grad-CAM",
+                opacity=heatmap_opacity,
+                node=heatmap_node,
             )
     return ftable, ptable, hnode
 
@@ -150,6 +161,7 @@ def predict_nodes(
     segment_id: str | None = None,
     labelmap_node: Any = None,
     clinical: dict[str, str | float] | None = None,
+    *,
     bundle_path: str | Path | None = None,
     stability: bool = False,
     heatmap_opacity: float = 0.5,
@@ -194,8 +206,15 @@ def predict_nodes(
     res = pred.predict(volume, mask, clinical, stability=stability, case=volume_node.GetName())
     _progress(progress, 0.9, "Writing tables and heatmap")
     ftable, ptable, hnode = write_outputs(
-        scene, volume_node, pred, res, output_prefix, heatmap_opacity,
-        features_table_node, prediction_table_node, heatmap_node,
+        scene,
+        volume_node,
+        pred,
+        res,
+        output_prefix,
+        heatmap_opacity=heatmap_opacity,
+        features_table_node=features_table_node,
+        prediction_table_node=prediction_table_node,
+        heatmap_node=heatmap_node,
     )
     _progress(progress, 1.0, "Done")
     return PredictionResult(
@@ -223,6 +242,7 @@ def predict_arrays(
     spacing_mm: float | tuple[float, float] = 1.0,
     clinical: dict[str, str | float] | None = None,
     bundle_path: str | Path | None = None,
+    *,
     stability: bool = False,
     heatmap: bool = True,
 ) -> CasePrediction:
@@ -234,14 +254,19 @@ def predict_arrays(
     from . import images
 
     sp = (spacing_mm, spacing_mm) if np.isscalar(spacing_mm) else tuple(spacing_mm)  # type: ignore[arg-type]
-    volume: ImageVolume = images.volume_from_array(np.asarray(image), spacing=(float(sp[0]), float(sp[1]), 1.0))
+    volume: ImageVolume = images.volume_from_array(
+        np.asarray(image), spacing=(float(sp[0]), float(sp[1]), 1.0)
+    )
     m = np.asarray(mask)
     if m.ndim == 2:
         m = m[None]
-    return load_predictor(bundle_path).predict(volume, (m > 0).astype(np.uint8), clinical, stability, heatmap)
+    binary = (m > 0).astype(np.uint8)
+    return load_predictor(bundle_path).predict(volume, binary, clinical, stability=stability, heatmap=heatmap)
 
 
-def write_case_scene(path: Path, volume: ImageVolume, mask: np.ndarray, pred: Predictor, res: CasePrediction) -> Path:
+def write_case_scene(
+    path: Path, volume: ImageVolume, mask: np.ndarray, pred: Predictor, res: CasePrediction
+) -> Path:
     """Write one case (image, lesion segmentation, tables, heatmap) as a .mrb scene."""
     from . import scene_adapter, scene_io
 

@@ -2,9 +2,10 @@
 
 How a run survives interruption: every finished case is appended as one complete CSV line to a
 journal (`RESULTS.csv.journal`), flushed and fsynced. A rerun reads the journal (a torn last line
-is ignored) and the previous results file, skips the cases already done with status `ok`, and
-retries the others. The results file itself is written only at the end, in manifest order, to a
-temporary name renamed into place, so it is never half-written.
+is ignored) and the previous results file, skips the cases already done with status `ok` by the
+same bundle (and with stability columns when asked), and retries the others. The results file
+itself is written only at the end, in manifest order, to a temporary name renamed into place, so
+it is never half-written.
 
 Per-case failures never stop the cohort: expected errors (DLRError) give their message; a worker
 process that dies is detected and the case it was running is reported in its own row.
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DLRError, ManifestError
+
+#: One case: ``(predictor, job) -> CasePrediction``; raises DLRError for a per-case problem.
+PredictJob = Callable[[Any, dict[str, Any]], Any]
 
 BASE_COLUMNS = [
     "case_id",
@@ -86,6 +90,13 @@ def _done_rows(out: Path) -> dict[str, dict[str, str]]:
     return done
 
 
+def _reusable(row: dict[str, str], bundle_id: str, stability: bool) -> bool:
+    """Whether a previous row answers this run: same bundle, status ok, stability when asked."""
+    if row.get("status") != "ok" or row.get("bundle_id") != bundle_id:
+        return False  # an error is retried; another bundle's answer is not this bundle's
+    return not stability or bool(row.get("stability_min"))
+
+
 class _Journal:
     """Append-only CSV of finished rows; each row flushed and fsynced before the next."""
 
@@ -100,7 +111,7 @@ class _Journal:
                 existing = False
             else:
                 self._truncate_torn_line(path)
-        self.file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        self.file = open(path, "a", encoding="utf-8", newline="")  # closed in close()
         self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
         if not existing:
             self.writer.writeheader()
@@ -153,19 +164,29 @@ def _init_worker(bundle_path: str | None, threads: int, scenes_dir: str | None, 
 
 
 def _predict_row(job: dict[str, Any]) -> dict[str, Any]:
-    """Predict one manifest row; never raises for a per-case problem."""
+    """Predict one manifest row in a worker process; never raises for a per-case problem."""
     from . import predictor
 
-    pred = _WORKER["predictor"]
-    try:
-        result = predictor.predict_manifest_row(
-            pred, job, stability=_WORKER["stability"], scenes_dir=_WORKER["scenes_dir"]
+    def predict_job(pred: Any, j: dict[str, Any]) -> Any:
+        return predictor.predict_manifest_row(
+            pred, j, stability=_WORKER["stability"], scenes_dir=_WORKER["scenes_dir"]
         )
+
+    return _safe_row(_WORKER["predictor"], job, predict_job)
+
+
+def _safe_row(pred: Any, job: dict[str, Any], predict_job: PredictJob) -> dict[str, Any]:
+    """The results row of one case: its prediction, or its error as one line."""
+    from . import predictor
+
+    try:
+        result = predict_job(pred, job)
         return predictor.result_row(pred, job["case_id"], result, job.get("label"))
     except DLRError as exc:
         return error_row(job, str(exc), pred.bundle_id)
     except Exception as exc:  # a bug must not stop the cohort; its row says what happened
-        return error_row(job, f"internal error ({type(exc).__name__}: {exc}); please report it", pred.bundle_id)
+        message = f"internal error ({type(exc).__name__}: {exc}); please report it"
+        return error_row(job, message, pred.bundle_id)
 
 
 def error_row(job: dict[str, Any], message: str, bundle_id: str = "") -> dict[str, Any]:
@@ -190,20 +211,41 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="case", file=sys.stderr, dynamic_ncols=True)
 
 
+CRASH_MESSAGE = (
+    "the worker process crashed while predicting this case (out of memory or a library fault); "
+    "check the image"
+)
+
+
 def _run_pool(
     jobs: list[dict[str, Any]],
     n_workers: int,
     init_args: tuple[Any, ...],
     on_row: Callable[[dict[str, Any]], None],
+    *,
     bundle_id: str,
+    worker: Callable[[dict[str, Any]], dict[str, Any]] = _predict_row,
 ) -> None:
-    """Run jobs in worker processes, at most n_workers in flight, surviving worker crashes."""
+    """Run jobs in worker processes, at most n_workers in flight, surviving worker crashes.
+
+    When a worker dies, every case it may have been running is run again alone in a fresh pool;
+    a case whose worker dies a second time gets an error row (CRASH_MESSAGE).
+
+    Args:
+        jobs: job descriptions (see ``predictor.job_from_manifest_row``).
+        n_workers: worker processes.
+        init_args: arguments of ``_init_worker`` (bundle path, threads, scenes folder, stability).
+        on_row: receives each finished results row, in completion order.
+        bundle_id: written into the row of a case whose worker died.
+        worker: the picklable top-level function run on each job in a worker (tests inject one).
+    """
     pending: Iterator[dict[str, Any]] = iter(jobs)
     retry: list[dict[str, Any]] = []
     ctx = get_context("spawn")  # no fork of a process holding torch / VTK threads
     while True:
-        pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=init_args)
+        pool = ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=init_args
+        )
         in_flight: dict[Future, dict[str, Any]] = {}
         broken = False
         try:
@@ -212,7 +254,7 @@ def _run_pool(
                     job = retry.pop(0) if retry else next(pending, None)
                     if job is None:
                         break
-                    in_flight[pool.submit(_predict_row, job)] = job
+                    in_flight[pool.submit(worker, job)] = job
                 if not in_flight:
                     return
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -223,26 +265,92 @@ def _run_pool(
                     except BrokenProcessPool:
                         broken = True
                         if job.get("_crashed"):
-                            on_row(error_row(job, "the worker process crashed while predicting this case "
-                                                  "(out of memory or a library fault); check the image", bundle_id))
+                            on_row(error_row(job, CRASH_MESSAGE, bundle_id))
                         else:
                             retry.append({**job, "_crashed": True})
                 if broken:
                     # Cases that were in flight with the crashed one run again, alone.
-                    for job in in_flight.values():
-                        retry.append(job)
+                    retry.extend(in_flight.values())
                     in_flight.clear()
                     break
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        if broken:
-            n_workers = 1 if retry and any(j.get("_crashed") for j in retry) else n_workers
+        if broken and any(j.get("_crashed") for j in retry):
+            n_workers = 1
+
+
+@dataclass
+class _Run:
+    """A batch run being prepared: the bundle, the manifest rows and what is left to do."""
+
+    pred: Any
+    rows: list[Any]
+    columns: list[str]
+    out: Path
+    done: dict[str, dict[str, str]]
+    todo: list[dict[str, Any]]
+
+
+def _start_run(
+    manifest_path: Path,
+    out: Path,
+    bundle_path: Path | None,
+    stability: bool,
+    warn: Callable[[str], None] | None,
+) -> _Run:
+    from . import manifest as manifest_mod
+    from . import predictor
+
+    pred = predictor.load_predictor(bundle_path)  # verify the bundle once, before any work
+    rows = manifest_mod.read_manifest(
+        manifest_path,
+        clinical_names=[v.name for v in pred.clinical_variables],
+        label_values={pred.positive_class: 1, pred.negative_class: 0},
+        warn=warn or (lambda line: print(f"warning: {line}", file=sys.stderr)),
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {cid: r for cid, r in _done_rows(out).items() if _reusable(r, pred.bundle_id, stability)}
+    todo = [predictor.job_from_manifest_row(r) for r in rows if r.case_id not in done]
+    return _Run(pred, rows, predictor.result_columns(pred), out, done, todo)
+
+
+def _finish_run(
+    run: _Run,
+    execute: Callable[[list[dict[str, Any]], Callable[[dict[str, Any]], None]], None],
+    show_progress: bool,
+) -> BatchSummary:
+    """Run the jobs left (journalled row by row), then write the results CSV in manifest order."""
+    journal = _Journal(_journal_path(run.out), run.columns)
+    bar = _progress_bar(len(run.rows), len(run.rows) - len(run.todo), show_progress)
+    results: dict[str, dict[str, Any]] = dict(run.done)
+
+    def on_row(row: dict[str, Any]) -> None:
+        journal.write(row)
+        results[row["case_id"]] = row
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if run.todo:
+            execute(run.todo, on_row)
+    finally:
+        journal.close()
+        if bar is not None:
+            bar.close()
+    ordered = [results[r.case_id] for r in run.rows]
+    write_csv_atomic(run.out, ordered, run.columns)
+    _journal_path(run.out).unlink(missing_ok=True)
+    n_ok = sum(1 for r in ordered if r.get("status") == "ok")
+    n = len(run.rows)
+    return BatchSummary(n, n_ok, n - n_ok, n - len(run.todo), run.out)
 
 
 def predict_manifest(
     manifest_path: Path,
     out: Path,
     bundle_path: Path | None = None,
+    *,
     jobs: int = 1,
     scenes_dir: Path | None = None,
     stability: bool = False,
@@ -268,52 +376,71 @@ def predict_manifest(
         ManifestError: the manifest itself is unusable (columns, duplicate ids).
         BundleError: the bundle fails verification.
     """
-    from . import manifest as manifest_mod
-    from . import predictor
-
     if jobs < 1:
         raise ManifestError("--jobs must be at least 1")
-    pred = predictor.load_predictor(bundle_path)  # verify the bundle once, before any work
-    rows = manifest_mod.read_manifest(
-        manifest_path,
-        clinical_names=[v.name for v in pred.clinical_variables],
-        label_values={pred.positive_class: 1, pred.negative_class: 0},
-        warn=warn or (lambda line: print(f"warning: {line}", file=sys.stderr)),
-    )
-    columns = predictor.result_columns(pred)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {cid: r for cid, r in _done_rows(out).items() if r.get("status") == "ok"}
-    todo = [predictor.job_from_manifest_row(r) for r in rows if r.case_id not in done]
-    journal = _Journal(_journal_path(out), columns)
-    bar = _progress_bar(len(rows), len(rows) - len(todo), show_progress)
-    results: dict[str, dict[str, Any]] = dict(done)
+    run = _start_run(manifest_path, out, bundle_path, stability, warn)
 
-    def on_row(row: dict[str, Any]) -> None:
-        journal.write(row)
-        results[row["case_id"]] = row
-        if bar is not None:
-            bar.update(1)
+    def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        init = (
+            str(bundle_path) if bundle_path else None,
+            threads,
+            str(scenes_dir) if scenes_dir else None,
+            stability,
+        )
+        _run_pool(todo, min(jobs, len(todo)), init, on_row, bundle_id=run.pred.bundle_id)
 
-    try:
-        if todo:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            init = (str(bundle_path) if bundle_path else None, threads,
-                    str(scenes_dir) if scenes_dir else None, stability)
-            _run_pool(todo, min(jobs, len(todo)), init, on_row, pred.bundle_id)
-    finally:
-        journal.close()
-        if bar is not None:
-            bar.close()
-    ordered = [results[r.case_id] for r in rows]
-    write_csv_atomic(out, ordered, columns)
-    _journal_path(out).unlink(missing_ok=True)
-    n_ok = sum(1 for r in ordered if r.get("status") == "ok")
-    return BatchSummary(len(rows), n_ok, len(rows) - n_ok, len(rows) - len(todo), out)
+    return _finish_run(run, execute, show_progress)
+
+
+def predict_manifest_in_process(
+    manifest_path: Path,
+    out: Path,
+    bundle_path: Path | None = None,
+    *,
+    stability: bool = False,
+    predict_job: PredictJob | None = None,
+    show_progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> BatchSummary:
+    """Like :func:`predict_manifest`, one case after the other in this process (e.g. inside Slicer).
+
+    Same results CSV, journal and resume rules; no worker process, so a crash in a library stops
+    the run (rerun to resume).
+
+    Args:
+        manifest_path: cohort CSV.
+        out: results CSV path.
+        bundle_path: model bundle folder; None for the bundled default.
+        stability: also re-predict on eroded/dilated contours (passed to the default predict_job;
+            also decides which previous rows can be reused).
+        predict_job: ``(predictor, job) -> CasePrediction`` for one case; default:
+            ``predictor.predict_manifest_row``. Its DLRError becomes the case's error row.
+        show_progress: draw a progress bar on stderr.
+        warn: receives manifest warnings (unknown columns); default: stderr.
+
+    Returns:
+        Counts of the run.
+
+    Raises:
+        ManifestError: the manifest itself is unusable. BundleError: the bundle fails verification.
+    """
+    from . import predictor
+
+    run = _start_run(manifest_path, out, bundle_path, stability, warn)
+
+    def default_job(pred: Any, job: dict[str, Any]) -> Any:
+        return predictor.predict_manifest_row(pred, job, stability=stability)
+
+    def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
+        for job in todo:
+            on_row(_safe_row(run.pred, job, predict_job or default_job))
+
+    return _finish_run(run, execute, show_progress)
 
 
 def evaluate_manifest(
-    manifest_path: Path, report_dir: Path, bundle_path: Path | None = None, jobs: int = 1
+    manifest_path: Path, report_dir: Path, bundle_path: Path | None = None, *, jobs: int = 1
 ) -> Path:
     """Predict a labelled manifest and write the statistics report at the bundle's frozen cutoff.
 
@@ -329,6 +456,10 @@ def evaluate_manifest(
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     cutoffs = {"probability": pred.cutoff, **{f"score_{s}": c for s, c in pred.signature_cutoffs.items()}}
     return report.report_from_predictions_csv(
-        predictions, "label", score_columns, report_dir, cutoffs=cutoffs,
+        predictions,
+        "label",
+        score_columns,
+        report_dir,
+        cutoffs=cutoffs,
         title=f"Evaluation of {pred.bundle_id} on {Path(manifest_path).name}",
     )

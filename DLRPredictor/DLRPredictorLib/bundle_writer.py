@@ -94,8 +94,20 @@ def _jsonable(obj: Any) -> Any:
 
 def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
     """The compact held-out metrics recorded in the manifest (the full set is in the work folder)."""
-    keys = ("auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "ppv", "npv", "accuracy",
-            "calibration_slope", "calibration_intercept", "hosmer_lemeshow_p", "cutoff")
+    keys = (
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "accuracy",
+        "calibration_slope",
+        "calibration_intercept",
+        "hosmer_lemeshow_p",
+        "cutoff",
+    )
     out: dict[str, Any] = {}
     for contour, entry in heldout.items():
         block: dict[str, Any] = {"n": entry.get("n"), "n_positive": entry.get("n_positive")}
@@ -124,9 +136,12 @@ def flatten_score(res: dict[str, Any]) -> dict[str, Any]:
     cal = res.get("calibration") or {}
     hl = res.get("hosmer_lemeshow") or {}
     flat = {
-        "auc": auc.get("auc"), "auc_ci_low": auc.get("ci_low"), "auc_ci_high": auc.get("ci_high"),
+        "auc": auc.get("auc"),
+        "auc_ci_low": auc.get("ci_low"),
+        "auc_ci_high": auc.get("ci_high"),
         "cutoff": res.get("cutoff"),
-        "calibration_slope": cal.get("slope"), "calibration_intercept": cal.get("intercept"),
+        "calibration_slope": cal.get("slope"),
+        "calibration_intercept": cal.get("intercept"),
         "hosmer_lemeshow_p": hl.get("p"),
     }
     for k in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
@@ -136,8 +151,15 @@ def flatten_score(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_trained_bundle(
-    out: Path, trainer: Any, result: dict[str, Any], ood: dict[str, Any], config: TrainConfig,
-    params: dict[str, Any], params_path: Path, extra: dict[str, Any],
+    out: Path,
+    trainer: Any,
+    result: dict[str, Any],
+    *,
+    ood: dict[str, Any],
+    config: TrainConfig,
+    params: dict[str, Any],
+    params_path: Path,
+    extra: dict[str, Any],
 ) -> Path:
     """Evaluate the held-out split, write the bundle atomically and the full report next to it."""
     from . import bundle as bundle_mod
@@ -152,16 +174,22 @@ def write_trained_bundle(
         from .deep_features import save_safetensors
 
         with tempfile.TemporaryDirectory() as tmp:
-            files["cnn.safetensors"] = save_safetensors(trainer.final_net, Path(tmp) / "w.safetensors").read_bytes()
+            files["cnn.safetensors"] = save_safetensors(
+                trainer.final_net, Path(tmp) / "w.safetensors"
+            ).read_bytes()
     clin = result["clinical"]
     if clin is not None:
         files["nomogram.png"] = _png(lambda p: clin["nomogram"].plot(p, title=f"{config.title}: nomogram"))
         files["nomogram.csv"] = clin["nomogram"].table().to_csv(index=False).encode()
     plan = trainer.plan
     counts = {
-        "cases": len(trainer.cases), "train_cases": len(plan.train), "test_cases": len(plan.test),
-        "train_patients": len(set(trainer.groups[plan.train])), "test_patients": len(set(trainer.groups[plan.test])),
-        "train_positive": int(trainer.labels[plan.train].sum()), "test_positive": int(trainer.labels[plan.test].sum()),
+        "cases": len(trainer.cases),
+        "train_cases": len(plan.train),
+        "test_cases": len(plan.test),
+        "train_patients": len(set(trainer.groups[plan.train])),
+        "test_patients": len(set(trainer.groups[plan.test])),
+        "train_positive": int(trainer.labels[plan.train].sum()),
+        "test_positive": int(trainer.labels[plan.test].sum()),
         "excluded": len(extra["excluded"]),
     }
     metrics = {"heldout": summarise_metrics(heldout), "cnn_history": _jsonable(trainer.history)}
@@ -172,30 +200,50 @@ def write_trained_bundle(
         "id": config.bundle_id,
         "version": __version__,
         "title": config.title,
-        "task": {"name": config.task.name, "description": config.task.description,
-                 "positive_class": config.task.positive_class, "negative_class": config.task.negative_class},
+        "task": {
+            "name": config.task.name,
+            "description": config.task.description,
+            "positive_class": config.task.positive_class,
+            "negative_class": config.task.negative_class,
+        },
         "inputs": {
-            "image": {"modality": "US", "dimensions": 2,
-                      "notes": "B-mode; 3D volumes use the slice with the largest lesion area"},
+            "image": {
+                "modality": "US",
+                "dimensions": 2,
+                "notes": "B-mode; 3D volumes use the slice with the largest lesion area",
+            },
             "clinical_variables": [v.manifest_entry() for v in pipe.clinical_variables],
         },
         "files": {},
         "training": {
             "datasets": list(config.training_data) or [extra["manifest"]],
-            "split": {"method": "patient-level", "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
-                      "folds": config.split.folds, "seed": config.seed},
+            "split": {
+                "method": "patient-level",
+                "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
+                "folds": config.split.folds,
+                "seed": config.seed,
+            },
             "counts": counts,
         },
         "cutoff": float(pipe.cutoffs[pipe.default_model]),
-        "models": {"default": pipe.default_model, "image_only": pipe.image_only_model,
-                   "signatures": pipe.signature_names, "cutoffs": pipe.cutoffs, "fusion": config.model.fusion},
+        "models": {
+            "default": pipe.default_model,
+            "image_only": pipe.image_only_model,
+            "signatures": pipe.signature_names,
+            "cutoffs": pipe.cutoffs,
+            "fusion": config.model.fusion,
+        },
         "metrics": metrics,
         "licence": config.licence,
         "citation": list(config.citation) or ["DLRPredictor (this software)"],
         "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
-                        "not a diagnosis and not for use without a radiologist's reading.",
-        "extra": {"radiomics_parameters": "radiomics.yaml", "elapsed_s": round(extra["elapsed_s"], 1),
-                  "training_config": _jsonable(extra["config"]), "excluded_cases": len(extra["excluded"])},
+        "not a diagnosis and not for use without a radiologist's reading.",
+        "extra": {
+            "radiomics_parameters": "radiomics.yaml",
+            "elapsed_s": round(extra["elapsed_s"], 1),
+            "training_config": _jsonable(extra["config"]),
+            "excluded_cases": len(extra["excluded"]),
+        },
     }
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
     path = bundle_mod.write_bundle(out, manifest, files)

@@ -11,14 +11,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import DLRError
 
 EPILOG = "Documentation: README.md of the DLRPredictor extension."
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one stderr line (the CLI contract), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the problem and where help is, then exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Sub-command parsers are made by add_subparsers with the same class, so they inherit error().
+    parser = _Parser(
         prog="dlrpredictor",
         description="Deep-learning radiomics (DLR) of breast ultrasound: predict, train, evaluate, report.",
         epilog=EPILOG,

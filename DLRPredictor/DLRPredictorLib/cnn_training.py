@@ -637,7 +637,8 @@ def train_cnn(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # foreach: the multi-tensor update is about twice as fast on the CPU, same result
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
         state = _load_checkpoint(folder, net, opt, cfg, fingerprint) if folder is not None else None
         resumed_from = state.next_epoch if state is not None else None

@@ -129,7 +129,8 @@ CONTOUR_VARIANTS = ("exact", "ellipse", "erode1", "erode2", "dilate1", "dilate2"
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
+        section = where or "top level"
+        raise ConfigError(f"config section '{section}' must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -143,11 +144,16 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}.{name}".strip("."))
         else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}".strip("."))
+            annotation = str(fields[name].type)
+            kwargs[name] = _coerce(value, default, f"{where}.{name}".strip("."), annotation)
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def _coerce(value: Any, default: Any, where: str, annotation: str = "") -> Any:
+    # `annotation` is the field's type as text (this module uses postponed annotations), e.g.
+    # "str | None": it tells the type of fields whose default is None.
+    if value is None and "None" in annotation:
+        return None
     # bool is an int subclass: check it first so that `epochs: true` is refused.
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -156,10 +162,35 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config '{where}' must be a number, got {value!r}")
-        return type(default)(value) if isinstance(default, int) and float(value).is_integer() else value
+        if isinstance(default, int):
+            if not float(value).is_integer():
+                raise ConfigError(f"config '{where}' must be a whole number, got {value!r}")
+            return int(value)
+        return value
+    if (isinstance(default, str) or annotation.startswith("str")) and not isinstance(value, str):
+        raise ConfigError(f"config '{where}' must be text, got {value!r}")
     if isinstance(default, list) and not isinstance(value, list):
         raise ConfigError(f"config '{where}' must be a list, got {value!r}")
     return value
+
+
+def _check_clinical_variables(variables: list[Any]) -> None:
+    """Build each declared clinical variable now, so that a typo fails before hours of training."""
+    from .clinical import ClinicalVariable
+
+    for i, spec in enumerate(variables):
+        where = f"clinical.variables[{i}]"
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise ConfigError(f"config '{where}' must be a mapping with a 'name', 'type', ...; got {spec!r}")
+        try:
+            ClinicalVariable(**spec)
+        except TypeError as exc:
+            allowed = ", ".join(f.name for f in dataclasses.fields(ClinicalVariable) if f.init)
+            raise ConfigError(
+                f"config '{where}' ({spec['name']}) is invalid: {exc}; allowed keys: {allowed}"
+            ) from exc
+        except ConfigError as exc:
+            raise ConfigError(f"config '{where}': {exc}") from exc
 
 
 def validate(config: TrainConfig) -> TrainConfig:
@@ -184,7 +215,10 @@ def validate(config: TrainConfig) -> TrainConfig:
             f"config 'contours.variants' must include 'exact' and use only {', '.join(CONTOUR_VARIANTS)}"
         )
     if config.model.pca_components <= 0:
-        raise ConfigError("config 'model.pca_components' must be a variance fraction in (0,1) or a count >= 1")
+        raise ConfigError(
+            "config 'model.pca_components' must be a variance fraction in (0,1) or a count >= 1"
+        )
+    _check_clinical_variables(config.clinical.variables)
     return config
 
 

@@ -34,9 +34,13 @@ def run_demo(out: Path, bundle_path: Path | None = None) -> str:
     scene = scene_adapter.create_scene()
     try:
         vnode = scene_io.add_volume_node(scene, volume, "Phantom B-mode")
-        seg, segment_id = scene_io.add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation", "Lesion")
+        seg, segment_id = scene_io.add_segmentation_from_mask(
+            scene, mask, vnode, "Lesion segmentation", "Lesion"
+        )
         clinical = {"age": first["age"], "birads": first["birads"]}
-        result = predict_nodes(vnode, seg, segment_id, clinical=clinical, bundle_path=bundle_path, stability=True)
+        result = predict_nodes(
+            vnode, seg, segment_id, clinical=clinical, bundle_path=bundle_path, stability=True
+        )
         scene_path = scene_io.save_scene(scene, out / "demo_scene.mrb")
     finally:
         scene.Clear(1)
@@ -50,9 +54,10 @@ def run_demo(out: Path, bundle_path: Path | None = None) -> str:
     if result.total_points is not None:
         lines.append(f"nomogram total points: {result.total_points:.1f}")
     if result.stability is not None:
+        probs = result.stability.probabilities
+        changes = "yes" if result.stability.label_changes else "no"
         lines.append(
-            f"contour stability: probability {min(result.stability.probabilities):.3f}-"
-            f"{max(result.stability.probabilities):.3f}, label changes: {'yes' if result.stability.label_changes else 'no'}"
+            f"contour stability: probability {min(probs):.3f}-{max(probs):.3f}, label changes: {changes}"
         )
     lines += [f"warning: {w}" for w in result.warnings]
     lines.append(f"scene with image, lesion, features table, prediction table and heatmap: {scene_path}")

@@ -26,8 +26,9 @@ def _baseline(trainer: Any) -> Any:
     pairs, R = trainer.rows(trainer.plan.train, ["exact"])
     frame = pd.DataFrame(R, columns=trainer.rad_names)
     y = trainer.labels[[i for i, _ in pairs]]
-    sel = SelectionConfig(univariate="none", correlation="none", lasso="logistic", max_features=50,
-                          seed=trainer.config.seed)
+    sel = SelectionConfig(
+        univariate="none", correlation="none", lasso="logistic", max_features=50, seed=trainer.config.seed
+    )
     return Signature("Baseline", cols, "lr", selection=sel, grid={}, seed=trainer.config.seed).fit(
         frame, y, groups=trainer.groups[[i for i, _ in pairs]]
     )
@@ -38,7 +39,9 @@ def _clinical_matrix(trainer: Any, pipe: Any, idx: list[int]) -> tuple[list[int]
     for j, i in enumerate(idx):
         clin = trainer.cases[i].clinical
         try:
-            values = pipe.check_clinical({k: v for k, v in clin.items() if k in {x.name for x in pipe.clinical_variables}})
+            values = pipe.check_clinical(
+                {k: v for k, v in clin.items() if k in {x.name for x in pipe.clinical_variables}}
+            )
             rows.append(pipe.encode_clinical(values)[0])
             keep.append(j)
         except DLRError:
@@ -76,8 +79,13 @@ def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Pa
         entry: dict[str, Any] = {"n": len(idx), "n_positive": int(y.sum())}
         if len(set(y)) == 2:
             entry["all"] = report.evaluate_scores(y, scores, cutoffs)
-            report.write_report(report_root / f"heldout_{contour}", y, scores, cutoffs,
-                                title=f"Held-out test split, {contour} contours")
+            report.write_report(
+                report_root / f"heldout_{contour}",
+                y,
+                scores,
+                cutoffs,
+                title=f"Held-out test split, {contour} contours",
+            )
         if pipe.combined is not None:
             keep, X = _clinical_matrix(trainer, pipe, idx)
             if len(keep) >= 10 and len(set(y[keep])) == 2:

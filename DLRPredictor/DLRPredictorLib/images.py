@@ -19,6 +19,7 @@ are not a spatial volume; other multi-frame DICOM files (e.g. Enhanced US Volume
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,6 +61,8 @@ COLOUR_REGIONS_KEY = "colour_regions"
 # DICOM: Ultrasound Multi-frame Image Storage (a cine loop) and the attributes that time frames.
 _US_MULTIFRAME_SOP = "1.2.840.10008.5.1.4.1.1.3.1"
 _CINE_TAGS = ("0018|1063", "0018|1065", "0018|0040")  # Frame Time, Frame Time Vector, Cine Rate
+
+_DAMAGED = "it may be damaged or incomplete: export or copy it again"
 
 SPACING_FROM_FILE = "file"
 SPACING_GIVEN = "given"
@@ -259,7 +262,8 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
         try:
             image = reader.Execute()
         except RuntimeError as exc:
-            raise _read_failed(path, f"the DICOM series could not be decoded ({_first_line(exc)})") from exc
+            reason = f"the DICOM series could not be decoded ({_first_line(exc, path)}); {_DAMAGED}"
+            raise _read_failed(path, reason) from exc
         return image, "DICOM series", _dicom_has_spacing(Path(files[0])), Path(files[0])
     if not path.is_file():
         raise _read_failed(path, "the file does not exist")
@@ -269,7 +273,8 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise _read_failed(path, f"the file could not be decoded ({_first_line(exc)})") from exc
+        reason = f"the file could not be decoded ({_first_line(exc, path)}); {_DAMAGED}"
+        raise _read_failed(path, reason) from exc
     if io_name in _PICTURE_IOS:
         return image, _PICTURE_IOS[io_name], False, None
     if io_name == "GDCMImageIO":
@@ -277,9 +282,18 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
     return image, _VOLUME_IOS.get(io_name, io_name.replace("ImageIO", "")), True, None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, path: Path | None = None) -> str:
+    """The reader's own reason, without ITK's object address or the path already named.
+
+    ITK messages look like ``ITK ERROR: PNGImageIO(0x55fb1c57c600): PNG critical error in /a/b.png``;
+    the address changes on every run, which would make result files differ between runs.
+    """
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    text = lines[-1] if lines else type(exc).__name__
+    text = re.sub(r"^ITK ERROR:\s*\w+\(0x[0-9a-fA-F]+\):\s*", "", text)
+    if path is not None:
+        text = text.replace(f" in {path}", "").replace(str(path), "the file")
+    return re.sub(r"\(?0x[0-9a-fA-F]{6,}\)?", "", text).strip() or type(exc).__name__
 
 
 def _dicom_has_spacing(path: Path) -> bool:

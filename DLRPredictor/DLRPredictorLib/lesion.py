@@ -209,7 +209,8 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise ImageReadError(
-            f"cannot read mask '{path}': the file could not be decoded. Supported: {_MASK_FORMATS}."
+            f"cannot read mask '{path}': the file could not be decoded; it may be damaged or incomplete: "
+            f"export or copy it again. Supported: {_MASK_FORMATS}."
         ) from exc
     if image.GetDimension() not in (2, 3):
         raise InputError(f"the mask '{path}' is {image.GetDimension()}D; a 2D or 3D mask is needed")

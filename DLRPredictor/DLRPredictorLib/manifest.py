@@ -234,6 +234,11 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     except csv.Error as e:
         raise ManifestError(f"manifest '{path.name}' is not a valid CSV file: {e}") from e
     numbered = [(i + 1, r) for i, r in enumerate(table) if any(c.strip() for c in r)]
+    if not numbered:
+        raise ManifestError(
+            f"manifest '{path.name}' has only blank cells: it needs a header row (case_id, image, mask, "
+            f"...) and one row per case"
+        )
     header = numbered[0][1]
     records = numbered[1:]
     if not records:

@@ -6,8 +6,13 @@ from typing import Any
 
 from .config import TrainConfig
 
-NAMES = {"rad": "Rad", "dl": "DL", "dlr": "DLR (image only)", "combined": "Combined nomogram",
-         "baseline": "Baseline: Original-image radiomics, LASSO-LR"}
+NAMES = {
+    "rad": "Rad",
+    "dl": "DL",
+    "dlr": "DLR (image only)",
+    "combined": "Combined nomogram",
+    "baseline": "Baseline: Original-image radiomics, LASSO-LR",
+}
 
 
 def _f(v: Any, d: int = 3) -> str:
@@ -15,7 +20,11 @@ def _f(v: Any, d: int = 3) -> str:
 
 
 def _ci(flat: dict[str, Any], key: str) -> str:
-    lo, hi = flat.get(f"{key}_ci", (None, None)) if isinstance(flat.get(f"{key}_ci"), (list, tuple)) else (None, None)
+    lo, hi = (
+        flat.get(f"{key}_ci", (None, None))
+        if isinstance(flat.get(f"{key}_ci"), (list, tuple))
+        else (None, None)
+    )
     return f"{_f(flat.get(key))} ({_f(lo)}-{_f(hi)})"
 
 
@@ -36,10 +45,13 @@ def metrics_table(block: dict[str, Any]) -> str:
             f"{_f(f['hosmer_lemeshow_p'])} |"
         )
     lines.append("")
-    lines.append("DeLong tests (two-sided, unadjusted): " + "; ".join(
-        f"{NAMES.get(t['score_a'], t['score_a'])} vs {NAMES.get(t['score_b'], t['score_b'])} p={_f(t['p'])}"
-        for t in block.get("delong", [])
-    ))
+    lines.append(
+        "DeLong tests (two-sided, unadjusted): "
+        + "; ".join(
+            f"{NAMES.get(t['score_a'], t['score_a'])} vs {NAMES.get(t['score_b'], t['score_b'])} p={_f(t['p'])}"
+            for t in block.get("delong", [])
+        )
+    )
     return "\n".join(lines)
 
 
@@ -49,13 +61,20 @@ def _decision_curve_line(block: dict[str, Any], model: str) -> str:
     picks = [r for r in dc if any(abs(float(r["threshold"]) - t) < 1e-9 for t in (0.1, 0.2, 0.3, 0.5))]
     if not picks:
         return ""
-    return "Net benefit of " + NAMES.get(model, model) + ": " + "; ".join(
-        f"threshold {float(r['threshold']):.1f}: {float(r['net_benefit']):.3f} (treat all {float(r['treat_all']):.3f})"
-        for r in picks
+    return (
+        "Net benefit of "
+        + NAMES.get(model, model)
+        + ": "
+        + "; ".join(
+            f"threshold {float(r['threshold']):.1f}: {float(r['net_benefit']):.3f} (treat all {float(r['treat_all']):.3f})"
+            for r in picks
+        )
     )
 
 
-def render_model_card(manifest: dict[str, Any], heldout: dict[str, Any], clinical: Any, config: TrainConfig) -> str:
+def render_model_card(
+    manifest: dict[str, Any], heldout: dict[str, Any], clinical: Any, config: TrainConfig
+) -> str:
     """The model card text."""
     c = manifest["training"]["counts"]
     extra = manifest["extra"]
@@ -114,10 +133,21 @@ def render_model_card(manifest: dict[str, Any], heldout: dict[str, Any], clinica
     for contour, entry in heldout.items():
         out.append(f"### {contour} contours ({entry['n']} images, {entry['n_positive']} positive)")
         if "all" in entry:
-            out += [metrics_table(entry["all"]), "", _decision_curve_line(entry["all"], manifest["models"]["image_only"]), ""]
+            out += [
+                metrics_table(entry["all"]),
+                "",
+                _decision_curve_line(entry["all"], manifest["models"]["image_only"]),
+                "",
+            ]
         if "clinical_subset" in entry:
-            out += [f"Cases with clinical values ({entry['n_clinical']}):", "", metrics_table(entry["clinical_subset"]),
-                    "", _decision_curve_line(entry["clinical_subset"], "combined"), ""]
+            out += [
+                f"Cases with clinical values ({entry['n_clinical']}):",
+                "",
+                metrics_table(entry["clinical_subset"]),
+                "",
+                _decision_curve_line(entry["clinical_subset"], "combined"),
+                "",
+            ]
     out += [
         "## Limitations",
         "- No external validation yet; scanners and sites are those of the training data only.",

@@ -158,7 +158,9 @@ def make_phantom(
     echo = echo * (1.0 - style.darkness * soft)
     if style.heterogeneity > 0:
         # A separate generator: the main sequence (and so the default image) stays unchanged.
-        blotches = ndimage.gaussian_filter(np.random.default_rng([seed, 7]).standard_normal((rows, cols)), 2.5)
+        blotches = ndimage.gaussian_filter(
+            np.random.default_rng([seed, 7]).standard_normal((rows, cols)), 2.5
+        )
         echo = echo * np.exp(style.heterogeneity * soft * blotches / blotches.std())
 
     # Posterior shadowing (or enhancement): below the lesion's lower outline, over its columns.

@@ -135,6 +135,7 @@ class Predictor:
         volume: ImageVolume,
         mask: np.ndarray,
         clinical: dict[str, Any] | None = None,
+        *,
         stability: bool = False,
         heatmap: bool = True,
         case: str = "",
@@ -213,7 +214,9 @@ class Predictor:
         cam_slice = dfe.heatmap_to_slice(cam, box, lesion.image.shape)
         return vector, dfe.heatmap_volume(cam_slice, volume_shape, lesion.slice_index)
 
-    def _stability(self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction) -> StabilityResult:
+    def _stability(
+        self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction
+    ) -> StabilityResult:
         names, probs = ["as drawn"], [base.probability]
         for op, radius in STABILITY_PERTURBATIONS:
             fn = lesion_mod.erode_mask if op == "erode" else lesion_mod.dilate_mask
@@ -279,13 +282,19 @@ def predict_manifest_row(
     volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
     mask = lesion_mod.read_mask(job["mask"], volume, segment=job.get("segment") or None)
     result = pred.predict(
-        volume, mask, job.get("clinical"), stability=stability, heatmap=scenes_dir is not None,
+        volume,
+        mask,
+        job.get("clinical"),
+        stability=stability,
+        heatmap=scenes_dir is not None,
         case=job["case_id"],
     )
     if scenes_dir is not None:
         from . import api
 
-        api.write_case_scene(Path(scenes_dir) / f"{_safe_name(job['case_id'])}.mrb", volume, mask, pred, result)
+        api.write_case_scene(
+            Path(scenes_dir) / f"{_safe_name(job['case_id'])}.mrb", volume, mask, pred, result
+        )
     return result
 
 

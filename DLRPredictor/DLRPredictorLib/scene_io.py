@@ -433,6 +433,7 @@ def write_features_table(
     rows: list[tuple[str, str, str, float]],
     provenance: dict[str, str],
     name: str,
+    *,
     node: Any = None,
     label: str = "Lesion",
 ) -> Any:

@@ -11,7 +11,7 @@ other class), so the classes are separable but not trivially. Size, position, da
 dynamic range vary independently of the class.
 
 Clinical columns carry signal too: ``age`` depends on the class (older more often malignant) and
-``birads`` on the lesion's look (as a reader's category would); about one patient in ten has an
+``birads`` on the lesion's look (as a reader's category would); about one patient in sixteen has an
 empty cell for each.
 
 With ``signal=False`` the images, ages and BI-RADS are drawn exactly the same way, but the
@@ -38,8 +38,8 @@ from .phantom import LesionStyle, make_phantom
 MANIFEST_COLUMNS = ["case_id", "image", "mask", "label", "patient_id", "spacing_mm", "age", "birads"]
 IMAGE_SHAPE = (176, 224)  # rows, cols: small enough for fast radiomics and CNN crops
 ATYPICAL_FRACTION = 0.15
-MISSING_FRACTION = 0.1
-_VIEWS = (1, 1, 1, 2, 2, 3)  # views per patient, drawn uniformly
+MISSING_FRACTION = 0.06
+_VIEWS = (1, 1, 1, 1, 2, 3)  # views per patient, drawn uniformly
 _SPACINGS = (0.08, 0.1, 0.12)  # pixel sizes of three "scanners", in mm
 _BORDER_PX = 4
 _BIRADS_MALIGNANT_LOOK = (("3", "4a", "4b", "4c", "5"), (0.05, 0.15, 0.25, 0.25, 0.30))
@@ -62,15 +62,21 @@ def _style(rng: np.random.Generator, malignant_look: bool) -> LesionStyle:
     """A lesion look: class-dependent features from overlapping ranges, the rest class-free."""
     if malignant_look:
         look = {
-            "irregularity": rng.uniform(0.7, 1.6), "spicules": int(rng.integers(2, 8)),
-            "aspect": rng.uniform(0.75, 1.2), "margin_sigma": rng.uniform(1.5, 3.0),
-            "posterior": rng.uniform(-0.7, 0.05), "heterogeneity": rng.uniform(0.25, 0.7),
+            "irregularity": rng.uniform(0.7, 1.6),
+            "spicules": int(rng.integers(2, 8)),
+            "aspect": rng.uniform(0.75, 1.2),
+            "margin_sigma": rng.uniform(1.5, 3.0),
+            "posterior": rng.uniform(-0.7, 0.05),
+            "heterogeneity": rng.uniform(0.25, 0.7),
         }
     else:
         look = {
-            "irregularity": rng.uniform(0.0, 0.8), "spicules": int(rng.integers(0, 3)),
-            "aspect": rng.uniform(0.45, 0.85), "margin_sigma": rng.uniform(0.8, 1.8),
-            "posterior": rng.uniform(-0.15, 0.6), "heterogeneity": rng.uniform(0.0, 0.35),
+            "irregularity": rng.uniform(0.0, 0.8),
+            "spicules": int(rng.integers(0, 3)),
+            "aspect": rng.uniform(0.45, 0.85),
+            "margin_sigma": rng.uniform(0.8, 1.8),
+            "posterior": rng.uniform(-0.15, 0.6),
+            "heterogeneity": rng.uniform(0.0, 0.35),
         }
     return LesionStyle(
         scale=rng.uniform(0.5, 0.95),
@@ -131,14 +137,19 @@ def _view(rng: np.random.Generator, patient: _Patient) -> tuple[np.ndarray, np.n
     for attempt in range(20):
         # A lesion reaching the border would be clipped: shrink it a little and draw again.
         volume, mask = make_phantom(
-            seed + attempt, IMAGE_SHAPE, patient.spacing_mm, style=style,
+            seed + attempt,
+            IMAGE_SHAPE,
+            patient.spacing_mm,
+            style=style,
             dynamic_range_db=patient.dynamic_range_db,
         )
         lesion = mask[0].astype(bool)
         rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
         if (
-            rows[0] >= _BORDER_PX and cols[0] >= _BORDER_PX
-            and rows[-1] < IMAGE_SHAPE[0] - _BORDER_PX and cols[-1] < IMAGE_SHAPE[1] - _BORDER_PX
+            rows[0] >= _BORDER_PX
+            and cols[0] >= _BORDER_PX
+            and rows[-1] < IMAGE_SHAPE[0] - _BORDER_PX
+            and cols[-1] < IMAGE_SHAPE[1] - _BORDER_PX
         ):
             return volume.array[0].astype(np.uint8), mask[0]
         style = replace(style, scale=style.scale * 0.9)
@@ -185,16 +196,18 @@ def write_cohort(folder: str | Path, n_cases: int = 40, seed: int = 0, signal: b
             mask_path = Path("masks") / f"{case_id}.{'nrrd' if index % 4 == 1 else 'png'}"
             _write(image, patient.spacing_mm, root / image_path)
             _write(mask if mask_path.suffix == ".nrrd" else mask * 255, patient.spacing_mm, root / mask_path)
-            rows.append({
-                "case_id": case_id,
-                "image": image_path.as_posix(),
-                "mask": mask_path.as_posix(),
-                "label": "malignant" if patient.label else "benign",
-                "patient_id": patient.patient_id,
-                "spacing_mm": f"{patient.spacing_mm:g}",
-                "age": patient.age,
-                "birads": patient.birads,
-            })
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "image": image_path.as_posix(),
+                    "mask": mask_path.as_posix(),
+                    "label": "malignant" if patient.label else "benign",
+                    "patient_id": patient.patient_id,
+                    "spacing_mm": f"{patient.spacing_mm:g}",
+                    "age": patient.age,
+                    "birads": patient.birads,
+                }
+            )
             index += 1
     manifest = root / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:

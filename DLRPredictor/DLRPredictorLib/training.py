@@ -80,7 +80,9 @@ def plan_splits(labels: np.ndarray, groups: np.ndarray, config: TrainConfig, n_e
         train = np.setdiff1d(np.arange(n), test)
     else:
         train, test = np.arange(n), np.arange(0)
-    folds = [va for _, va in stratified_folds(labels[train], groups[train], config.split.folds, config.seed + 1)]
+    folds = [
+        va for _, va in stratified_folds(labels[train], groups[train], config.split.folds, config.seed + 1)
+    ]
     return FoldPlan(train=train, test=np.sort(test), folds=folds)
 
 
@@ -89,8 +91,15 @@ def _cnn_config(config: TrainConfig, seed: int) -> Any:
 
     c = config.cnn
     return CnnTrainConfig(
-        arch=c.arch, input_size=c.input_size, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
-        weight_decay=c.weight_decay, patience=c.patience, val_fraction=c.val_fraction, seed=seed,
+        arch=c.arch,
+        input_size=c.input_size,
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        patience=c.patience,
+        val_fraction=c.val_fraction,
+        seed=seed,
         num_threads=c.num_threads,
     )
 
@@ -98,7 +107,9 @@ def _cnn_config(config: TrainConfig, seed: int) -> Any:
 class _Trainer:
     """Holds the arrays of one training run; methods are the steps of the module docstring."""
 
-    def __init__(self, config: TrainConfig, cases: list[td.TrainingCase], n_external: int, work: Path, log: Log):
+    def __init__(
+        self, config: TrainConfig, cases: list[td.TrainingCase], n_external: int, work: Path, log: Log
+    ):
         self.config = config
         self.cases = cases
         self.log = log
@@ -107,7 +118,11 @@ class _Trainer:
         self.labels = np.array([c.label for c in cases])
         self.groups = np.array([c.patient_id for c in cases])
         self.plan = plan_splits(self.labels, self.groups, config, n_external)
-        self.crop = {"margin_fraction": config.image.margin_fraction, "size": config.cnn.input_size, "square": True}
+        self.crop = {
+            "margin_fraction": config.image.margin_fraction,
+            "size": config.cnn.input_size,
+            "square": True,
+        }
 
     # -- features ------------------------------------------------------------------------------
     def radiomics(self, params: dict[str, Any]) -> None:
@@ -127,21 +142,48 @@ class _Trainer:
         from .cnn_training import train_cnn
 
         self.log(f"CNN {name}: training on {len(idx)} cases")
+        cnn_config = _cnn_config(self.config, self.config.seed)
+        cnn_config.val_fraction = self._val_fraction(name, idx, cnn_config.val_fraction)
         result = train_cnn(
-            crops[idx], self.labels[idx], _cnn_config(self.config, self.config.seed),
-            checkpoint_dir=self.work / "cnn" / name, groups=self.groups[idx],
+            crops[idx],
+            self.labels[idx],
+            cnn_config,
+            checkpoint_dir=self.work / "cnn" / name,
+            groups=self.groups[idx],
             log=lambda line: self.log(f"CNN {name}: {line}"),
         )
         self.history[name] = result.history
         return result
 
-    def deep_features(self, model: Any, idx: np.ndarray, variants: list[str]) -> dict[tuple[int, str], np.ndarray]:
+    def _val_fraction(self, name: str, idx: np.ndarray, fraction: float) -> float:
+        """The CNN's inner validation share, raised when too few patients would make it one-class.
+
+        The inner split takes one of round(1/fraction) patient folds; with fewer patients of a class
+        than folds, some fold (possibly the one taken) has no patient of that class.
+        """
+        fewest = min(len(set(self.groups[idx][self.labels[idx] == c])) for c in (0, 1))
+        if fraction <= 0 or fewest < 2 or round(1.0 / fraction) <= fewest:
+            return fraction
+        raised = min(0.5, 1.0 / fewest)
+        self.log(
+            f"CNN {name}: validation share raised from {fraction:.2f} to {raised:.2f} "
+            f"(only {fewest} patients of the rarer class)"
+        )
+        return raised
+
+    def deep_features(
+        self, model: Any, idx: np.ndarray, variants: list[str]
+    ) -> dict[tuple[int, str], np.ndarray]:
         from . import deep_features as dfe
 
         spec = dfe.CropSpec(**self.crop)
         out = {}
         for v in variants:
-            crops = np.stack([dfe.lesion_crop(self.cases[i].variants[v], spec)[0] for i in idx]) if len(idx) else None
+            crops = (
+                np.stack([dfe.lesion_crop(self.cases[i].variants[v], spec)[0] for i in idx])
+                if len(idx)
+                else None
+            )
             if crops is None:
                 continue
             feats = model.features(crops)
@@ -161,7 +203,9 @@ class _Trainer:
         sel = _selection(cfg)
         grid = None if cfg.model.grid_search else {}
         kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
-        out: dict[str, Any] = {"rad": Signature("Rad", self.rad_names, cfg.model.rad_classifier, grid=grid, **kw)}
+        out: dict[str, Any] = {
+            "rad": Signature("Rad", self.rad_names, cfg.model.rad_classifier, grid=grid, **kw)
+        }
         out["rad"].fit(frame, y, groups=g)
         if deep is not None:
             D = np.array([deep[p] for p in pairs])
@@ -169,20 +213,27 @@ class _Trainer:
             reducer = DeepFeatureReducer(int(n_comp) if n_comp >= 1 else float(n_comp)).fit(D)
             frame = pd.concat([frame, reducer.transform_frame(D)], axis=1)
             out["reducer"] = reducer
-            out["dl"] = Signature("DL", reducer.names, cfg.model.dl_classifier, grid=grid, **kw).fit(frame, y, groups=g)
+            out["dl"] = Signature("DL", reducer.names, cfg.model.dl_classifier, grid=grid, **kw).fit(
+                frame, y, groups=g
+            )
             if cfg.model.fusion == "early":
-                out["dlr"] = early_fusion(self.rad_names, reducer.names, classifier="lr", selection=sel,
-                                          cv=kw["cv"], seed=cfg.seed).fit(frame, y, groups=g)
+                out["dlr"] = early_fusion(
+                    self.rad_names, reducer.names, classifier="lr", selection=sel, cv=kw["cv"], seed=cfg.seed
+                ).fit(frame, y, groups=g)
         return out
 
-    def frame(self, pairs: list[tuple[int, str]], R: np.ndarray, deep: dict | None, reducer: Any) -> pd.DataFrame:
+    def frame(
+        self, pairs: list[tuple[int, str]], R: np.ndarray, deep: dict | None, reducer: Any
+    ) -> pd.DataFrame:
         frame = pd.DataFrame(R, columns=self.rad_names)
         if deep is not None and reducer is not None:
             D = np.array([deep[p] for p in pairs])
             frame = pd.concat([frame, reducer.transform_frame(D)], axis=1)
         return frame
 
-    def score(self, sigs: dict[str, Any], pairs: list, R: np.ndarray, deep: dict | None) -> dict[str, np.ndarray]:
+    def score(
+        self, sigs: dict[str, Any], pairs: list, R: np.ndarray, deep: dict | None
+    ) -> dict[str, np.ndarray]:
         frame = self.frame(pairs, R, deep, sigs.get("reducer"))
         return {k: sigs[k].predict_proba(frame) for k in ("rad", "dl", "dlr") if k in sigs}
 
@@ -224,7 +275,9 @@ class _Trainer:
         if use_cnn:
             net_result = self.train_network("final", train, crops)
             self.final_net = net_result.model()
-            final_deep = self.deep_features(self.final_net, np.arange(len(self.cases)), sorted(set(self.variants) | {"exact", "ellipse"}))
+            final_deep = self.deep_features(
+                self.final_net, np.arange(len(self.cases)), sorted(set(self.variants) | {"exact", "ellipse"})
+            )
         sigs = self.fit_signatures(train, final_deep)
         # 3. fusion, clinical model and cutoffs on out-of-fold scores
         fusion = self.fit_fusion(sigs, oof_scores, oof_y)
@@ -235,11 +288,19 @@ class _Trainer:
         oof_cases = np.array([i for i, _ in oof_pairs_all])[exact]
         clinical = self.fit_clinical(sigs, oof_scores, exact, oof_cases)
         return {
-            "sigs": sigs, "oof_scores": oof_scores, "oof_y": oof_y, "oof_exact": exact, "oof_cases": oof_cases,
-            "clinical": clinical, "final_deep": final_deep, "net_result": net_result,
+            "sigs": sigs,
+            "oof_scores": oof_scores,
+            "oof_y": oof_y,
+            "oof_exact": exact,
+            "oof_cases": oof_cases,
+            "clinical": clinical,
+            "final_deep": final_deep,
+            "net_result": net_result,
         }
 
-    def fit_fusion(self, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray) -> dict[str, Any] | None:
+    def fit_fusion(
+        self, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray
+    ) -> dict[str, Any] | None:
         from scipy.special import softmax
         from sklearn.linear_model import LogisticRegression
 
@@ -262,7 +323,9 @@ class _Trainer:
             oof_dlr = P @ model.weights
         return {"model": model, "oof": oof_dlr}
 
-    def fit_clinical(self, sigs: dict, oof: dict, exact: np.ndarray, oof_cases: np.ndarray) -> dict[str, Any] | None:
+    def fit_clinical(
+        self, sigs: dict, oof: dict, exact: np.ndarray, oof_cases: np.ndarray
+    ) -> dict[str, Any] | None:
         from . import clinical as cl
         from .nomogram import Nomogram
 
@@ -298,28 +361,45 @@ class _Trainer:
         nomo = Nomogram.from_combined(combined, variables, score_range=(float(np.min(lg)), float(np.max(lg))))
         oof_combined = combined.predict_proba(score[keep], X[:, cols])
         return {
-            "variables": variables, "univariable": uni, "multivariable": multi, "model": combined,
-            "nomogram": nomo, "keep": np.array(keep), "oof": oof_combined,
+            "variables": variables,
+            "univariable": uni,
+            "multivariable": multi,
+            "model": combined,
+            "nomogram": nomo,
+            "keep": np.array(keep),
+            "oof": oof_combined,
             "logit_range": (float(np.min(lg)), float(np.max(lg))),
         }
 
 
 def _ood(trainer: _Trainer, sigs: dict[str, Any]) -> dict[str, Any]:
     """Out-of-distribution reference: RMS z-distance over the signatures' selected inputs."""
-    cols = list(dict.fromkeys(sigs["rad"].selected_features + (sigs["dl"].selected_features if "dl" in sigs else [])))
+    cols = list(
+        dict.fromkeys(sigs["rad"].selected_features + (sigs["dl"].selected_features if "dl" in sigs else []))
+    )
     pairs, R = trainer.rows(trainer.plan.train, ["exact"])
     frame = trainer.frame(pairs, R, trainer.final_deep_cache, sigs.get("reducer"))[cols].to_numpy(float)
     mean, std = frame.mean(axis=0), frame.std(axis=0)
     std[std == 0] = 1.0
     d = np.sqrt(np.mean(((frame - mean) / std) ** 2, axis=1))
     # Limit: the 99.5th percentile of training cases, times 1.5 (documented in the README).
-    return {"columns": cols, "mean": mean.tolist(), "std": std.tolist(),
-            "threshold": float(np.quantile(d, 0.995) * 1.5), "rule": "RMS z-distance > 1.5 x 99.5th pct of training"}
+    return {
+        "columns": cols,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "threshold": float(np.quantile(d, 0.995) * 1.5),
+        "rule": "RMS z-distance > 1.5 x 99.5th pct of training",
+    }
 
 
 def train_from_manifest(
-    manifest_path: Path, out: Path, config_path: Path | None = None, work_dir: Path | None = None,
-    log: Log | None = None, test_manifest: Path | None = None,
+    manifest_path: Path,
+    out: Path,
+    config_path: Path | None = None,
+    *,
+    work_dir: Path | None = None,
+    log: Log | None = None,
+    test_manifest: Path | None = None,
 ) -> Path:
     """Train a bundle from a labelled manifest (see the module docstring for the method).
 
@@ -348,13 +428,23 @@ def train_from_manifest(
     params = rf.load_parameters(params_path)
     label_values = {s: 1 for s in config.task.positive_labels} | {s: 0 for s in config.task.negative_labels}
     clinical_names = [v["name"] for v in config.clinical.variables]
-    rows = manifest_mod.read_manifest(manifest_path, required=("case_id", "image", "mask", "label"),
-                                      clinical_names=clinical_names, label_values=label_values, warn=log)
+    rows = manifest_mod.read_manifest(
+        manifest_path,
+        required=("case_id", "image", "mask", "label"),
+        clinical_names=clinical_names,
+        label_values=label_values,
+        warn=log,
+    )
     ext_path = test_manifest or (base / config.split.test_manifest if config.split.test_manifest else None)
     ext_rows = []
     if ext_path is not None:
-        ext_rows = manifest_mod.read_manifest(ext_path, required=("case_id", "image", "mask", "label"),
-                                              clinical_names=clinical_names, label_values=label_values, warn=log)
+        ext_rows = manifest_mod.read_manifest(
+            ext_path,
+            required=("case_id", "image", "mask", "label"),
+            clinical_names=clinical_names,
+            label_values=label_values,
+            warn=log,
+        )
     cases, excluded = [], []
     n_ext = 0
     for source, rs in (("train", rows), ("test", ext_rows)):
@@ -363,9 +453,16 @@ def train_from_manifest(
                 excluded.append((r.case_id, "no label"))
                 continue
             try:
-                cases.append(td.load_case(r, int(r.label), config.contours.variants
-                                          + [v for v in ("ellipse",) if v not in config.contours.variants],
-                                          config.image.pixel_units, config.seed))
+                cases.append(
+                    td.load_case(
+                        r,
+                        int(r.label),
+                        config.contours.variants
+                        + [v for v in ("ellipse",) if v not in config.contours.variants],
+                        config.image.pixel_units,
+                        config.seed,
+                    )
+                )
                 n_ext += source == "test"
             except DLRError as exc:
                 excluded.append((r.case_id, str(exc)))
@@ -378,9 +475,19 @@ def train_from_manifest(
     trainer.final_deep_cache = result["final_deep"]
     ood = _ood(trainer, result["sigs"])
     path = write_trained_bundle(
-        out, trainer, result, ood, config, params, params_path,
-        extra={"excluded": excluded, "elapsed_s": time.time() - start, "config": config_to_dict(config),
-               "manifest": Path(manifest_path).name},
+        out,
+        trainer,
+        result,
+        ood=ood,
+        config=config,
+        params=params,
+        params_path=params_path,
+        extra={
+            "excluded": excluded,
+            "elapsed_s": time.time() - start,
+            "config": config_to_dict(config),
+            "manifest": Path(manifest_path).name,
+        },
     )
     log(f"bundle written to {path} in {time.time() - start:.0f} s")
     return path

@@ -103,6 +103,7 @@ def radiomics_table(
     variants: list[str],
     params: dict[str, Any],
     cache_dir: Path | None,
+    *,
     jobs: int = 1,
     log: Log | None = None,
 ) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
@@ -136,15 +137,15 @@ def radiomics_table(
     if log:
         log(f"radiomics: {len(cases) * len(variants) - len(todo)} cached, {len(todo)} to extract")
     if todo:
-        fh = open(cache_file, "a", encoding="utf-8") if cache_file else None  # noqa: SIM115
+        fh = open(cache_file, "a", encoding="utf-8") if cache_file else None
         try:
             args = [(c.variants[v], params) for c, v in todo]
             if jobs > 1:
                 with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
                     results = pool.map(_extract_one, args, chunksize=8)
-                    _store(todo, results, key, cache, fh, log)
+                    _store(todo, results, key, cache, fh, log=log)
             else:
-                _store(todo, map(_extract_one, args), key, cache, fh, log)
+                _store(todo, map(_extract_one, args), key, cache, fh, log=log)
         finally:
             if fh:
                 fh.close()
@@ -163,7 +164,7 @@ def radiomics_table(
     return names, table
 
 
-def _store(todo: list, results: Any, key: Callable, cache: dict, fh: Any, log: Log | None) -> None:
+def _store(todo: list, results: Any, key: Callable, cache: dict, fh: Any, *, log: Log | None) -> None:
     for i, ((c, v), res) in enumerate(zip(todo, results, strict=True)):
         if isinstance(res, str):
             if log:

@@ -52,15 +52,19 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir):
 
 def main(argv):
     import slicer
-
     from DLRPredictorLib import batch
     from DLRPredictorLib.errors import DLRError
 
     args = _parser().parse_args(argv)
     try:
         summary = batch.predict_manifest_in_process(
-            args.manifest, args.out, bundle_path=args.bundle, stability=args.stability,
-            predict_job=lambda pred, job: _predict_in_scene(slicer.mrmlScene, pred, job, args.stability, args.scenes),
+            args.manifest,
+            args.out,
+            bundle_path=args.bundle,
+            stability=args.stability,
+            predict_job=lambda pred, job: _predict_in_scene(
+                slicer.mrmlScene, pred, job, args.stability, args.scenes
+            ),
         )
     except DLRError as exc:
         print(f"slicer_batch.py: error: {exc}", file=sys.stderr)

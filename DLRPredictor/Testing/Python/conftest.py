@@ -115,6 +115,15 @@ clinical:
 """
 
 
+def original_only_parameters() -> str:
+    """The shipped 2D ultrasound parameter file restricted to the Original image (fast for tests)."""
+    from DLRPredictorLib import radiomics_features as rf
+
+    text = rf.DEFAULT_PARAMETERS.read_text(encoding="utf-8")
+    start, end = text.index("imageType:"), text.index("featureClass:")
+    return text[:start] + "imageType:\n  Original: {}\n" + text[end:]
+
+
 @pytest.fixture(scope="session")
 def synthetic_cohort(tmp_path_factory) -> Path:
     """Manifest of a small labelled synthetic cohort (no external data)."""
@@ -130,6 +139,8 @@ def tiny_bundle(tmp_path_factory, synthetic_cohort: Path) -> Path:
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = root / "tiny.yaml"
-    cfg.write_text(TINY_CONFIG)
-    return training.train_from_manifest(synthetic_cohort, root / "bundle", cfg, work_dir=root / "work",
-                                        log=lambda line: None)
+    cfg.write_text(TINY_CONFIG + "radiomics_parameters: original_only.yaml\n")
+    (root / "original_only.yaml").write_text(original_only_parameters())
+    return training.train_from_manifest(
+        synthetic_cohort, root / "bundle", cfg, work_dir=root / "work", log=lambda line: None
+    )

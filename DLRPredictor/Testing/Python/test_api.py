@@ -14,7 +14,6 @@ import math
 import numpy as np
 import pytest
 import slicer
-
 from DLRPredictorLib import api, lesion, phantom, scene_io
 from DLRPredictorLib.errors import ClinicalValueError, LesionError
 
@@ -74,22 +73,25 @@ def _snapshot(scene) -> dict[str, tuple]:
         attributes = tuple(sorted((a, node.GetAttribute(a)) for a in (node.GetAttributeNames() or ())))
         data: object = None
         if node.IsA("vtkMRMLTableNode"):
-            data = (tuple(node.GetColumnName(c) for c in range(node.GetNumberOfColumns())), _table_cells(node))
+            data = (
+                tuple(node.GetColumnName(c) for c in range(node.GetNumberOfColumns())),
+                _table_cells(node),
+            )
         elif node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
             data = slicer.util.arrayFromVolume(node).copy()
         state[node.GetID()] = (node.GetClassName(), node.GetName(), attributes, data)
     return state
 
 
-def _assert_same_scene(before: dict[str, tuple], after: dict[str, tuple]) -> None:
-    assert list(after) == list(before)
+def _assert_same_scene(before: dict[str, tuple], after: dict[str, tuple], what: str) -> None:
+    assert list(after) == list(before), what  # no node added or removed
     for node_id, (cls, name, attributes, data) in before.items():
         cls2, name2, attributes2, data2 = after[node_id]
-        assert (cls2, name2, attributes2) == (cls, name, attributes), node_id
+        assert (cls2, name2, attributes2) == (cls, name, attributes), (what, node_id)
         if isinstance(data, np.ndarray):
-            assert np.array_equal(data2, data), node_id
+            assert np.array_equal(data2, data), (what, node_id)
         else:
-            assert data2 == data, node_id
+            assert data2 == data, (what, node_id)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -124,10 +126,14 @@ def test_labelmap_lesion_predicts_like_the_same_segment(scene, tiny_bundle, case
     slicer.util.updateVolumeFromArray(labelmap, (mask * 3).astype(np.uint8))  # any non-zero label
 
     from_segment = api.predict_nodes(image, seg, segment_id, bundle_path=tiny_bundle, output_prefix="seg")
-    from_labelmap = api.predict_nodes(image, labelmap_node=labelmap, bundle_path=tiny_bundle, output_prefix="lm")
+    from_labelmap = api.predict_nodes(
+        image, labelmap_node=labelmap, bundle_path=tiny_bundle, output_prefix="lm"
+    )
 
     assert from_labelmap.probability == pytest.approx(from_segment.probability, rel=1e-12, abs=1e-15)
-    assert from_labelmap.signature_scores == pytest.approx(from_segment.signature_scores, rel=1e-12, abs=1e-15)
+    assert from_labelmap.signature_scores == pytest.approx(
+        from_segment.signature_scores, rel=1e-12, abs=1e-15
+    )
 
 
 def test_predict_arrays_equals_predict_nodes_for_the_same_image(scene, tiny_bundle, case):
@@ -170,7 +176,10 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     assert {r[0] for r in _table_cells(features)} == {"Lesion"}
     # The same features computed through the array API, read back exactly from the text cells.
     reference = api.predict_arrays(volume.array[0], mask[0], spacing_mm=0.1, bundle_path=tiny_bundle)
-    assert float(rows[("original", "shape2D", "Elongation")]) == reference.features["original_shape2D_Elongation"]
+    assert (
+        float(rows[("original", "shape2D", "Elongation")])
+        == reference.features["original_shape2D_Elongation"]
+    )
     assert float(rows[("original", "firstorder", "Mean")]) == reference.features["original_firstorder_Mean"]
 
     prediction = scene.GetNodeByID(res.prediction_table_node_id)
@@ -190,10 +199,13 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(image))
     values = slicer.util.arrayFromVolume(heat)
     assert values.min() >= 0.0 and values.max() <= 1.0 and values.max() > 0.0
-    # Grad-CAM is computed on the lesion crop: the lesion's centre lies inside the hot region.
-    hot_k, hot_j, hot_i = np.nonzero(values > 0)
-    centre_j, centre_i = np.argwhere(mask[0]).mean(axis=0)
-    assert hot_j.min() <= centre_j <= hot_j.max() and hot_i.min() <= centre_i <= hot_i.max()
+    # Grad-CAM is computed on a crop around the lesion: nothing lights up far from it (the crop's
+    # margin is a fraction of the lesion's size; one lesion size on every side bounds it).
+    rows, cols = np.nonzero(mask[0])
+    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    centre_row, centre_col = (rows.max() + rows.min()) / 2, (cols.max() + cols.min()) / 2
+    _, hot_rows, hot_cols = np.nonzero(values > 0)
+    assert np.all(np.abs(hot_rows - centre_row) <= side) and np.all(np.abs(hot_cols - centre_col) <= side)
 
 
 def test_rerun_updates_the_same_nodes(scene, tiny_bundle, case):
@@ -218,38 +230,34 @@ def test_rerun_updates_the_same_nodes(scene, tiny_bundle, case):
     assert items["Model used"] == second.model_used
 
 
-@pytest.mark.parametrize(
-    ("failure", "error", "match"),
-    [
-        ("empty segment", LesionError, "empty"),
-        ("age 250", ClinicalValueError, "250"),
-        ("BI-RADS 7", ClinicalValueError, "'7'"),
-        ("unknown variable", ClinicalValueError, "weight"),
-    ],
-)
-def test_a_failure_leaves_the_scene_unchanged(scene, tiny_bundle, case, failure, error, match):
+def test_a_failure_leaves_the_scene_unchanged(scene, tiny_bundle, case):
     volume, mask = case
     image = _scalar_node(scene, volume)
     seg, segment_id = _segmentation(scene, mask, image)
     empty_seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Empty segmentation")
     empty_seg.SetReferenceImageGeometryParameterFromVolumeNode(image)
     empty_id = empty_seg.GetSegmentation().AddEmptySegment("Lesion")
-    api.predict_nodes(image, seg, segment_id, bundle_path=tiny_bundle)  # outputs exist before the failure
+    # Outputs exist before the failures (with the combined model's answer, which an image-only
+    # partial answer would visibly replace).
+    api.predict_nodes(image, seg, segment_id, clinical=CLINICAL, bundle_path=tiny_bundle)
     before = _snapshot(scene)
-
-    kwargs: dict = {"segmentation_node": seg, "segment_id": segment_id, "clinical": dict(CLINICAL)}
-    if failure == "empty segment":
-        kwargs.update(segmentation_node=empty_seg, segment_id=empty_id)
-    elif failure == "age 250":
-        kwargs["clinical"]["age"] = 250
-    elif failure == "BI-RADS 7":
-        kwargs["clinical"]["birads"] = "7"
-    else:
-        kwargs["clinical"]["weight"] = 70
-    with pytest.raises(error, match=match):
-        api.predict_nodes(image, bundle_path=tiny_bundle, **kwargs)
-
-    _assert_same_scene(before, _snapshot(scene))
+    lesion_args = {"segmentation_node": seg, "segment_id": segment_id}
+    failures = [
+        (
+            "empty segment",
+            {"segmentation_node": empty_seg, "segment_id": empty_id},
+            CLINICAL,
+            LesionError,
+            "empty",
+        ),
+        ("age 250", lesion_args, {**CLINICAL, "age": 250}, ClinicalValueError, "250"),
+        ("BI-RADS 7", lesion_args, {**CLINICAL, "birads": "7"}, ClinicalValueError, "'7'"),
+        ("unknown variable", lesion_args, {**CLINICAL, "weight": 70}, ClinicalValueError, "weight"),
+    ]
+    for what, lesion_input, clinical, error, match in failures:
+        with pytest.raises(error, match=match):
+            api.predict_nodes(image, clinical=clinical, bundle_path=tiny_bundle, **lesion_input)
+        _assert_same_scene(before, _snapshot(scene), what)
 
 
 # --------------------------------------------------------------------------- explanation
@@ -318,21 +326,12 @@ def test_stability_reports_the_perturbed_contours_and_label_changes(scene, tiny_
     # A perturbation's probability is what predicting that contour directly gives.
     dilated = lesion.dilate_mask(mask[0], 1)
     assert "dilate 1 px" in st.perturbations
-    direct = api.predict_arrays(volume.array[0], dilated, spacing_mm=0.1, bundle_path=tiny_bundle, heatmap=False)
+    direct = api.predict_arrays(
+        volume.array[0], dilated, spacing_mm=0.1, bundle_path=tiny_bundle, heatmap=False
+    )
     got = st.probabilities[st.perturbations.index("dilate 1 px")]
     assert got == pytest.approx(direct.probability, rel=1e-9)
     # The spread is shown in the prediction table too.
     items = dict(scene_io.read_key_value_table(scene.GetNodeByID(res.prediction_table_node_id)))
     assert float(items["Stability spread"]) == st.spread
     assert items["Stability label changes"] == ("yes" if st.label_changes else "no")
-
-
-def test_stability_label_changes_follow_the_cutoff(tiny_bundle, case):
-    """Whichever way the cutoff falls, label_changes says whether the perturbations straddle it."""
-    volume, mask = case
-    res = api.predict_arrays(volume.array[0], mask[0], spacing_mm=0.1, bundle_path=tiny_bundle, stability=True,
-                             heatmap=False)
-    probs = res.stability.probabilities
-    straddles = min(probs) < res.cutoff <= max(probs)
-    assert res.stability.label_changes == straddles
-    assert res.predicted_positive == (res.probability >= res.cutoff)

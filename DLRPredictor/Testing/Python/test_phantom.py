@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 from DLRPredictorLib.images import read_image
 from DLRPredictorLib.lesion import MIN_LESION_PIXELS, read_mask, representative_slice
-from DLRPredictorLib.phantom import make_phantom, write_phantom
+from DLRPredictorLib.phantom import LesionStyle, make_phantom, write_phantom
 from scipy import ndimage
+from skimage.measure import regionprops
 
 
 def test_deterministic_for_a_seed():
@@ -104,3 +105,69 @@ def test_write_phantom_is_reproducible(tmp_path):
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(second[key])))
         np.testing.assert_array_equal(a, b)
     assert first["manifest"].read_text() == second["manifest"].read_text()
+
+
+def _below_vs_beside(image: np.ndarray, lesion: np.ndarray) -> float:
+    """Mean echo of a band under the lesion over its central columns, relative to beside it."""
+    rows = np.flatnonzero(lesion.any(axis=1))
+    cols = np.flatnonzero(lesion.any(axis=0))
+    band = slice(rows[-1] + 5, min(rows[-1] + 45, image.shape[0]))
+    quarter = (cols[-1] - cols[0]) // 4
+    beside = np.r_[0 : max(cols[0] - 10, 1), min(cols[-1] + 10, image.shape[1] - 1) : image.shape[1]]
+    return float(image[band, cols[0] + quarter : cols[-1] - quarter].mean() / image[band][:, beside].mean())
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_default_style_is_the_embedded_sample(seed):
+    image, mask = make_phantom(seed=seed)
+    styled, styled_mask = make_phantom(seed=seed, style=LesionStyle(), dynamic_range_db=48.0)
+    np.testing.assert_array_equal(image.array, styled.array)
+    np.testing.assert_array_equal(mask, styled_mask)
+
+
+BENIGN = LesionStyle(
+    irregularity=0.0, spicules=0, aspect=0.6, posterior=0.5, heterogeneity=0.0, margin_sigma=1.0
+)
+MALIGNANT = LesionStyle(
+    irregularity=1.5, spicules=7, aspect=1.0, posterior=-0.7, heterogeneity=0.6, margin_sigma=2.5
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_benign_and_malignant_styles(seed):
+    benign_image, benign_mask = make_phantom(seed=seed, style=BENIGN)
+    malignant_image, malignant_mask = make_phantom(seed=seed, style=MALIGNANT)
+    benign, malignant = benign_mask[0].astype(bool), malignant_mask[0].astype(bool)
+    # Smooth oval vs irregular, spiculated outline.
+    assert regionprops(benign.astype(int))[0].solidity > 0.97
+    assert regionprops(malignant.astype(int))[0].solidity < regionprops(benign.astype(int))[0].solidity - 0.03
+    # Wider than tall vs about as tall as wide.
+    b_rows, b_cols = np.ptp(np.flatnonzero(benign.any(axis=1))), np.ptp(np.flatnonzero(benign.any(axis=0)))
+    m_rows, m_cols = (
+        np.ptp(np.flatnonzero(malignant.any(axis=1))),
+        np.ptp(np.flatnonzero(malignant.any(axis=0))),
+    )
+    assert b_rows / b_cols < 0.8 < m_rows / m_cols
+    # Posterior enhancement vs shadowing.
+    assert _below_vs_beside(benign_image.array[0], benign) > 1.05
+    assert _below_vs_beside(malignant_image.array[0], malignant) < 0.85
+    # Heterogeneous vs homogeneous inside (relative spread of the echo inside the lesion).
+    inner_b = ndimage.binary_erosion(benign, iterations=3)
+    inner_m = ndimage.binary_erosion(malignant, iterations=3)
+    b_img, m_img = benign_image.array[0], malignant_image.array[0]
+    smooth_b = ndimage.gaussian_filter(b_img, 3)[inner_b]
+    smooth_m = ndimage.gaussian_filter(m_img, 3)[inner_m]
+    assert smooth_m.std() / smooth_m.mean() > smooth_b.std() / smooth_b.mean()
+
+
+def test_style_controls_size_place_and_darkness():
+    small, small_mask = make_phantom(seed=4, style=LesionStyle(scale=0.5, centre=(0.4, 0.3)))
+    large, large_mask = make_phantom(seed=4, style=LesionStyle(scale=1.0, centre=(0.4, 0.3), darkness=0.5))
+    assert small_mask.sum() < 0.4 * large_mask.sum()
+    centroid = ndimage.center_of_mass(small_mask[0])
+    assert centroid == pytest.approx((0.4 * 255, 0.3 * 319), abs=8)
+    inside_small = small.array[0][small_mask[0] > 0].mean() / small.array[0][small_mask[0] == 0].mean()
+    inside_large = large.array[0][large_mask[0] > 0].mean() / large.array[0][large_mask[0] == 0].mean()
+    assert inside_small < inside_large  # darkness 0.85 (default) vs 0.5
+    harsh, _ = make_phantom(seed=4, dynamic_range_db=36.0)
+    assert harsh.array.std() > make_phantom(seed=4)[0].array.std()

@@ -7,14 +7,13 @@ import io
 import re
 
 import pytest
-
 from conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _python_block_after(heading: str) -> str:
-    section = README[README.index(heading):]
+    section = README[README.index(heading) :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match, f"no python block after {heading!r}"
     return match.group(1)

@@ -250,7 +250,12 @@ def test_features_table_has_the_slicerradiomics_layout_and_exact_values(scene):
         "Value",
     ]
     assert node.GetNumberOfRows() == 3
-    assert (node.GetCellText(1, 0), node.GetCellText(1, 1), node.GetCellText(1, 2), node.GetCellText(1, 3)) == (
+    assert (
+        node.GetCellText(1, 0),
+        node.GetCellText(1, 1),
+        node.GetCellText(1, 2),
+        node.GetCellText(1, 3),
+    ) == (
         "Lesion",
         "original",
         "firstorder",

@@ -1,0 +1,347 @@
+"""Cohort prediction from a manifest: per-case errors, order, resume, determinism, worker crashes, scenes.
+
+Everything runs for real: a bundle trained on synthetic cases, spawned worker processes, files on
+disk. Worker processes cost a few seconds each to start, so the runs are shared where one run can
+answer several questions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from DLRPredictorLib import batch, manifest, predictor, scene_io
+
+LABELS = {"malignant": 1, "benign": 0}  # label texts of the synthetic cohort
+N_GOOD = 3
+COLUMNS = ["case_id", "image", "mask", "spacing_mm", "age", "birads"]
+
+
+def _crash_on_marked_case(job: dict) -> dict:
+    """A worker that dies like a library fault (no exception, no cleanup) on cases named crash*."""
+    if job["case_id"].startswith("crash"):
+        os._exit(70)
+    return batch._predict_row(job)
+
+
+def _write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _scores(rows: list[dict[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Case -> the result cells that must be reproduced exactly (as text)."""
+    keys = [
+        "probability",
+        "predicted_label",
+        "model_used",
+        "score_rad",
+        "score_dl",
+        "score_dlr",
+        "score_combined",
+    ]
+    return {r["case_id"]: tuple(r.get(k, "") for k in keys) for r in rows if r["status"] == "ok"}
+
+
+@pytest.fixture(scope="module")
+def bundle_id(tiny_bundle: Path) -> str:
+    doc = json.loads((tiny_bundle / "manifest.json").read_text())
+    return f"{doc['id']}@{doc['version']}"
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Good synthetic cases (absolute paths, valid clinical values) and one row per kind of breakage."""
+
+    good: list[dict[str, str]]
+    broken: dict[str, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, synthetic_cohort: Path) -> Cohort:
+    rows = manifest.read_manifest(synthetic_cohort, clinical_names=None, label_values=LABELS)[:N_GOOD]
+    good_rows = [
+        {
+            "case_id": r.case_id,
+            "image": str(r.resolved_image),
+            "mask": str(r.resolved_mask),
+            "spacing_mm": "" if r.spacing_mm is None else repr(r.spacing_mm),
+            "age": str(50 + 5 * i),
+            "birads": ("3", "4a", "5")[i % 3],
+        }
+        for i, r in enumerate(rows)
+    ]
+    folder = tmp_path_factory.mktemp("broken")
+    good = good_rows[0]
+    rows_px, cols_px = sitk.GetArrayFromImage(sitk.ReadImage(good["image"])).shape[:2]
+    empty = folder / "empty_mask.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((rows_px, cols_px), np.uint8)), str(empty))
+    wrong = np.zeros((rows_px + 7, cols_px + 5), np.uint8)
+    wrong[10:30, 10:30] = 255
+    wrong_size = folder / "wrong_size_mask.png"
+    sitk.WriteImage(sitk.GetImageFromArray(wrong), str(wrong_size))
+    garbage = folder / "garbage.png"
+    garbage.write_bytes(b"this is not a picture\n" * 20)
+    broken = {
+        "missing_image": {**good, "case_id": "missing_image", "image": str(folder / "nowhere.png")},
+        "empty_mask": {**good, "case_id": "empty_mask", "mask": str(empty)},
+        "wrong_size_mask": {**good, "case_id": "wrong_size_mask", "mask": str(wrong_size)},
+        "unreadable_image": {**good, "case_id": "unreadable_image", "image": str(garbage)},
+        "age_out_of_range": {**good, "case_id": "age_out_of_range", "age": "250"},
+    }
+    return Cohort(good_rows, broken)
+
+
+# What each broken case's one-line message must say (what is wrong, with which input).
+EXPECTED_MESSAGES = {
+    "missing_image": ("nowhere.png", "does not exist"),
+    "empty_mask": ("empty_mask.png", "empty"),
+    "wrong_size_mask": ("wrong_size_mask.png", "same size"),
+    "unreadable_image": ("garbage.png", "cannot read image"),
+    "age_out_of_range": ("Age", "250"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_bundle, cohort) -> list[dict[str, str]]:
+    """The good cases predicted by two workers: every other run (one worker, resumed, with scenes,
+    after a crash) must give exactly the same text in every result cell."""
+    folder = tmp_path_factory.mktemp("reference")
+    m = _write_manifest(folder / "good.csv", cohort.good)
+    summary = batch.predict_manifest(m, folder / "results.csv", tiny_bundle, jobs=2, show_progress=False)
+    assert (summary.n_cases, summary.n_ok, summary.n_error, summary.n_skipped) == (N_GOOD, N_GOOD, 0, 0)
+    rows = _read_csv(folder / "results.csv")
+    # Manifest order, not the order in which the two workers finished.
+    assert [r["case_id"] for r in rows] == [g["case_id"] for g in cohort.good]
+    return rows
+
+
+# --------------------------------------------------------------------------- per-case errors
+
+
+def test_mixed_cohort_reports_each_broken_case_in_its_row_and_writes_scenes(
+    tmp_path, tiny_bundle, bundle_id, cohort, reference_run
+):
+    good_rows, broken = cohort.good, list(cohort.broken.values())
+    order = [good_rows[0], broken[0], broken[1], good_rows[1], broken[2], broken[3], good_rows[2], broken[4]]
+    m = _write_manifest(tmp_path / "mixed.csv", order)
+    out = tmp_path / "out" / "results.csv"
+    scenes = tmp_path / "scenes"
+
+    summary = batch.predict_manifest(m, out, tiny_bundle, jobs=1, scenes_dir=scenes, show_progress=False)
+
+    assert (summary.n_cases, summary.n_ok, summary.n_error) == (8, N_GOOD, 5)
+    rows = _read_csv(out)
+    assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
+    assert not (out.parent / "results.csv.journal").exists()
+    by_id = {r["case_id"]: r for r in rows}
+    for good in good_rows:
+        row = by_id[good["case_id"]]
+        assert row["status"] == "ok" and row["error"] == ""
+        assert 0.0 <= float(row["probability"]) <= 1.0
+        assert row["bundle_id"] == bundle_id
+        assert row["model_used"].startswith("Combined")  # age and BI-RADS given
+    for case_id, (where, what) in EXPECTED_MESSAGES.items():
+        row = by_id[case_id]
+        message = row["error"]
+        assert row["status"] == "error", case_id
+        assert row["probability"] == "", case_id
+        assert "\n" not in message and "\r" not in message, case_id
+        assert where in message and what in message, (case_id, message)
+        assert "internal error" not in message and "Traceback" not in message, (case_id, message)
+    # One worker with scenes (Grad-CAM computed too) gives the very digits of two workers without.
+    assert _scores(rows) == _scores(reference_run)
+
+    # One scene per successful case, none for the failed ones; each reloads with all its parts.
+    assert sorted(p.name for p in scenes.iterdir()) == sorted(f"{g['case_id']}.mrb" for g in good_rows)
+    for good in good_rows:
+        loaded = scene_io.load_scene(scenes / f"{good['case_id']}.mrb")
+        try:
+            _check_case_scene(loaded, good, by_id[good["case_id"]])
+        finally:
+            loaded.Clear(1)
+
+
+def _nodes(scene, class_name: str) -> list:
+    collection = scene.GetNodesByClass(class_name)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def _check_case_scene(scene, good: dict[str, str], row: dict[str, str]) -> None:
+    volumes = [n for n in _nodes(scene, "vtkMRMLScalarVolumeNode") if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+    image = next(n for n in volumes if n.GetName() == "Image")
+    heatmap = next(n for n in volumes if n.GetAttribute("DLRPredictor.table") == "heatmap")
+    image_array = scene_io.image_from_volume_node(image).array
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(good["image"])).astype(np.float32)
+    np.testing.assert_array_equal(image_array[0], expected)
+    assert heatmap.GetImageData().GetDimensions() == image.GetImageData().GetDimensions()
+
+    (segmentation,) = _nodes(scene, "vtkMRMLSegmentationNode")
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Lesion")
+    mask = scene_io.mask_from_segment(segmentation, segment_id, image)
+    expected_mask = sitk.GetArrayFromImage(sitk.ReadImage(good["mask"])) != 0
+    np.testing.assert_array_equal(mask[0] != 0, expected_mask)
+
+    tables = {n.GetAttribute("DLRPredictor.table"): n for n in _nodes(scene, "vtkMRMLTableNode")}
+    assert tables["features"].GetNumberOfRows() > 20
+    assert tables["features"].GetColumnName(3) == "Feature Name"
+    items = dict(scene_io.read_key_value_table(tables["key-value"]))
+    (probability_key,) = [k for k in items if k.startswith("Probability (")]
+    assert items[probability_key] == row["probability"]  # exactly the CSV's number
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _interrupt_after(monkeypatch, n_rows: int) -> None:
+    """Make the driver stop like Ctrl-C right after the n-th journal row is safely on disk."""
+    original = batch._Journal.write
+    written = []
+
+    def write(self, row):
+        original(self, row)
+        written.append(row["case_id"])
+        if len(written) >= n_rows:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch._Journal, "write", write)
+
+
+def test_interrupted_runs_resume_to_exactly_one_row_per_case(
+    tmp_path, monkeypatch, tiny_bundle, cohort, reference_run
+):
+    good_rows = cohort.good
+    order = [good_rows[0], good_rows[1], cohort.broken["empty_mask"], good_rows[2]]
+    m = _write_manifest(tmp_path / "cohort.csv", order)
+    out = tmp_path / "results.csv"
+    journal = tmp_path / "results.csv.journal"
+    # A results file left by an older model: its answers must not be taken for this bundle's.
+    stale = [{**r, "bundle_id": "older-model@0.9", "probability": "0.5"} for r in reference_run]
+    batch.write_csv_atomic(out, stale, list(reference_run[0]))
+    stale_text = out.read_text()
+
+    # Two interruptions in a row, one finished case each: the first in the worker pool, the
+    # second in the calling process (same journal; this also saves starting another worker).
+    runs = (batch.predict_manifest, batch.predict_manifest_in_process)
+    for n_done, run in enumerate(runs, start=1):
+        with monkeypatch.context() as patch:
+            _interrupt_after(patch, 1)
+            with pytest.raises(KeyboardInterrupt):
+                run(m, out, tiny_bundle, show_progress=False)
+        assert out.read_text() == stale_text  # the results file is only replaced by a finished run
+        assert [r["case_id"] for r in _read_csv(journal)] == [g["case_id"] for g in good_rows[:n_done]]
+    # A kill in the middle of a write leaves a torn last line: it must not count as a result, even
+    # when what is there parses as a whole row of this bundle (here cut before its last cell).
+    torn = io.StringIO()
+    csv.DictWriter(torn, fieldnames=list(reference_run[0])).writerow(
+        {**reference_run[2], "probability": "0.123"}
+    )
+    with open(journal, "a", encoding="utf-8", newline="") as f:
+        f.write(torn.getvalue().rstrip("\r\n"))
+
+    summary = batch.predict_manifest(m, out, tiny_bundle, jobs=1, show_progress=False)
+
+    rows = _read_csv(out)
+    assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
+    assert summary.n_skipped == 2  # one case from each interrupted run, none from the stale file
+    assert (summary.n_ok, summary.n_error) == (N_GOOD, 1)
+    assert rows[2]["status"] == "error" and "empty" in rows[2]["error"]
+    # Neither 0.5 (older model) nor 0.123 (torn line) was taken: every answer is this bundle's.
+    assert _scores(rows) == _scores(reference_run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "results.csv"]  # no leftovers
+
+
+# --------------------------------------------------------------------------- worker crash
+
+
+def test_a_crashing_worker_fails_only_its_own_case(tiny_bundle, bundle_id, cohort, reference_run):
+    jobs = [
+        {
+            "case_id": g["case_id"],
+            "image": g["image"],
+            "mask": g["mask"],
+            "segment": None,
+            "spacing_mm": float(g["spacing_mm"]) if g["spacing_mm"] else None,
+            "label": "",
+            "clinical": {"age": g["age"], "birads": g["birads"]},
+        }
+        for g in cohort.good
+    ]
+    jobs.insert(1, {**jobs[0], "case_id": "crash_case"})  # in flight together with jobs[0]
+    rows: list[dict] = []
+
+    batch._run_pool(
+        jobs,
+        2,
+        (str(tiny_bundle), 1, None, False),
+        rows.append,
+        bundle_id=bundle_id,
+        worker=_crash_on_marked_case,
+    )
+
+    assert sorted(r["case_id"] for r in rows) == sorted(j["case_id"] for j in jobs)  # one row each
+    by_id = {r["case_id"]: r for r in rows}
+    crashed = by_id.pop("crash_case")
+    assert crashed["status"] == "error"
+    assert crashed["error"] == batch.CRASH_MESSAGE and "\n" not in crashed["error"]
+    assert crashed["bundle_id"] == bundle_id
+    assert {cid: (r["status"], r.get("probability")) for cid, r in by_id.items()} == {
+        r["case_id"]: ("ok", r["probability"]) for r in reference_run
+    }
+
+
+# --------------------------------------------------------------------------- in the calling process
+
+
+def test_in_process_run_gives_the_workers_results_and_isolates_case_errors(
+    tmp_path, tiny_bundle, cohort, reference_run
+):
+    order = [cohort.good[0], cohort.broken["missing_image"], *cohort.good[1:]]
+    m = _write_manifest(tmp_path / "cohort.csv", order)
+
+    summary = batch.predict_manifest_in_process(m, tmp_path / "results.csv", tiny_bundle, show_progress=False)
+
+    rows = _read_csv(tmp_path / "results.csv")
+    assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
+    assert (summary.n_ok, summary.n_error) == (N_GOOD, 1)
+    assert "does not exist" in rows[1]["error"]
+    assert _scores(rows) == _scores(reference_run)  # same digits as the worker processes
+
+
+def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort):
+    from DLRPredictorLib.errors import LesionError
+
+    m = _write_manifest(tmp_path / "cohort.csv", cohort.good)
+    first, second = cohort.good[0]["case_id"], cohort.good[1]["case_id"]
+
+    def predict_job(pred, job):
+        if job["case_id"] == first:
+            raise LesionError("the lesion touches the image border on every side")
+        if job["case_id"] == second:
+            raise RuntimeError("a bug\nwith two lines")
+        return predictor.predict_manifest_row(pred, job)
+
+    summary = batch.predict_manifest_in_process(
+        m, tmp_path / "results.csv", tiny_bundle, predict_job=predict_job, show_progress=False
+    )
+
+    rows = {r["case_id"]: r for r in _read_csv(tmp_path / "results.csv")}
+    assert (summary.n_ok, summary.n_error) == (N_GOOD - 2, 2)
+    assert rows[first]["error"] == "the lesion touches the image border on every side"
+    assert rows[second]["error"] == "internal error (RuntimeError: a bug with two lines); please report it"
+    assert rows[cohort.good[2]["case_id"]]["status"] == "ok"

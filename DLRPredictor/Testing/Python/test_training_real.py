@@ -1,0 +1,166 @@
+"""A small end-to-end training on real BrEaST-Lesions-USG images (skipped without ../shared/data).
+
+40 cases (20 malignant, 20 benign) with age and BI-RADS; a tiny CNN and Original-image radiomics
+keep it to a couple of minutes. The bundle must load, verify, predict and evaluate. Performance
+is not asserted here (10 held-out images): the synthetic leakage check and the default bundle's
+model card carry that.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from DLRPredictorLib import batch, bundle, predictor, training
+from DLRPredictorLib import radiomics_features as rf
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+N_PER_CLASS = 20
+N_EVAL_PER_CLASS = 3
+CONFIG = """
+bundle_id: real-tiny
+title: Tiny real-data bundle (BrEaST subset, test only)
+seed: 0
+split: {{test_fraction: 0.25, folds: 2}}
+cnn: {{arch: resnet18, input_size: 64, epochs: 2, batch_size: 16, patience: 2, num_threads: 2}}
+contours: {{variants: [exact]}}
+selection: {{max_features: 8}}
+model: {{grid_search: false, pca_components: 4}}
+radiomics_parameters: {params}
+licence: "BrEaST-Lesions-USG, CC BY 4.0"
+citation: ["Pawlowska A. et al., Scientific Data 11, 148 (2024)"]
+training_data: ["BrEaST-Lesions-USG: {n} cases"]
+clinical:
+  variables:
+    - {{name: age, type: numeric, unit: years, minimum: 10, maximum: 110, label: Age}}
+    - {{name: birads, type: categorical, label: BI-RADS, allowed: ["1", "2", "3", "4a", "4b", "4c", "5"],
+       ordinal_values: [1, 2, 3, 4.2, 4.5, 4.8, 5]}}
+"""
+COLUMNS = ["case_id", "image", "mask", "label", "spacing_mm", "age", "birads"]
+
+
+def _write_manifest(path: Path, cases: list) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for c in cases:
+            writer.writerow(
+                {
+                    "case_id": c.case_id,
+                    "image": str(c.image),
+                    "mask": str(c.mask),
+                    "label": "malignant" if c.label else "benign",
+                    "spacing_mm": f"{c.spacing_mm:g}" if c.spacing_mm else "",
+                    "age": "" if c.age is None else f"{c.age:g}",
+                    "birads": c.birads or "",
+                }
+            )
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, breast_cases) -> dict[str, Path]:
+    """Train a tiny bundle on 40 BrEaST cases; a manifest of 6 other cases for prediction."""
+    root = tmp_path_factory.mktemp("real")
+    ordered = sorted(breast_cases, key=lambda c: c.case_id)
+    malignant = [c for c in ordered if c.label == 1]
+    benign = [c for c in ordered if c.label == 0]
+    train = malignant[:N_PER_CLASS] + benign[:N_PER_CLASS]
+    other = (
+        malignant[N_PER_CLASS : N_PER_CLASS + N_EVAL_PER_CLASS]
+        + benign[N_PER_CLASS : N_PER_CLASS + N_EVAL_PER_CLASS]
+    )
+    params = yaml.safe_load(Path(rf.DEFAULT_PARAMETERS).read_text(encoding="utf-8"))
+    params["imageType"] = {"Original": {}}  # fast: the full file is exercised by the default bundle
+    light = root / "original_only.yaml"
+    light.write_text(yaml.safe_dump(params), encoding="utf-8")
+    config = root / "config.yaml"
+    config.write_text(CONFIG.format(params=light.as_posix(), n=len(train)), encoding="utf-8")
+    manifest = _write_manifest(root / "train.csv", train)
+    out = training.train_from_manifest(
+        manifest, root / "bundle", config, work_dir=root / "work", log=lambda line: None
+    )
+    return {
+        "bundle": out,
+        "train": manifest,
+        "other": _write_manifest(root / "other.csv", other),
+        "root": root,
+    }
+
+
+def test_real_bundle_loads_and_verifies(real_run):
+    verified = bundle.load_bundle(real_run["bundle"])
+    manifest = verified.manifest
+    assert {"cnn.safetensors", "pipeline.json", "pipeline.npz", "radiomics.yaml", "model_card.md"} <= set(
+        verified.files
+    )
+    counts = manifest["training"]["counts"]
+    assert counts["cases"] + counts["excluded"] == 2 * N_PER_CLASS
+    assert counts["excluded"] == 0
+    assert counts["train_positive"] + counts["test_positive"] == N_PER_CLASS
+    assert 0.0 < manifest["cutoff"] < 1.0
+    assert manifest["training"]["datasets"] == [f"BrEaST-Lesions-USG: {2 * N_PER_CLASS} cases"]
+    assert "CC BY 4.0" in (real_run["bundle"] / "model_card.md").read_text(encoding="utf-8")
+    pred = predictor.load_predictor(real_run["bundle"])
+    assert {"rad", "dl", "dlr"} <= set(pred.signature_names)
+    if "combined" in pred.signature_names:  # a clinical model was fitted: it declares its inputs
+        assert [v.name for v in pred.clinical_variables] == ["age", "birads"]
+
+
+@pytest.fixture(scope="module")
+def evaluation(real_run) -> Path:
+    return batch.evaluate_manifest(
+        real_run["other"], real_run["root"] / "eval", bundle_path=real_run["bundle"]
+    )
+
+
+def test_real_bundle_predicts_and_evaluates_unseen_cases(real_run, evaluation):
+    report = evaluation
+    assert (report / "index.html").is_file() and (report / "metrics.csv").is_file()
+    # evaluate_manifest runs batch.predict_manifest: its results CSV is checked here.
+    results = pd.read_csv(report.with_name(report.name + "_predictions.csv"))
+    assert len(results) == 2 * N_EVAL_PER_CLASS
+    assert (results["status"] == "ok").all(), results["error"].tolist()
+    manifest = json.loads((real_run["bundle"] / "manifest.json").read_text(encoding="utf-8"))
+    image_only = f"score_{manifest['models']['image_only']}"
+    scores = [c for c in results.columns if c.startswith("score_")]
+    assert results["probability"].between(0.0, 1.0).all()  # never empty for an ok row
+    assert results[image_only].notna().all()
+    for column in scores:
+        assert results[column].dropna().between(0.0, 1.0).all(), column
+    if "score_combined" in results:
+        # A case lacking a clinical value the nomogram needs is answered by the image-only model.
+        missing = results["score_combined"].isna()
+        assert (results.loc[missing, "probability"] == results.loc[missing, image_only]).all()
+        assert results.loc[missing, "model_used"].str.contains("image only").all()
+        assert (results.loc[~missing, "probability"] == results.loc[~missing, "score_combined"]).all()
+    assert set(results["predicted_label"]) <= {"malignant", "benign"}
+    assert results["bundle_id"].str.startswith("real-tiny@").all()
+    assert results["cutoff"].isin(list(manifest["models"]["cutoffs"].values())).all()
+    metrics = pd.read_csv(report / "metrics.csv")
+    # The report compares every score on the same cases: rows lacking any score are left out.
+    complete = int(results[["probability", *scores]].notna().all(axis=1).sum())
+    assert complete >= 2 * N_EVAL_PER_CLASS - 2
+    assert (metrics["n"] == complete).all()
+    assert metrics["auc"].between(0.0, 1.0).all()
+
+
+def test_real_bundle_in_process_prediction_matches_the_batch(real_run, evaluation):
+    from DLRPredictorLib import images, lesion
+
+    pred = predictor.load_predictor(real_run["bundle"])
+    with open(real_run["other"], newline="", encoding="utf-8") as handle:
+        row = next(csv.DictReader(handle))
+    volume = images.read_image(row["image"], spacing_mm=float(row["spacing_mm"]))
+    mask = lesion.read_mask(row["mask"], volume)
+    clinical = {k: row[k] for k in ("age", "birads") if row[k]}
+    result = pred.predict(volume, mask, clinical, heatmap=False, case=row["case_id"])
+    assert 0.0 <= result.probability <= 1.0
+    assert result.label in ("malignant", "benign")
+    results = pd.read_csv(evaluation.with_name(evaluation.name + "_predictions.csv")).set_index("case_id")
+    assert results.loc[row["case_id"], "probability"] == pytest.approx(result.probability, abs=1e-6)

@@ -1,0 +1,273 @@
+"""Cohort throughput of ``dlrpredictor predict`` with 1 and 2 workers, and its peak memory.
+
+Usage: ``.venv/bin/python benchmarks/bench_batch.py [--bundle DIR] [--cases N] [--repeats R]``
+
+A manifest of N BUS-BRA images (spread evenly over the data set, absolute paths) is written to
+a temporary folder; then ``python -m DLRPredictorLib predict MANIFEST --out RESULTS --jobs J
+--no-progress`` runs as a subprocess for J = 1 and J = 2, alternating the order between repeats.
+
+- Throughput: N / wall time of the whole command (start-up, bundle verification, worker
+  start-up included: what a user waits for). The steady-state rate (rows landing in the
+  results journal, first to last) is shown too.
+- Peak memory: /proc is sampled every 0.1 s; the sum of the resident set (VmRSS) of the command
+  and all its descendants (the workers) at the worst moment. The sum of PSS (shared pages split
+  between processes) and the largest single process (``wait4``'s ru_maxrss) are shown as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import benchcommon as bc
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the bundled model)")
+    p.add_argument("--cases", type=int, default=40, help="real images in the cohort (default 40)")
+    p.add_argument(
+        "--dataset",
+        choices=("busbra", "breast"),
+        default="busbra",
+        help="busbra: 8-bit grayscale PNG (default); breast: RGBA PNG with spacing and age",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="runs per worker count (default 1)")
+    p.add_argument("--work", type=Path, default=None, help="keep manifest, results and logs here")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------ /proc sampling
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue  # the process ended meanwhile
+        # Field 4 is the parent id; the command name (field 2) may hold spaces, so split after ')'.
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _tree(root: int) -> list[int]:
+    kids, out, todo = _children_map(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def _kib(path: str, key: str) -> int:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class MemorySampler:
+    """Samples the memory of a process tree and the row count of the results journal."""
+
+    root: int
+    journal: Path
+    interval: float = 0.1
+    peak_rss_kib: int = 0
+    peak_pss_kib: int = 0
+    peak_processes: int = 0
+    row_times: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _sample(self) -> None:
+        pids = _tree(self.root)
+        rss = sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids)
+        pss = sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+        self.peak_processes = max(self.peak_processes, len(pids))
+        try:
+            rows = max(0, self.journal.read_bytes().count(b"\n") - 1)  # minus the header
+        except OSError:
+            rows = 0
+        now = time.perf_counter()
+        while len(self.row_times) < rows:
+            self.row_times.append(now)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# ------------------------------------------------------------------------------------ one run
+
+
+@dataclass
+class BatchRun:
+    """What one ``dlrpredictor predict`` run measured."""
+
+    jobs: int
+    wall_s: float
+    n_ok: int
+    n_rows: int
+    peak_rss_mb: float
+    peak_pss_mb: float
+    largest_process_mb: float
+    steady_cases_per_s: float
+    first_error: str
+
+    @property
+    def cases_per_s(self) -> float:
+        """Cases per second of the whole command."""
+        return self.n_rows / self.wall_s
+
+
+def _read_results(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def run_batch(manifest: Path, out: Path, bundle: Path, jobs: int) -> BatchRun:
+    """One run of the cohort command in a subprocess, sampled while it runs."""
+    for stale in (out, out.with_name(out.name + ".journal")):
+        stale.unlink(missing_ok=True)  # no resume: every run predicts every case
+    cmd = [
+        sys.executable,
+        "-m",
+        "DLRPredictorLib",
+        "predict",
+        str(manifest),
+        "--out",
+        str(out),
+        "--bundle",
+        str(bundle),
+        "--jobs",
+        str(jobs),
+        "--no-progress",
+    ]
+    log = out.with_name(out.name + f".jobs{jobs}.log")
+    with open(log, "w", encoding="utf-8") as log_file:
+        start = time.perf_counter()
+        # Output to a file, not a pipe: nothing is read while waiting, so a full pipe cannot block.
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        sampler = MemorySampler(proc.pid, out.with_name(out.name + ".journal"))
+        thread = threading.Thread(target=sampler.run, daemon=True)
+        thread.start()
+        # wait4 gives the command's rusage including its waited-for workers: ru_maxrss is the
+        # largest single process among them.
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop()
+        thread.join()
+    rows = _read_results(out)
+    if proc.returncode not in (0, 1) or not rows:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+        raise RuntimeError(f"dlrpredictor predict --jobs {jobs} failed (exit {proc.returncode}): {tail}")
+    errors = [r["error"] for r in rows if r["status"] != "ok"]
+    t = sampler.row_times
+    steady = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 2 and t[-1] > t[0] else float("nan")
+    return BatchRun(
+        jobs=jobs,
+        wall_s=wall,
+        n_ok=len(rows) - len(errors),
+        n_rows=len(rows),
+        peak_rss_mb=sampler.peak_rss_kib / 1024,
+        peak_pss_mb=sampler.peak_pss_kib / 1024,
+        largest_process_mb=usage.ru_maxrss / 1024,
+        steady_cases_per_s=steady,
+        first_error=errors[0] if errors else "",
+    )
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def _median_run(runs: list[BatchRun], attr: str) -> float:
+    return bc.median([float(getattr(r, attr)) for r in runs])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    args = _parse(argv)
+    bundle = bc.resolve_bundle(args.bundle).resolve()
+    cases = bc.select_cases(args.dataset, args.cases)
+    from DLRPredictorLib import predictor
+
+    known = [v.name for v in predictor.load_predictor(bundle).clinical_variables]
+    print(bc.machine_line())
+    with tempfile.TemporaryDirectory(prefix="dlr-bench-batch-") as tmp:
+        work = args.work.resolve() if args.work else Path(tmp)
+        manifest = bc.write_manifest(cases, work / "manifest.csv", known)
+        print(f"bundle: {bundle}; cohort: {len(cases)} {args.dataset} images")
+        print(f"{args.repeats} run(s) per worker count, order alternating")
+        runs: dict[int, list[BatchRun]] = {1: [], 2: []}
+        for rep in range(args.repeats):
+            for jobs in (1, 2) if rep % 2 == 0 else (2, 1):
+                run = run_batch(manifest, work / f"results_jobs{jobs}.csv", bundle, jobs)
+                runs[jobs].append(run)
+                print(
+                    f"  --jobs {jobs}: {run.wall_s:.1f} s, {run.n_ok}/{run.n_rows} ok, "
+                    f"peak RSS {run.peak_rss_mb:.0f} MB",
+                    flush=True,
+                )
+                if run.first_error:
+                    print(f"    first error row: {run.first_error}")
+    print(f"\nCohort of {len(cases)} images (medians over {args.repeats} run(s)):")
+    rows = []
+    for jobs in (1, 2):
+        r = runs[jobs]
+        rows.append(
+            (
+                f"--jobs {jobs}",
+                f"{_median_run(r, 'wall_s'):.1f}",
+                f"{_median_run(r, 'cases_per_s'):.2f}",
+                f"{_median_run(r, 'steady_cases_per_s'):.2f}",
+                f"{_median_run(r, 'peak_rss_mb'):.0f}",
+                f"{_median_run(r, 'peak_pss_mb'):.0f}",
+                f"{_median_run(r, 'largest_process_mb'):.0f}",
+            )
+        )
+    bc.print_table(
+        ("workers", "wall s", "cases/s", "steady cases/s", "peak RSS MB", "peak PSS MB", "largest proc MB"),
+        rows,
+    )
+    speedup = _median_run(runs[2], "cases_per_s") / _median_run(runs[1], "cases_per_s")
+    steady = _median_run(runs[2], "steady_cases_per_s") / _median_run(runs[1], "steady_cases_per_s")
+    print(f"2 workers / 1 worker: {speedup:.2f}x on the whole command, {steady:.2f}x steady state")
+    peak = max(r.peak_rss_mb for rs in runs.values() for r in rs)
+    print(f"\n{bc.machine_line()}")
+    targets = [
+        bc.Target("2 workers / 1 worker throughput (whole command)", speedup, 1.7, "x", True),
+        bc.Target("peak resident memory of the batch (sum of RSS)", peak, 1536, "MB"),
+    ]
+    return bc.exit_status(bc.print_targets(targets), args.strict)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
