@@ -50,24 +50,24 @@ def _clinical_matrix(trainer: Any, pipe: Any, idx: list[int]) -> tuple[list[int]
 
 
 def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Path) -> dict[str, Any]:
-    """Scores and metrics of every signature on the test split, per contour kind.
+    """Scores and metrics of every signature on the test split, per contour kind and dataset.
 
     Returns:
-        {contour: {"n": .., "metrics": {model: {...}}, "delong": [...]}, "baseline_note": ..}.
+        {key: entry} with key ``<contour>`` for the whole test split and ``<contour>:<dataset>``
+        per value of the manifest's `dataset` column when there are several; an entry has n,
+        n_positive, "all" (evaluate_scores of every signature and the baseline) and, when clinical
+        values exist, "clinical_subset" with the combined model.
     """
-    from . import report
-
     test = trainer.plan.test
     if len(test) == 0:
         return {}
     baseline = _baseline(trainer)
+    datasets = sorted({trainer.cases[i].dataset for i in test} - {""})
     out: dict[str, Any] = {}
     for contour in CONTOURS:
         pairs, R = trainer.rows(test, [contour])
         if not pairs:
             continue
-        idx = [i for i, _ in pairs]
-        y = trainer.labels[idx]
         frame = trainer.frame(pairs, R, deep, pipe.reducer)
         scores = {"rad": pipe.rad.predict_proba(frame)}
         if pipe.dl is not None:
@@ -75,26 +75,45 @@ def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Pa
         if pipe.dlr is not None:
             scores["dlr"] = pipe.dlr.predict_proba(frame)
         scores["baseline"] = baseline.predict_proba(frame)
-        cutoffs = {k: v for k, v in pipe.cutoffs.items() if k in scores}
-        entry: dict[str, Any] = {"n": len(idx), "n_positive": int(y.sum())}
-        if len(set(y)) == 2:
-            entry["all"] = report.evaluate_scores(y, scores, cutoffs)
-            report.write_report(
-                report_root / f"heldout_{contour}",
-                y,
-                scores,
-                cutoffs,
-                title=f"Held-out test split, {contour} contours",
+        idx = np.array([i for i, _ in pairs])
+        subsets = {contour: np.ones(len(idx), bool)}
+        if len(datasets) > 1:
+            for name in datasets:
+                subsets[f"{contour}:{name}"] = np.array([trainer.cases[i].dataset == name for i in idx])
+        for key, sel in subsets.items():
+            entry = _evaluate_subset(
+                trainer,
+                pipe,
+                idx[sel],
+                {k: v[sel] for k, v in scores.items()},
+                report_dir=report_root / f"heldout_{key.replace(':', '_')}",
+                key=key,
             )
-        if pipe.combined is not None:
-            keep, X = _clinical_matrix(trainer, pipe, idx)
-            if len(keep) >= 10 and len(set(y[keep])) == 2:
-                image = pipe.image_only_model
-                sub = {k: v[keep] for k, v in scores.items() if k != "baseline"}
-                sub["combined"] = pipe.combined.predict_proba(scores[image][keep], X)
-                entry["clinical_subset"] = report.evaluate_scores(
-                    y[keep], sub, {k: v for k, v in pipe.cutoffs.items() if k in sub}
-                )
-                entry["n_clinical"] = len(keep)
-        out[contour] = entry
+            if entry:
+                out[key] = entry
     return out
+
+
+def _evaluate_subset(
+    trainer: Any, pipe: Any, idx: np.ndarray, scores: dict[str, np.ndarray], *, report_dir: Path, key: str
+) -> dict[str, Any]:
+    from . import report
+
+    y = trainer.labels[idx]
+    cutoffs = {k: v for k, v in pipe.cutoffs.items() if k in scores}
+    entry: dict[str, Any] = {"n": len(idx), "n_positive": int(y.sum())}
+    if len(set(y)) < 2:
+        return entry
+    entry["all"] = report.evaluate_scores(y, scores, cutoffs)
+    report.write_report(report_dir, y, scores, cutoffs, title=f"Held-out test split: {key} contours")
+    if pipe.combined is not None:
+        keep, X = _clinical_matrix(trainer, pipe, list(idx))
+        if len(keep) >= 10 and len(set(y[keep])) == 2:
+            image = pipe.image_only_model
+            sub = {k: v[keep] for k, v in scores.items() if k != "baseline"}
+            sub["combined"] = pipe.combined.predict_proba(scores[image][keep], X)
+            entry["clinical_subset"] = report.evaluate_scores(
+                y[keep], sub, {k: v for k, v in pipe.cutoffs.items() if k in sub}
+            )
+            entry["n_clinical"] = len(keep)
+    return entry

@@ -30,10 +30,16 @@ def default_bundle_path() -> Path:
 
 
 def set_threads(n: int) -> None:
-    """Limit torch's intra-op threads (one worker per core runs best with 1 thread each)."""
+    """Limit torch's and the BLAS libraries' threads (one worker per core runs best with 1 each).
+
+    pyradiomics' GLCM calls numpy.linalg (OpenBLAS): with several threads per worker on a busy
+    machine one eigenvalue call was measured 6x slower than single-threaded (benchmarks/).
+    """
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(max(1, int(n)))
+    threadpool_limits(max(1, int(n)))
 
 
 @dataclass
@@ -158,7 +164,7 @@ class Predictor:
             InputError: unusable image, lesion or clinical values (message says which and why).
         """
         lesion = self.lesion_slice(volume, mask, case)
-        values = self.pipeline.check_clinical(clinical or {})
+        values = self.pipeline.check_clinical(clinical or {}, case=case)
         out = self._predict_lesion(lesion, values, heatmap, volume.shape)
         if stability:
             out.stability = self._stability(lesion, values, out)
@@ -249,12 +255,33 @@ def load_predictor(bundle_path: str | Path | None = None) -> Predictor:
     from . import bundle as bundle_mod
 
     path = Path(bundle_path) if bundle_path else default_bundle_path()
-    verified = bundle_mod.load_bundle(path)  # always re-verified: a changed file is caught
-    key = f"{path.resolve()}|{verified.manifest['files'].get('pipeline.json', {}).get('sha256', '')}"
+    # Re-hashing a 45 MB CNN on every call costs ~150 ms. The cache is keyed on the stat of every
+    # file in the folder: any change (content, size, time, an added file) re-verifies in full, and
+    # a cached Predictor only ever uses the bytes that were verified when it was built.
+    key = _stat_key(path)
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = Predictor(verified)
-        return _CACHE[key]
+        if key is not None and key in _CACHE:
+            return _CACHE[key]
+    verified = bundle_mod.load_bundle(path)
+    pred = Predictor(verified)
+    with _CACHE_LOCK:
+        if key is not None:
+            _CACHE[key] = pred
+    return pred
+
+
+def _stat_key(path: Path) -> tuple | None:
+    """(folder, (name, size, mtime_ns, inode) of every entry) or None when unreadable."""
+    try:
+        folder = path.parent if path.name == "manifest.json" else path
+        entries = sorted(
+            (p.name, st.st_size, st.st_mtime_ns, st.st_ino)
+            for p in folder.resolve().iterdir()
+            for st in [p.lstat()]
+        )
+    except OSError:
+        return None
+    return (str(folder.resolve()), tuple(entries))
 
 
 # --- manifest rows <-> results rows ----------------------------------------------------------------

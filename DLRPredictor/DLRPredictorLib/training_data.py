@@ -36,6 +36,7 @@ class TrainingCase:
     label: int
     clinical: dict[str, str]
     variants: dict[str, LesionSlice] = field(repr=False)
+    dataset: str = ""  # the manifest's optional `dataset` column: held-out metrics per dataset
 
 
 def make_variant(lesion: LesionSlice, name: str, seed: int) -> LesionSlice:
@@ -85,7 +86,8 @@ def load_case(row: Any, label: int, variants: list[str], pixel_units: bool, seed
             out[name] = make_variant(exact, name, _case_seed(row.case_id, seed))
         except DLRError:
             out[name] = exact  # a lesion too thin to erode keeps its exact outline
-    return TrainingCase(row.case_id, row.patient_id or row.case_id, label, dict(row.clinical), out)
+    dataset = str((row.extra or {}).get("dataset", "")).strip()
+    return TrainingCase(row.case_id, row.patient_id or row.case_id, label, dict(row.clinical), out, dataset)
 
 
 def _extract_one(args: tuple[LesionSlice, dict[str, Any]]) -> dict[str, float] | str:
