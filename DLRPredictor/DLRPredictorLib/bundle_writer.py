@@ -239,6 +239,8 @@ def write_trained_bundle(
         "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
         "not a diagnosis and not for use without a radiologist's reading.",
         "extra": {
+            "command": extra.get("command", ""),
+            "hardware": extra.get("hardware", ""),
             "radiomics_parameters": "radiomics.yaml",
             "elapsed_s": round(extra["elapsed_s"], 1),
             "training_config": _jsonable(extra["config"]),

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -487,6 +489,8 @@ def train_from_manifest(
             "elapsed_s": time.time() - start,
             "config": config_to_dict(config),
             "manifest": Path(manifest_path).name,
+            "command": " ".join(["dlrpredictor", *sys.argv[1:]]) if sys.argv and "train" in sys.argv else "",
+            "hardware": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
         },
     )
     log(f"bundle written to {path} in {time.time() - start:.0f} s")

@@ -1,0 +1,54 @@
+"""The shipped bundle: verifies, loads fast enough to be usable, and its predictions are pinned."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import pin_predictions
+
+PINS = Path(__file__).parent / "data" / "pinned_predictions.json"
+
+
+@pytest.fixture(scope="module")
+def pins() -> dict:
+    return json.loads(PINS.read_text(encoding="utf-8"))
+
+
+def test_shipped_bundle_verifies_and_declares_its_clinical_variables():
+    from DLRPredictorLib import bundle, predictor
+
+    path = predictor.default_bundle_path()
+    verified = bundle.load_bundle(path)
+    names = {v.name: v for v in verified.clinical_variables}
+    assert set(names) == {"age", "birads"}
+    assert (names["age"].minimum, names["age"].maximum) == (10, 110)
+    assert set(names["birads"].allowed) == {"1", "2", "3", "4", "4a", "4b", "4c", "5"}
+    assert verified.manifest["task"]["positive_class"] == "malignant"
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 60 * 1024 * 1024  # at most 60 MB
+
+
+def test_pins_belong_to_the_shipped_bundle(pins):
+    assert pins["bundle_manifest_sha256"] == pin_predictions.bundle_digest(), (
+        "the shipped bundle changed: if on purpose, rerun scripts/pin_predictions.py"
+    )
+
+
+def test_predictions_on_real_cases_equal_the_pinned_ones(shared_data, pins):
+    got = pin_predictions.predict_all(shared_data)
+    assert len(got) == len(pins["cases"])
+    for new, old in zip(got, pins["cases"], strict=True):
+        assert new["model_used"] == old["model_used"], new["image"]
+        assert new["probability"] == pytest.approx(old["probability"], abs=1e-6), new["image"]
+        assert new["scores"] == pytest.approx(old["scores"], abs=1e-6), new["image"]
+
+
+def test_two_runs_give_identical_predictions(shared_data):
+    first = pin_predictions.predict_all(shared_data)
+    second = pin_predictions.predict_all(shared_data)
+    assert [c["probability"] for c in first] == [c["probability"] for c in second]
