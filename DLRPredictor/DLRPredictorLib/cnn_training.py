@@ -14,14 +14,21 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .deep_features import MIN_CROP_SIZE, DeepModel, _check_arch, build_resnet, save_safetensors
+from .deep_features import (
+    MIN_CROP_SIZE,
+    DeepModel,
+    _check_arch,
+    _load_validated,
+    build_resnet,
+    save_safetensors,
+)
 from .errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -597,6 +604,7 @@ def train_cnn(
     groups: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
+    init_state: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a grayscale ResNet on lesion crops, with early stopping and exact resume.
 
@@ -612,6 +620,8 @@ def train_cnn(
         progress: called as ``progress(fraction, message)`` after every epoch; an exception
             raised there stops training after the epoch's checkpoint was written.
         log: called with one line per epoch.
+        init_state: initial weights (tensors or numpy arrays by state-dict name, e.g. from a
+            safetensors file) instead of a random initialisation; checked name by name.
 
     Returns:
         The best epoch's weights, history and split.
@@ -629,6 +639,12 @@ def train_cnn(
     groups_np = None if groups is None else np.asarray(groups)
     train_np, val_np = split_train_val(y_np, groups_np, cfg.val_fraction, cfg.seed)
     fingerprint = _fingerprint(data_np, y_np, groups_np) if checkpoint_dir is not None else ""
+    if init_state is not None and fingerprint:
+        # A checkpoint of a run from other initial weights must not be resumed.
+        digest = hashlib.sha256()
+        for key in sorted(init_state):
+            digest.update(key.encode() + np.ascontiguousarray(np.asarray(init_state[key])).tobytes())
+        fingerprint = f"{fingerprint}+init:{digest.hexdigest()}"
 
     previous_threads = torch.get_num_threads()
     if cfg.num_threads is not None:
@@ -637,6 +653,8 @@ def train_cnn(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
+        if init_state is not None:
+            _load_validated(net, init_state, "the initial CNN weights")
         # foreach: the multi-tensor update is about twice as fast on the CPU, same result
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -146,6 +146,11 @@ class _Trainer:
         self.log(f"CNN {name}: training on {len(idx)} cases")
         cnn_config = _cnn_config(self.config, self.config.seed)
         cnn_config.val_fraction = self._val_fraction(name, idx, cnn_config.val_fraction)
+        init = None
+        if self.config.cnn.init_weights:
+            from safetensors.numpy import load_file
+
+            init = load_file(self.config.cnn.init_weights)  # tensors only: no code runs
         result = train_cnn(
             crops[idx],
             self.labels[idx],
@@ -153,6 +158,7 @@ class _Trainer:
             checkpoint_dir=self.work / "cnn" / name,
             groups=self.groups[idx],
             log=lambda line: self.log(f"CNN {name}: {line}"),
+            init_state=init,
         )
         self.history[name] = result.history
         return result
@@ -427,6 +433,10 @@ def train_from_manifest(
     work.mkdir(parents=True, exist_ok=True)
     base = Path(config_path).parent if config_path else Path.cwd()  # config paths are relative to it
     params_path = base / config.radiomics_parameters if config.radiomics_parameters else rf.DEFAULT_PARAMETERS
+    if config.cnn.init_weights:
+        config.cnn.init_weights = str(base / config.cnn.init_weights)
+        if not Path(config.cnn.init_weights).is_file():
+            raise ConfigError(f"cnn.init_weights: no file {config.cnn.init_weights}")
     params = rf.load_parameters(params_path)
     label_values = {s: 1 for s in config.task.positive_labels} | {s: 0 for s in config.task.negative_labels}
     clinical_names = [v["name"] for v in config.clinical.variables]

@@ -253,3 +253,18 @@ def test_no_validation_keeps_the_last_epoch() -> None:
     result = train_cnn(x, y, _tiny(epochs=2, val_fraction=0.0))
     assert result.val_indices.size == 0 and result.best_epoch == 1
     assert np.isnan(result.best_score)
+
+
+def test_training_starts_from_given_initial_weights() -> None:
+    from safetensors.numpy import load
+    from safetensors.torch import save
+
+    crops, labels = _blob_task(24, seed=5)
+    donor = train_cnn(crops, labels, _tiny(epochs=1, seed=99))
+    init = load(save({k: v.contiguous() for k, v in donor.state_dict.items()}))  # as read from a file
+    # A vanishing learning rate leaves the convolution weights where they started.
+    from_init = train_cnn(crops, labels, _tiny(epochs=1, lr=1e-12, seed=1), init_state=init)
+    scratch = train_cnn(crops, labels, _tiny(epochs=1, lr=1e-12, seed=1))
+    conv = "conv1.weight"
+    assert np.allclose(from_init.state_dict[conv].numpy(), init[conv], atol=1e-9)
+    assert not np.allclose(scratch.state_dict[conv].numpy(), init[conv], atol=1e-3)
