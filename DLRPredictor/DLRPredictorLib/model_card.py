@@ -164,9 +164,9 @@ def render_model_card(
         f"Command: `{extra.get('command', 'dlrpredictor train MANIFEST --config CONFIG --out DIR')}`",
         "(for the bundled model: `scripts/build_default_bundle.sh`, see the README).",
         f"Training time: {extra['elapsed_s']:.0f} s on {extra.get('hardware', 'this machine')}, CPU only.",
-        "Run-to-run: on the same machine and thread count the run is deterministic (seeded splits,",
-        "seeded CNN training with exact resume); across machines, expect held-out AUCs within about",
-        "0.01 (different BLAS / thread counts change the CNN weights slightly).",
+        "Run-to-run: splits, CNN training (with exact resume) and model fitting are seeded, so a",
+        "rebuild on the same machine and thread count is deterministic; another machine's BLAS or",
+        "thread count may change the CNN weights slightly (not measured).",
         "",
     ]
     return "\n".join(out)
