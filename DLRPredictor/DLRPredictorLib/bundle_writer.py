@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import tempfile
@@ -254,4 +253,4 @@ def write_trained_bundle(
     return path
 
 
-__all__ = ["build_pipeline", "frozen_cutoffs", "io", "write_trained_bundle"]
+__all__ = ["build_pipeline", "frozen_cutoffs", "write_trained_bundle"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import lesion as lesion_mod
 from .case import ImageVolume, LesionSlice
-from .errors import ClinicalValueError, InputError
+from .errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
 DEFAULT_BUNDLE_NAME = "BreastUS-Malignancy"
@@ -379,7 +379,6 @@ def parse_clinical_value(value: Any) -> str | None:
 
 __all__ = [
     "CasePrediction",
-    "ClinicalValueError",
     "Predictor",
     "StabilityResult",
     "default_bundle_path",

@@ -18,8 +18,6 @@ The order of work, and why it does not leak:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import platform
 import sys
@@ -507,4 +505,4 @@ def train_from_manifest(
     return path
 
 
-__all__ = ["ConfigError", "FoldPlan", "dataclasses", "math", "plan_splits", "train_from_manifest"]
+__all__ = ["FoldPlan", "plan_splits", "train_from_manifest"]
