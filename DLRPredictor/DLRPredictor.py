@@ -2,22 +2,49 @@
 
 This file is the thin Qt/Slicer layer of the extension: the module description, the parameter node,
 the widget (inputs, lesion drawing, clinical form, model choice, results, heatmap display), a logic
-facade over ``DLRPredictorLib.api`` and the Slicer self-test. All computation lives in
-DLRPredictorLib, which is imported inside functions so that the module loads fast and without torch
-or pyradiomics.
+facade over ``DLRPredictorLib`` and the Slicer self-test. Every decision that needs no Qt lives in
+``DLRPredictorLib.module_support`` (imported here: it loads only the standard library) and the
+computation in the rest of DLRPredictorLib, imported inside functions so that the module loads fast
+and without torch or pyradiomics.
+
+Runs in Slicer 5.4 and later, so in Python 3.9: annotations evaluated when a function is defined use
+``Optional``/``Union``, not ``X | Y`` (test_py39_compat.py checks).
 """
 
 import importlib
-import importlib.util
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Optional, Union
 
 import qt
 import slicer
 import vtk
+from DLRPredictorLib.module_support import (
+    BUNDLE_UNUSABLE,
+    CLINICAL_MISSING,
+    NO_BUNDLE_FOLDER,
+    NO_IMAGE,
+    NO_SEGMENT,
+    NO_SEGMENTATION,
+    NOT_GIVEN_NUMBER,
+    NOT_READY,
+    RADIOMICS_EXTENSION,
+    SAMPLE_NAME,
+    InputProblem,
+    ensure_dependencies,
+    first_image_node,
+    get_clinical_value,
+    heatmap_display_state,
+    importable,
+    input_problems,
+    phantom_sample_files,
+    phantom_sample_source,
+    predict_parameter_node,
+    result_inputs,
+    set_clinical_value,
+    update_heatmap_display,
+)
 from slicer import (
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
@@ -40,18 +67,7 @@ from slicer.util import VTKObservationMixin
 PROJECT_URL = "https://github.com/dlrpredictor/SlicerDLRPredictor"
 USER_GUIDE_URL = PROJECT_URL + "#readme"
 
-SAMPLE_CATEGORY = "DLR Predictor"
-SAMPLE_NAME = "DLRPredictorPhantom"
-
-# Clinical values of the bundled model have typed parameter-node fields (age, birads); values of
-# variables that other bundles declare are kept as raw parameters under this prefix.
-CLINICAL_PARAMETER_PREFIX = "clinical."
-# Age is a float field: 0 stands for "not given" (no patient of this application is 0 years old).
-NOT_GIVEN_NUMBER = 0.0
-
 SEGMENT_EDITOR_SINGLETON_TAG = "DLRPredictor"
-# Attribute of the heatmap volume: ID of the image it was computed on.
-HEATMAP_IMAGE_ATTRIBUTE = "DLRPredictor.ImageID"
 
 
 #
@@ -96,35 +112,6 @@ class DLRPredictor(ScriptedLoadableModule):
 #
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def phantomSampleFiles() -> tuple[str, str]:
-    """Image and lesion-mask files (NRRD) of the embedded synthetic phantom.
-
-    Returns:
-        (image path, mask path); written to a cache folder by DLRPredictorLib on first call.
-
-    Raises:
-        KeyError: the library returned no image or mask path.
-    """
-    from DLRPredictorLib import api
-
-    paths = api.phantom_sample_paths()
-    image = paths.get("image") or paths.get("image_nrrd")
-    mask = paths.get("mask") or paths.get("mask_nrrd")
-    if image is None or mask is None:
-        raise KeyError(_("The phantom sample has no image and mask file: {keys}").format(keys=sorted(paths)))
-    return str(image), str(mask)
-
-
 def loadPhantomSample(source: Any = None) -> tuple[Any, Any]:
     """Load the phantom image and its lesion as a one-segment segmentation.
 
@@ -134,7 +121,7 @@ def loadPhantomSample(source: Any = None) -> tuple[Any, Any]:
     Returns:
         (volume node, segmentation node).
     """
-    image, mask = phantomSampleFiles()
+    image, mask = phantom_sample_files()
     volume = slicer.util.loadVolume(image, {"name": SAMPLE_NAME})
     labelmap = slicer.util.loadLabelVolume(mask, {"name": SAMPLE_NAME + "LesionLabel"})
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", SAMPLE_NAME + "Lesion")
@@ -149,152 +136,71 @@ def registerSampleData() -> None:
     """Add the embedded synthetic phantom (image and lesion) to the Sample Data module."""
     from DLRPredictorLib.errors import DLRError
 
+    thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DLRPredictor.png")
     try:
         import SampleData  # absent when the Sample Data module is disabled
 
-        image, mask = phantomSampleFiles()
+        source = phantom_sample_source(thumbnail)
     except (DLRError, OSError, ImportError, KeyError) as error:
         # Not fatal: the module works without the sample; say why it is absent.
         logging.warning(f"DLR Predictor: the synthetic phantom sample could not be prepared: {error}")
         return
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category=SAMPLE_CATEGORY,
-        sampleName=SAMPLE_NAME,
-        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DLRPredictor.png"),
-        uris=[Path(image).as_uri(), Path(mask).as_uri()],
-        # Prefixed names: the Sample Data cache folder is shared with every other module.
-        fileNames=[f"{SAMPLE_NAME}_{Path(image).name}", f"{SAMPLE_NAME}_{Path(mask).name}"],
-        nodeNames=[SAMPLE_NAME, SAMPLE_NAME + "Lesion"],
-        loadFileType=["VolumeFile", "SegmentationFile"],
-        # Checksums make the cache refresh its copy when a new version writes a different phantom.
-        checksums=[f"SHA256:{_sha256(image)}", f"SHA256:{_sha256(mask)}"],
-        # The button loads the lesion through a labelmap: one segment, in the image's geometry.
-        customDownloader=loadPhantomSample,
-    )
+    # The button loads the lesion through a labelmap: one segment, in the image's geometry.
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**source, customDownloader=loadPhantomSample)
 
 
 #
-# Python dependencies (asked for in the widget, never installed silently or at import)
+# Python dependencies (asked for when Apply is pressed, never installed silently or at import)
 #
 
 
-def _pydepsModule() -> Any:
-    """Slicer's package helper with ``pip_ensure`` (Slicer 5.11+), or None in older versions."""
-    for name in ("slicer.pydeps", "slicer.packaging"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "pip_ensure") and hasattr(module, "load_requirements"):
-            return module
-    return None
+class DependencyDialogs:
+    """The dialogs and pip call of ``module_support.ensure_dependencies``, which decides when."""
 
+    def __init__(self) -> None:
+        self.requester = _("DLR Predictor")
 
-def missingRequirements(requirementsPath: str) -> list[str]:
-    """Requirements of the file that the running Python does not satisfy.
-
-    Args:
-        requirementsPath: a requirements.txt (one requirement a line, ``#`` comments, markers).
-
-    Returns:
-        ``name<specifier>`` strings, ready for pip, of the requirements to install.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import Requirement
-
-    missing = []
-    with open(requirementsPath, encoding="utf-8") as f:
-        for raw in f:
-            line = raw.split("#", 1)[0].strip()
-            if not line or line.startswith("-"):
-                continue
-            requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate():
-                continue
-            try:
-                installed = version(requirement.name)
-            except PackageNotFoundError:
-                installed = None
-            if installed is None or not requirement.specifier.contains(installed, prereleases=True):
-                missing.append(f"{requirement.name}{requirement.specifier}")
-    return missing
-
-
-def _ensureRequirements(requirementsPath: str) -> bool:
-    pydeps = _pydepsModule()
-    if pydeps is not None:
-        try:
-            pydeps.pip_ensure(pydeps.load_requirements(requirementsPath), requester=_("DLR Predictor"))
-        except RuntimeError:
-            # pip_ensure raises RuntimeError when the user declines the installation.
-            return False
-        return True
-    missing = missingRequirements(requirementsPath)
-    if not missing:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-        _(
-            "DLR Predictor needs these Python packages: {packages}.\n\n"
-            "Install them now? This needs a network connection and may take a few minutes."
-        ).format(packages=", ".join(missing)),
-        windowTitle=_("Install Python packages"),
-    ):
-        return False
-    slicer.util.pip_install(missing)
-    return True
-
-
-def _ensureTorch() -> bool:
-    if importlib.util.find_spec("torch") and importlib.util.find_spec("torchvision"):
-        return True
-    try:
-        import PyTorchUtils
-    except ImportError:
-        slicer.util.errorDisplay(
+    def confirm_packages(self, missing: list[str]) -> bool:
+        """Ask before pip installs the missing requirements (Slicer without pip_ensure)."""
+        return slicer.util.confirmOkCancelDisplay(
             _(
-                "PyTorch is not installed. Install the PyTorch extension with the Extensions Manager, "
-                "restart 3D Slicer and press Apply again."
-            )
+                "DLR Predictor needs these Python packages: {packages}.\n\n"
+                "Install them now? This needs a network connection and may take a few minutes."
+            ).format(packages=", ".join(missing)),
+            windowTitle=_("Install Python packages"),
         )
-        return False
-    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-    if not slicer.util.confirmOkCancelDisplay(
-        _(
-            "DLR Predictor needs PyTorch, which is not installed yet. The PyTorch extension can "
-            "download and install it now (a large download that may take several minutes).\n\n"
-            "Install PyTorch now?"
-        ),
-        windowTitle=_("Install PyTorch"),
-    ):
-        return False
-    torch = torchLogic.installTorch(
-        askConfirmation=False, torchVersionRequirement=">=2.1", torchvisionVersionRequirement=">=0.16"
-    )
-    return torch is not None
 
+    def install_packages(self, missing: list[str]) -> None:
+        """Install the requirements with Slicer's pip."""
+        slicer.util.pip_install(missing)
 
-def ensure_dependencies(requirementsPath: str) -> bool:
-    """Make the packages DLRPredictorLib needs importable, asking the user before any installation.
-
-    Args:
-        requirementsPath: the module's Resources/requirements.txt.
-
-    Returns:
-        True when everything is available; False when the user declined or an extension is missing
-        (a message saying what to do has been shown).
-    """
-    if not _ensureRequirements(requirementsPath):
-        return False
-    if importlib.util.find_spec("radiomics") is None:
-        slicer.util.errorDisplay(
+    def confirm_torch(self) -> bool:
+        """Ask before the PyTorch extension downloads torch."""
+        return slicer.util.confirmOkCancelDisplay(
             _(
-                "pyradiomics is not available. Install the SlicerRadiomics extension with the Extensions "
-                "Manager, restart 3D Slicer and press Apply again."
-            )
+                "DLR Predictor needs PyTorch, which is not installed yet. The PyTorch extension can "
+                "download and install it now (a large download that may take several minutes).\n\n"
+                "Install PyTorch now?"
+            ),
+            windowTitle=_("Install PyTorch"),
         )
-        return False
-    return _ensureTorch()
+
+    def extension_missing(self, extension: str) -> None:
+        """Say which extension to install."""
+        if extension == RADIOMICS_EXTENSION:
+            slicer.util.errorDisplay(
+                _(
+                    "pyradiomics is not available. Install the SlicerRadiomics extension with the "
+                    "Extensions Manager, restart 3D Slicer and press Apply again."
+                )
+            )
+        else:  # PYTORCH_EXTENSION
+            slicer.util.errorDisplay(
+                _(
+                    "PyTorch is not installed. Install the PyTorch extension with the Extensions Manager, "
+                    "restart 3D Slicer and press Apply again."
+                )
+            )
 
 
 #
@@ -319,9 +225,10 @@ class DLRPredictorParameterNode:
     featuresTable, predictionTable, heatmapVolume - output nodes (created when empty).
     """
 
-    # typing.Union, not "|": the wrapper recognizes node unions by typing.Union, and None must be a
-    # member so that the selector can be cleared. Listing both types keeps RGB images selectable.
-    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode, None]  # noqa: UP007
+    # typing.Union, not "|": the wrapper recognizes node unions by typing.Union (and Python 3.9 has
+    # no "|"), and None must be a member so that the selector can be cleared. Listing both types
+    # keeps RGB images selectable.
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode, None]
     segmentationNode: vtkMRMLSegmentationNode
     segmentId: str = ""
     bundlePath: str = ""
@@ -334,75 +241,6 @@ class DLRPredictorParameterNode:
     featuresTable: vtkMRMLTableNode
     predictionTable: vtkMRMLTableNode
     heatmapVolume: vtkMRMLScalarVolumeNode
-
-
-# Clinical variables of the bundled model with typed parameter-node fields, and their types.
-TYPED_CLINICAL_FIELDS = {"age": "numeric", "birads": "categorical"}
-
-
-def _hasTypedField(variable: Any) -> bool:
-    return TYPED_CLINICAL_FIELDS.get(variable.name) == variable.type
-
-
-def getClinicalValue(parameterNode: DLRPredictorParameterNode, variable: Any) -> float | str | None:
-    """The stored value of one clinical variable, or None when not given.
-
-    Args:
-        parameterNode: the module's parameter node.
-        variable: a ClinicalVariable of the bundle (name, type "numeric" or "categorical").
-
-    Returns:
-        A float for a numeric variable, a string for a categorical one, or None.
-    """
-    numeric = variable.type == "numeric"
-    if _hasTypedField(variable):
-        value = getattr(parameterNode, variable.name)
-        if numeric:
-            return None if float(value) == NOT_GIVEN_NUMBER else float(value)
-        return str(value) or None
-    raw = parameterNode.parameterNode.GetParameter(CLINICAL_PARAMETER_PREFIX + variable.name)
-    if raw == "":
-        return None
-    return float(raw) if numeric else raw
-
-
-def setClinicalValue(
-    parameterNode: DLRPredictorParameterNode, variable: Any, value: float | str | None
-) -> None:
-    """Store one clinical value (None = not given).
-
-    Args:
-        parameterNode: the module's parameter node.
-        variable: a ClinicalVariable of the bundle.
-        value: the value, or None.
-    """
-    numeric = variable.type == "numeric"
-    if _hasTypedField(variable):
-        if numeric:
-            setattr(parameterNode, variable.name, NOT_GIVEN_NUMBER if value is None else float(value))
-        else:
-            setattr(parameterNode, variable.name, "" if value is None else str(value))
-        return
-    raw = "" if value is None else (repr(float(value)) if numeric else str(value))
-    parameterNode.parameterNode.SetParameter(CLINICAL_PARAMETER_PREFIX + variable.name, raw)
-
-
-def clinicalValues(parameterNode: DLRPredictorParameterNode, variables: list[Any]) -> dict[str, float | str]:
-    """The given clinical values by variable name (absent ones left out).
-
-    Args:
-        parameterNode: the module's parameter node.
-        variables: the bundle's ClinicalVariable list.
-
-    Returns:
-        ``{name: value}`` for the values that were entered.
-    """
-    values = {}
-    for variable in variables:
-        value = getClinicalValue(parameterNode, variable)
-        if value is not None:
-            values[variable.name] = value
-    return values
 
 
 #
@@ -454,7 +292,7 @@ class ClinicalForm:
     def sync(self, parameterNode: DLRPredictorParameterNode) -> None:
         """Show the parameter node's values; editors are enabled only when clinical data is used."""
         for variable, editor in self._editors.values():
-            value = getClinicalValue(parameterNode, variable)
+            value = get_clinical_value(parameterNode, variable)
             wasBlocked = editor.blockSignals(True)
             if variable.type == "numeric":
                 editor.value = editor.minimum if value is None else float(value)
@@ -628,15 +466,9 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _firstImageNode(self) -> Any:
         # Scalar or RGB images only: not labelmaps, and not our own heatmap.
         heatmap = self._parameterNode.heatmapVolume if self._parameterNode else None
-        for node in slicer.util.getNodesByClass("vtkMRMLVolumeNode"):
-            if (
-                node.GetClassName() in ("vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode")
-                and node != heatmap
-            ):
-                return node
-        return None
+        return first_image_node(slicer.mrmlScene, exclude=heatmap)
 
-    def setParameterNode(self, inputParameterNode: DLRPredictorParameterNode | None) -> None:
+    def setParameterNode(self, inputParameterNode: Optional[DLRPredictorParameterNode]) -> None:
         """Set and observe the parameter node; the .ui widgets with SlicerParameterName follow it."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
@@ -762,40 +594,22 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clinicalForm.sync(self._parameterNode)
         self._checkCanApply()
 
-    def _onClinicalEdited(self, variable: Any, value: float | str | None) -> None:
+    def _onClinicalEdited(self, variable: Any, value: Union[float, str, None]) -> None:
         if self._parameterNode is not None:
-            setClinicalValue(self._parameterNode, variable, value)
+            set_clinical_value(self._parameterNode, variable, value)
             self._checkCanApply()
 
     # -- apply --------------------------------------------------------------------------------
 
     def _inputProblems(self) -> list[str]:
         """What is missing before Apply can run, in words the user can act on."""
-        parameterNode = self._parameterNode
-        problems = []
-        if parameterNode is None:
-            return [_("The module is not ready yet.")]
-        if not parameterNode.inputVolume:
-            problems.append(_("Choose the ultrasound image."))
-        if not parameterNode.segmentationNode:
-            problems.append(_("Choose or create the segmentation that outlines the lesion."))
-        elif not parameterNode.segmentId:
-            problems.append(
-                _("Draw the lesion with the Segment Editor above and choose it as the lesion segment.")
-            )
-        if self.ui.bundleChoiceComboBox.currentIndex == 1 and not parameterNode.bundlePath:
-            problems.append(_("Choose the model bundle folder, or select 'Bundled model'."))
-        if self._bundleProblem:
-            problems.append(_("The model cannot be used: {reason}").format(reason=self._bundleProblem))
-        if parameterNode.useClinical and self._predictor is not None:
-            for variable in self._predictor.clinical_variables:
-                if variable.required and getClinicalValue(parameterNode, variable) is None:
-                    problems.append(
-                        _("Enter {name}, or uncheck 'Use clinical data' for the image-only model.").format(
-                            name=variable.description or variable.name
-                        )
-                    )
-        return problems
+        problems = input_problems(
+            self._parameterNode,
+            bundle_folder_chosen=self.ui.bundleChoiceComboBox.currentIndex == 1,
+            bundle_problem=self._bundleProblem,
+            clinical_variables=self._predictor.clinical_variables if self._predictor is not None else None,
+        )
+        return [inputProblemText(problem) for problem in problems]
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         problems = self._inputProblems()
@@ -814,7 +628,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.show()
             try:
                 self._onProgress(0.0, _("Checking Python packages"))
-                if not ensure_dependencies(self.resourcePath("requirements.txt")):
+                if not ensure_dependencies(self.resourcePath("requirements.txt"), DependencyDialogs()):
                     return
                 if self._predictor is None:
                     # Packages may just have been installed: verify the bundle now.
@@ -823,7 +637,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         raise ValueError(self._bundleProblem or self.ui.bundleStatusLabel.text)
                 result = self.logic.predict(self._parameterNode, progress=self._onProgress)
                 self._showResult(result)
-                self._shownResultInputs = self._resultInputs()
+                self._shownResultInputs = result_inputs(self._parameterNode)
                 self._displayedHeatmapState = None
                 self._updateHeatmapDisplay()
                 self.onShowTables()
@@ -882,40 +696,15 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateHeatmapDisplay(self) -> None:
         """Apply the heatmap visibility and opacity to the slice views (only when they changed)."""
-        parameterNode = self._parameterNode
-        heatmap = parameterNode.heatmapVolume if parameterNode else None
-        if heatmap is None:
-            return
-        image = parameterNode.inputVolume
-        # A heatmap computed on another image is never laid over this one.
-        matches = image is not None and heatmap.GetAttribute(HEATMAP_IMAGE_ATTRIBUTE) == image.GetID()
-        show = parameterNode.showHeatmap and matches
-        state = (heatmap.GetID(), image.GetID() if image else None, show, parameterNode.heatmapOpacity)
-        if state == self._displayedHeatmapState:
+        state = heatmap_display_state(self._parameterNode)
+        if state is None or state == self._displayedHeatmapState:
             return
         self._displayedHeatmapState = state
-        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
-            showsHeatmap = composite.GetForegroundVolumeID() == heatmap.GetID()
-            if show:
-                if not showsHeatmap:
-                    composite.SetBackgroundVolumeID(image.GetID())
-                composite.SetForegroundVolumeID(heatmap.GetID())
-                composite.SetForegroundOpacity(parameterNode.heatmapOpacity)
-            elif showsHeatmap:
-                composite.SetForegroundVolumeID(None)
-
-    def _resultInputs(self) -> tuple:
-        parameterNode = self._parameterNode
-        volume, segmentation = parameterNode.inputVolume, parameterNode.segmentationNode
-        return (
-            volume.GetID() if volume else None,
-            segmentation.GetID() if segmentation else None,
-            parameterNode.segmentId,
-        )
+        update_heatmap_display(slicer.mrmlScene, state)
 
     def _clearStaleResults(self) -> None:
         """Blank the results panel when the image or the lesion changed since they were computed."""
-        if self._shownResultInputs is None or self._shownResultInputs == self._resultInputs():
+        if self._shownResultInputs is None or self._shownResultInputs == result_inputs(self._parameterNode):
             return
         self._shownResultInputs = None
         ui = self.ui
@@ -929,6 +718,22 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             label.text = "-"
         self.ui.resultsTable.setRowCount(0)
         self.ui.warningsLabel.text = _("The image or the lesion changed: press Apply for a new prediction.")
+
+
+def inputProblemText(problem: InputProblem) -> str:
+    """The user's words for one reason Apply cannot run (see module_support.input_problems)."""
+    texts = {
+        NOT_READY: _("The module is not ready yet."),
+        NO_IMAGE: _("Choose the ultrasound image."),
+        NO_SEGMENTATION: _("Choose or create the segmentation that outlines the lesion."),
+        NO_SEGMENT: _("Draw the lesion with the Segment Editor above and choose it as the lesion segment."),
+        NO_BUNDLE_FOLDER: _("Choose the model bundle folder, or select 'Bundled model'."),
+        BUNDLE_UNUSABLE: _("The model cannot be used: {reason}").format(reason=problem.detail),
+        CLINICAL_MISSING: _("Enter {name}, or uncheck 'Use clinical data' for the image-only model.").format(
+            name=problem.detail
+        ),
+    }
+    return texts[problem.code]
 
 
 #
@@ -978,39 +783,7 @@ class DLRPredictorLogic(ScriptedLoadableModuleLogic):
         Raises:
             InputError: unusable image, lesion or clinical values; BundleError: bad bundle.
         """
-        from DLRPredictorLib import api
-
-        predictor = self.loadPredictor(parameterNode.bundlePath)
-        clinical = (
-            clinicalValues(parameterNode, predictor.clinical_variables) if parameterNode.useClinical else {}
-        )
-        result = api.predict_nodes(
-            parameterNode.inputVolume,
-            segmentation_node=parameterNode.segmentationNode,
-            segment_id=parameterNode.segmentId or None,
-            clinical=clinical or None,
-            bundle_path=parameterNode.bundlePath or None,
-            stability=parameterNode.stability,
-            heatmap_opacity=parameterNode.heatmapOpacity,
-            features_table_node=parameterNode.featuresTable,
-            prediction_table_node=parameterNode.predictionTable,
-            heatmap_node=parameterNode.heatmapVolume,
-            progress=progress,
-        )
-        scene = parameterNode.parameterNode.GetScene()
-        with slicer.util.NodeModify(parameterNode):
-            parameterNode.featuresTable = _nodeById(scene, result.features_table_node_id)
-            parameterNode.predictionTable = _nodeById(scene, result.prediction_table_node_id)
-            parameterNode.heatmapVolume = _nodeById(scene, result.heatmap_node_id)
-        if parameterNode.heatmapVolume is not None:
-            parameterNode.heatmapVolume.SetAttribute(
-                HEATMAP_IMAGE_ATTRIBUTE, parameterNode.inputVolume.GetID()
-            )
-        return result
-
-
-def _nodeById(scene: Any, nodeId: str | None) -> Any:
-    return scene.GetNodeByID(nodeId) if nodeId else None
+        return predict_parameter_node(parameterNode, progress)
 
 
 #
@@ -1036,7 +809,7 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
         self.test_DLRPredictorEmptyLesion()
 
     def _skipWithoutEngines(self) -> bool:
-        missing = [name for name in ("torch", "radiomics") if importlib.util.find_spec(name) is None]
+        missing = [name for name in ("torch", "radiomics") if not importable(name)]
         if missing:
             self.delayDisplay(
                 f"Skipping the prediction part: {', '.join(missing)} not installed "
@@ -1047,6 +820,7 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
     def test_DLRPredictorPhantom(self) -> None:
         """Predict the phantom and check the probability, the features table and the heatmap."""
         import numpy as np
+        from DLRPredictorLib.compat import zip_strict
 
         self.delayDisplay("Loading the synthetic phantom")
         volume, segmentation = loadPhantomSample()
@@ -1075,8 +849,8 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
         heatmap = parameterNode.heatmapVolume
         self.assertIsNotNone(heatmap)
         self.assertEqual(heatmap.GetImageData().GetDimensions(), volume.GetImageData().GetDimensions())
-        for actual, expected in zip(
-            heatmap.GetSpacing() + heatmap.GetOrigin(), volume.GetSpacing() + volume.GetOrigin(), strict=True
+        for actual, expected in zip_strict(
+            heatmap.GetSpacing() + heatmap.GetOrigin(), volume.GetSpacing() + volume.GetOrigin()
         ):
             self.assertAlmostEqual(actual, expected, places=5)
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .case import ImageVolume
+from .compat import zip_strict
 from .errors import InputError, LesionError
 from .predictor import CasePrediction, Predictor, StabilityResult, default_bundle_path, load_predictor
 
@@ -82,7 +83,7 @@ def prediction_items(pred: Predictor, res: CasePrediction) -> list[tuple[str, st
     items.append(("Out of training distribution", "yes" if res.out_of_distribution else "no"))
     items.append(("Distance to training data", res.ood_distance))
     if res.stability is not None:
-        for name, p in zip(res.stability.perturbations, res.stability.probabilities, strict=True):
+        for name, p in zip_strict(res.stability.perturbations, res.stability.probabilities):
             items.append((f"Stability probability ({name})", p))
         items.append(("Stability spread", res.stability.spread))
         items.append(("Stability label changes", "yes" if res.stability.label_changes else "no"))

@@ -9,11 +9,11 @@ Verification (:func:`load_bundle`) refuses, with a message naming the file:
 - a file in the folder that is not listed, a symbolic link, or a path leaving the folder;
 - a file type that can run code when loaded (pickle, joblib, torch checkpoints, Python, native
   libraries, HDF5/Keras, object arrays inside .npy/.npz) or any type outside :data:`SAFE_SUFFIXES`;
-- a bundle built with a different MAJOR version of numpy or torch (arrays and weights are read
-  by them). A different major version of scikit-learn, pyradiomics, LightGBM, XGBoost,
-  SimpleITK or torchvision only gives a warning (:attr:`VerifiedBundle.warnings`): their fitted
-  steps travel as plain arrays and JSON, never as their own pickled objects, but results may
-  drift slightly.
+- a bundle built with a different MAJOR version of torch (the network is run by it). A different
+  major version of numpy, scikit-learn, pyradiomics, LightGBM, XGBoost, SimpleITK or torchvision
+  only gives a warning (:attr:`VerifiedBundle.warnings`): fitted steps travel as plain JSON and
+  .npz arrays of numeric dtypes (readable alike by numpy 1.x, e.g. in Slicer 5.4-5.8, and 2.x),
+  never as pickled objects, but results may drift slightly.
 
 Each file is read once; its bytes are hashed and kept in memory, and every later read parses
 those same bytes, so nothing can change between the check and the use.
@@ -79,9 +79,9 @@ _CODE_REASONS = {
 }
 
 # Packages whose major version must match: the bundle's arrays and weights are read by them.
-_STRICT_MAJOR = ("numpy", "torch")
+_STRICT_MAJOR = ("torch",)
 # Packages whose major-version change only warns: their fitted steps travel as arrays/JSON.
-_WARN_MAJOR = ("scikit-learn", "torchvision", "pyradiomics", "SimpleITK", "lightgbm", "xgboost")
+_WARN_MAJOR = ("numpy", "scikit-learn", "torchvision", "pyradiomics", "SimpleITK", "lightgbm", "xgboost")
 
 # Distribution names to try for each recorded package (forks ship under other names).
 _DISTRIBUTIONS = {
@@ -455,7 +455,7 @@ def check_software(recorded: Mapping[str, str | None]) -> list[str]:
         Warnings for non-fatal differences.
 
     Raises:
-        BundleError: a different major version of numpy or torch.
+        BundleError: a different major version of torch.
     """
     running = software_versions()
     warnings: list[str] = []

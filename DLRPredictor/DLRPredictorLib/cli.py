@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", type=Path, help="CSV with case_id, image, mask (and optional columns)")
     p.add_argument("--out", type=Path, required=True, help="results CSV (resumed if it exists)")
     p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes, one core each (default: one per core, at most 4)",
+    )
     p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
     p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
     e.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
     e.add_argument("--report", type=Path, required=True, help="report folder to create")
-    e.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    e.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes, one core each (default: one per core, at most 4)",
+    )
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
     r.add_argument("predictions", type=Path, help="CSV with a label column and score columns")

@@ -16,14 +16,20 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy.special import expit
 
+from .compat import zip_strict
 from .errors import ClinicalValueError, ConfigError, InputError
+from .numeric import expit
 from .selection import check_binary_labels
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas, statsmodels and sklearn are imported inside the fitting functions: validating, encoding
+# and applying a fitted CombinedModel (what a prediction does) needs numpy alone.
 
 VARIABLE_TYPES = ("numeric", "categorical")
 ENCODINGS = ("ordinal", "onehot")
@@ -372,6 +378,8 @@ def univariable_logistic(X: Any, y: Any, names: Sequence[str]) -> pd.DataFrame:
         DataFrame with columns predictor, coef, se, odds_ratio, ci_lower, ci_upper, p_value, n, note.
         A constant predictor gets NaN estimates and a note instead of failing.
     """
+    import pandas as pd
+
     yb = check_binary_labels(y)
     M = _design(X, names, len(yb))
     rows = []
@@ -396,6 +404,8 @@ def multivariable_logistic(X: Any, y: Any, names: Sequence[str]) -> pd.DataFrame
     Raises:
         InputError: constant or collinear predictors.
     """
+    import pandas as pd
+
     yb = check_binary_labels(y)
     M = _design(X, names, len(yb))
     fit = _fit_logit(np.column_stack([np.ones(len(yb)), M]), yb)
@@ -410,7 +420,7 @@ def select_predictors(table: pd.DataFrame, alpha: float = 0.05, min_keep: int = 
     """
     p = table["p_value"].astype(float).fillna(1.0).to_numpy()
     names = list(table["predictor"])
-    keep = [n for n, pv in zip(names, p, strict=True) if pv < alpha]
+    keep = [n for n, pv in zip_strict(names, p) if pv < alpha]
     if len(keep) >= min_keep:
         return keep
     order = np.lexsort((np.arange(len(p)), p))[:min_keep]
@@ -442,7 +452,24 @@ class CombinedModel:
         self.coef_score = 0.0
         self.coefs = np.zeros(0)
         self.fit_method = ""
-        self.table: pd.DataFrame | None = None
+        self._table: pd.DataFrame | None = None
+        self._table_records: list[dict[str, Any]] | None = None  # a loaded spec's table, not yet a frame
+
+    @property
+    def table(self) -> pd.DataFrame | None:
+        """Odds-ratio table of the statsmodels fit (None after the large-C fallback).
+
+        A model read from a bundle builds it on first use: predicting never needs it (nor pandas).
+        """
+        if self._table is None and self._table_records is not None:
+            import pandas as pd
+
+            self._table = pd.DataFrame(self._table_records, columns=_TABLE_COLUMNS)
+        return self._table
+
+    @table.setter
+    def table(self, value: pd.DataFrame | None) -> None:
+        self._table, self._table_records = value, None
 
     def _score_term(self, score: Any, n: int) -> np.ndarray:
         if self.score_name is None:
@@ -484,6 +511,8 @@ class CombinedModel:
         except InputError:
             ok = False
         if ok:
+            import pandas as pd
+
             params = fit.params
             self.fit_method = "statsmodels"
             self.table = pd.DataFrame(_rows(fit, all_names, n), columns=_TABLE_COLUMNS)
@@ -507,6 +536,15 @@ class CombinedModel:
 
         ``logit`` is the row sum of the other columns, and :meth:`predict_proba` is its expit.
         """
+        import pandas as pd
+
+        terms = self.contribution_terms(score, X)
+        frame = pd.DataFrame(terms)
+        frame["logit"] = _row_sum(terms)
+        return frame
+
+    def contribution_terms(self, score: Any, X: Any) -> dict[str, np.ndarray]:
+        """:meth:`contributions` without the logit column, as arrays by name (no pandas)."""
         if not self.fit_method:
             raise InputError("the combined model is not fitted yet")
         n = len(np.asarray(X)) if X is not None else len(np.asarray(score).reshape(-1))
@@ -516,13 +554,11 @@ class CombinedModel:
             terms[self.score_name] = self.coef_score * self._score_term(score, n)[:, 0]
         for j, name in enumerate(self.names):
             terms[name] = self.coefs[j] * M[:, j]
-        frame = pd.DataFrame(terms)
-        frame["logit"] = frame.to_numpy().sum(axis=1)
-        return frame
+        return terms
 
     def linear_predictor(self, score: Any, X: Any) -> np.ndarray:
         """The logit of the combined probability."""
-        return self.contributions(score, X)["logit"].to_numpy()
+        return _row_sum(self.contribution_terms(score, X))
 
     def predict_proba(self, score: Any, X: Any) -> np.ndarray:
         """Positive-class probability (1-D)."""
@@ -567,7 +603,15 @@ class CombinedModel:
         model.intercept = float(spec["intercept"])
         model.coef_score = float(spec["coef_score"])
         model.fit_method = str(spec["fit_method"])
-        model.table = (
-            None if spec.get("table") is None else pd.DataFrame(spec["table"], columns=_TABLE_COLUMNS)
-        )
+        table = spec.get("table")
+        model._table_records = None if table is None else [dict(r) for r in table]
         return model
+
+
+def _row_sum(terms: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Sum of the terms case by case, added left to right in column order."""
+    columns = list(terms.values())
+    total = np.array(columns[0], dtype=float)
+    for column in columns[1:]:
+        total = total + column
+    return total

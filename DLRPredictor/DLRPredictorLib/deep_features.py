@@ -56,12 +56,16 @@ def feature_dim(arch: str) -> int:
 
 
 def build_resnet(arch: str, num_classes: int = 2, in_channels: int = 1) -> torch.nn.Module:
-    """A randomly initialised torchvision ResNet (no pretrained weights).
+    """A randomly initialised ResNet with torchvision's layout (no pretrained weights).
+
+    Built by :mod:`resnet` rather than ``torchvision.models``: the same modules, names and
+    initialisation, without importing torchvision (whose import pulls in ``torch._dynamo`` and
+    costs seconds of cold start). Weights saved from either load into the other.
 
     Args:
         arch: one of :data:`ARCHITECTURES`.
         num_classes: outputs of the fc head (2 for benign/malignant).
-        in_channels: input channels; 1 for grayscale ultrasound (conv1 is replaced).
+        in_channels: input channels; 1 for grayscale ultrasound.
 
     Returns:
         The network, in training mode, on the CPU.
@@ -74,15 +78,9 @@ def build_resnet(arch: str, num_classes: int = 2, in_channels: int = 1) -> torch
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if int(in_channels) < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
-    import torch
-    import torchvision
+    from . import resnet
 
-    net = getattr(torchvision.models, arch)(weights=None, num_classes=int(num_classes))
-    if int(in_channels) != 3:
-        net.conv1 = torch.nn.Conv2d(int(in_channels), 64, kernel_size=7, stride=2, padding=3, bias=False)
-        # Same initialisation torchvision gives the original conv1.
-        torch.nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-    return net
+    return resnet.build(arch, int(num_classes), int(in_channels))
 
 
 # --------------------------------------------------------------------------- crops

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from . import images
 from .case import ImageVolume, LesionSlice
+from .compat import zip_strict
 from .errors import ImageReadError, InputError, LesionError
 
 # Below ~30 pixels grey-level matrices (GLCM, GLSZM, ...) hold too few pairs/zones to mean
@@ -132,7 +133,7 @@ def _placement(
     ks, js, is_ = mask_kji.shape
     dst = (slice(max(ok, 0), min(ok + ks, placed.shape[0])), slice(max(oj, 0), min(oj + js, placed.shape[1])))
     dst = (*dst, slice(max(oi, 0), min(oi + is_, placed.shape[2])))
-    src = tuple(slice(d.start - o, d.stop - o) for d, o in zip(dst, (ok, oj, oi), strict=True))
+    src = tuple(slice(d.start - o, d.stop - o) for d, o in zip_strict(dst, (ok, oj, oi)))
     if all(d.stop > d.start for d in dst):
         placed[dst] = mask_kji[src]
     return placed

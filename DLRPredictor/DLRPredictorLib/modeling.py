@@ -19,20 +19,27 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
-from scipy.special import expit, logit, softmax
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.svm import SVC
 
 from .errors import ConfigError, InputError
-from .selection import FeatureSelector, SelectionConfig, as_matrix, check_binary_labels, stratified_folds
+from .numeric import expit, logit, softmax
+from .selection import (
+    FeatureSelector,
+    SelectionConfig,
+    as_matrix,
+    check_binary_labels,
+    is_dataframe,
+    stratified_folds,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.base import BaseEstimator
+
+# sklearn and pandas are imported inside the training functions: applying a fitted signature or
+# fusion (Signature.from_spec + safe_models estimators) needs numpy alone.
 
 CLASSIFIERS = ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn")
 PROBA_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking the logit
@@ -72,6 +79,11 @@ def make_classifier(name: str, seed: int = 0) -> BaseEstimator:
     Raises:
         ConfigError: for an unknown name.
     """
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
     if name == "lr":
         return LogisticRegression(C=1.0, max_iter=5000, random_state=seed)
     if name == "svm":
@@ -155,6 +167,9 @@ def grid_search(
     Raises:
         ConfigError: unknown classifier or empty grid. InputError: bad labels, too few cases.
     """
+    import pandas as pd
+    from sklearn.model_selection import GridSearchCV
+
     yb = check_binary_labels(y)
     X = np.asarray(X, dtype=float)
     estimator = make_classifier(name, seed)
@@ -228,12 +243,23 @@ def as_frame(X: Any, feature_names: Sequence[str] | None = None) -> pd.DataFrame
     Raises:
         InputError: when an array comes without names or with the wrong number of names.
     """
-    if isinstance(X, pd.DataFrame):
+    if is_dataframe(X):
         return X
-    if feature_names is None:
-        raise InputError("a feature array needs its column names (feature_names) or use a DataFrame")
-    names = [str(n) for n in feature_names]
+    check_named(X, feature_names)
+    import pandas as pd
+
+    names = [str(n) for n in feature_names or ()]
     return pd.DataFrame(as_matrix(X, names, names), columns=names)
+
+
+def check_named(X: Any, feature_names: Sequence[str] | None) -> None:
+    """Features are matched to a model by name: an array needs its column names.
+
+    Raises:
+        InputError: for an array without ``feature_names``.
+    """
+    if feature_names is None and not is_dataframe(X):
+        raise InputError("a feature array needs its column names (feature_names) or use a DataFrame")
 
 
 class Signature:
@@ -337,8 +363,8 @@ class Signature:
     def predict_proba(self, X: Any, feature_names: Sequence[str] | None = None) -> np.ndarray:
         """Positive-class probability for each case (1-D)."""
         selector = self._require_fitted()
-        frame = as_frame(X, feature_names)
-        return positive_proba(self.estimator, selector.transform(frame))
+        check_named(X, feature_names)
+        return positive_proba(self.estimator, selector.transform(X, feature_names))
 
     def decision_logit(self, X: Any, feature_names: Sequence[str] | None = None) -> np.ndarray:
         """The signature score on the logit scale (clipped probabilities, see ``PROBA_EPS``)."""
@@ -418,7 +444,9 @@ class DeepFeatureReducer:
         Raises:
             ConfigError: for a non-positive count or a fraction outside (0, 1).
         """
-        if isinstance(n_components, float) and n_components >= 1.0 and n_components.is_integer():
+        # float.is_integer(x), not x.is_integer(): the Python 3.9 check (vermin) would read the
+        # latter as int.is_integer (3.12+) because of the int() assignment below.
+        if isinstance(n_components, float) and n_components >= 1.0 and float.is_integer(n_components):
             n_components = int(n_components)  # a YAML "20.0" means 20 components
         if isinstance(n_components, bool) or not (
             (isinstance(n_components, int) and n_components >= 1)
@@ -488,6 +516,8 @@ class DeepFeatureReducer:
 
     def transform_frame(self, X: Any, index: Any = None) -> pd.DataFrame:
         """:meth:`transform` as a DataFrame with the component names as columns."""
+        import pandas as pd
+
         return pd.DataFrame(self.transform(X), columns=self.names, index=index)
 
     def to_spec(self) -> dict[str, Any]:
@@ -639,8 +669,8 @@ class EnsembleFusion:
         """Weighted average of the members' positive-class probabilities."""
         if self.weights.size == 0:
             raise InputError(f"fusion '{self.name}' is not fitted yet")
-        frame = as_frame(X, feature_names)
-        P = np.column_stack([m.predict_proba(frame) for m in self.members])
+        check_named(X, feature_names)
+        P = np.column_stack([m.predict_proba(X, feature_names) for m in self.members])
         return P @ self.weights
 
     def to_spec(self) -> dict[str, Any]:
@@ -716,6 +746,8 @@ class StackingFusion:
         feature_names: Sequence[str] | None = None,
     ) -> StackingFusion:
         """Meta-learner on out-of-fold probabilities, then refit every member on all cases."""
+        from sklearn.linear_model import LogisticRegression
+
         frame = as_frame(X, feature_names).reset_index(drop=True)
         yb = check_binary_labels(y)
         self.oof = _member_oof(self.members, frame, yb, groups, cv=self.cv, seed=self.seed)
@@ -729,8 +761,8 @@ class StackingFusion:
         """Meta-learner probability from the members' probabilities."""
         if self.coef.size == 0:
             raise InputError(f"fusion '{self.name}' is not fitted yet")
-        frame = as_frame(X, feature_names)
-        P = np.column_stack([m.predict_proba(frame) for m in self.members])
+        check_named(X, feature_names)
+        P = np.column_stack([m.predict_proba(X, feature_names) for m in self.members])
         return expit(self.intercept + P @ self.coef)
 
     def to_spec(self) -> dict[str, Any]:

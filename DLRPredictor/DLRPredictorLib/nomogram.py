@@ -14,14 +14,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy.special import expit, logit
 
 from .clinical import ClinicalVariable, CombinedModel, normalize_category
+from .compat import zip_strict
 from .errors import ClinicalValueError, ConfigError
+from .numeric import expit, logit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -174,7 +177,7 @@ class Nomogram:
         """
         if len(coefs) != len(names):
             raise ConfigError(f"{len(coefs)} coefficients for {len(names)} predictor names")
-        coef = {str(n): float(c) for n, c in zip(names, coefs, strict=True)}
+        coef = {str(n): float(c) for n, c in zip_strict(names, coefs)}
         labels = dict(labels or {})
         onehot = {k: dict(v) for k, v in (onehot or {}).items()}
         group_of = {col: g for g, lv in onehot.items() for col in lv.values() if col is not None}
@@ -233,7 +236,7 @@ class Nomogram:
         rng: dict[str, Any] = {}
         labels: dict[str, str] = {}
         onehot: dict[str, dict[str, str | None]] = {}
-        model_coef = dict(zip(model.names, model.coefs.tolist(), strict=True))
+        model_coef = dict(zip_strict(model.names, model.coefs.tolist()))
         if model.score_name is not None:
             if score_range is None:
                 raise ConfigError("the nomogram of a model with a score needs score_range (logit scale)")
@@ -327,6 +330,8 @@ class Nomogram:
             Long DataFrame with columns axis, value, points; rows of axis "Probability" give the
             probability as value and the total points reaching it as points.
         """
+        import pandas as pd  # only tables and figures need pandas; scoring a case does not
+
         rows: list[dict[str, Any]] = []
         for ax in self.axes:
             for t in self._ticks(ax):
@@ -363,7 +368,7 @@ class Nomogram:
             if ends:
                 axp.plot([min(ends), max(ends)], [y, y], color="black", lw=1)
             last_x, last_below = -1.0, True
-            for x, t in sorted(zip(xs, texts, strict=True)):
+            for x, t in sorted(zip_strict(xs, texts)):
                 axp.plot([x, x], [y, y + 0.12], color="black", lw=1)
                 # Labels closer than ~4% of the width alternate below the line so they stay legible.
                 below = x - last_x < 0.04 and not last_below

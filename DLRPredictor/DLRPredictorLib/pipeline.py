@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import safe_models
 from .clinical import ClinicalVariable
+from .compat import zip_strict
 from .errors import BundleError, ClinicalValueError, LesionError
 from .modeling import (
     DeepFeatureReducer,
@@ -50,6 +52,19 @@ class PipelineOutput:
     ood_distance: float
     out_of_distribution: bool
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One case's feature values with their column names: a numpy row, so no pandas is needed."""
+
+    values: np.ndarray  # (1, p) float64, the layout the signatures' predict_proba takes
+    columns: list[str]
+
+    def take(self, names: Sequence[str]) -> np.ndarray:
+        """The values of the named columns, in that order (1-D)."""
+        index = {c: i for i, c in enumerate(self.columns)}
+        return self.values[0, [index[n] for n in names]]
 
 
 def _pack_estimator(prefix: str, estimator: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -180,30 +195,27 @@ class FrozenPipeline:
         return out
 
     # -- prediction ------------------------------------------------------------------------------
-    def _rad_frame(self, features: dict[str, float]) -> Any:
-        import pandas as pd
+    def feature_row(self, features: dict[str, float], deep_vector: np.ndarray | None) -> FeatureRow:
+        """The radiomics columns and (if any) the deep PCA columns of one case.
 
+        Raises:
+            BundleError: the extraction lacks a radiomics column that the model was trained on.
+        """
         missing = [c for c in self.radiomics_columns if c not in features]
         if missing:
             raise BundleError(
                 f"the radiomics extraction gave no value for {missing[0]} (and {len(missing) - 1} more) "
                 "that the model needs: parameter file and model do not match"
             )
-        # From an ndarray: a DataFrame built from a list of 1000+ floats costs ~50 ms.
         row = np.fromiter(
             (features[c] for c in self.radiomics_columns), dtype=float, count=len(self.radiomics_columns)
-        )
-        return pd.DataFrame(row[None], columns=self.radiomics_columns)
-
-    def feature_frame(self, features: dict[str, float], deep_vector: np.ndarray | None) -> Any:
-        """One-row DataFrame with radiomics columns and (if any) the deep PCA columns."""
-        import pandas as pd
-
-        frame = self._rad_frame(features)
+        )[None]
+        columns = list(self.radiomics_columns)
         if self.reducer is not None and deep_vector is not None:
             pcs = self.reducer.transform(np.asarray(deep_vector, dtype=float)[None])
-            frame = pd.concat([frame, pd.DataFrame(pcs, columns=self.reducer.names)], axis=1)
-        return frame
+            row = np.concatenate([row, pcs], axis=1)
+            columns += self.reducer.names
+        return FeatureRow(row, columns)
 
     def predict(
         self, features: dict[str, float], deep_vector: np.ndarray | None, clinical: dict[str, Any]
@@ -214,15 +226,15 @@ class FrozenPipeline:
             LesionError: a feature that a signature or the distance to the training data uses is
                 NaN or infinite for this lesion.
         """
-        frame = self.feature_frame(features, deep_vector)
-        self._check_used_features(frame)
-        scores: dict[str, float] = {"rad": float(self.rad.predict_proba(frame)[0])}
+        row = self.feature_row(features, deep_vector)
+        self._check_used_features(row)
+        scores: dict[str, float] = {"rad": float(self.rad.predict_proba(row.values, row.columns)[0])}
         if self.dl is not None:
-            scores["dl"] = float(self.dl.predict_proba(frame)[0])
+            scores["dl"] = float(self.dl.predict_proba(row.values, row.columns)[0])
         if self.dlr is not None:
-            scores["dlr"] = float(self.dlr.predict_proba(frame)[0])
+            scores["dlr"] = float(self.dlr.predict_proba(row.values, row.columns)[0])
         image_model = self.image_only_model
-        contributions, scale = self._image_contributions(frame)
+        contributions, scale = self._image_contributions(row)
         points: dict[str, float] = {}
         total = None
         warnings: list[str] = []
@@ -248,7 +260,7 @@ class FrozenPipeline:
                     f"clinical value(s) {', '.join(missing)} not given: the image-only "
                     f"{DISPLAY[image_model]} model answered"
                 )
-        distance = self._ood_distance(frame)
+        distance = self._ood_distance(row)
         ood = bool(distance > float(self.ood.get("threshold", math.inf)))
         if ood:
             warnings.append(
@@ -270,7 +282,7 @@ class FrozenPipeline:
             warnings=warnings,
         )
 
-    def _used_columns(self, frame: Any) -> list[str]:
+    def _used_columns(self, row: FeatureRow) -> list[str]:
         """The columns any signature selects, or that the distance to the training data uses."""
         sigs = [self.rad, self.dl]
         if isinstance(self.dlr, Signature):
@@ -281,15 +293,16 @@ class FrozenPipeline:
         for sig in sigs:
             selector = getattr(sig, "selector", None) if sig is not None else None
             if sig is not None and selector is None:
-                return [str(c) for c in frame.columns]
+                return list(row.columns)
             if selector is not None:
                 cols += list(selector.selected_names)
-        return [c for c in dict.fromkeys(cols) if c in frame.columns]
+        present = set(row.columns)
+        return [c for c in dict.fromkeys(cols) if c in present]
 
-    def _check_used_features(self, frame: Any) -> None:
-        used = self._used_columns(frame)
-        values = frame[used].to_numpy(dtype=float)[0] if used else np.zeros(0)
-        undefined = [c for c, v in zip(used, values, strict=True) if not math.isfinite(v)]
+    def _check_used_features(self, row: FeatureRow) -> None:
+        used = self._used_columns(row)
+        values = row.take(used)
+        undefined = [c for c, v in zip_strict(used, values) if not math.isfinite(v)]
         if undefined:
             more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
             raise LesionError(
@@ -312,57 +325,57 @@ class FrozenPipeline:
             if self._combined_uses(var):
                 if var.name not in clinical:
                     raise ClinicalValueError(f"the combined model needs a value for {var.display}")
-                cols.update(zip(var.encoded_names(), var.encode(clinical[var.name]), strict=True))
+                cols.update(zip_strict(var.encoded_names(), var.encode(clinical[var.name])))
         try:
             return np.array([[cols[n] for n in self.combined.names]], dtype=float)
         except KeyError as exc:
             raise ClinicalValueError(f"the combined model needs clinical value {exc}") from exc
 
     def _combined_contributions(self, score: float, x: np.ndarray) -> list[tuple[str, float]]:
-        frame = self.combined.contributions([score], x)
-        return [(f"combined: {c}", float(frame[c].iloc[0])) for c in frame.columns if c != "logit"]
+        terms = self.combined.contribution_terms([score], x)
+        return [(f"combined: {c}", float(v[0])) for c, v in terms.items()]
 
-    def _signature_terms(self, name: str, sig: Signature, frame: Any) -> list[tuple[str, float]] | None:
+    def _signature_terms(self, name: str, sig: Signature, row: FeatureRow) -> list[tuple[str, float]] | None:
         """Exact per-feature terms of a signature's logit (linear / tree-native models), else None."""
         est = sig.estimator
         selector = sig.selector
         if not hasattr(est, "contributions") or selector is None:
             return None
-        z = selector.transform(frame)
+        z = selector.transform(row.values, row.columns)
         contrib = est.contributions(z)
         if contrib is None or getattr(est, "contribution_scale", "logit") != "logit":
             return None
-        row = np.asarray(contrib)[0]
+        terms = np.asarray(contrib)[0]
         names = [*selector.selected_names, "intercept"]
-        return [(f"{name}: {n}", float(v)) for n, v in zip(names, row, strict=True)]
+        return [(f"{name}: {n}", float(v)) for n, v in zip_strict(names, terms)]
 
-    def _image_contributions(self, frame: Any) -> tuple[list[tuple[str, float]], str]:
+    def _image_contributions(self, row: FeatureRow) -> tuple[list[tuple[str, float]], str]:
         terms: list[tuple[str, float]] = []
         for name, sig in (("rad", self.rad), ("dl", self.dl)):
             if sig is not None:
-                t = self._signature_terms(name, sig, frame)
+                t = self._signature_terms(name, sig, row)
                 if t:
                     terms += t
         if isinstance(self.dlr, StackingFusion):
-            probs = [float(m.predict_proba(frame)[0]) for m in self.dlr.members]
+            probs = [float(m.predict_proba(row.values, row.columns)[0]) for m in self.dlr.members]
             terms = [
                 ("dlr: intercept", float(self.dlr.intercept)),
                 *[
                     (f"dlr: {m.name} score", float(c * p))
-                    for m, c, p in zip(self.dlr.members, self.dlr.coef, probs, strict=True)
+                    for m, c, p in zip_strict(self.dlr.members, self.dlr.coef, probs)
                 ],
                 *terms,
             ]
         elif isinstance(self.dlr, Signature):
-            t = self._signature_terms("dlr", self.dlr, frame)
+            t = self._signature_terms("dlr", self.dlr, row)
             terms = (t or []) + terms
         return terms, "logit"
 
-    def _ood_distance(self, frame: Any) -> float:
+    def _ood_distance(self, row: FeatureRow) -> float:
         cols = self.ood.get("columns") or []
         if not cols:
             return 0.0
-        x = frame[cols].to_numpy(dtype=float)[0]
+        x = row.take(cols)
         z = (x - np.asarray(self.ood["mean"])) / np.asarray(self.ood["std"])
         return float(np.sqrt(np.mean(z * z)))
 

@@ -8,7 +8,9 @@ layer (api.py) turns nodes into these inputs and the result into nodes.
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +32,20 @@ def default_bundle_path() -> Path:
 
 
 def set_threads(n: int) -> None:
-    """Limit torch's and the BLAS libraries' threads (one worker per core runs best with 1 each).
+    """Limit the threads of torch, the BLAS libraries and SimpleITK (for one worker process per core).
 
     pyradiomics' GLCM calls numpy.linalg (OpenBLAS): with several threads per worker on a busy
     machine one eigenvalue call was measured 6x slower than single-threaded (benchmarks/).
     """
+    import SimpleITK as sitk
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(max(1, int(n)))
-    threadpool_limits(max(1, int(n)))
+    n = max(1, int(n))
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+    # pyradiomics' image operations are SimpleITK filters, multi-threaded on every core by default.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
 
 
 @dataclass
@@ -87,6 +93,9 @@ class Predictor:
         self.pipeline = pipeline.FrozenPipeline.from_bundle(bundle)
         self._deep = None
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        #: Run the network concurrently with pyradiomics (see ``_submit_deep``).
+        self.concurrent_branches = (os.cpu_count() or 1) > 1
 
     # -- bundle facts -------------------------------------------------------------------------
     @property
@@ -175,8 +184,15 @@ class Predictor:
     ) -> CasePrediction:
         from . import radiomics_features as rf
 
-        features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
-        deep_vector, cam_volume = self._deep_features(lesion, heatmap, volume_shape)
+        deep = self._submit_deep(lesion, heatmap, volume_shape)
+        try:
+            features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
+        finally:
+            if deep is not None and not deep.done():
+                wait([deep])  # never leave the network running after an error
+        deep_vector, cam_volume = (
+            deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
+        )
         res = self.pipeline.predict(features, deep_vector, clinical)
         positive = res.probability >= res.cutoff
         provenance = {
@@ -204,6 +220,24 @@ class Predictor:
             heatmap=cam_volume,
             lesion=lesion,
         )
+
+    def _submit_deep(
+        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]
+    ) -> Future | None:
+        """Start the deep branch on the helper thread, or None to run it inline.
+
+        Radiomics and the network need nothing from each other. torch releases the GIL inside
+        its kernels, so on two or more cores the network runs while pyradiomics extracts and a
+        prediction costs about max(radiomics, network) instead of their sum. Batch workers that
+        already fill every core run both inline (``concurrent_branches = False``).
+        """
+        if not (self.concurrent_branches and self.pipeline.uses_cnn):
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
+        self.deep_model()  # load the weights here: errors surface in the caller's thread
+        return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
 
     def _deep_features(
         self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]

@@ -30,6 +30,7 @@ import SimpleITK as sitk
 import yaml
 
 from .case import LesionSlice
+from .compat import zip_strict
 from .errors import ConfigError, InputError, LesionError
 from .lesion import MIN_LESION_EXTENT, MIN_LESION_PIXELS
 
@@ -55,7 +56,7 @@ def _quiet_validation():
     try:
         yield
     finally:
-        for log, state in zip(loggers, previous, strict=True):
+        for log, state in zip_strict(loggers, previous):
             log.disabled = state
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, stats
+from .compat import zip_strict
 from .errors import InputError
 
 DEFAULT_CUTOFF = 0.5
@@ -176,7 +177,7 @@ def _evaluate_one(
                 "mean_predicted": float(m),
                 "observed": float(o),
             }
-            for b, c, m, o in zip(cal.bin_index, cal.counts, cal.mean_predicted, cal.observed, strict=True)
+            for b, c, m, o in zip_strict(cal.bin_index, cal.counts, cal.mean_predicted, cal.observed)
         ],
     }
     try:

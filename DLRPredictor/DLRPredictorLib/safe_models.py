@@ -41,7 +41,9 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .compat import zip_strict
 from .errors import BundleError, ConfigError, InputError
+from .numeric import expit
 
 FORMAT = "dlrpredictor-safe-model"
 FORMAT_VERSION = 1
@@ -148,9 +150,7 @@ def _as_features(
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(z)
+    return np.asarray(expit(z))
 
 
 def _logit_of(p1: np.ndarray) -> np.ndarray:
@@ -1276,7 +1276,7 @@ class _Reader:
         if value.dtype.kind not in expected_kinds or (kind == "uint8" and value.dtype != np.uint8):
             raise BundleError(f"Model array '{name}' has dtype {value.dtype}, expected {kind}.")
         if value.ndim != len(shape) or any(
-            e is not None and e != s for e, s in zip(shape, value.shape, strict=True)
+            e is not None and e != s for e, s in zip_strict(shape, value.shape)
         ):
             want = tuple("any" if e is None else e for e in shape)
             raise BundleError(f"Model array '{name}' has shape {value.shape}, expected {want}.")
@@ -1552,15 +1552,28 @@ def _load_xgboost(site: _Site) -> Any:
     return SafeXGBoost(booster, (rng[0], rng[1]), missing_value, _classes(spec, where))
 
 
+def lightgbm_objective(model_text: str) -> str:
+    """The objective name of a LightGBM model string (``objective=binary sigmoid:1`` -> ``binary``)."""
+    for line in model_text.splitlines():
+        if line.startswith("objective="):
+            return line[len("objective=") :].split(" ", 1)[0].strip()
+        if line.startswith("Tree="):
+            break  # the header is over
+    return ""
+
+
 def _load_lightgbm(site: _Site) -> Any:
     spec, _params, r, prefix, _n, where = site
     import lightgbm
 
     try:
-        booster = lightgbm.Booster(model_str=_blob(r, prefix).decode("utf-8"))
+        text = _blob(r, prefix).decode("utf-8")
+        booster = lightgbm.Booster(model_str=text)
     except (lightgbm.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
         raise BundleError(f"The LightGBM model {where} cannot be read: {exc}") from exc
-    objective = str(booster.params.get("objective", ""))
+    # Read from the model text itself: Booster.params has no "objective" before LightGBM 4.7
+    # (the newest release for Python 3.9, i.e. Slicer 5.4-5.8, is 4.6).
+    objective = lightgbm_objective(text)
     if objective != "binary":
         raise BundleError(f"The LightGBM model {where} has objective {objective!r}, not binary.")
     return SafeLightGBM(booster, _classes(spec, where))

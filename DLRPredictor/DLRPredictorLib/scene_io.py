@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .case import ImageVolume
+from .compat import zip_strict
 from .errors import DLRError, InputError, LesionError
 
 # Exactly SlicerRadiomics' exportToTable columns, so tables from both modules read alike.
@@ -240,8 +241,8 @@ def _in_reference_grid(oriented_image: Any, reference_volume_node: Any) -> np.nd
     # Paste by extent: robust even if the output extent is not exactly the reference's.
     lo = [max(e[2 * a], 0) for a in (2, 1, 0)]
     hi = [min(e[2 * a + 1] + 1, shape[n]) for n, a in enumerate((2, 1, 0))]
-    if all(h > low for low, h in zip(lo, hi, strict=True)):
-        src = tuple(slice(low - e[2 * a], h - e[2 * a]) for low, h, a in zip(lo, hi, (2, 1, 0), strict=True))
+    if all(h > low for low, h in zip_strict(lo, hi)):
+        src = tuple(slice(low - e[2 * a], h - e[2 * a]) for low, h, a in zip_strict(lo, hi, (2, 1, 0)))
         out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = data[src]
     return out
 
@@ -417,7 +418,7 @@ def _fill_table(node: Any, columns: Sequence[str], rows: Iterable[Sequence[str]]
         array.SetName(column)
         arrays.append(array)
     for row in rows:
-        for array, text in zip(arrays, row, strict=True):
+        for array, text in zip_strict(arrays, row):
             array.InsertNextValue(text)
     table = vtk.vtkTable()
     for array in arrays:

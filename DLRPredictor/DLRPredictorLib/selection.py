@@ -16,19 +16,21 @@ The fitted :class:`FeatureSelector` is plain numbers: ``to_spec()`` gives a JSON
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LassoCV, LogisticRegressionCV
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# sklearn, scipy.stats and pandas are imported inside the fitting and reporting functions: a
+# fitted selector is applied with numpy alone, so predicting with a bundle never loads them.
 
 UNIVARIATE_TESTS = ("ttest", "mannwhitney", "none")
 CORRELATIONS = ("pearson", "spearman", "none")
@@ -155,6 +157,8 @@ def stratified_folds(y: np.ndarray, groups: Sequence[Any] | None, n_splits: int,
         raise InputError(
             "too few cases for cross-validation: need at least 2 cases (and 2 patients) of each class"
         )
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     if groups is None:
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         return [(tr, va) for tr, va in splitter.split(np.zeros(len(y)), y)]
@@ -179,7 +183,7 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
     Raises:
         InputError: for missing columns, a wrong width, or non-finite values.
     """
-    if isinstance(X, pd.DataFrame):
+    if is_dataframe(X):
         cols = list(map(str, X.columns))
         frame = X
     else:
@@ -199,17 +203,21 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
             cols = [str(n) for n in names]
             if len(cols) != arr.shape[1]:
                 raise InputError(f"{len(cols)} feature names for {arr.shape[1]} columns")
-            frame = pd.DataFrame(arr, columns=cols)
+            frame = arr
     if frame is not None:
         if wanted is None:
             wanted = cols
-        missing = [w for w in wanted if w not in set(cols)]
+        position = {c: i for i, c in enumerate(cols)}
+        missing = [w for w in wanted if w not in position]
         if missing:
             raise InputError(
                 f"{len(missing)} feature(s) required by the model are missing, e.g. {missing[:3]}; "
                 "compute features with the same parameter file as the model"
             )
-        out = _to_float(frame[list(wanted)])
+        if is_dataframe(frame):
+            out = _to_float(frame[list(wanted)])
+        else:  # a named array: columns picked by position, no DataFrame (and no pandas) needed
+            out = frame[:, [position[w] for w in wanted]]
     bad = ~np.isfinite(out)
     if bad.any():
         col = int(np.argwhere(bad)[0][1])
@@ -218,6 +226,12 @@ def as_matrix(X: Any, names: Sequence[str] | None, wanted: Sequence[str] | None 
             "infinite values; recompute the features or remove the case"
         )
     return out
+
+
+def is_dataframe(X: Any) -> bool:
+    """Whether ``X`` is a pandas DataFrame, without importing pandas (unloaded: it cannot be one)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(X, pd.DataFrame)
 
 
 def _to_float(X: Any) -> np.ndarray:
@@ -232,6 +246,8 @@ def _to_float(X: Any) -> np.ndarray:
 def _univariate_p(Z: np.ndarray, y: np.ndarray, test: str) -> np.ndarray:
     if test == "none":
         return np.full(Z.shape[1], np.nan)
+    from scipy import stats
+
     pos, neg = Z[y == 1], Z[y == 0]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -258,6 +274,8 @@ def _correlation_prune(
         return sorted(order.tolist()), {}
     sub = Z[:, order]
     if method == "spearman":
+        from scipy import stats
+
         sub = stats.rankdata(sub, axis=0)
     with np.errstate(all="ignore"):
         r = np.abs(np.corrcoef(sub, rowvar=False))
@@ -325,7 +343,7 @@ class FeatureSelector:
         """
         cfg = self.config
         yb = check_binary_labels(y)
-        if isinstance(X, pd.DataFrame):
+        if is_dataframe(X):
             names = [str(c) for c in X.columns]
         elif feature_names is not None:
             names = [str(n) for n in feature_names]
@@ -333,7 +351,7 @@ class FeatureSelector:
             names = [f"f{i}" for i in range(np.asarray(X).shape[1])]
         if len(set(names)) != len(names):
             raise InputError("feature names are not unique; each feature column needs its own name")
-        M = as_matrix(X, names if not isinstance(X, pd.DataFrame) else None, names)
+        M = as_matrix(X, names if not is_dataframe(X) else None, names)
         if M.shape[0] != len(yb):
             raise InputError(f"{M.shape[0]} feature rows for {len(yb)} labels")
         n_feat = M.shape[1]
@@ -403,6 +421,9 @@ class FeatureSelector:
         return self
 
     def _lasso(self, Z: np.ndarray, y: np.ndarray, groups: Sequence[Any] | None) -> tuple[np.ndarray, float]:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LassoCV, LogisticRegressionCV
+
         cfg = self.config
         folds = stratified_folds(y, groups, cfg.cv, cfg.seed)
         with warnings.catch_warnings():
@@ -442,7 +463,7 @@ class FeatureSelector:
         """
         if not self.is_fitted:
             raise InputError("the feature selector is not fitted yet")
-        if not isinstance(X, pd.DataFrame) and feature_names is None:
+        if not is_dataframe(X) and feature_names is None:
             M = as_matrix(X, self.input_names, self.selected_names)
         else:
             M = as_matrix(X, feature_names, self.selected_names)
@@ -466,10 +487,14 @@ class FeatureSelector:
         ``removed_at`` names the step that removed the feature (zero_variance, univariate,
         correlation, lasso, max_features) and is empty for selected features.
         """
+        import pandas as pd
+
         return pd.DataFrame(self._report)
 
     def step_summary(self) -> pd.DataFrame:
         """Features entering and leaving each step (for the model card)."""
+        import pandas as pd
+
         rep = self.report()
         rows = []
         n_in = len(rep)

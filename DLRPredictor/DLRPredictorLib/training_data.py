@@ -22,6 +22,7 @@ import numpy as np
 
 from . import lesion as lesion_mod
 from .case import LesionSlice
+from .compat import zip_strict
 from .errors import DLRError, InputError
 
 Log = Callable[[str], None]
@@ -167,7 +168,7 @@ def radiomics_table(
 
 
 def _store(todo: list, results: Any, key: Callable, cache: dict, fh: Any, *, log: Log | None) -> None:
-    for i, ((c, v), res) in enumerate(zip(todo, results, strict=True)):
+    for i, ((c, v), res) in enumerate(zip_strict(todo, results)):
         if isinstance(res, str):
             if log:
                 log(f"radiomics {c.case_id} ({v}): {res}")

@@ -1,10 +1,12 @@
 """Import discipline of the Slicer module and of the logic API, and the module's requirements.
 
 (a) DLRPredictor.py is parsed with ast: at import time (module level, class bodies) it may import
-    only the standard library and what Slicer's Python provides (slicer, qt, ctk, vtk); inside
-    functions also DLRPredictorLib and a few named Slicer modules; torch and pyradiomics never.
+    only the standard library, what Slicer's Python provides (slicer, qt, ctk, vtk) and
+    DLRPredictorLib.module_support; inside functions also the rest of DLRPredictorLib and a few
+    named Slicer modules; torch and pyradiomics never.
 (b) In a fresh interpreter in which ``import torch`` and ``import radiomics`` fail,
-    ``import DLRPredictorLib.api`` succeeds and loads neither MRML (``slicer``) nor Qt.
+    ``import DLRPredictorLib.api`` succeeds and loads neither MRML (``slicer``) nor Qt, and
+    ``import DLRPredictorLib.module_support`` loads nothing beyond the standard library.
 (c) Resources/requirements.txt parses, bounds every package, and this environment satisfies it.
 """
 
@@ -22,9 +24,13 @@ import pytest
 MODULE_DIR = Path(__file__).resolve().parents[2]
 MODULE_PATH = MODULE_DIR / "DLRPredictor.py"
 API_PATH = MODULE_DIR / "DLRPredictorLib" / "api.py"
+SUPPORT_PATH = MODULE_DIR / "DLRPredictorLib" / "module_support.py"
 REQUIREMENTS_PATH = MODULE_DIR / "Resources" / "requirements.txt"
 
 SLICER_PYTHON = {"slicer", "qt", "ctk", "vtk"}
+# The only parts of DLRPredictorLib imported when Slicer loads the module: standard library only
+# (checked by test_module_support_imports_only_the_standard_library).
+LOAD_TIME_LIB = {"DLRPredictorLib.module_support"}
 # Imported inside functions only: the engine, Slicer's own scripted modules and extensions'
 # modules (SampleData, PyTorchUtils), and packages Slicer's Python always has.
 FUNCTION_LEVEL = SLICER_PYTHON | {"DLRPredictorLib", "SampleData", "PyTorchUtils", "numpy", "packaging"}
@@ -88,12 +94,50 @@ def test_import_scanner_separates_levels():
     assert inner == [("torch", 6), ("DLRPredictorLib", 7)]
 
 
+def _module_level_lib_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """Full names of the DLRPredictorLib modules imported outside functions."""
+    found = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend(
+                    (a.name, child.lineno) for a in child.names if a.name.startswith("DLRPredictorLib")
+                )
+            elif isinstance(child, ast.ImportFrom) and (child.module or "").startswith("DLRPredictorLib"):
+                if child.module == "DLRPredictorLib":  # from DLRPredictorLib import api
+                    found.extend((f"DLRPredictorLib.{a.name}", child.lineno) for a in child.names)
+                else:
+                    found.append((child.module, child.lineno))
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_module_level_lib_scanner():
+    tree = ast.parse(
+        "import DLRPredictorLib.api\nfrom DLRPredictorLib import errors\n"
+        "from DLRPredictorLib.module_support import x\ndef f():\n    from DLRPredictorLib import api\n"
+    )
+    assert _module_level_lib_imports(tree) == [
+        ("DLRPredictorLib.api", 1),
+        ("DLRPredictorLib.errors", 2),
+        ("DLRPredictorLib.module_support", 3),
+    ]
+
+
 def test_module_level_imports_are_stdlib_or_slicer():
     top, _inner = _imports(_tree())
-    allowed = set(sys.stdlib_module_names) | SLICER_PYTHON
+    allowed = set(sys.stdlib_module_names) | SLICER_PYTHON | {"DLRPredictorLib"}
     bad = [(name, line) for name, line in top if name not in allowed]
     assert not bad, f"DLRPredictor.py imports at load time beyond stdlib/slicer/qt/ctk/vtk: {bad}"
-    assert not any(name == "DLRPredictorLib" for name, _ in top), "DLRPredictorLib must be imported lazily"
+    eager = [(name, line) for name, line in _module_level_lib_imports(_tree()) if name not in LOAD_TIME_LIB]
+    assert not eager, (
+        f"DLRPredictorLib modules beyond {sorted(LOAD_TIME_LIB)} must be imported lazily: {eager}"
+    )
 
 
 def test_function_level_imports_are_known():
@@ -123,9 +167,11 @@ def test_phantom_is_not_written_at_import():
             visit(child)
 
     visit(tree)
+    visit(ast.parse(SUPPORT_PATH.read_text(encoding="utf-8")))
     assert not calls_at_import, f"phantom written at import time (lines {calls_at_import})"
     source = MODULE_PATH.read_text(encoding="utf-8")
-    assert "phantom_sample_paths" in source, "the phantom is not offered as sample data"
+    assert "phantom_sample_source(" in source, "the phantom is not offered as sample data"
+    assert "phantom_sample_paths()" in SUPPORT_PATH.read_text(encoding="utf-8")
     assert '"startupCompleted()"' in source, "sample data must be registered after application start-up"
 
 
@@ -160,6 +206,37 @@ def test_api_imports_without_torch_radiomics_or_slicer():
         "phantom_sample_paths",
         "default_bundle_path",
     }
+
+
+_SUPPORT_PROBE = r"""
+import json, sys
+heavy = ("torch", "torchvision", "radiomics", "sklearn", "numpy", "scipy", "pandas", "SimpleITK",
+         "yaml", "slicer", "vtk", "qt", "ctk")
+for name in heavy:
+    sys.modules[name] = None       # an import of any of them now raises ImportError
+before = set(sys.modules)
+import DLRPredictorLib.module_support as support
+outside = sorted(name.split(".")[0] for name in set(sys.modules) - before
+                 if sys.modules[name] is not None and name.split(".")[0] not in sys.stdlib_module_names)
+print(json.dumps({"outside": sorted(set(outside)), "has": hasattr(support, "input_problems")}))
+"""
+
+
+def test_module_support_imports_only_the_standard_library():
+    """What Slicer loads with the module: no engine, no MRML, no Qt, no numpy."""
+    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run(
+        [sys.executable, "-c", _SUPPORT_PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, f"importing DLRPredictorLib.module_support failed:\n{run.stderr}"
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["has"]
+    assert report["outside"] == ["DLRPredictorLib"], f"module_support loaded {report['outside']}"
 
 
 def _requirements() -> list:

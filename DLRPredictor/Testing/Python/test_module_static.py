@@ -610,99 +610,52 @@ def test_help_links_to_the_user_guide():
 
 
 # ---------------------------------------------------------------------------------------------
-# Qt-free helpers of DLRPredictor.py, executed from their source (the file itself imports qt)
+# DLRPredictor.py <-> DLRPredictorLib.module_support (its Qt-free decisions, tested in
+# test_module_support.py)
 # ---------------------------------------------------------------------------------------------
 
-HELPERS = ("_hasTypedField", "getClinicalValue", "setClinicalValue", "clinicalValues", "missingRequirements")
-CONSTANTS = ("NOT_GIVEN_NUMBER", "CLINICAL_PARAMETER_PREFIX", "TYPED_CLINICAL_FIELDS")
+
+def _function(name: str) -> ast.FunctionDef:
+    for node in ast.walk(module_tree()):
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"function {name} not found in {MODULE_PATH.name}")
 
 
-@cache
-def helpers() -> dict:
-    """The module's constants and Qt-free functions, compiled from DLRPredictor.py itself."""
-    import __future__
+def test_every_input_problem_has_words():
+    """Each code that module_support.input_problems returns is worded (translated) by the module."""
+    from DLRPredictorLib import module_support
 
-    wanted = [
-        node
-        for node in module_tree().body
-        if (isinstance(node, ast.FunctionDef) and node.name in HELPERS)
-        or (isinstance(node, ast.Assign) and any(_name(t) in CONSTANTS for t in node.targets))
-    ]
-    assert len(wanted) == len(HELPERS) + len(CONSTANTS), "a helper or constant was renamed or removed"
-    namespace: dict = {}
-    code = compile(ast.Module(body=wanted, type_ignores=[]), str(MODULE_PATH), "exec",
-                   flags=__future__.annotations.compiler_flag)  # fmt: skip
-    exec(code, namespace)
-    return namespace
-
-
-@dataclass
-class Variable:
-    """The fields of DLRPredictorLib's ClinicalVariable that the helpers read."""
-
-    name: str
-    type: str
-    required: bool = False
-
-
-@pytest.fixture
-def parameter_node():
-    """The typed fields the clinical helpers use, over a real MRML scripted-module node."""
-    slicer = pytest.importorskip("slicer")
-    from types import SimpleNamespace
-
-    return SimpleNamespace(age=0.0, birads="", parameterNode=slicer.vtkMRMLScriptedModuleNode())
-
-
-def test_clinical_values_round_trip(parameter_node):
-    h = helpers()
-    age, birads = Variable("age", "numeric", True), Variable("birads", "categorical")
-    size, side = Variable("size_mm", "numeric"), Variable("side", "categorical")
-    variables = [age, birads, size, side]
-    assert h["clinicalValues"](parameter_node, variables) == {}
-
-    h["setClinicalValue"](parameter_node, age, 54)
-    h["setClinicalValue"](parameter_node, birads, "4b")
-    h["setClinicalValue"](parameter_node, size, 0.0)  # 0 is a real value for a raw numeric variable
-    h["setClinicalValue"](parameter_node, side, "left")
-    assert (parameter_node.age, parameter_node.birads) == (54.0, "4b")  # typed fields of the default bundle
-    assert parameter_node.parameterNode.GetParameter("clinical.side") == "left"
-    assert h["clinicalValues"](parameter_node, variables) == {
-        "age": 54.0,
-        "birads": "4b",
-        "size_mm": 0.0,
-        "side": "left",
+    texts = next(n for n in ast.walk(_function("inputProblemText")) if isinstance(n, ast.Dict))
+    worded = {getattr(module_support, _name(key)) for key in texts.keys}
+    support_tree = ast.parse(Path(module_support.__file__).read_text(encoding="utf-8"))
+    returned = {
+        getattr(module_support, _name(node.args[0]))
+        for node in ast.walk(support_tree)
+        if isinstance(node, ast.Call) and _name(node.func) == "InputProblem" and node.args
     }
-
-    for variable in variables:
-        h["setClinicalValue"](parameter_node, variable, None)
-    assert h["clinicalValues"](parameter_node, variables) == {}
-    assert (parameter_node.age, parameter_node.birads) == (0.0, "")
-
-
-def test_a_typed_name_with_another_type_uses_a_raw_parameter(parameter_node):
-    h = helpers()
-    categorical_age = Variable("age", "categorical")
-    h["setClinicalValue"](parameter_node, categorical_age, "40-49")
-    assert parameter_node.age == 0.0
-    assert h["getClinicalValue"](parameter_node, categorical_age) == "40-49"
-
-
-def test_missing_requirements(tmp_path):
-    from importlib.metadata import version
-
-    requirements = tmp_path / "requirements.txt"
-    pytest_version = version("pytest")
-    requirements.write_text(
-        "# comment\n"
-        f"pytest=={pytest_version}  # satisfied\n"
-        "pytest>=999  # too old here\n"
-        "dlrpredictor-no-such-package>=1\n"
-        'dlrpredictor-other-platform>=1; sys_platform == "no-such-platform"\n'
-        "-c constraints.txt\n",
-        encoding="utf-8",
+    assert len(returned) >= 5, f"found only {returned}: the check would be vacuous"
+    assert returned == worded, (
+        f"codes without words: {sorted(returned - worded)}; stale: {sorted(worded - returned)}"
     )
-    assert helpers()["missingRequirements"](str(requirements)) == [
-        "pytest>=999",
-        "dlrpredictor-no-such-package>=1",
-    ]
+    assert not untranslated_literals(texts), "input problem text not wrapped in _()"
+
+
+def test_typed_clinical_fields_are_parameters():
+    """The clinical values with typed fields in module_support are float / str parameters."""
+    from DLRPredictorLib import module_support
+
+    annotations = parameter_annotations()
+    expected_type = {"numeric": "float", "categorical": "str"}
+    for name, kind in module_support.TYPED_CLINICAL_FIELDS.items():
+        assert name in annotations, f"no parameter {name!r} for the clinical variable"
+        assert param_type(annotations[name]).base == expected_type[kind], name
+    defaults = {
+        stmt.target.id: ast.unparse(stmt.value)
+        for node in module_tree().body
+        if isinstance(node, ast.ClassDef) and node.name == PARAMETER_CLASS
+        for stmt in node.body
+        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+    }
+    # A numeric field's default must read "not given", or a fresh scene would send age 0.
+    assert defaults.get("age") == "NOT_GIVEN_NUMBER"

@@ -20,6 +20,7 @@ from DLRPredictorLib.safe_models import (
     SafeModel,
     SafeTransformer,
     dump_model,
+    lightgbm_objective,
     load_model,
     load_model_files,
     read_npz,
@@ -488,3 +489,15 @@ def test_feature_names_are_checked_on_tables(tmp_path: Path) -> None:
         model.predict_proba(table[names[::-1]])
     with pytest.raises(InputError, match="missing"):
         model.predict_proba(table.rename(columns={"f0": "age"}))
+
+
+@pytest.mark.parametrize("objective", ["binary", "regression"])
+def test_lightgbm_objective_is_read_from_the_model_text(objective: str) -> None:
+    import lightgbm
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 2, 60)
+    booster = lightgbm.train({"objective": objective, "verbose": -1}, lightgbm.Dataset(X, y), 3)
+    text = booster.model_to_string()
+    assert lightgbm_objective(text) == objective
+    assert lightgbm_objective("tree\nversion=v4\nTree=0\nobjective=binary\n") == ""

@@ -1,0 +1,107 @@
+"""Applying a frozen bundle imports none of the training-only libraries (cold start of a prediction).
+
+A fresh interpreter loads the tiny bundle and predicts a synthetic phantom through every predict
+path: ``load_predictor`` + ``Predictor.predict`` (with clinical values and Grad-CAM), the array
+API, the node API and the in-process batch rows. sklearn, pandas, scipy.stats, statsmodels,
+lightgbm, xgboost and matplotlib are needed to train and to report, never to apply a bundle
+(``safe_models`` rebuilds the estimators with numpy); importing them costs seconds at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("sklearn", "pandas", "scipy.stats", "statsmodels", "lightgbm", "xgboost", "matplotlib")
+
+_PROBE = r"""
+import json, sys
+from pathlib import Path
+
+bundle, work = Path(sys.argv[1]), Path(sys.argv[2])
+forbidden = tuple(json.loads(sys.argv[3]))
+steps = {}
+
+
+def offenders():
+    return sorted(m for m in sys.modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+
+
+def record(step):
+    before = {m for s in steps.values() for m in s["new"]}
+    steps[step] = {"new": [m for m in offenders() if m not in before]}
+
+
+from DLRPredictorLib import phantom, predictor
+
+volume, mask = phantom.make_phantom(seed=11, shape=(96, 128), spacing_mm=0.1)
+clinical = {"age": 57, "birads": "4b"}
+pred = predictor.load_predictor(bundle)
+record("import + load_predictor")
+res = pred.predict(volume, mask, clinical, heatmap=True)
+facts = {"probability": res.probability, "model_used": res.model_used,
+         "has_heatmap": res.heatmap is not None, "points": len(res.nomogram_points)}
+record("Predictor.predict")
+
+from DLRPredictorLib import api
+
+arr = api.predict_arrays(volume.array[0], mask[0], spacing_mm=0.1, clinical=clinical, bundle_path=bundle)
+facts["arrays_probability"] = arr.probability
+record("api.predict_arrays")
+
+from DLRPredictorLib import batch
+
+paths = phantom.write_phantom(work / "phantom")
+summary = batch.predict_manifest_in_process(paths["manifest"], work / "results.csv", bundle,
+                                            show_progress=False)
+facts["batch_ok"] = summary.n_ok
+facts["batch_cases"] = summary.n_cases
+record("batch rows")
+
+from DLRPredictorLib import scene_adapter, scene_io
+
+scene = scene_adapter.create_scene()
+node = scene_io.add_volume_node(scene, volume, "Image")
+seg, segment_id = scene_io.add_segmentation_from_mask(scene, mask, node, "Lesion segmentation", "Lesion")
+nodes = api.predict_nodes(node, seg, segment_id, clinical=clinical, bundle_path=bundle)
+facts["nodes_probability"] = nodes.probability
+scene.Clear(1)
+record("api.predict_nodes")
+print(json.dumps({"steps": steps, "facts": facts}))
+"""
+
+
+def test_predicting_imports_no_training_or_report_library(tiny_bundle: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(tiny_bundle), str(tmp_path), json.dumps(FORBIDDEN)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, f"the prediction probe failed:\n{run.stderr[-4000:]}"
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    done = report["facts"]
+    # The probe really predicted along every path (else an absent import would prove nothing).
+    assert 0.0 < done["probability"] < 1.0
+    assert done["model_used"].startswith("Combined") and done["points"] > 0  # combined + nomogram ran
+    assert done["has_heatmap"]
+    assert done["arrays_probability"] == pytest.approx(done["probability"], rel=1e-9)
+    assert done["nodes_probability"] == pytest.approx(done["probability"], rel=1e-9)
+    assert done["batch_cases"] == 3 and done["batch_ok"] == 3
+    offenders = {step: _packages(s["new"]) for step, s in report["steps"].items() if s["new"]}
+    found = "; ".join(f"{step}: {', '.join(names)}" for step, names in offenders.items())
+    assert not offenders, f"predicting imported training/report-only modules (by first step): {found}"
+
+
+def _packages(modules: list[str]) -> list[str]:
+    """The forbidden names (sklearn, scipy.stats, ...) that the given loaded modules belong to."""
+    return sorted({f for f in FORBIDDEN for m in modules if m == f or m.startswith(f + ".")})
