@@ -231,7 +231,10 @@ def ensure_torch(
     is_importable: Callable[[str], bool] = importable,
     find_torch_utils: Callable[[], Any] = pytorch_utils_module,
 ) -> bool:
-    """Make torch and torchvision importable through the PyTorch extension, after asking.
+    """Make torch importable through the PyTorch extension, after asking.
+
+    Prediction and training need torch only (the ResNet is DLRPredictorLib.resnet); the extension
+    installs a matching torchvision with it, which is harmless.
 
     Args:
         dialogs: the user interface.
@@ -242,7 +245,7 @@ def ensure_torch(
         True when torch is available now; False when the extension is missing (the user was told)
         or the user declined.
     """
-    if is_importable("torch") and is_importable("torchvision"):
+    if is_importable("torch"):
         return True
     torch_utils = find_torch_utils()
     if torch_utils is None:

@@ -293,6 +293,20 @@ def _correlation_prune(
     return sorted(int(order[k]) for k in kept_pos), dropped
 
 
+def _l1_arguments(estimator: type) -> dict[str, Any]:
+    """An L1 penalty for LogisticRegressionCV in the spelling of the installed scikit-learn.
+
+    From 1.8 the penalty is ``l1_ratios=(1.0,)`` (``penalty`` is deprecated) and the new result
+    attributes are asked for; before (e.g. 1.6, the newest for Python 3.9 in Slicer 5.4-5.8)
+    ``l1_ratios`` alone would be ignored and the fit would silently be L2.
+    """
+    import inspect
+
+    if "use_legacy_attributes" in inspect.signature(estimator).parameters:
+        return {"l1_ratios": (1.0,), "use_legacy_attributes": False}
+    return {"penalty": "l1"}
+
+
 class FeatureSelector:
     """Univariate filter, correlation pruning and LASSO, fitted on training data only.
 
@@ -433,13 +447,12 @@ class FeatureSelector:
             if cfg.lasso == "logistic":
                 model = LogisticRegressionCV(
                     Cs=cfg.lasso_cs,
-                    l1_ratios=(1.0,),
                     solver=cfg.lasso_solver,
                     scoring="roc_auc",
                     cv=folds,
                     max_iter=5000,
                     random_state=cfg.seed,
-                    use_legacy_attributes=False,
+                    **_l1_arguments(LogisticRegressionCV),
                 ).fit(Z, y)
                 return model.coef_.ravel().copy(), float(model.C_)
             lin = LassoCV(alphas=cfg.lasso_cs, cv=folds, random_state=cfg.seed, max_iter=10000).fit(

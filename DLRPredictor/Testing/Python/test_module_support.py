@@ -509,7 +509,7 @@ def test_without_torch_or_its_extension():
 def test_torch_is_installed_by_the_extension_after_consent(accept, installs, expected):
     dialogs = RecordingDialogs(accept_torch=accept)
     torch_utils = RecordingTorchUtils(installs)
-    ok = ms.ensure_torch(dialogs, is_importable=_without("torchvision"), find_torch_utils=lambda: torch_utils)
+    ok = ms.ensure_torch(dialogs, is_importable=_without("torch"), find_torch_utils=lambda: torch_utils)
     assert ok is expected
     assert dialogs.asked == [("confirm_torch", None)]
     if not accept:

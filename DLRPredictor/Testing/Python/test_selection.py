@@ -222,3 +222,24 @@ def test_group_folds_keep_patients_whole() -> None:
     for tr, va in folds:
         assert not set(groups[tr]) & set(groups[va])
     assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(60))
+
+
+def test_l1_arguments_follow_the_installed_scikit_learn() -> None:
+    import warnings as _w
+
+    from DLRPredictorLib.selection import _l1_arguments
+    from sklearn.linear_model import LogisticRegressionCV
+
+    class OldLogisticRegressionCV:  # the constructor signature of scikit-learn < 1.8
+        def __init__(self, Cs=10, penalty="l2", l1_ratios=None, solver="lbfgs"):
+            pass
+
+    assert _l1_arguments(OldLogisticRegressionCV) == {"penalty": "l1"}
+    args = _l1_arguments(LogisticRegressionCV)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 12))
+    y = (X[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
+    with _w.catch_warnings():
+        _w.simplefilter("error", FutureWarning)  # no deprecated spelling with this scikit-learn
+        model = LogisticRegressionCV(Cs=[0.05], solver="liblinear", cv=3, scoring="roc_auc", **args).fit(X, y)
+    assert int((model.coef_ != 0).sum()) < 12  # an L1 fit: some coefficients are exactly zero
