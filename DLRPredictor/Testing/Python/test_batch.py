@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def _crash_on_marked_case(job: dict) -> dict:
     if job["case_id"].startswith("crash"):
         os._exit(70)
     return batch._predict_row(job)
+
+
+def _report_worker_state(job: dict) -> dict:
+    """A worker that reports how it was started instead of predicting."""
+    import torch
+
+    pred = batch._WORKER["predictor"]
+    return {
+        "case_id": job["case_id"],
+        "parent": os.getppid(),
+        "radiomics_preloaded": "radiomics.featureextractor" in sys.modules,
+        "torch_threads": torch.get_num_threads(),
+        "concurrent_branches": pred.concurrent_branches,
+        "pid": os.getpid(),
+    }
 
 
 def _write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -345,3 +361,33 @@ def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort
     assert rows[first]["error"] == "the lesion touches the image border on every side"
     assert rows[second]["error"] == "internal error (RuntimeError: a bug with two lines); please report it"
     assert rows[cohort.good[2]["case_id"]]["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (3, 3), (16, 4), (None, 1)])
+def test_default_jobs_is_one_worker_per_core_at_most_four(monkeypatch, cores, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert batch.default_jobs() == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+def test_workers_are_single_threaded_forks_of_a_preloaded_server(tiny_bundle, bundle_id):
+    jobs = [{"case_id": f"case{i}"} for i in range(6)]
+    rows: list[dict] = []
+    batch._run_pool(
+        jobs,
+        2,
+        (str(tiny_bundle), 1, None, False),
+        rows.append,
+        bundle_id=bundle_id,
+        worker=_report_worker_state,
+    )
+    assert sorted(r["case_id"] for r in rows) == [j["case_id"] for j in jobs]
+    parents = {r["parent"] for r in rows}
+    assert len(parents) == 1 and os.getpid() not in parents  # children of the fork server, not ours
+    # pyradiomics was imported by the server before the fork, never by the worker's own jobs
+    assert all(r["radiomics_preloaded"] for r in rows)
+    assert {r["torch_threads"] for r in rows} == {1}
+    assert not any(r["concurrent_branches"] for r in rows)
