@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""How much context around the lesion (crop margin) and which input size suit the CNN?
+
+Trains a grayscale ResNet from scratch (random initialisation) on lesion crops of the training
+split with the trainer's own routine (DLRPredictorLib.cnn_training.train_cnn): each case gives an
+exact-contour and an ellipse crop, one of which is drawn per epoch; 15 % of the training patients
+are held out for early stopping on validation AUC. Then it prints the held-out BUS-BRA AUC of the
+network's probability on exact and on ellipse crops, and saves for fuse.py
+``out/exp/cnn_TAG.npz``: y, split, ds (dataset), ids, and per variant F_<v> (pooled features) and
+P_<v> (malignancy probability) of every case. Checkpoints go to out/exp/ckpt_TAG; an existing
+checkpoint there is resumed, so delete the folder to start over.
+
+Usage: python scripts/experiments/cnn_margin.py --tag m15s96 --size 96 --margin 0.15 --epochs 16 --patience 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from common import EXP_DIR, load_cases, print_flush, split_masks, use_library
+
+VARIANTS = ["exact", "ellipse"]
+BATCH_SIZE = 32
+VAL_FRACTION = 0.15
+SEED = 42
+
+
+def parse_args() -> argparse.Namespace:
+    """Command line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tag", required=True, help="output names: out/exp/cnn_TAG.npz, out/exp/ckpt_TAG")
+    ap.add_argument("--size", type=int, default=128, help="crop and network input side (px)")
+    ap.add_argument("--margin", type=float, default=0.15, help="context on each side, x lesion box side")
+    ap.add_argument("--epochs", type=int, default=20, help="maximum epochs")
+    ap.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
+    ap.add_argument("--lr", type=float, default=0.002, help="peak AdamW learning rate")
+    ap.add_argument("--arch", default="resnet18", help="ResNet architecture")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return ap.parse_args()
+
+
+def main() -> None:
+    """Train, evaluate and save the CNN outputs."""
+    args = parse_args()
+    use_library()
+    from DLRPredictorLib import deep_features, training_data
+    from DLRPredictorLib.cnn_training import CnnTrainConfig, train_cnn
+    from sklearn.metrics import roc_auc_score
+
+    cases, split = load_cases(VARIANTS)
+    y = np.array([c.label for c in cases])
+    groups = np.array([c.patient_id for c in cases])
+    dataset = np.array([c.dataset for c in cases])
+    spec = deep_features.CropSpec(margin_fraction=args.margin, size=args.size, square=True)
+    crops = training_data.crops_array(cases, VARIANTS, spec)
+    print_flush(f"crops {crops.shape}")
+
+    train_rows = np.where(split == "train")[0]
+    config = CnnTrainConfig(
+        arch=args.arch,
+        input_size=args.size,
+        epochs=args.epochs,
+        batch_size=BATCH_SIZE,
+        lr=args.lr,
+        patience=args.patience,
+        val_fraction=VAL_FRACTION,
+        seed=SEED,
+        num_threads=args.threads,
+    )
+    start = time.time()
+    result = train_cnn(
+        crops[train_rows],
+        y[train_rows],
+        config,
+        checkpoint_dir=EXP_DIR / f"ckpt_{args.tag}",
+        groups=groups[train_rows],
+        log=print_flush,
+    )
+    print_flush(f"training {time.time() - start:.1f} s")
+
+    model = result.model()
+    _, test = split_masks(split, dataset)
+    out = {"y": y, "split": split, "ds": dataset, "ids": np.array([c.case_id for c in cases])}
+    for j, variant in enumerate(VARIANTS):
+        features, probability = model.features_and_probabilities(crops[:, j])
+        out[f"F_{variant}"] = features
+        out[f"P_{variant}"] = probability
+        auc = roc_auc_score(y[test], probability[test])
+        print_flush(f"{variant}: CNN probability AUC on the BUS-BRA test fold {auc:.4f}")
+    np.savez(EXP_DIR / f"cnn_{args.tag}.npz", **out)
+
+
+if __name__ == "__main__":
+    main()
