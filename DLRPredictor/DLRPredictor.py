@@ -771,17 +771,9 @@ class DLRPredictorLogic(ScriptedLoadableModuleLogic):
         return api.load_predictor(bundlePath or None)
 
     def predict(self, parameterNode: DLRPredictorParameterNode, progress: Any = None) -> Any:
-        """Predict the lesion of the parameter node's inputs and keep the output nodes in it.
+        """Predict the parameter node's lesion and keep the output nodes in it.
 
-        Args:
-            parameterNode: inputs, clinical values, options and (optional) output nodes.
-            progress: callback(fraction, message), or None.
-
-        Returns:
-            The api's PredictionResult.
-
-        Raises:
-            InputError: unusable image, lesion or clinical values; BundleError: bad bundle.
+        See ``DLRPredictorLib.module_support.predict_parameter_node`` (arguments, result, errors).
         """
         return predict_parameter_node(parameterNode, progress)
 
