@@ -36,7 +36,9 @@ import benchcommon as bc
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the bundled model)")
-    p.add_argument("--cases", type=int, default=40, help="real images in the cohort (default 40)")
+    p.add_argument(
+        "--cases", type=int, default=300, help="real images in the cohort (default 300: a study-sized cohort)"
+    )
     p.add_argument(
         "--dataset",
         choices=("busbra", "breast"),
