@@ -71,7 +71,8 @@ def test_features_shape_determinism_and_batching(arch: str, dim: int) -> None:
     assert first.dtype == np.float32
     np.testing.assert_array_equal(first, model.features(crops))
     single = np.concatenate([model.features(crops[i : i + 1]) for i in range(3)])
-    np.testing.assert_allclose(single, first, rtol=1e-4, atol=1e-5)
+    # Batch size changes the order of float32 sums inside the convolutions (seen: 1.1e-5 on 0.0065).
+    np.testing.assert_allclose(single, first, rtol=1e-4, atol=1e-4)
     # different inputs give different features
     assert not np.allclose(first[0], first[1])
 
