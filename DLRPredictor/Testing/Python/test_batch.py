@@ -48,6 +48,13 @@ def _report_worker_state(job: dict) -> dict:
     }
 
 
+def _run_two_workers(jobs: list[dict], bundle: Path, bundle_id: str, worker) -> list[dict]:
+    """The rows of ``batch._run_pool`` with two single-threaded workers running ``worker``."""
+    rows: list[dict] = []
+    batch._run_pool(jobs, 2, (str(bundle), 1, None, False), rows.append, bundle_id=bundle_id, worker=worker)
+    return rows
+
+
 def _write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -301,16 +308,7 @@ def test_a_crashing_worker_fails_only_its_own_case(tiny_bundle, bundle_id, cohor
         for g in cohort.good
     ]
     jobs.insert(1, {**jobs[0], "case_id": "crash_case"})  # in flight together with jobs[0]
-    rows: list[dict] = []
-
-    batch._run_pool(
-        jobs,
-        2,
-        (str(tiny_bundle), 1, None, False),
-        rows.append,
-        bundle_id=bundle_id,
-        worker=_crash_on_marked_case,
-    )
+    rows = _run_two_workers(jobs, tiny_bundle, bundle_id, _crash_on_marked_case)
 
     assert sorted(r["case_id"] for r in rows) == sorted(j["case_id"] for j in jobs)  # one row each
     by_id = {r["case_id"]: r for r in rows}
@@ -377,15 +375,7 @@ def test_default_jobs_is_one_worker_per_core_at_most_four(monkeypatch, cores, ex
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
 def test_workers_are_single_threaded_forks_of_a_preloaded_server(tiny_bundle, bundle_id):
     jobs = [{"case_id": f"case{i}"} for i in range(6)]
-    rows: list[dict] = []
-    batch._run_pool(
-        jobs,
-        2,
-        (str(tiny_bundle), 1, None, False),
-        rows.append,
-        bundle_id=bundle_id,
-        worker=_report_worker_state,
-    )
+    rows = _run_two_workers(jobs, tiny_bundle, bundle_id, _report_worker_state)
     assert sorted(r["case_id"] for r in rows) == [j["case_id"] for j in jobs]
     parents = {r["parent"] for r in rows}
     assert len(parents) == 1 and os.getpid() not in parents  # children of the fork server, not ours
