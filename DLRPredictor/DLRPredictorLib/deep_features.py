@@ -342,6 +342,10 @@ class DeepModel:
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.batch_size = max(1, int(batch_size))
+        #: Trace the trunk for one-crop inputs seen twice (see ``_trunk``); False keeps it eager.
+        self.trace_single_crops = True
+        self._traced: dict[tuple[int, ...], Any] = {}
+        self._seen: dict[tuple[int, ...], int] = {}
 
     @property
     def feature_dim(self) -> int:
@@ -431,10 +435,51 @@ class DeepModel:
         return np.ascontiguousarray(arr)
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last convolutional block (layer4)."""
+        """Activations of the last convolutional block (layer4).
+
+        A one-crop input shape seen a second time is traced with ``torch.jit.trace`` and later
+        calls run the traced graph. It executes the same operators in the same order (outputs
+        are bit-identical; test_deep_features.py checks), but in C++ without holding Python's
+        GIL between layers, so the network really runs in parallel with pyradiomics on the
+        prediction's helper thread. Tracing costs 0.15-0.5 s once, which is why the first call
+        (the cold start) stays eager. Batches (training, cohorts of crops) always run eagerly.
+        """
+        key = tuple(x.shape)
+        traced = self._traced.get(key)
+        if traced is not None:
+            return traced(x)
         n = self.network
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        out = n.layer4(n.layer3(n.layer2(n.layer1(n.maxpool(n.relu(n.bn1(n.conv1(x))))))))
+        if self.trace_single_crops and key[0] == 1:
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if self._seen[key] == 2:
+                traced = self._trace(x)
+                if traced is None:
+                    self.trace_single_crops = False  # this torch cannot trace: stay eager
+                else:
+                    self._traced[key] = traced
+        return out
+
+    def _trace(self, x: torch.Tensor) -> Any:
+        """The traced trunk, or None where this torch cannot trace it.
+
+        torch 2.14 marks ``torch.jit.trace`` deprecated in favour of ``torch.compile`` /
+        ``torch.export``; both cost seconds to set up, far more than the prediction itself.
+        """
+        import warnings
+
+        import torch
+
+        n = self.network
+        trunk = torch.nn.Sequential(
+            n.conv1, n.bn1, n.relu, n.maxpool, n.layer1, n.layer2, n.layer3, n.layer4
+        ).eval()
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.trace(trunk, x, check_trace=False)
+        except Exception:  # any tracing failure only means: keep running eagerly
+            return None
 
     def _head(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch

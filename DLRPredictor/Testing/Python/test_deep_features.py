@@ -371,3 +371,41 @@ def test_heatmap_volume_places_the_slice_only() -> None:
         heatmap_volume(cam, (4, 7, 6), 2)
     with pytest.raises(InputError):
         heatmap_volume(cam, (4, 6, 7), 4)
+
+
+# --------------------------------------------------------------------------- traced trunk
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_traced_trunk_gives_bit_identical_features_and_gradcam(arch: str) -> None:
+    traced_model = _seeded_model(arch)
+    eager_model = _seeded_model(arch)
+    eager_model.trace_single_crops = False
+    crops = _crops(6, 96, seed=3)
+    results = [traced_model.features_and_gradcam(c) for c in crops]
+    assert len(traced_model._traced) == 1  # traced at the second call; calls 3-6 ran the trace
+    assert not eager_model._traced
+    for crop, (feat, cam, prob) in zip(crops, results, strict=True):
+        ref_feat, ref_cam, ref_prob = eager_model.features_and_gradcam(crop)
+        assert np.array_equal(feat, ref_feat)
+        assert np.array_equal(cam, ref_cam)
+        assert prob == ref_prob
+    # Batches stay eager; single crops of another size get their own trace only when seen twice.
+    traced_model.features(crops)
+    traced_model.features(_crops(1, 64))
+    assert len(traced_model._traced) == 1
+
+
+def test_a_torch_that_cannot_trace_keeps_the_trunk_eager(monkeypatch) -> None:
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("tracing is not available")
+
+    model = _seeded_model("resnet18")
+    crop = _crops(1, 64, seed=5)[0]
+    first = model.features_and_gradcam(crop)
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    again = [model.features_and_gradcam(crop) for _ in range(3)]
+    assert model.trace_single_crops is False and not model._traced
+    assert all(np.array_equal(first[0], a[0]) and np.array_equal(first[1], a[1]) for a in again)
