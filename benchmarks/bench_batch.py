@@ -45,7 +45,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default="busbra",
         help="busbra: 8-bit grayscale PNG (default); breast: RGBA PNG with spacing and age",
     )
-    p.add_argument("--repeats", type=int, default=1, help="runs per worker count (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per worker count (default 3)")
     p.add_argument("--work", type=Path, default=None, help="keep manifest, results and logs here")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     return p.parse_args(argv)

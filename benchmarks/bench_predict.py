@@ -60,7 +60,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="busbra: 8-bit grayscale PNG (default); breast: RGBA PNG with spacing and age",
     )
     p.add_argument("--warmup", type=int, default=2, help="untimed predictions first (default 2)")
-    p.add_argument("--cold-runs", type=int, default=3, help="fresh-process cold starts (default 3; 0 skips)")
+    p.add_argument("--cold-runs", type=int, default=5, help="fresh-process cold starts (default 5; 0 skips)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument(
         "--profile",
