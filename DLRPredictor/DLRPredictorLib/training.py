@@ -438,23 +438,19 @@ def train_from_manifest(
     params = rf.load_parameters(params_path)
     label_values = {s: 1 for s in config.task.positive_labels} | {s: 0 for s in config.task.negative_labels}
     clinical_names = [v["name"] for v in config.clinical.variables]
-    rows = manifest_mod.read_manifest(
-        manifest_path,
-        required=("case_id", "image", "mask", "label"),
-        clinical_names=clinical_names,
-        label_values=label_values,
-        warn=log,
-    )
-    ext_path = test_manifest or (base / config.split.test_manifest if config.split.test_manifest else None)
-    ext_rows = []
-    if ext_path is not None:
-        ext_rows = manifest_mod.read_manifest(
-            ext_path,
+
+    def read(path: Path) -> list[Any]:
+        return manifest_mod.read_manifest(
+            path,
             required=("case_id", "image", "mask", "label"),
             clinical_names=clinical_names,
             label_values=label_values,
             warn=log,
         )
+
+    rows = read(manifest_path)
+    ext_path = test_manifest or (base / config.split.test_manifest if config.split.test_manifest else None)
+    ext_rows = read(ext_path) if ext_path is not None else []
     cases, excluded = [], []
     n_ext = 0
     for source, rs in (("train", rows), ("test", ext_rows)):

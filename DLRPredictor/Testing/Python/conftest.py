@@ -88,6 +88,41 @@ def breast_cases(shared_data: Path) -> list[RealCase]:
     return _breast(shared_data)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the module's tests: on a shared CPU, spin-waiting OpenMP threads cost far
+    more than they give (training sets its own count through ``num_threads``)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def run_python_probe(code: str, *args: str, timeout: float) -> dict:
+    """Run ``code`` in a fresh interpreter that can import DLRPredictorLib; its last stdout line is JSON.
+
+    A fresh process is the only honest place to ask which modules an import or a prediction loads.
+    """
+    import json
+    import subprocess
+    import sys
+
+    module_dir = str(REPO_ROOT / "DLRPredictor")
+    env = dict(os.environ, PYTHONPATH=module_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert run.returncode == 0, f"the probe failed:\n{run.stderr[-4000:]}"
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture
 def scene():
     """A fresh plain-Python MRML scene (slicer-core) that behaves like the application's."""

@@ -22,15 +22,7 @@ from sklearn.metrics import roc_auc_score
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread for inference too (training sets its own via num_threads)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blob_task(n: int, seed: int, variants: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -23,16 +23,7 @@ from DLRPredictorLib.deep_features import (
 )
 from DLRPredictorLib.errors import BundleError, ConfigError, InputError, LesionError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a shared CPU, spin-waiting OpenMP threads cost far more than they give."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _seeded_model(arch: str = "resnet18", seed: int = 0, in_channels: int = 1) -> DeepModel:

@@ -10,14 +10,11 @@ lightgbm, xgboost and matplotlib are needed to train and to report, never to app
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_python_probe
 
-MODULE_DIR = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("sklearn", "pandas", "scipy.stats", "statsmodels", "lightgbm", "xgboost", "matplotlib")
 
 _PROBE = r"""
@@ -78,17 +75,7 @@ print(json.dumps({"steps": steps, "facts": facts}))
 
 
 def test_predicting_imports_no_training_or_report_library(tiny_bundle: Path, tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    run = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(tiny_bundle), str(tmp_path), json.dumps(FORBIDDEN)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, f"the prediction probe failed:\n{run.stderr[-4000:]}"
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    report = run_python_probe(_PROBE, str(tiny_bundle), str(tmp_path), json.dumps(FORBIDDEN), timeout=600)
     done = report["facts"]
     # The probe really predicted along every path (else an absent import would prove nothing).
     assert 0.0 < done["probability"] < 1.0

@@ -13,13 +13,11 @@
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_python_probe
 
 MODULE_DIR = Path(__file__).resolve().parents[2]
 MODULE_PATH = MODULE_DIR / "DLRPredictor.py"
@@ -193,12 +191,7 @@ print(json.dumps({"loaded": loaded, "has": [n for n in ("predict_nodes", "load_p
 def test_api_imports_without_torch_radiomics_or_slicer():
     if not API_PATH.exists():
         pytest.skip("DLRPredictorLib/api.py does not exist yet")
-    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    run = subprocess.run(
-        [sys.executable, "-c", _API_PROBE], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-    assert run.returncode == 0, f"importing DLRPredictorLib.api failed without torch/radiomics:\n{run.stderr}"
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    report = run_python_probe(_API_PROBE, timeout=120)
     assert report["loaded"] == [], f"importing DLRPredictorLib.api loaded {report['loaded']}"
     assert set(report["has"]) == {
         "predict_nodes",
@@ -224,17 +217,7 @@ print(json.dumps({"outside": sorted(set(outside)), "has": hasattr(support, "inpu
 
 def test_module_support_imports_only_the_standard_library():
     """What Slicer loads with the module: no engine, no MRML, no Qt, no numpy."""
-    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    run = subprocess.run(
-        [sys.executable, "-c", _SUPPORT_PROBE],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, f"importing DLRPredictorLib.module_support failed:\n{run.stderr}"
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    report = run_python_probe(_SUPPORT_PROBE, timeout=120)
     assert report["has"]
     assert report["outside"] == ["DLRPredictorLib"], f"module_support loaded {report['outside']}"
 
