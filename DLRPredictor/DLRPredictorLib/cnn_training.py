@@ -86,6 +86,10 @@ class CnnTrainConfig:
         contrast_range: random contrast factor around the mean ((1, 1) disables it).
         noise_std: Gaussian noise on the [0, 1]-rescaled crop (0 disables it).
         num_threads: torch CPU threads during training (None leaves the caller's setting).
+        ema_decay: 0 disables; otherwise validation, early stopping and the kept weights use an
+            exponential moving average of the weights (BatchNorm statistics included), updated
+            after every optimiser step with this decay. On small cohorts the validation AUC of
+            the raw weights swings from epoch to epoch; the average is steadier.
     """
 
     arch: str = "resnet18"
@@ -113,6 +117,7 @@ class CnnTrainConfig:
     contrast_range: tuple[float, float] = (0.8, 1.25)
     noise_std: float = 0.03
     num_threads: int | None = None
+    ema_decay: float = 0.0
 
     def validate(self) -> None:
         """Check every value.
@@ -149,6 +154,7 @@ class CnnTrainConfig:
                 ("contrast_range", _is_range(self.contrast_range), "(low, high) with 0 < low <= high"),
                 ("noise_std", math.isfinite(self.noise_std) and self.noise_std >= 0, ">= 0"),
                 ("num_threads", self.num_threads is None or _is_int(self.num_threads, 1), "None or >= 1"),
+                ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
             ]
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid CNN training setting: a value has the wrong type ({exc})") from exc
@@ -220,6 +226,7 @@ class _RunState:
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, Any] | None = None
+    ema_state: dict[str, Any] | None = None  # the moving average (cfg.ema_decay > 0)
 
 
 # --------------------------------------------------------------------------- data checks and split
@@ -427,6 +434,8 @@ def _save_checkpoint(
         tensors[f"model.{k}"] = v.detach().clone().contiguous()
     for k, v in (state.best_state or {}).items():
         tensors[f"best.{k}"] = v.clone().contiguous()
+    for k, v in (state.ema_state or {}).items():
+        tensors[f"ema.{k}"] = v.clone().contiguous()
     opt_sd = opt.state_dict()
     scalars: dict[str, Any] = {}
     for pid, pstate in opt_sd["state"].items():
@@ -511,6 +520,7 @@ def _load_checkpoint(
             g["betas"] = tuple(g["betas"])
     opt.load_state_dict({"state": per_param, "param_groups": groups})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     return _RunState(
         next_epoch=int(record["next_epoch"]),
         best_epoch=int(record["best_epoch"]),
@@ -520,6 +530,7 @@ def _load_checkpoint(
         stopped_early=bool(record["stopped_early"]),
         history=list(record["history"]),
         best_state=best or None,
+        ema_state=ema or None,
     )
 
 
@@ -536,6 +547,7 @@ def _train_epoch(
     class_weights: torch.Tensor | None,
     cfg: CnnTrainConfig,
     epoch: int,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> float:
     import torch
     import torch.nn.functional as F
@@ -566,9 +578,23 @@ def _train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            _update_ema(ema, net, cfg.ema_decay)
         total += float(loss.detach()) * idx.numel()
         seen += idx.numel()
     return total / max(seen, 1)
+
+
+def _update_ema(ema: dict[str, torch.Tensor], net: torch.nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * weights; integer buffers (batch counts) are copied."""
+    import torch
+
+    with torch.no_grad():
+        for name, value in net.state_dict().items():
+            if value.is_floating_point():
+                ema[name].mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+            else:
+                ema[name].copy_(value)
 
 
 def _evaluate(
@@ -728,6 +754,13 @@ def _run_epochs(
         counts = np.bincount(y_np[train_np], minlength=2).astype(np.float64)
         class_weights = torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
 
+    eval_net = net
+    if cfg.ema_decay > 0:
+        if state.ema_state is None:
+            state.ema_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        # A twin network evaluates the average (loaded before every use: no initialisation).
+        eval_net = build_resnet(cfg.arch, num_classes=2, in_channels=1, initialise=False)
+
     for epoch in range(state.next_epoch, cfg.epochs):
         if state.finished:
             break
@@ -744,15 +777,18 @@ def _run_epochs(
             class_weights=class_weights,
             cfg=cfg,
             epoch=epoch,
+            ema=state.ema_state,
         )
+        if state.ema_state is not None:
+            eval_net.load_state_dict(state.ema_state)
         if val_idx.numel():
-            val_loss, val_auc = _evaluate(net, data, y, val_idx, cfg)
+            val_loss, val_auc = _evaluate(eval_net, data, y, val_idx, cfg)
             score = val_auc if cfg.monitor == "auc" else -val_loss
         else:
             val_loss = val_auc = score = float("nan")
         improved = state.best_state is None or val_idx.numel() == 0 or _better(state, score, val_loss)
         if improved:
-            state.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            state.best_state = {k: v.detach().clone() for k, v in eval_net.state_dict().items()}
             state.best_epoch, state.best_score, state.since_best = epoch, score, 0
         else:
             state.since_best += 1

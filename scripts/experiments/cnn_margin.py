@@ -37,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
     ap.add_argument("--lr", type=float, default=0.002, help="peak AdamW learning rate")
     ap.add_argument("--arch", default="resnet18", help="ResNet architecture")
+    ap.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return ap.parse_args()
 
@@ -68,6 +69,7 @@ def main() -> None:
         val_fraction=VAL_FRACTION,
         seed=SEED,
         num_threads=args.threads,
+        ema_decay=args.ema,
     )
     start = time.time()
     result = train_cnn(

@@ -260,3 +260,41 @@ def test_training_starts_from_given_initial_weights() -> None:
     conv = "conv1.weight"
     assert np.allclose(from_init.state_dict[conv].numpy(), init[conv], atol=1e-9)
     assert not np.allclose(scratch.state_dict[conv].numpy(), init[conv], atol=1e-3)
+
+
+# --------------------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_is_validated_and_kept_without_changing_the_optimisation() -> None:
+    with pytest.raises(ConfigError, match="ema_decay"):
+        CnnTrainConfig(ema_decay=1.0).validate()
+    x, y = _blob_task(48, seed=8)
+    groups = np.arange(48) // 2
+    plain = train_cnn(x, y, _tiny(epochs=3), groups=groups)
+    averaged = train_cnn(x, y, _tiny(epochs=3, ema_decay=0.8), groups=groups)
+    # The average only watches: the optimiser sees the same batches and losses.
+    assert [h["train_loss"] for h in plain.history] == [h["train_loss"] for h in averaged.history]
+    # Validation and the kept weights are the average's, not the raw weights'.
+    assert [h["val_loss"] for h in plain.history] != [h["val_loss"] for h in averaged.history]
+    assert not _same_weights(plain, averaged)
+    model = averaged.model()
+    val_prob = model.probabilities(x[averaged.val_indices])
+    auc = roc_auc_score(y[averaged.val_indices], val_prob)
+    assert auc == pytest.approx(averaged.best_score, abs=1e-9)
+
+
+def test_weight_average_resumes_exactly(tmp_path: Path) -> None:
+    x, y = _blob_task(32, seed=9)
+    cfg = _tiny(epochs=3, ema_decay=0.9)
+    uninterrupted = train_cnn(x, y, cfg)
+
+    def kill_after_second_epoch(fraction: float, message: str) -> None:
+        if fraction >= 2 / 3 - 1e-9:
+            raise _Killed(message)
+
+    with pytest.raises(_Killed):
+        train_cnn(x, y, cfg, checkpoint_dir=tmp_path, progress=kill_after_second_epoch)
+    resumed = train_cnn(x, y, cfg, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from_epoch == 2
+    assert _same_weights(uninterrupted, resumed)
+    assert _metrics(uninterrupted) == _metrics(resumed)

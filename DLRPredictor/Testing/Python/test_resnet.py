@@ -80,6 +80,30 @@ def test_initialisation_follows_torchvision_scheme() -> None:
     assert all(float(m.weight.min()) == 1.0 and float(m.bias.abs().max()) == 0.0 for m in bns)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_a_network_built_for_loading_draws_no_random_numbers_and_loads_exactly(arch: str) -> None:
+    torch.manual_seed(3)
+    trained = dfe.build_resnet(arch, num_classes=2, in_channels=1)
+    for m in trained.modules():  # BatchNorm statistics as a trained network would have them
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    trained.eval()
+    rng_before = torch.get_rng_state()
+    model = dfe.DeepModel.from_state_dict(trained.state_dict(), arch, in_channels=1)
+    # No draw from the global generator: a training seeded after a load is unaffected.
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    loaded = model.network
+    a, b = trained.state_dict(), loaded.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(trained(x), loaded(x))
+    # A default build still draws (it is the training initialisation).
+    dfe.build_resnet(arch, num_classes=2, in_channels=1)
+    assert not torch.equal(torch.get_rng_state(), rng_before)
+
+
 def test_unknown_architecture_is_a_config_error() -> None:
     from DLRPredictorLib.errors import ConfigError
 
