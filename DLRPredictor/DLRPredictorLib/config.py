@@ -55,6 +55,7 @@ class CnnConfig:
     val_fraction: float = 0.15
     init_weights: str | None = None  # a safetensors file to start from
     num_threads: int = 2
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
 
 
 @dataclass
@@ -209,6 +210,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("config 'split.folds' must be at least 2")
     if config.cnn.input_size < 32:
         raise ConfigError("config 'cnn.input_size' must be at least 32 pixels")
+    if not 0.0 <= config.cnn.ema_decay < 1.0:
+        raise ConfigError("config 'cnn.ema_decay' must be in [0, 1) (0: no weight averaging)")
     bad = [v for v in config.contours.variants if v not in CONTOUR_VARIANTS]
     if bad or "exact" not in config.contours.variants:
         raise ConfigError(

@@ -101,6 +101,7 @@ def _cnn_config(config: TrainConfig, seed: int) -> Any:
         val_fraction=c.val_fraction,
         seed=seed,
         num_threads=c.num_threads,
+        ema_decay=c.ema_decay,
     )
 
 

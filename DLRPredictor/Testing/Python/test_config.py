@@ -100,6 +100,7 @@ def test_wrong_types_are_named(tmp_path, text, key):
         ("split: {folds: 1}\n", "split.folds"),
         ("split: {test_fraction: 0.95}\n", "split.test_fraction"),
         ("cnn: {input_size: 16}\n", "cnn.input_size"),
+        ("cnn: {ema_decay: 1.0}\n", "cnn.ema_decay"),
         ("contours: {variants: [ellipse]}\n", "contours.variants"),
         ("contours: {variants: [exact, blur]}\n", "contours.variants"),
         ("model: {pca_components: 0}\n", "model.pca_components"),
@@ -164,3 +165,11 @@ def test_round_trip_keeps_every_section():
     ]
     assert set(sections) <= set(data)
     assert all(isinstance(data[s], dict) for s in sections)
+
+
+def test_every_cnn_setting_reaches_the_network_training(tmp_path):
+    from DLRPredictorLib.training import _cnn_config
+
+    config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
+    cnn = _cnn_config(config, seed=5)
+    assert (cnn.ema_decay, cnn.weight_decay, cnn.patience, cnn.seed) == (0.99, 0.001, 3, 5)
