@@ -229,6 +229,8 @@ WORKER_PRELOAD = [
     "DLRPredictorLib.deep_features",
     "DLRPredictorLib.radiomics_features",
     "DLRPredictorLib.batch",
+    # Last: loads the batch's bundle into the server and freezes the GC (see its docstring).
+    "DLRPredictorLib.worker_server",
 ]
 
 
@@ -246,13 +248,32 @@ def worker_context() -> Any:
     return get_context("spawn")
 
 
-def start_worker_server() -> None:
-    """Start the fork server now, so that its imports overlap the driver's bundle verification."""
+def start_worker_server(bundle_path: Path | None = None) -> None:
+    """Start the fork server now, so that its imports overlap the driver's own start.
+
+    Args:
+        bundle_path: the bundle the workers will use (None: the bundled default). A server
+            started here loads it once for all its workers (``worker_server``); a server already
+            running in this process (an earlier batch) is reused as it is.
+    """
     if sys.platform.startswith("linux"):
         from multiprocessing import forkserver
 
+        from .worker_server import BUNDLE_ENV, DEFAULT_BUNDLE
+
         worker_context()
-        forkserver.ensure_running()
+        path = str(Path(bundle_path).resolve()) if bundle_path else DEFAULT_BUNDLE
+        # The server inherits the environment when it is spawned; the variable is set only for
+        # that moment, so nothing else started by this process sees it.
+        previous = os.environ.get(BUNDLE_ENV)
+        os.environ[BUNDLE_ENV] = path
+        try:
+            forkserver.ensure_running()
+        finally:
+            if previous is None:
+                os.environ.pop(BUNDLE_ENV, None)
+            else:
+                os.environ[BUNDLE_ENV] = previous
 
 
 def _run_pool(
@@ -426,7 +447,7 @@ def predict_manifest(
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ManifestError("--jobs must be at least 1")
-    start_worker_server()
+    start_worker_server(bundle_path)
     run = _start_run(manifest_path, out, bundle_path, stability, warn)
 
     def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
