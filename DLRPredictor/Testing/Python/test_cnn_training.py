@@ -172,14 +172,16 @@ class _Killed(Exception):
     pass
 
 
+def kill_after_second_epoch(fraction: float, message: str) -> None:
+    """A progress callback that stops a 3-epoch run after its second epoch's checkpoint."""
+    if fraction >= 2 / 3 - 1e-9:
+        raise _Killed(message)
+
+
 def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     x, y = _blob_task(32, seed=2)
     cfg = _tiny(epochs=3)
     uninterrupted = train_cnn(x, y, cfg)
-
-    def kill_after_second_epoch(fraction: float, message: str) -> None:
-        if fraction >= 2 / 3 - 1e-9:
-            raise _Killed(message)
 
     with pytest.raises(_Killed):
         train_cnn(x, y, cfg, checkpoint_dir=tmp_path, progress=kill_after_second_epoch)
@@ -287,10 +289,6 @@ def test_weight_average_resumes_exactly(tmp_path: Path) -> None:
     x, y = _blob_task(32, seed=9)
     cfg = _tiny(epochs=3, ema_decay=0.9)
     uninterrupted = train_cnn(x, y, cfg)
-
-    def kill_after_second_epoch(fraction: float, message: str) -> None:
-        if fraction >= 2 / 3 - 1e-9:
-            raise _Killed(message)
 
     with pytest.raises(_Killed):
         train_cnn(x, y, cfg, checkpoint_dir=tmp_path, progress=kill_after_second_epoch)
