@@ -240,7 +240,15 @@ def print_targets(targets: Sequence[Target]) -> bool:
 
 
 def machine_line() -> str:
-    """CPU count and load average: timings on a loaded machine are not comparable."""
+    """CPU count and load average: timings on a loaded machine are not comparable.
+
+    Also byte-compiles DLRPredictorLib first (as ``scripts/setup.sh`` and any pip install do), so
+    that an edit since the set-up, in an environment that never writes bytecode caches
+    (PYTHONDONTWRITEBYTECODE), does not add its compilation to every timed process start.
+    """
+    import compileall
+
+    compileall.compile_dir(str(REPO_ROOT / "DLRPredictor" / "DLRPredictorLib"), quiet=2)
     load = os.getloadavg()
     cpus = os.cpu_count() or 1
     note = ""
