@@ -243,6 +243,20 @@ def _read_failed(path: Path, reason: str) -> ImageReadError:
     return ImageReadError(f"cannot read image '{path}': {reason}. Supported formats: {SUPPORTED_FORMATS}.")
 
 
+def read_with_io(path: Path, io_name: str) -> sitk.Image:
+    """Read a file with the ImageIO already chosen for it (``GetImageIOFromFileName``).
+
+    ``sitk.ReadImage`` would search the IO factories a second time: about 0.5 ms per file.
+
+    Raises:
+        RuntimeError: the file cannot be decoded (SimpleITK's own error).
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(io_name)
+    return reader.Execute()
+
+
 def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
     """Read a file or a DICOM series folder.
 
@@ -271,7 +285,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
     if not io_name:
         raise _read_failed(path, "the file format is not recognised")
     try:
-        image = sitk.ReadImage(str(path))
+        image = read_with_io(path, io_name)
     except RuntimeError as exc:
         reason = f"the file could not be decoded ({_first_line(exc, path)}); {_DAMAGED}"
         raise _read_failed(path, reason) from exc

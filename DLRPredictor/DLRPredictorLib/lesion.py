@@ -207,7 +207,7 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
     if not io_name:
         raise ImageReadError(f"cannot read mask '{path}': unknown file format. Supported: {_MASK_FORMATS}.")
     try:
-        image = sitk.ReadImage(str(path))
+        image = images.read_with_io(path, io_name)
     except RuntimeError as exc:
         raise ImageReadError(
             f"cannot read mask '{path}': the file could not be decoded; it may be damaged or incomplete: "
