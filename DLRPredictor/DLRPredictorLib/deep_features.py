@@ -454,17 +454,12 @@ class DeepModel:
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the last convolutional block (layer4).
 
-        A one-crop input shape seen a second time is traced with ``torch.jit.trace``, then
-        optimised for inference (``torch.jit.optimize_for_inference``: weights frozen, each
-        BatchNorm folded into its convolution, oneDNN kernels), and later calls run that graph.
-        It runs in C++ without holding Python's GIL between layers, so the network really runs
-        in parallel with pyradiomics on the prediction's helper thread, and about twice as fast
-        as the eager trunk on one or two cores (ResNet18, 96 px: 15 against 33 ms on one core).
-        Folding BatchNorm rounds differently: activations differ from the eager ones by about
-        1e-6 relative (test_deep_features.py bounds it), probabilities by less than 1e-6; the
-        graph is deterministic, so the same inputs give the same outputs in every run. Tracing
-        and optimising cost 0.15-0.5 s once, which is why the first call (the cold start) stays
-        eager. Batches (training, cohorts of crops) always run eagerly.
+        A one-crop input shape seen a second time is traced with ``torch.jit.trace`` and later
+        calls run the traced graph. It executes the same operators in the same order (outputs
+        are bit-identical; test_deep_features.py checks), but in C++ without holding Python's
+        GIL between layers, so the network really runs in parallel with pyradiomics on the
+        prediction's helper thread. Tracing costs 0.15-0.5 s once, which is why the first call
+        (the cold start) stays eager. Batches (training, cohorts of crops) always run eagerly.
         """
         key = tuple(x.shape)
         traced = self._traced.get(key)
@@ -483,9 +478,7 @@ class DeepModel:
         return out
 
     def _trace(self, x: torch.Tensor) -> Any:
-        """The traced and inference-optimised trunk, or None where this torch cannot trace it.
-
-        Where only the optimisation fails, the plain trace (bit-identical to eager) is used.
+        """The traced trunk, or None where this torch cannot trace it.
 
         torch 2.14 marks ``torch.jit.trace`` deprecated in favour of ``torch.compile`` /
         ``torch.export``; both cost seconds to set up, far more than the prediction itself.
@@ -501,15 +494,9 @@ class DeepModel:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                traced = torch.jit.trace(trunk, x, check_trace=False)
+                return torch.jit.trace(trunk, x, check_trace=False)
         except Exception:  # any tracing failure only means: keep running eagerly
             return None
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.optimize_for_inference(traced)
-        except Exception:  # e.g. a torch built without oneDNN: the plain trace still helps
-            return traced
 
     def _head(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch

@@ -368,50 +368,23 @@ def test_heatmap_volume_places_the_slice_only() -> None:
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_optimised_trunk_matches_eager_closely_and_repeats_exactly(arch: str) -> None:
+def test_traced_trunk_gives_bit_identical_features_and_gradcam(arch: str) -> None:
     traced_model = _seeded_model(arch)
     eager_model = _seeded_model(arch)
     eager_model.trace_single_crops = False
     crops = _crops(6, 96, seed=3)
     results = [traced_model.features_and_gradcam(c) for c in crops]
-    assert len(traced_model._traced) == 1  # traced at the second call; calls 3-6 ran the graph
+    assert len(traced_model._traced) == 1  # traced at the second call; calls 3-6 ran the trace
     assert not eager_model._traced
-    # The graph is the inference-optimised one: every BatchNorm folded into its convolution.
-    graph = str(next(iter(traced_model._traced.values())).inlined_graph)
-    assert "batch_norm" not in graph and "conv" in graph
     for crop, (feat, cam, prob) in zip(crops, results, strict=True):
         ref_feat, ref_cam, ref_prob = eager_model.features_and_gradcam(crop)
-        np.testing.assert_allclose(feat, ref_feat, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(cam, ref_cam, atol=1e-4)
-        assert prob == pytest.approx(ref_prob, abs=1e-6)
-    # Deterministic: another model from the same weights gives the same bits call for call.
-    again_model = _seeded_model(arch)
-    again = [again_model.features_and_gradcam(c) for c in crops]
-    for (feat, cam, prob), (feat2, cam2, prob2) in zip(results, again, strict=True):
-        assert np.array_equal(feat, feat2) and np.array_equal(cam, cam2) and prob == prob2
-    # Batches stay eager; single crops of another size get their own graph only when seen twice.
+        assert np.array_equal(feat, ref_feat)
+        assert np.array_equal(cam, ref_cam)
+        assert prob == ref_prob
+    # Batches stay eager; single crops of another size get their own trace only when seen twice.
     traced_model.features(crops)
     traced_model.features(_crops(1, 64))
     assert len(traced_model._traced) == 1
-
-
-def test_without_the_optimisation_the_plain_trace_is_bit_identical(monkeypatch) -> None:
-    import torch
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("no oneDNN in this torch")
-
-    monkeypatch.setattr(torch.jit, "optimize_for_inference", refuse)
-    traced_model = _seeded_model("resnet18")
-    eager_model = _seeded_model("resnet18")
-    eager_model.trace_single_crops = False
-    crops = _crops(4, 96, seed=4)
-    results = [traced_model.features_and_gradcam(c) for c in crops]
-    assert len(traced_model._traced) == 1
-    assert "batch_norm" in str(next(iter(traced_model._traced.values())).inlined_graph)
-    for crop, (feat, cam, prob) in zip(crops, results, strict=True):
-        ref_feat, ref_cam, ref_prob = eager_model.features_and_gradcam(crop)
-        assert np.array_equal(feat, ref_feat) and np.array_equal(cam, ref_cam) and prob == ref_prob
 
 
 def test_a_torch_that_cannot_trace_keeps_the_trunk_eager(monkeypatch) -> None:

@@ -25,10 +25,6 @@ def _predict(pred: predictor.Predictor, concurrent: bool, seed: int, **kw):
 
 @pytest.mark.parametrize("seed", [3, 8])
 def test_concurrent_and_inline_predictions_are_identical(pred, seed: int) -> None:
-    # Two warm-up predictions: from then on every network call runs the optimised graph (the
-    # very first call runs eagerly, about 1e-7 apart; test_deep_features.py bounds that).
-    _predict(pred, False, seed)
-    _predict(pred, False, seed)
     a = _predict(pred, True, seed, heatmap=True, stability=True)
     b = _predict(pred, False, seed, heatmap=True, stability=True)
     assert a.probability == b.probability
