@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from DLRPredictorLib import predictor
 
     known = [v.name for v in predictor.load_predictor(bundle).clinical_variables]
+    bc.compile_package()
     print(bc.machine_line())
     with tempfile.TemporaryDirectory(prefix="dlr-bench-batch-") as tmp:
         work = args.work.resolve() if args.work else Path(tmp)

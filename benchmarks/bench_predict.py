@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         from DLRPredictorLib import predictor
 
         predictor.set_threads(args.threads)
+    bc.compile_package()
     print(bc.machine_line())
     print(f"bundle: {bundle}; data: {args.dataset}, {len(cases)} cases; warm-up {args.warmup}")
     samples, e2e, models = run_warm(args, bundle, cases)

@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         from DLRPredictorLib import predictor
 
         predictor.set_threads(args.threads)
+    bc.compile_package()
     print(bc.machine_line())
     sides = Sides(bundle)
     print(f"bundle: {bundle}; parameter file: {sides.params}")

@@ -239,16 +239,20 @@ def print_targets(targets: Sequence[Target]) -> bool:
     return all(t.passed for t in targets)
 
 
-def machine_line() -> str:
-    """CPU count and load average: timings on a loaded machine are not comparable.
+def compile_package() -> None:
+    """Byte-compile DLRPredictorLib (as ``scripts/setup.sh`` and any pip install do).
 
-    Also byte-compiles DLRPredictorLib first (as ``scripts/setup.sh`` and any pip install do), so
-    that an edit since the set-up, in an environment that never writes bytecode caches
-    (PYTHONDONTWRITEBYTECODE), does not add its compilation to every timed process start.
+    Called once before timing: an edit since the set-up, in an environment that never writes
+    bytecode caches (PYTHONDONTWRITEBYTECODE), would otherwise add its compilation to every
+    timed process start.
     """
     import compileall
 
     compileall.compile_dir(str(REPO_ROOT / "DLRPredictor" / "DLRPredictorLib"), quiet=2)
+
+
+def machine_line() -> str:
+    """CPU count and load average: timings on a loaded machine are not comparable."""
     load = os.getloadavg()
     cpus = os.cpu_count() or 1
     note = ""

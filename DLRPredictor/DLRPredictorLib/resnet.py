@@ -116,11 +116,8 @@ def _classes() -> tuple[Any, Any, Any]:
             self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.fc = Linear(512 * block.expansion, num_classes)
-            if _SKIP_INIT.get():
-                if in_channels != 3:
-                    self.conv1 = Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-                return
-            for m in self.modules():  # torchvision's initialisation
+            initialise = not _SKIP_INIT.get()
+            for m in self.modules() if initialise else ():  # torchvision's initialisation
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 elif isinstance(m, nn.BatchNorm2d):
@@ -128,7 +125,8 @@ def _classes() -> tuple[Any, Any, Any]:
                     nn.init.constant_(m.bias, 0)
             if in_channels != 3:
                 self.conv1 = Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-                nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+                if initialise:
+                    nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
 
         def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
             downsample = None

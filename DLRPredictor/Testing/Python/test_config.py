@@ -167,7 +167,7 @@ def test_round_trip_keeps_every_section():
     assert all(isinstance(data[s], dict) for s in sections)
 
 
-def test_every_cnn_setting_reaches_the_network_training(tmp_path):
+def test_cnn_settings_reach_the_network_training(tmp_path):
     from DLRPredictorLib.training import _cnn_config
 
     config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
