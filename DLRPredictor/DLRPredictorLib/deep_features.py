@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import inference_trunk
 from .case import LesionSlice
 from .errors import BundleError, ConfigError, InputError, LesionError
 
@@ -355,6 +356,8 @@ class DeepModel:
         self.network = network.eval()
         for p in self.network.parameters():
             p.requires_grad_(False)  # inference only; Grad-CAM differentiates activations
+        #: conv1 .. layer4 in inference form; ``network`` keeps the stored weights untouched.
+        self._inference = inference_trunk.build(self.network)
         self.arch = arch
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
@@ -452,21 +455,26 @@ class DeepModel:
         return np.ascontiguousarray(arr)
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last convolutional block (layer4).
+        """Activations of the last convolutional block (layer4), channels-last.
+
+        The trunk is the network's inference form (:mod:`inference_trunk`: BatchNorm folded,
+        channels-last), about three times faster than the plain network on one core.
 
         A one-crop input shape seen a second time is traced with ``torch.jit.trace`` and later
         calls run the traced graph. It executes the same operators in the same order (outputs
         are bit-identical; test_deep_features.py checks), but in C++ without holding Python's
         GIL between layers, so the network really runs in parallel with pyradiomics on the
-        prediction's helper thread. Tracing costs 0.15-0.5 s once, which is why the first call
+        prediction's helper thread. Tracing costs 0.1-0.5 s once, which is why the first call
         (the cold start) stays eager. Batches (training, cohorts of crops) always run eagerly.
         """
+        import torch
+
+        x = x.contiguous(memory_format=torch.channels_last)
         key = tuple(x.shape)
         traced = self._traced.get(key)
         if traced is not None:
             return traced(x)
-        n = self.network
-        out = n.layer4(n.layer3(n.layer2(n.layer1(n.maxpool(n.relu(n.bn1(n.conv1(x))))))))
+        out = self._inference(x)
         if self.trace_single_crops and key[0] == 1:
             self._seen[key] = self._seen.get(key, 0) + 1
             if self._seen[key] == 2:
@@ -487,14 +495,10 @@ class DeepModel:
 
         import torch
 
-        n = self.network
-        trunk = torch.nn.Sequential(
-            n.conv1, n.bn1, n.relu, n.maxpool, n.layer1, n.layer2, n.layer3, n.layer4
-        ).eval()
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.trace(trunk, x, check_trace=False)
+                return torch.jit.trace(self._inference, x, check_trace=False)
         except Exception:  # any tracing failure only means: keep running eagerly
             return None
 

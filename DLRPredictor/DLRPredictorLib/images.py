@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .case import ImageVolume
 from .errors import ImageReadError, InputError
@@ -143,6 +142,8 @@ def colour_regions(array: np.ndarray, components: int) -> list[tuple[int, int, i
     """
     if components not in (3, 4):
         return []
+    from scipy import ndimage  # colour images only: scipy.ndimage costs 0.3 s to import
+
     rgb = np.asarray(array)[..., :3].astype(np.float32)
     if rgb.ndim == 3:
         rgb = rgb[np.newaxis]

@@ -233,10 +233,10 @@ class Predictor:
         """
         if not (self.concurrent_branches and self.pipeline.uses_cnn):
             return None
+        self.deep_model()  # load the weights here: errors surface in the caller's thread
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
-        self.deep_model()  # load the weights here: errors surface in the caller's thread
+                self._pool = _single_threaded_pool()
         return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
 
     def _deep_features(
@@ -278,6 +278,33 @@ class Predictor:
 
 _CACHE: dict[str, Predictor] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def _single_threaded_pool() -> ThreadPoolExecutor:
+    """The helper thread of the deep branch, running torch on one intra-op thread.
+
+    pyradiomics keeps one core busy, so the network gets the other; a second torch thread would
+    only compete with pyradiomics. One thread also makes the activations the same as in batch
+    workers (single-threaded), to the last digit: oneDNN's channels-last convolutions sum in
+    another order on two threads (about 1e-6). OpenMP's thread count is per thread, so the
+    helper keeps 1 while the process-wide setting is restored for everyone else.
+    """
+    import torch
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
+    before = torch.get_num_threads()
+    pool.submit(_one_thread_here).result()
+    torch.set_num_threads(before)
+    return pool
+
+
+def _one_thread_here() -> None:
+    import torch
+
+    # torch initialises a thread's OpenMP setting from the process-wide one on its first
+    # parallel call; doing that first keeps the 1 set next from being overwritten later.
+    torch.get_num_threads()
+    torch.set_num_threads(1)
 
 
 def load_predictor(bundle_path: str | Path | None = None) -> Predictor:

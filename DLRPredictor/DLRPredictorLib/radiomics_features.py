@@ -179,12 +179,51 @@ def check_grey_levels(image2d: np.ndarray, params: dict | None = None) -> None:
         )
 
 
-def _sitk_pair(lesion: LesionSlice, label: int) -> tuple[sitk.Image, sitk.Image]:
+def lesion_window_is_exact(params: dict) -> bool:
+    """Whether pyradiomics gives the same features on the lesion's bounding box as on the image.
+
+    True when only the Original image is used, without intensity normalisation or resampling:
+    pyradiomics then reads nothing outside the mask's bounding box (it crops to it before every
+    feature class). Filters (LoG, wavelet, ...) see the whole image, normalisation uses the whole
+    image's statistics and resampling pads around the box, so those keep the whole image.
+    """
+    setting = params.get("setting") or {}
+    return (
+        set(params.get("imageType") or {"Original": {}}) == {"Original"}
+        and not setting.get("normalize", False)
+        and setting.get("resampledPixelSpacing") is None
+    )
+
+
+def _lesion_window(mask2d: np.ndarray, margin: int = 1) -> tuple[slice, slice] | None:
+    """The mask's bounding box plus ``margin`` pixels, clipped to the image; None if empty."""
+    rows, cols = np.flatnonzero(mask2d.any(axis=1)), np.flatnonzero(mask2d.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (
+        slice(max(0, rows[0] - margin), min(mask2d.shape[0], rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(mask2d.shape[1], cols[-1] + 1 + margin)),
+    )
+
+
+def _sitk_pair(lesion: LesionSlice, label: int, params: dict) -> tuple[sitk.Image, sitk.Image]:
+    binary = np.asarray(lesion.mask) != 0
+    image2d = np.asarray(lesion.image)
+    spacing = (float(lesion.spacing[0]), float(lesion.spacing[1]))
+    origin = (0.0, 0.0)
+    # Hand pyradiomics only the lesion's bounding box where that gives the same features (see
+    # lesion_window_is_exact): its mask checks and crops then scan a few thousand pixels instead
+    # of the whole image, about 15 % of an Original-only extraction on BUS-BRA images.
+    window = _lesion_window(binary) if lesion_window_is_exact(params) else None
+    if window is not None:
+        binary, image2d = binary[window], image2d[window]
+        origin = (window[1].start * spacing[0], window[0].start * spacing[1])
     # float64: pyradiomics' numpy-based filters (wavelet, square, ...) then compute exactly as on the
     # original integer file; float32 input would make them work in single precision.
-    image = sitk.GetImageFromArray(np.asarray(lesion.image, dtype=np.float64))
-    image.SetSpacing((float(lesion.spacing[0]), float(lesion.spacing[1])))
-    mask = sitk.GetImageFromArray((np.asarray(lesion.mask) != 0).astype(np.uint8) * np.uint8(label))
+    image = sitk.GetImageFromArray(np.asarray(image2d, dtype=np.float64))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    mask = sitk.GetImageFromArray(binary.astype(np.uint8) * np.uint8(label))
     mask.CopyInformation(image)
     return image, mask
 
@@ -209,7 +248,7 @@ def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[st
     check_grey_levels(lesion.image, params)
     extractor = _extractor(params)
     label = int(extractor.settings.get("label", 1))
-    image, mask = _sitk_pair(lesion, label)
+    image, mask = _sitk_pair(lesion, label, params)
     try:
         with warnings.catch_warnings():
             # skimage warns that LBP on float images is sensitive to tiny differences; luminance

@@ -400,3 +400,63 @@ def test_a_torch_that_cannot_trace_keeps_the_trunk_eager(monkeypatch) -> None:
     again = [model.features_and_gradcam(crop) for _ in range(3)]
     assert model.trace_single_crops is False and not model._traced
     assert all(np.array_equal(first[0], a[0]) and np.array_equal(first[1], a[1]) for a in again)
+
+
+# --------------------------------------------------------------------------- inference trunk
+
+
+def _with_trained_batchnorm(net, seed: int = 1):
+    """Give every BatchNorm the non-trivial statistics and affine terms of a trained network."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
+                m.weight.copy_(torch.randn(c, generator=g) * 0.5 + 1)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return net
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_inference_trunk_folds_batchnorm_and_matches_the_network(arch: str) -> None:
+    import torch
+    from DLRPredictorLib import inference_trunk
+
+    torch.manual_seed(0)
+    net = _with_trained_batchnorm(build_resnet(arch)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trunk = inference_trunk.build(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in trunk.modules())
+    assert trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # The network itself (what a bundle stores) is untouched.
+    after = net.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    x = torch.from_numpy(_crops(2, 96, seed=4)[:, None])
+    with torch.no_grad():
+        plain = _plain_trunk(net, x)
+        folded = trunk(x.contiguous(memory_format=torch.channels_last))
+    scale = float(plain.abs().max())
+    assert scale > 0.1
+    assert float((folded - plain).abs().max()) < 1e-5 * scale  # float32 rounding only
+
+
+def test_deep_model_features_follow_the_stored_network() -> None:
+    import torch
+
+    torch.manual_seed(2)
+    net = _with_trained_batchnorm(build_resnet("resnet18"), seed=2)
+    model = DeepModel(net, "resnet18")
+    crops = _crops(3, 96, seed=6)
+    with torch.no_grad():
+        reference = torch.flatten(net.avgpool(_plain_trunk(net, torch.from_numpy(crops[:, None]))), 1).numpy()
+    assert float(np.abs(reference).max()) > 1.0
+    # Float32 rounding of the folded weights only: within 1e-5 of the feature scale.
+    np.testing.assert_allclose(model.features(crops), reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+def _plain_trunk(net, x):
+    return net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))))

@@ -17,6 +17,7 @@ from DLRPredictorLib.lesion import (
     erode_mask,
     expand_bbox,
     jitter_contour,
+    largest_component,
     mask_from_array,
     read_mask,
     representative_slice,
@@ -219,6 +220,26 @@ def test_disconnected_lesion_keeps_largest_with_warning():
     assert int(lesion.mask.sum()) == 100
     assert lesion.bbox == (5, 15, 5, 15)
     assert any("2 separate parts" in w and "(100 pixels)" in w for w in lesion.warnings)
+
+
+def test_largest_component_equals_scipy_eight_connected_labelling():
+    # SimpleITK computes the components; scipy.ndimage (the reference) is not loaded to predict.
+    rng = np.random.default_rng(4)
+    eight = np.ones((3, 3), dtype=bool)
+    for _ in range(60):
+        mask = rng.random((40, 55)) > rng.uniform(0.45, 0.85)
+        labels, count = ndimage.label(mask, structure=eight)
+        kept, found = largest_component(mask)
+        assert found == count
+        if count:
+            sizes = np.bincount(labels.ravel())[1:]
+            expected = labels == int(np.argmax(sizes)) + 1  # ties: the region met first
+            np.testing.assert_array_equal(kept, expected.astype(np.uint8))
+    tie = np.zeros((10, 10), np.uint8)
+    tie[6:8, 1:3] = 1
+    tie[1:3, 6:8] = 1  # same size, met first in row-major order
+    kept, found = largest_component(tie)
+    assert found == 2 and kept[1:3, 6:8].all() and not kept[6:8, 1:3].any()
 
 
 def test_border_warning():

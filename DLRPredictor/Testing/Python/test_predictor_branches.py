@@ -70,3 +70,25 @@ def test_a_radiomics_error_waits_for_the_network_and_propagates(pred, monkeypatc
     with pytest.raises(LesionError, match="on purpose"):
         _predict(pred, True, 5, heatmap=True)
     assert finished.is_set()  # the branch was joined before the error left predict()
+
+
+def test_the_helper_thread_runs_torch_on_one_thread_and_leaves_the_process_setting(pred) -> None:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+        original = pred._deep_features
+
+        def spy(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return original(*args, **kwargs)
+
+        pred._deep_features = spy
+        _predict(pred, True, 6, heatmap=True)
+        _predict(pred, True, 7, heatmap=False)
+        assert seen == [1, 1]  # the network leaves the other core to pyradiomics
+        assert torch.get_num_threads() == 2  # the caller's (process-wide) setting is untouched
+    finally:
+        torch.set_num_threads(previous)

@@ -103,6 +103,62 @@ def test_parity_breast_rgba(breast_cases, direct_extractor, pick):
     _assert_same(rf.extract_features(lesion), theirs)
 
 
+# ------------------------------------------- the lesion window (Original-only parameter files)
+
+ORIGINAL_ONLY = rf.DEFAULT_PARAMETERS.parents[1] / "Models" / "BreastUS-Malignancy" / "radiomics.yaml"
+
+
+def _full_image_features(lesion: LesionSlice, params: dict) -> dict[str, float]:
+    """pyradiomics on the whole slice, as it would run without DLRPredictor's lesion window."""
+    image = sitk.GetImageFromArray(np.asarray(lesion.image, dtype=np.float64))
+    image.SetSpacing(tuple(float(s) for s in lesion.spacing))
+    mask = sitk.GetImageFromArray((np.asarray(lesion.mask) != 0).astype(np.uint8))
+    mask.CopyInformation(image)
+    return _features_only(RadiomicsFeatureExtractor(copy.deepcopy(params)).execute(image, mask))
+
+
+def test_which_parameter_files_get_the_lesion_window():
+    original = rf.load_parameters(ORIGINAL_ONLY)
+    assert rf.lesion_window_is_exact(original)
+    # Filters see the whole image, normalisation its statistics, resampling pads around the box.
+    assert not rf.lesion_window_is_exact(rf.load_parameters())  # LoG, wavelet, ... in the default file
+    normalised = copy.deepcopy(original)
+    normalised["setting"]["normalize"] = True
+    assert not rf.lesion_window_is_exact(normalised)
+    resampled = copy.deepcopy(original)
+    resampled["setting"]["resampledPixelSpacing"] = [0.5, 0.5]
+    assert not rf.lesion_window_is_exact(resampled)
+
+
+def test_lesion_window_gives_the_whole_image_features_on_phantoms():
+    params = rf.load_parameters(ORIGINAL_ONLY)
+    for seed, (rows, cols) in ((3, (256, 320)), (8, (180, 140))):
+        volume, mask = make_phantom(seed=seed, shape=(rows, cols))
+        lesion = representative_slice(volume, mask)
+        # Lesions touching the image border too: the window is clipped to the image.
+        touching = np.zeros_like(lesion.mask)
+        touching[: rows // 3, cols // 2 :] = 1
+        for m in (lesion.mask, touching):
+            case = LesionSlice(
+                image=lesion.image, mask=m, spacing=lesion.spacing, slice_index=0, bbox=(0, 0, 0, 0)
+            )
+            ours = rf.extract_features(case, params)
+            theirs = _full_image_features(case, params)
+            assert list(ours) == list(theirs)
+            assert ours == theirs  # the same numbers to the last bit
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("pick", BUSBRA_PICKS)
+def test_lesion_window_gives_the_whole_image_features_busbra(busbra_cases, pick):
+    params = rf.load_parameters(ORIGINAL_ONLY)
+    case = busbra_cases[pick]
+    volume = read_image(case.image)
+    lesion = representative_slice(volume, read_mask(case.mask, volume), case.case_id)
+    assert np.count_nonzero(lesion.mask) < lesion.mask.size / 4  # the window really is smaller
+    assert rf.extract_features(lesion, params) == _full_image_features(lesion, params)
+
+
 # ---------------------------------------------------------------- the feature set
 
 
