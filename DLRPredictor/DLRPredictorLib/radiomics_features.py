@@ -20,7 +20,9 @@ import copy
 import hashlib
 import json
 import logging
+import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,36 @@ def _sitk_pair(lesion: LesionSlice, label: int, params: dict) -> tuple[sitk.Imag
     return image, mask
 
 
+_ITK_LOCK = threading.Lock()
+#: Extractions in progress, and the process's SimpleITK thread count saved by the first of them.
+_ITK_STATE = {"users": 0, "saved_threads": 0}
+
+
+@contextmanager
+def _itk_single_threaded() -> Iterator[None]:
+    """SimpleITK filters created inside run on one thread; the process setting is restored after.
+
+    pyradiomics creates SimpleITK filters (mask statistics, crops, casts) for each extraction.
+    On a lesion-sized image, splitting each filter over threads costs more than it saves, and
+    while the network runs on the other core (``predictor``) every split filter waits for a busy
+    core: single-threaded, a full DLR prediction took 1.03 times pyradiomics' own extraction
+    instead of 1.24 (bench_ratio.py, same run of the machine). Nested and concurrent uses share
+    one saved value, so the process's own setting always comes back.
+    """
+    with _ITK_LOCK:
+        if _ITK_STATE["users"] == 0:
+            _ITK_STATE["saved_threads"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        _ITK_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _ITK_LOCK:
+            _ITK_STATE["users"] -= 1
+            if _ITK_STATE["users"] == 0:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_ITK_STATE["saved_threads"])
+
+
 def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[str, float]:
     """Compute the radiomics features of a lesion slice.
 
@@ -250,7 +282,7 @@ def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[st
     label = int(extractor.settings.get("label", 1))
     image, mask = _sitk_pair(lesion, label, params)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _itk_single_threaded():
             # skimage warns that LBP on float images is sensitive to tiny differences; luminance
             # from RGB is legitimately non-integer.
             warnings.filterwarnings("ignore", message=".*local_binary_pattern.*")

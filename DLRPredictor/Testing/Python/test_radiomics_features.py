@@ -308,3 +308,50 @@ def test_provenance_versions_and_hashes(tmp_path, phantom_lesion):
     volume = read_image(paths["image_png"], spacing_mm=0.1)
     lesion = representative_slice(volume, read_mask(paths["mask_png"], volume))
     assert not any("secret_patient" in value or "/" in value for value in rf.provenance(lesion).values())
+
+
+def test_extraction_runs_simpleitk_single_threaded_and_restores_the_setting(phantom_lesion, monkeypatch):
+    import threading
+
+    params = rf.load_parameters(ORIGINAL_ONLY)
+    extractor = rf._extractor(params)
+    seen: list[int] = []
+    original = extractor.execute
+
+    def spy(*args, **kwargs):
+        seen.append(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(extractor, "execute", spy)
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        reference = rf.extract_features(phantom_lesion, params)
+        # Overlapping extractions from several threads share one saved value.
+        results: list[dict[str, float]] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(rf.extract_features(phantom_lesion, params)))
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == [1, 1, 1, 1]
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3  # the process's setting is back
+        assert all(r == reference for r in results)
+        # An extraction that fails restores it too.
+        with pytest.raises(LesionError):
+            rf.extract_features(
+                LesionSlice(
+                    image=phantom_lesion.image,
+                    mask=np.zeros_like(phantom_lesion.mask),
+                    spacing=phantom_lesion.spacing,
+                    slice_index=0,
+                    bbox=(0, 0, 0, 0),
+                ),
+                params,
+            )
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
