@@ -533,4 +533,5 @@ def evaluate_manifest(
         report_dir,
         cutoffs=cutoffs,
         title=f"Evaluation of {pred.bundle_id} on {Path(manifest_path).name}",
+        skip_empty_scores=True,  # e.g. no combined score for a cohort without clinical data
     )

@@ -598,6 +598,7 @@ def report_from_predictions_csv(
     cutoffs: Mapping[str, float] | None = None,
     optimistic_youden: bool = False,
     title: str | None = None,
+    skip_empty_scores: bool = False,
 ) -> Path:
     """Evaluation report from any CSV with a label column and score columns (``dlrpredictor report``).
 
@@ -616,6 +617,9 @@ def report_from_predictions_csv(
         cutoffs: score column -> pre-specified cutoff.
         optimistic_youden: see :func:`evaluate_scores`.
         title: page title (default "Evaluation of <file name>").
+        skip_empty_scores: leave out (with a note) score columns with no value in any usable row,
+            such as the combined model's score of a cohort without clinical data; otherwise such
+            a column leaves no complete row and is an error.
 
     Returns:
         The report folder.
@@ -653,6 +657,13 @@ def report_from_predictions_csv(
                 f"on line {int(first) + 2} of {csv_path.name}; scores must be numbers."
             )
         numeric[c] = num
+    skipped: list[str] = []
+    if skip_empty_scores:
+        empty = [c for c in score_columns if not numeric[c].notna().any()]
+        if empty and len(empty) < len(score_columns):
+            skipped = empty
+            score_columns = [c for c in score_columns if c not in empty]
+            notes.append(f"Score column(s) {empty} have no value in any row and are not evaluated.")
     labels, label_note = _parse_labels(df[label_column], label_column, positive_label)
     notes.append(label_note)
     complete = labels.notna()
@@ -665,7 +676,7 @@ def report_from_predictions_csv(
         )
     if not complete.any():
         raise InputError(f"No rows of {csv_path.name} have both a label and every score {score_columns}.")
-    cut = dict(cutoffs or {})
+    cut = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
     if "probability" in score_columns and "probability" not in cut and "cutoff" in df.columns:
         frozen = pd.to_numeric(df.loc[complete, "cutoff"], errors="coerce").dropna().unique()
         if frozen.size == 1:

@@ -273,6 +273,33 @@ def test_csv_report_excludes_errors_and_incomplete_rows(tmp_path, predictions_cs
     assert data["scores"]["Rad"]["cutoff_source"] == "default 0.5 (no cutoff given)"
 
 
+def test_csv_score_column_empty_in_every_row(tmp_path, predictions_csv):
+    # A cohort without clinical data has no combined score anywhere (dlrpredictor evaluate).
+    df = pd.read_csv(predictions_csv, dtype=str, keep_default_na=False)
+    df["combined"] = ""
+    path = tmp_path / "no_clinical.csv"
+    df.to_csv(path, index=False)
+    columns = ["probability", "Rad", "combined"]
+    with pytest.raises(InputError, match=r"No rows of no_clinical\.csv have both a label and every score"):
+        report.report_from_predictions_csv(
+            path, "pathology", columns, tmp_path / "r1", positive_label="malignant"
+        )
+    out = report.report_from_predictions_csv(
+        path,
+        "pathology",
+        columns,
+        tmp_path / "r2",
+        positive_label="malignant",
+        cutoffs={"probability": 0.42, "combined": 0.3},
+        skip_empty_scores=True,
+    )
+    data = json.loads((out / "metrics.json").read_text())
+    assert sorted(data["scores"]) == ["Rad", "probability"]
+    assert "['combined'] have no value in any row and are not evaluated" in " ".join(data["notes"])
+    # Only wholly empty columns are skipped: a partly missing score still drops its rows.
+    assert "2 rows with a missing label or score dropped" in " ".join(data["notes"])
+
+
 def test_csv_missing_columns_are_named(tmp_path, predictions_csv):
     with pytest.raises(InputError) as info:
         report.report_from_predictions_csv(predictions_csv, "label", ["probability", "DL"], tmp_path / "r")

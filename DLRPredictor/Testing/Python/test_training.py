@@ -306,6 +306,25 @@ def test_evaluate_writes_a_report_matching_the_training_evaluation(evaluation, t
         assert metrics.loc[f"score_{name}", "cutoff"] == pytest.approx(heldout[name]["cutoff"])
 
 
+def test_evaluate_a_cohort_without_clinical_data(tmp_path, tiny_bundle, heldout_manifest, evaluation):
+    # No age or BI-RADS anywhere: no combined score; the image-only signatures are still reported.
+    rows = _cohort_rows(heldout_manifest)
+    image_only = tmp_path / "image_only.csv"
+    with open(image_only, "w", newline="", encoding="utf-8") as handle:
+        fields = [k for k in rows[0] if k not in ("age", "birads")]
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    out = batch.evaluate_manifest(image_only, tmp_path / "rep", bundle_path=tiny_bundle)
+    metrics = pd.read_csv(out / "metrics.csv").set_index("score")
+    assert "score_combined" not in metrics.index
+    assert {"probability", "score_rad", "score_dl", "score_dlr"} <= set(metrics.index)
+    notes = " ".join(json.loads((out / "metrics.json").read_text())["notes"])
+    assert "['score_combined'] have no value in any row" in notes
+    with_clinical = pd.read_csv(evaluation / "metrics.csv").set_index("score")
+    assert metrics.loc["score_dlr", "auc"] == pytest.approx(with_clinical.loc["score_dlr", "auc"], abs=1e-12)
+
+
 def test_report_command_on_the_predictions(evaluation, tmp_path):
     predictions = evaluation.with_name(evaluation.name + "_predictions.csv")
     out = tmp_path / "from_csv"
