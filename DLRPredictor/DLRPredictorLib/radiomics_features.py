@@ -89,8 +89,12 @@ def validate_parameters(params: dict, source: str = "parameters") -> dict:
             )
             return core.validate(raise_exception=True)
     except (pykwalify.errors.PyKwalifyException, ValueError, TypeError) as exc:
-        message = getattr(exc, "msg", None) or str(exc)
-        raise ConfigError(f"invalid radiomics {source}: {' '.join(str(message).split())}") from exc
+        raise _schema_error(exc, source) from exc
+
+
+def _schema_error(exc: Exception, source: str) -> ConfigError:
+    message = getattr(exc, "msg", None) or str(exc)
+    return ConfigError(f"invalid radiomics {source}: {' '.join(str(message).split())}")
 
 
 def load_parameters(path: str | Path | None = None) -> dict:
@@ -134,12 +138,23 @@ def parameters_hash(params: dict) -> str:
 
 
 def _extractor(params: dict) -> Any:
+    import pykwalify.errors
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
     key = parameters_hash(params)
     if key not in _EXTRACTORS:
-        validate_parameters(params)
-        _EXTRACTORS[key] = RadiomicsFeatureExtractor(copy.deepcopy(params))
+        if not isinstance(params, dict) or not params:
+            raise ConfigError(
+                "the radiomics parameters must be a non-empty mapping (setting, imageType, ...)"
+            )
+        try:
+            # The extractor validates the parameters with pyradiomics' schema itself; validating
+            # them first as well cost a second pass (about 30 ms of every cold start).
+            with _quiet_validation():
+                extractor = RadiomicsFeatureExtractor(copy.deepcopy(params))
+        except (pykwalify.errors.PyKwalifyException, ValueError, TypeError) as exc:
+            raise _schema_error(exc, "parameters") from exc
+        _EXTRACTORS[key] = extractor
     return _EXTRACTORS[key]
 
 
