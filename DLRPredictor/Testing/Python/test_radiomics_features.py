@@ -13,7 +13,7 @@ from DLRPredictorLib import radiomics_features as rf
 from DLRPredictorLib.case import LesionSlice
 from DLRPredictorLib.errors import ConfigError, LesionError
 from DLRPredictorLib.images import read_image
-from DLRPredictorLib.lesion import MIN_LESION_PIXELS, read_mask, representative_slice
+from DLRPredictorLib.lesion import MIN_LESION_PIXELS, bounding_box, read_mask, representative_slice
 from DLRPredictorLib.phantom import make_phantom, write_phantom
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
@@ -130,8 +130,17 @@ def test_which_parameter_files_get_the_lesion_window():
     assert not rf.lesion_window_is_exact(resampled)
 
 
-def test_lesion_window_gives_the_whole_image_features_on_phantoms():
+def test_lesion_window_gives_the_whole_image_features_on_phantoms(monkeypatch):
     params = rf.load_parameters(ORIGINAL_ONLY)
+    extractor = rf._extractor(params)
+    sizes: list[tuple[int, int]] = []
+    original = extractor.execute
+
+    def spy(image, mask, **kwargs):
+        sizes.append(image.GetSize())
+        return original(image, mask, **kwargs)
+
+    monkeypatch.setattr(extractor, "execute", spy)
     for seed, (rows, cols) in ((3, (256, 320)), (8, (180, 140))):
         volume, mask = make_phantom(seed=seed, shape=(rows, cols))
         lesion = representative_slice(volume, mask)
@@ -146,6 +155,10 @@ def test_lesion_window_gives_the_whole_image_features_on_phantoms():
             theirs = _full_image_features(case, params)
             assert list(ours) == list(theirs)
             assert ours == theirs  # the same numbers to the last bit
+            # pyradiomics really was given the bounding box + 1 px (SimpleITK sizes are (x, y)).
+            row0, row1, col0, col1 = bounding_box(m)
+            expected = (min(cols, col1 + 1) - max(0, col0 - 1), min(rows, row1 + 1) - max(0, row0 - 1))
+            assert sizes[-1] == expected and expected != (cols, rows)
 
 
 @pytest.mark.shared_data
