@@ -178,7 +178,7 @@ class DependencyDialogs:
         """Ask before the PyTorch extension downloads torch."""
         return slicer.util.confirmOkCancelDisplay(
             _(
-                "DLR Predictor needs PyTorch, which is not installed yet. The PyTorch extension can "
+                "Training a network needs PyTorch, which is not installed yet. The PyTorch extension can "
                 "download and install it now (a large download that may take several minutes).\n\n"
                 "Install PyTorch now?"
             ),
@@ -197,8 +197,8 @@ class DependencyDialogs:
         else:  # PYTORCH_EXTENSION
             slicer.util.errorDisplay(
                 _(
-                    "PyTorch is not installed. Install the PyTorch extension with the Extensions Manager, "
-                    "restart 3D Slicer and press Apply again."
+                    "PyTorch is not installed. Install the PyTorch extension with the Extensions Manager "
+                    "and restart 3D Slicer to train networks (predictions do not need it)."
                 )
             )
 
@@ -801,11 +801,11 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
         self.test_DLRPredictorEmptyLesion()
 
     def _skipWithoutEngines(self) -> bool:
-        missing = [name for name in ("torch", "radiomics") if not importable(name)]
+        missing = [name for name in ("radiomics",) if not importable(name)]
         if missing:
             self.delayDisplay(
                 f"Skipping the prediction part: {', '.join(missing)} not installed "
-                "(install the PyTorch and SlicerRadiomics extensions to run it)."
+                "(install the SlicerRadiomics extension to run it)."
             )
         return bool(missing)
 

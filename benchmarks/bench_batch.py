@@ -12,12 +12,12 @@ a temporary folder; then ``python -m DLRPredictorLib predict MANIFEST --out RESU
   the first row (start-up) and from the last row to the command's exit.
 - Peak memory: measured in separate runs (one per worker count, after the timed ones), because
   sampling it is not free: one sample of the process tree's PSS reads every process's
-  ``smaps_rollup`` and costs about 50 ms of CPU with torch loaded (measured), which on 2 cores
-  busy with 2 workers took about a tenth of their CPU and capped the measured scaling (1.78x
+  ``smaps_rollup`` and cost about 50 ms of CPU while workers still imported torch (measured),
+  which on 2 cores busy with 2 workers took about a tenth of their CPU and capped the measured scaling (1.78x
   steady state with the sampler on). The timed runs only watch the results journal grow.
   In the memory runs /proc is sampled every 0.1 s over the command and all its descendants (fork
   server, workers). The target is the peak of the summed PSS (proportional set size): the
-  physical memory the batch occupies, each shared page (torch's 1 GB of libraries, pages the
+  physical memory the batch occupies, each shared page (libraries, pages the
   fork server shares with its workers) counted once over all processes. The summed VmRSS counts
   every shared page once per process, so it overstates the total; it is shown as an upper bound,
   with the largest single process (``wait4``'s ru_maxrss).

@@ -61,7 +61,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=int, default=2, help="untimed predictions first (default 2)")
     p.add_argument("--cold-runs", type=int, default=5, help="fresh-process cold starts (default 5; 0 skips)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="BLAS and SimpleITK threads")
     p.add_argument(
         "--profile",
         type=Path,
@@ -347,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print(bc.machine_line())
     print(f"bundle: {bundle}; data: {args.dataset}, {len(cases)} cases; warm-up {args.warmup}")
     samples, e2e, models = run_warm(args, bundle, cases)
-    torch = sys.modules.get("torch")  # imported by the predictor's CNN stage, if the bundle has one
-    print(f"torch intra-op threads: {torch.get_num_threads() if torch else 'n/a'}")
+    print(bc.threads_line())
     cold = run_cold(args, bundle, cases[0]) if args.cold_runs > 0 else []
     targets = report(samples, e2e, models, cold, len(cases))
     print(f"\n{bc.machine_line()}")

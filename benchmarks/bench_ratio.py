@@ -46,7 +46,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the bundled model)")
     p.add_argument("--cases", type=int, default=20, help="BUS-BRA cases (default 20)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each variant per case (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="BLAS and SimpleITK threads")
     p.add_argument("--strict", action="store_true", help="exit 1 when the target fails")
     return p.parse_args(argv)
 
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{worst[0]:.2e} ({worst[1]})"
         )
     per_case = {v: [bc.median(times[v][c.case_id]) for c in cases] for v in VARIANTS}
-    torch = sys.modules.get("torch")
-    print(f"torch intra-op threads: {torch.get_num_threads() if torch else 'n/a'}")
+    print(bc.threads_line())
     print("\nPer-case median over repeats, then median / 90th percentile over cases (ms):")
     rows = [
         (LABELS[v], f"{1000 * bc.median(per_case[v]):.1f}", f"{1000 * bc.quantile(per_case[v], 0.9):.1f}")

@@ -264,6 +264,17 @@ def machine_line() -> str:
     )
 
 
+def threads_line() -> str:
+    """BLAS threads of this process, and whether anything imported torch (a prediction needs none)."""
+    from threadpoolctl import threadpool_info
+
+    blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+    return (
+        f"BLAS threads: {', '.join(map(str, blas)) or 'n/a'} (each prediction holds 1 while it runs); "
+        f"torch imported: {'yes' if 'torch' in sys.modules else 'no'}"
+    )
+
+
 def exit_status(all_passed: bool, strict: bool) -> int:
     """0, or 1 when ``--strict`` was given and a target failed."""
     return EXIT_TARGET_FAILED if (strict and not all_passed) else 0

@@ -220,9 +220,8 @@ CRASH_MESSAGE = (
 
 
 #: Modules the fork server imports once; every worker forked from it starts with them loaded
-#: (and shares their pages) instead of importing torch and pyradiomics again.
+#: (and shares their pages) instead of importing pyradiomics and loading the bundle again.
 WORKER_PRELOAD = [
-    "torch",
     "radiomics.featureextractor",
     "DLRPredictorLib.predictor",
     "DLRPredictorLib.pipeline",
@@ -238,8 +237,9 @@ def worker_context() -> Any:
     """The multiprocessing context of the batch workers.
 
     Linux: a fork server that has imported :data:`WORKER_PRELOAD`. It never runs a prediction,
-    so it holds no torch/OpenMP or VTK threads when it forks: forking it is safe, and each worker
-    starts in milliseconds with torch already imported. Elsewhere: spawn (a fresh interpreter).
+    so it holds no BLAS or VTK threads when it forks: forking it is safe, and each worker
+    starts in milliseconds with pyradiomics imported and the bundle loaded. Elsewhere: spawn
+    (a fresh interpreter).
     """
     if sys.platform.startswith("linux"):
         ctx = get_context("forkserver")

@@ -9,11 +9,13 @@ Verification (:func:`load_bundle`) refuses, with a message naming the file:
 - a file in the folder that is not listed, a symbolic link, or a path leaving the folder;
 - a file type that can run code when loaded (pickle, joblib, torch checkpoints, Python, native
   libraries, HDF5/Keras, object arrays inside .npy/.npz) or any type outside :data:`SAFE_SUFFIXES`;
-- a bundle built with a different MAJOR version of torch (the network is run by it). A different
-  major version of numpy, scikit-learn, pyradiomics, LightGBM, XGBoost, SimpleITK or torchvision
-  only gives a warning (:attr:`VerifiedBundle.warnings`): fitted steps travel as plain JSON and
-  .npz arrays of numeric dtypes (readable alike by numpy 1.x, e.g. in Slicer 5.4-5.8, and 2.x),
-  never as pickled objects, but results may drift slightly.
+- nothing for a different software version: a different MAJOR version of numpy, scikit-learn,
+  pyradiomics, LightGBM, XGBoost or SimpleITK only gives a warning
+  (:attr:`VerifiedBundle.warnings`): fitted steps travel as plain JSON and .npz arrays of numeric
+  dtypes (readable alike by numpy 1.x, e.g. in Slicer 5.4-5.8, and 2.x), never as pickled
+  objects, but results may drift slightly. The torch and torchvision versions are recorded as
+  provenance only: a prediction applies the network's safetensors weights in numpy
+  (``resnet_numpy``) and needs no torch at all.
 
 Each file is read once; its bytes are hashed and kept in memory, and every later read parses
 those same bytes, so nothing can change between the check and the use.
@@ -78,10 +80,9 @@ _CODE_REASONS = {
     ".keras": "a Keras model, which can hold code run when loaded",
 }
 
-# Packages whose major version must match: the bundle's arrays and weights are read by them.
-_STRICT_MAJOR = ("torch",)
-# Packages whose major-version change only warns: their fitted steps travel as arrays/JSON.
-_WARN_MAJOR = ("numpy", "scikit-learn", "torchvision", "pyradiomics", "SimpleITK", "lightgbm", "xgboost")
+# Packages whose major-version change warns: their fitted steps travel as arrays/JSON. torch and
+# torchvision are not among them: applying a bundle does not use them.
+_WARN_MAJOR = ("numpy", "scikit-learn", "pyradiomics", "SimpleITK", "lightgbm", "xgboost")
 
 # Distribution names to try for each recorded package (forks ship under other names).
 _DISTRIBUTIONS = {
@@ -452,14 +453,11 @@ def check_software(recorded: Mapping[str, str | None]) -> list[str]:
         recorded: the manifest's ``software`` object.
 
     Returns:
-        Warnings for non-fatal differences.
-
-    Raises:
-        BundleError: a different major version of torch.
+        Warnings for the differences (none is fatal).
     """
     running = software_versions()
     warnings: list[str] = []
-    for key in (*_STRICT_MAJOR, *_WARN_MAJOR):
+    for key in _WARN_MAJOR:
         built, now = recorded.get(key), running.get(key)
         if not built:
             continue
@@ -468,12 +466,6 @@ def check_software(recorded: Mapping[str, str | None]) -> list[str]:
             continue
         if _major(built) == _major(now) or _major(built) is None or _major(now) is None:
             continue
-        if key in _STRICT_MAJOR:
-            raise BundleError(
-                f"this bundle was built with {key} {built} but {key} {now} is installed; a different "
-                f"major version of {key} cannot read it reliably: install {key} {_major(built)}.x or "
-                f"use a bundle built with {key} {_major(now)}.x"
-            )
         warnings.append(
             f"the bundle was built with {key} {built} and {key} {now} is installed; results may "
             f"differ slightly from the bundle's reported metrics"

@@ -25,8 +25,8 @@ from .deep_features import (
     MIN_CROP_SIZE,
     DeepModel,
     _check_arch,
-    _load_validated,
     build_resnet,
+    load_weights,
     save_safetensors,
 )
 from .errors import ConfigError, InputError
@@ -680,7 +680,7 @@ def train_cnn(
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
         if init_state is not None:
-            _load_validated(net, init_state, "the initial CNN weights")
+            load_weights(net, init_state, cfg.arch, 1, 2, source="the initial CNN weights")
         # foreach: the multi-tensor update is about twice as fast on the CPU, same result
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -1,9 +1,11 @@
 """Deep features: ResNet builder, lesion crops, average-pool features, Grad-CAM, safetensors I/O.
 
-This is the only inference module that touches torch, and it imports torch lazily inside
-functions so that importing DLRPredictorLib stays fast. No pretrained weights exist here: a
-network is either freshly initialised (for training) or loaded from a safetensors file that
-ships inside a model bundle. Nothing is ever unpickled.
+Applying a network needs no torch: crops are resized by :mod:`resample` and the network runs
+in numpy (:mod:`resnet_numpy`), so a prediction never pays torch's import (about 2 s of cold
+start here). torch is imported only to build a network for training (:func:`build_resnet`) or
+when :attr:`DeepModel.network` is asked for. No pretrained weights exist here: a network is
+either freshly initialised (for training) or loaded from a safetensors file that ships inside a
+model bundle. Nothing is ever unpickled.
 
 Geometry: crops and heatmaps use (row, column) indexing like :class:`case.LesionSlice`; no
 array is ever flipped or transposed on the way in or out.
@@ -19,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import inference_trunk
 from .case import LesionSlice
 from .errors import BundleError, ConfigError, InputError, LesionError
+from .resample import resize_bilinear
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -160,20 +162,6 @@ def _padded_window(image2d: np.ndarray, box: CropBox) -> np.ndarray:
     return out
 
 
-def _resize(array2d: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (antialiased when shrinking), half-pixel centres, float32."""
-    import torch
-    import torch.nn.functional as F
-
-    if tuple(array2d.shape) == tuple(shape):
-        return np.asarray(array2d, dtype=np.float32).copy()
-    t = torch.from_numpy(np.ascontiguousarray(array2d, dtype=np.float32))[None, None]
-    shrink = shape[0] < array2d.shape[0] or shape[1] < array2d.shape[1]
-    with torch.no_grad():
-        out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
-    return out[0, 0].numpy().astype(np.float32, copy=False)
-
-
 def zscore(crop: np.ndarray) -> np.ndarray:
     """Per-image z-score; a constant image becomes all zeros.
 
@@ -225,7 +213,7 @@ def crop_from_arrays(
         bbox = _bbox_from_mask(mask != 0)
     box = lesion_crop_box(bbox, spec)
     window = _padded_window(image, box)
-    crop = _resize(window, (int(spec.size), int(spec.size)))
+    crop = resize_bilinear(window, (int(spec.size), int(spec.size)))
     return zscore(crop), box
 
 
@@ -249,9 +237,18 @@ def lesion_crop(lesion: LesionSlice, spec: CropSpec | None = None) -> tuple[np.n
 # --------------------------------------------------------------------------- weights I/O
 
 
-def _state_tensors(module_or_model: Any) -> dict[str, torch.Tensor]:
-    net = module_or_model.network if isinstance(module_or_model, DeepModel) else module_or_model
-    return {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+def _as_numpy(value: Any) -> np.ndarray:
+    """A tensor (torch, on any device) or array as a numpy array, without importing torch."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _state_arrays(module_or_model: Any) -> dict[str, np.ndarray]:
+    if isinstance(module_or_model, DeepModel):
+        return dict(module_or_model.tensors)
+    # A copy: a snapshot of the weights, whatever later happens to the module.
+    return {k: np.array(_as_numpy(v), order="C") for k, v in module_or_model.state_dict().items()}
 
 
 def save_safetensors(
@@ -269,7 +266,7 @@ def save_safetensors(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     meta = {"format": WEIGHTS_FORMAT}
     if isinstance(model, DeepModel):
@@ -277,100 +274,103 @@ def save_safetensors(
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(_state_tensors(model), str(path), metadata=meta)
+    save_file(_state_arrays(model), str(path), metadata=meta)
     return path
 
 
-def _load_validated(net: torch.nn.Module, tensors: Mapping[str, Any], source: str) -> None:
-    """Copy tensors into ``net`` after checking names and shapes exactly."""
+def load_weights(
+    net: torch.nn.Module,
+    tensors: Mapping[str, Any],
+    arch: str,
+    in_channels: int,
+    num_classes: int,
+    *,
+    source: str,
+) -> None:
+    """Copy ``state_dict`` tensors into a torch network after checking them (names, shapes, values).
+
+    Raises:
+        BundleError: the tensors do not fit the declared network (see ``resnet_numpy.check_tensors``).
+    """
     import torch
 
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [
-        f"{k} {tuple(np.shape(tensors[k]))} != {tuple(expected[k].shape)}"
-        for k in expected
-        if k in tensors and tuple(np.shape(tensors[k])) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"{len(wrong)} with wrong shape (e.g. {'; '.join(wrong[:3])})")
-        raise BundleError(
-            f"CNN weights in {source} do not fit the declared network: {', '.join(parts)}; "
-            "the bundle's architecture/channels do not match its weights file - "
-            "reinstall or retrain the bundle"
-        )
-    converted = {}
-    for k, v in tensors.items():
-        t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.asarray(v))
-        if not torch.is_floating_point(t) and torch.is_floating_point(expected[k]):
-            raise BundleError(f"CNN weight {k} in {source} is not floating point")
-        if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
-            raise BundleError(f"CNN weight {k} in {source} contains NaN or infinite values")
-        converted[k] = t.to(expected[k].dtype)
-    net.load_state_dict(converted, strict=True)
+    from .resnet_numpy import check_tensors
 
-
-def _network_from_tensors(
-    arch: str, num_classes: int, in_channels: int, tensors: Mapping[str, Any], source: str
-) -> torch.nn.Module:
-    """A ResNet holding exactly ``tensors`` (validated as in :func:`_load_validated`).
-
-    The network's random initialisation, overwritten at once, is skipped: a quarter to half a
-    second of cold start on 2 cores for ResNet18.
-    """
-    net = build_resnet(arch, num_classes=num_classes, in_channels=in_channels, initialise=False)
-    _load_validated(net, tensors, source)
-    return net
+    arrays = check_tensors(
+        {k: _as_numpy(v) for k, v in tensors.items()}, arch, in_channels, num_classes, source
+    )
+    state = net.state_dict()
+    # np.array copies: safetensors' arrays are read-only, which torch.from_numpy warns about.
+    net.load_state_dict({k: torch.from_numpy(np.array(v)).to(state[k].dtype) for k, v in arrays.items()})
 
 
 # --------------------------------------------------------------------------- model
 
 
 class DeepModel:
-    """A ResNet in eval mode: average-pool features, class-1 probability, Grad-CAM.
+    """A trained ResNet applied in eval mode: average-pool features, class-1 probability, Grad-CAM.
+
+    Inference runs in numpy (:class:`resnet_numpy.ResNetInference`): applying a bundle never
+    imports torch. The torch network (:attr:`network`) is built from the same weights only when
+    asked for (training code, tests comparing with torch).
 
     Args:
-        network: a torchvision ResNet (as built by :func:`build_resnet`).
+        weights: the network's ``state_dict`` tensors (numpy arrays or torch tensors), or a
+            torch ResNet (as built by :func:`build_resnet`) whose weights are taken.
         arch: its architecture name.
         in_channels: input channels (1 for grayscale).
         num_classes: outputs of the fc head.
-        batch_size: crops per forward pass in :meth:`features` / :meth:`probabilities`.
+        batch_size: crops per forward pass in :meth:`features` / :meth:`probabilities` (fewer
+            for crops larger than 96 px, see ``resnet_numpy.CHUNK_PIXELS``).
+        source: where the weights came from, for error messages.
+
+    Raises:
+        ConfigError: unknown architecture.
+        BundleError: the weights do not fit the declared network.
     """
 
     def __init__(
         self,
-        network: torch.nn.Module,
+        weights: Mapping[str, Any] | torch.nn.Module,
         arch: str,
         in_channels: int = 1,
         num_classes: int = 2,
         batch_size: int = 32,
+        *,
+        source: str = "",
     ) -> None:
+        from .resnet_numpy import ResNetInference
+
         _check_arch(arch)
-        self.network = network.eval()
-        for p in self.network.parameters():
-            p.requires_grad_(False)  # inference only; Grad-CAM differentiates activations
-        #: conv1 .. layer4 in inference form; ``network`` keeps the stored weights untouched.
-        self._inference = inference_trunk.build(self.network)
+        self._network: Any = None
+        if isinstance(weights, Mapping):
+            tensors = {str(k): np.asarray(_as_numpy(v), order="C") for k, v in weights.items()}
+        else:  # a torch module: a snapshot of its weights, and the module for :attr:`network`
+            self._network = _frozen(weights)
+            tensors = _state_arrays(weights)
+        self.engine = ResNetInference(
+            tensors, arch, in_channels, num_classes, source or f"the given {arch} state dict"
+        )
+        #: The weights as stored (what :func:`save_safetensors` writes).
+        self.tensors = tensors
         self.arch = arch
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.batch_size = max(1, int(batch_size))
-        #: Trace the trunk for one-crop inputs seen twice (see ``_trunk``); False keeps it eager.
-        self.trace_single_crops = True
-        self._traced: dict[tuple[int, ...], Any] = {}
-        self._seen: dict[tuple[int, ...], int] = {}
 
     @property
     def feature_dim(self) -> int:
         """Length of the feature vector."""
         return FEATURE_DIMS[self.arch]
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The same weights as a torch ResNet in eval mode, gradients off (imports torch)."""
+        if self._network is None:
+            net = build_resnet(self.arch, self.num_classes, self.in_channels, initialise=False)
+            load_weights(net, self.tensors, self.arch, self.in_channels, self.num_classes, source="the model")
+            self._network = _frozen(net)
+        return self._network
 
     @classmethod
     def from_state_dict(
@@ -380,16 +380,13 @@ class DeepModel:
         in_channels: int = 1,
         num_classes: int = 2,
     ) -> DeepModel:
-        """Build the network and load tensors (torch or numpy) after validating them.
+        """The model of these tensors (torch or numpy), validated against the architecture.
 
         Raises:
             ConfigError: unknown architecture.
             BundleError: names or shapes do not match the architecture.
         """
-        net = _network_from_tensors(
-            arch, num_classes, in_channels, state_dict, f"the given {arch} state dict"
-        )
-        return cls(net, arch, in_channels=in_channels, num_classes=num_classes)
+        return cls(state_dict, arch, in_channels=in_channels, num_classes=num_classes)
 
     @classmethod
     def from_safetensors(
@@ -408,7 +405,7 @@ class DeepModel:
             num_classes: declared fc outputs.
 
         Returns:
-            The model in eval mode.
+            The model.
 
         Raises:
             ConfigError: unknown architecture.
@@ -421,7 +418,7 @@ class DeepModel:
         if not path.is_file():
             raise BundleError(f"CNN weights file {path} not found; reinstall the model bundle")
         try:
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(str(path), framework="np") as f:
                 header = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -434,8 +431,7 @@ class DeepModel:
             raise BundleError(
                 f"CNN weights file {path.name} holds a {declared} but the bundle declares {arch}"
             )
-        net = _network_from_tensors(arch, num_classes, in_channels, tensors, path.name)
-        return cls(net, arch, in_channels=in_channels, num_classes=num_classes)
+        return cls(tensors, arch, in_channels=in_channels, num_classes=num_classes, source=path.name)
 
     # ----------------------------------------------------------------- internals
 
@@ -454,62 +450,8 @@ class DeepModel:
             raise InputError("crops contain NaN or infinite values")
         return np.ascontiguousarray(arr)
 
-    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last convolutional block (layer4), channels-last.
-
-        The trunk is the network's inference form (:mod:`inference_trunk`: BatchNorm folded,
-        channels-last), about three times faster than the plain network on one core.
-
-        A one-crop input shape seen a second time is traced with ``torch.jit.trace`` and later
-        calls run the traced graph. It executes the same operators in the same order (outputs
-        are bit-identical; test_deep_features.py checks), but in C++ without holding Python's
-        GIL between layers, so the network really runs in parallel with pyradiomics on the
-        prediction's helper thread. Tracing costs 0.1-0.5 s once, which is why the first call
-        (the cold start) stays eager. Batches (training, cohorts of crops) always run eagerly.
-        """
-        import torch
-
-        x = x.contiguous(memory_format=torch.channels_last)
-        key = tuple(x.shape)
-        traced = self._traced.get(key)
-        if traced is not None:
-            return traced(x)
-        out = self._inference(x)
-        if self.trace_single_crops and key[0] == 1:
-            self._seen[key] = self._seen.get(key, 0) + 1
-            if self._seen[key] == 2:
-                traced = self._trace(x)
-                if traced is None:
-                    self.trace_single_crops = False  # this torch cannot trace: stay eager
-                else:
-                    self._traced[key] = traced
-        return out
-
-    def _trace(self, x: torch.Tensor) -> Any:
-        """The traced trunk, or None where this torch cannot trace it.
-
-        torch 2.14 marks ``torch.jit.trace`` deprecated in favour of ``torch.compile`` /
-        ``torch.export``; both cost seconds to set up, far more than the prediction itself.
-        """
-        import warnings
-
-        import torch
-
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.trace(self._inference, x, check_trace=False)
-        except Exception:  # any tracing failure only means: keep running eagerly
-            return None
-
-    def _head(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        pooled = torch.flatten(self.network.avgpool(activations), 1)
-        return pooled, self.network.fc(pooled)
-
     def features_and_probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Average-pool features and class-1 probabilities in one batched pass.
+        """Average-pool features and class-1 probabilities, in batches.
 
         Args:
             crops: (N, H, W) z-scored crops (or (N, C, H, W)).
@@ -520,16 +462,15 @@ class DeepModel:
         Raises:
             InputError: wrong shape or non-finite values.
         """
-        import torch
+        from .resnet_numpy import CHUNK_PIXELS
 
         arr = self._as_batch(crops)
+        step = max(1, min(self.batch_size, CHUNK_PIXELS // (arr.shape[2] * arr.shape[3])))
         feats, probs = [], []
-        with torch.no_grad():
-            for start in range(0, arr.shape[0], self.batch_size):
-                x = torch.from_numpy(arr[start : start + self.batch_size])
-                pooled, logits = self._head(self._trunk(x))
-                feats.append(pooled.numpy())
-                probs.append(torch.softmax(logits.double(), dim=1)[:, 1].numpy())
+        for start in range(0, arr.shape[0], step):
+            pooled, logits = self.engine.head(self.engine.trunk(arr[start : start + step]))
+            feats.append(pooled)
+            probs.append(_class1_probability(logits))
         if not feats:
             return np.zeros((0, self.feature_dim), np.float32), np.zeros(0)
         return np.concatenate(feats).astype(np.float32), np.concatenate(probs)
@@ -545,14 +486,14 @@ class DeepModel:
     def features_and_gradcam(
         self, crop: np.ndarray, target_class: int = 1
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Features, Grad-CAM and class-1 probability of one crop in one forward + backward.
+        """Features, Grad-CAM and class-1 probability of one crop in one forward pass.
 
         Grad-CAM is taken on layer4 (the last convolutional block): channel weights are the
-        spatial mean of d logit[target] / d activation; the map is ReLU(sum of weighted
-        activations), upsampled bilinearly to the crop size (each layer4 cell centred on the
-        input pixel its receptive field is centred on) and min-max scaled to [0, 1] (as in the
-        reference Grad-CAM code). The backward pass stops at layer4, so it costs a small
-        fraction of the forward pass.
+        spatial mean of d logit[target] / d activation, which for the average pool and linear
+        head is fc.weight[target] / cells, exactly (test_deep_features.py compares with torch's
+        autograd); the map is ReLU(sum of weighted activations), upsampled bilinearly to the crop
+        size (each layer4 cell centred on the input pixel its receptive field is centred on) and
+        min-max scaled to [0, 1] (as in the reference Grad-CAM code).
 
         Args:
             crop: (H, W) z-scored crop (or (C, H, W)).
@@ -565,42 +506,47 @@ class DeepModel:
         Raises:
             InputError: wrong shape, non-finite values or target class out of range.
         """
-        import torch
-
         if not 0 <= int(target_class) < self.num_classes:
             raise InputError(f"target_class must be in 0..{self.num_classes - 1}, got {target_class}")
         arr = self._as_batch(np.asarray(crop)[None])
-        x = torch.from_numpy(arr)
-        with torch.no_grad():
-            act = self._trunk(x)
-        act = act.detach().requires_grad_(True)
-        with torch.enable_grad():
-            pooled, logits = self._head(act)
-            (grad,) = torch.autograd.grad(logits[0, int(target_class)], act)
-        with torch.no_grad():
-            weights = grad.mean(dim=(2, 3), keepdim=True)
-            cam = torch.relu((weights * act.detach()).sum(dim=1, keepdim=True))
-            cam = _upsample_to_input(cam[0, 0], arr.shape[2], arr.shape[3])
-            cam = _minmax(cam)
-            prob = float(torch.softmax(logits.detach().double(), dim=1)[0, 1])
-        return pooled.detach()[0].numpy().astype(np.float32), cam.numpy().astype(np.float32), prob
+        act = self.engine.trunk(arr)
+        pooled, logits = self.engine.head(act)
+        cells = act.shape[1] * act.shape[2]
+        weights = self.engine.gradcam_weights(int(target_class), cells)
+        cam = np.maximum(act[0].astype(np.float64) @ weights, 0.0)
+        cam = _minmax(_upsample_to_input(cam, arr.shape[2], arr.shape[3]))
+        return pooled[0].astype(np.float32), cam.astype(np.float32), float(_class1_probability(logits)[0])
 
 
-def _interp_matrix(n_out: int, n_cells: int) -> torch.Tensor:
+def _frozen(network: Any) -> Any:
+    """The network in eval mode with gradients off (inference only)."""
+    network.eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    return network
+
+
+def _class1_probability(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of class 1, computed in float64 (stable for large logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e[:, 1] / e.sum(axis=1)
+
+
+def _interp_matrix(n_out: int, n_cells: int) -> np.ndarray:
     """(n_out, n_cells) linear interpolation weights with cell j centred on pixel 32 * j."""
-    import torch
-
-    pos = torch.clamp(torch.arange(n_out, dtype=torch.float64) / RESNET_STRIDE, 0.0, n_cells - 1.0)
-    low = torch.floor(pos).long()
-    high = torch.clamp(low + 1, max=n_cells - 1)
+    pos = np.clip(np.arange(n_out, dtype=np.float64) / RESNET_STRIDE, 0.0, n_cells - 1.0)
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, n_cells - 1)
     frac = pos - low
-    weights = torch.zeros(n_out, n_cells, dtype=torch.float64)
-    weights[torch.arange(n_out), low] += 1.0 - frac
-    weights[torch.arange(n_out), high] += frac
+    weights = np.zeros((n_out, n_cells), dtype=np.float64)
+    np.add.at(weights, (np.arange(n_out), low), 1.0 - frac)
+    np.add.at(weights, (np.arange(n_out), high), frac)
     return weights
 
 
-def _upsample_to_input(cam: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+def _upsample_to_input(cam: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Bilinear upsampling of a layer4 map to the input grid, aligned with the network.
 
     In a torchvision ResNet every stride-2 stage keeps output j centred on input 2j, so layer4
@@ -610,18 +556,17 @@ def _upsample_to_input(cam: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """
     wr = _interp_matrix(rows, cam.shape[0])
     wc = _interp_matrix(cols, cam.shape[1])
-    return (wr @ cam.double() @ wc.T).float()
+    return wr @ np.asarray(cam, dtype=np.float64) @ wc.T
 
 
-def _minmax(cam: torch.Tensor) -> torch.Tensor:
+def _minmax(cam: np.ndarray) -> np.ndarray:
     """Min-max scaling to [0, 1] as in the reference Grad-CAM code; a flat map becomes zeros."""
-    import torch
-
     low, high = float(cam.min()), float(cam.max())
     span = high - low
     if not (math.isfinite(span) and span > 1e-12 * max(1.0, abs(high))):
-        return torch.zeros_like(cam)
-    return torch.clamp((cam - low) / span, 0.0, 1.0)
+        return np.zeros_like(cam)
+    return np.clip((cam - low) / span, 0.0, 1.0)
+
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -655,7 +600,7 @@ def heatmap_to_slice(cam: np.ndarray, crop_box: CropBox, slice_shape: tuple[int,
     sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
     if sr0 >= sr1 or sc0 >= sc1:
         return out  # the box lies entirely outside the image
-    resized = _resize(cam_arr, (r1 - r0, c1 - c0))
+    resized = resize_bilinear(cam_arr, (r1 - r0, c1 - c0))
     out[sr0:sr1, sc0:sc1] = resized[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0]
     return out
 

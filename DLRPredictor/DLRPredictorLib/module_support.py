@@ -233,8 +233,9 @@ def ensure_torch(
 ) -> bool:
     """Make torch importable through the PyTorch extension, after asking.
 
-    Prediction and training need torch only (the ResNet is DLRPredictorLib.resnet); the extension
-    installs a matching torchvision with it, which is harmless.
+    Only training a network needs torch (a prediction applies the ResNet in numpy,
+    DLRPredictorLib.resnet_numpy); the extension installs a matching torchvision with it, which
+    is harmless.
 
     Args:
         dialogs: the user interface.
@@ -267,16 +268,21 @@ def ensure_dependencies(
     is_importable: Callable[[str], bool] = importable,
     find_pydeps: Callable[[], Any] = pydeps_module,
     find_torch_utils: Callable[[], Any] = pytorch_utils_module,
+    *,
+    need_torch: bool = False,
 ) -> bool:
     """Make the packages DLRPredictorLib needs importable, asking the user before any installation.
 
-    Order: the pip requirements, then pyradiomics (SlicerRadiomics extension, never pip), then
-    torch (PyTorch extension). It stops at the first step that fails.
+    Order: the pip requirements, then pyradiomics (SlicerRadiomics extension, never pip), then,
+    for training only, torch (PyTorch extension). It stops at the first step that fails. A
+    prediction needs no torch: a radiologist never has to install the PyTorch extension (about
+    2 GB) to apply a bundle.
 
     Args:
         requirements_path: the module's Resources/requirements.txt.
         dialogs: the user interface.
         is_importable, find_pydeps, find_torch_utils: the look-ups, replaceable in tests.
+        need_torch: also make torch importable (training a network).
 
     Returns:
         True when everything is available; False when the user declined or an extension is missing
@@ -287,7 +293,7 @@ def ensure_dependencies(
     if not is_importable("radiomics"):
         dialogs.extension_missing(RADIOMICS_EXTENSION)
         return False
-    return ensure_torch(dialogs, is_importable, find_torch_utils)
+    return ensure_torch(dialogs, is_importable, find_torch_utils) if need_torch else True
 
 
 # ---------------------------------------------------------------------------------------------

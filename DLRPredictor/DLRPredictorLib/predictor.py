@@ -32,17 +32,21 @@ def default_bundle_path() -> Path:
 
 
 def set_threads(n: int) -> None:
-    """Limit the threads of torch, the BLAS libraries and SimpleITK (for one worker process per core).
+    """Limit the threads of the BLAS libraries, SimpleITK and torch if loaded (one worker per core).
 
     pyradiomics' GLCM calls numpy.linalg (OpenBLAS): with several threads per worker on a busy
     machine one eigenvalue call was measured 6x slower than single-threaded (benchmarks/).
+    torch is never imported here: a prediction does not need it.
     """
+    import sys
+
     import SimpleITK as sitk
-    import torch
     from threadpoolctl import threadpool_limits
 
     n = max(1, int(n))
-    torch.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
     threadpool_limits(n)
     # pyradiomics' image operations are SimpleITK filters, multi-threaded on every core by default.
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
@@ -131,7 +135,7 @@ class Predictor:
         return self.pipeline.cutoffs
 
     def deep_model(self) -> Any:
-        """The bundle's ResNet, loaded on first use (torch is imported only then)."""
+        """The bundle's ResNet (numpy inference, no torch), loaded on first use."""
         with self._lock:
             if self._deep is None:
                 self._deep = self.pipeline.load_deep_model(self.bundle)
@@ -183,16 +187,20 @@ class Predictor:
         self, lesion: LesionSlice, clinical: dict[str, Any], heatmap: bool, volume_shape: tuple[int, ...]
     ) -> CasePrediction:
         from . import radiomics_features as rf
+        from .thread_limits import BLAS_ONE_THREAD
 
-        deep = self._submit_deep(lesion, heatmap, volume_shape)
-        try:
-            features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
-        finally:
-            if deep is not None and not deep.done():
-                wait([deep])  # never leave the network running after an error
-        deep_vector, cam_volume = (
-            deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
-        )
+        # One BLAS thread: the network's matrix products and pyradiomics share the cores (see
+        # _submit_deep); the process's own setting comes back afterwards.
+        with BLAS_ONE_THREAD.held():
+            deep = self._submit_deep(lesion, heatmap, volume_shape)
+            try:
+                features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
+            finally:
+                if deep is not None and not deep.done():
+                    wait([deep])  # never leave the network running after an error
+            deep_vector, cam_volume = (
+                deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
+            )
         res = self.pipeline.predict(features, deep_vector, clinical)
         positive = res.probability >= res.cutoff
         provenance = {
@@ -226,17 +234,18 @@ class Predictor:
     ) -> Future | None:
         """Start the deep branch on the helper thread, or None to run it inline.
 
-        Radiomics and the network need nothing from each other. torch releases the GIL inside
-        its kernels, so on two or more cores the network runs while pyradiomics extracts and a
-        prediction costs about max(radiomics, network) instead of their sum. Batch workers that
-        already fill every core run both inline (``concurrent_branches = False``).
+        Radiomics and the network need nothing from each other. numpy releases the GIL inside
+        its matrix products and copies, so on two or more cores the network runs while
+        pyradiomics extracts and a prediction costs about max(radiomics, network) instead of
+        their sum. Batch workers that already fill every core run both inline
+        (``concurrent_branches = False``).
         """
         if not (self.concurrent_branches and self.pipeline.uses_cnn):
             return None
         self.deep_model()  # load the weights here: errors surface in the caller's thread
         with self._lock:
             if self._pool is None:
-                self._pool = _single_threaded_pool()
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
         return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
 
     def _deep_features(
@@ -278,33 +287,6 @@ class Predictor:
 
 _CACHE: dict[str, Predictor] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def _single_threaded_pool() -> ThreadPoolExecutor:
-    """The helper thread of the deep branch, running torch on one intra-op thread.
-
-    pyradiomics keeps one core busy, so the network gets the other; a second torch thread would
-    only compete with pyradiomics. One thread also makes the activations the same as in batch
-    workers (single-threaded), to the last digit: oneDNN's channels-last convolutions sum in
-    another order on two threads (about 1e-6). OpenMP's thread count is per thread, so the
-    helper keeps 1 while the process-wide setting is restored for everyone else.
-    """
-    import torch
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
-    before = torch.get_num_threads()
-    pool.submit(_one_thread_here).result()
-    torch.set_num_threads(before)
-    return pool
-
-
-def _one_thread_here() -> None:
-    import torch
-
-    # torch initialises a thread's OpenMP setting from the process-wide one on its first
-    # parallel call; doing that first keeps the 1 set next from being overwritten later.
-    torch.get_num_threads()
-    torch.set_num_threads(1)
 
 
 def load_predictor(bundle_path: str | Path | None = None) -> Predictor:

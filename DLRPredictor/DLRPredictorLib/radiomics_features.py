@@ -20,9 +20,7 @@ import copy
 import hashlib
 import json
 import logging
-import threading
 import warnings
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from .case import LesionSlice
 from .compat import zip_strict
 from .errors import ConfigError, InputError, LesionError
 from .lesion import MIN_LESION_EXTENT, MIN_LESION_PIXELS, bounding_box
+from .thread_limits import ITK_ONE_THREAD
 
 DEFAULT_PARAMETERS = Path(__file__).resolve().parents[1] / "Resources" / "Parameters" / "BreastUS2D.yaml"
 
@@ -239,36 +238,6 @@ def _sitk_pair(lesion: LesionSlice, label: int, params: dict) -> tuple[sitk.Imag
     return image, mask
 
 
-_ITK_LOCK = threading.Lock()
-#: Extractions in progress, and the process's SimpleITK thread count saved by the first of them.
-_ITK_STATE = {"users": 0, "saved_threads": 0}
-
-
-@contextmanager
-def _itk_single_threaded() -> Iterator[None]:
-    """SimpleITK filters created inside run on one thread; the process setting is restored after.
-
-    pyradiomics creates SimpleITK filters (mask statistics, crops, casts) for each extraction.
-    On a lesion-sized image, splitting each filter over threads costs more than it saves, and
-    while the network runs on the other core (``predictor``) every split filter waits for a busy
-    core. bench_ratio.py, runs minutes apart: a full DLR prediction took 1.24 times pyradiomics'
-    own extraction with the default, 1.03 with SimpleITK single-threaded. Nested and concurrent
-    uses share one saved value, so the process's own setting always comes back.
-    """
-    with _ITK_LOCK:
-        if _ITK_STATE["users"] == 0:
-            _ITK_STATE["saved_threads"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-        _ITK_STATE["users"] += 1
-    try:
-        yield
-    finally:
-        with _ITK_LOCK:
-            _ITK_STATE["users"] -= 1
-            if _ITK_STATE["users"] == 0:
-                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_ITK_STATE["saved_threads"])
-
-
 def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[str, float]:
     """Compute the radiomics features of a lesion slice.
 
@@ -291,7 +260,7 @@ def extract_features(lesion: LesionSlice, params: dict | None = None) -> dict[st
     label = int(extractor.settings.get("label", 1))
     image, mask = _sitk_pair(lesion, label, params)
     try:
-        with warnings.catch_warnings(), _itk_single_threaded():
+        with warnings.catch_warnings(), ITK_ONE_THREAD.held():
             # skimage warns that LBP on float images is sensitive to tiny differences; luminance
             # from RGB is legitimately non-integer.
             warnings.filterwarnings("ignore", message=".*local_binary_pattern.*")

@@ -4,7 +4,7 @@ Imported by the fork server once its other imports are done, and acting only the
 environment variable :data:`BUNDLE_ENV` is set by ``batch.start_worker_server`` just for the
 server's start; anywhere else importing this module does nothing). It
 
-1. limits torch, BLAS and SimpleITK to one thread, as every worker is anyway, so that loading
+1. limits BLAS and SimpleITK to one thread, as every worker is anyway, so that loading
    starts no thread pool: the server stays safe to fork;
 2. verifies and loads the batch's bundle and its network once, into ``predictor``'s cache. Every
    worker forked afterwards finds it there (the cache re-checks the files' size, time and inode,

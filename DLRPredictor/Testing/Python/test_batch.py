@@ -35,14 +35,17 @@ def _crash_on_marked_case(job: dict) -> dict:
 
 def _report_worker_state(job: dict) -> dict:
     """A worker that reports how it was started instead of predicting."""
-    import torch
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_info
 
     pred = batch._WORKER["predictor"]
     return {
         "case_id": job["case_id"],
         "parent": os.getppid(),
         "radiomics_preloaded": "radiomics.featureextractor" in sys.modules,
-        "torch_threads": torch.get_num_threads(),
+        "torch_imported": "torch" in sys.modules,
+        "blas_threads": sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}),
+        "itk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
         "concurrent_branches": pred.concurrent_branches,
         "pid": os.getpid(),
     }
@@ -381,5 +384,6 @@ def test_workers_are_single_threaded_forks_of_a_preloaded_server(tiny_bundle, bu
     assert len(parents) == 1 and os.getpid() not in parents  # children of the fork server, not ours
     # pyradiomics was imported by the server before the fork, never by the worker's own jobs
     assert all(r["radiomics_preloaded"] for r in rows)
-    assert {r["torch_threads"] for r in rows} == {1}
+    assert all(r["blas_threads"] == [1] and r["itk_threads"] == 1 for r in rows)
+    assert not any(r["torch_imported"] for r in rows)  # the network runs in numpy
     assert not any(r["concurrent_branches"] for r in rows)

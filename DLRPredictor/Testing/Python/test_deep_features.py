@@ -62,7 +62,7 @@ def test_features_shape_determinism_and_batching(arch: str, dim: int) -> None:
     assert first.dtype == np.float32
     np.testing.assert_array_equal(first, model.features(crops))
     single = np.concatenate([model.features(crops[i : i + 1]) for i in range(3)])
-    # Batch size changes the order of float32 sums inside the convolutions (seen: 1.1e-5 on 0.0065).
+    # Batch size changes which BLAS kernels sum the convolutions (seen: 2e-6 on features ~1).
     np.testing.assert_allclose(single, first, rtol=1e-4, atol=1e-4)
     # different inputs give different features
     assert not np.allclose(first[0], first[1])
@@ -240,9 +240,11 @@ def test_gradcam_equals_an_independent_hook_based_computation() -> None:
 def test_gradcam_without_evidence_stays_zero() -> None:
     import torch
 
-    model = _seeded_model(seed=7)
+    torch.manual_seed(7)
+    net = build_resnet("resnet18")
     with torch.no_grad():
-        model.network.fc.weight.zero_()  # zero gradient: no channel has any weight
+        net.fc.weight.zero_()  # zero gradient: no channel has any weight
+    model = DeepModel(net, "resnet18")
     _, cam, prob = model.features_and_gradcam(_crops(1, 64)[0])
     assert np.isfinite(cam).all()
     assert not cam.any()
@@ -362,101 +364,3 @@ def test_heatmap_volume_places_the_slice_only() -> None:
         heatmap_volume(cam, (4, 7, 6), 2)
     with pytest.raises(InputError):
         heatmap_volume(cam, (4, 6, 7), 4)
-
-
-# --------------------------------------------------------------------------- traced trunk
-
-
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_traced_trunk_gives_bit_identical_features_and_gradcam(arch: str) -> None:
-    traced_model = _seeded_model(arch)
-    eager_model = _seeded_model(arch)
-    eager_model.trace_single_crops = False
-    crops = _crops(6, 96, seed=3)
-    results = [traced_model.features_and_gradcam(c) for c in crops]
-    assert len(traced_model._traced) == 1  # traced at the second call; calls 3-6 ran the trace
-    assert not eager_model._traced
-    for crop, (feat, cam, prob) in zip(crops, results, strict=True):
-        ref_feat, ref_cam, ref_prob = eager_model.features_and_gradcam(crop)
-        assert np.array_equal(feat, ref_feat)
-        assert np.array_equal(cam, ref_cam)
-        assert prob == ref_prob
-    # Batches stay eager; single crops of another size get their own trace only when seen twice.
-    traced_model.features(crops)
-    traced_model.features(_crops(1, 64))
-    assert len(traced_model._traced) == 1
-
-
-def test_a_torch_that_cannot_trace_keeps_the_trunk_eager(monkeypatch) -> None:
-    import torch
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("tracing is not available")
-
-    model = _seeded_model("resnet18")
-    crop = _crops(1, 64, seed=5)[0]
-    first = model.features_and_gradcam(crop)
-    monkeypatch.setattr(torch.jit, "trace", refuse)
-    again = [model.features_and_gradcam(crop) for _ in range(3)]
-    assert model.trace_single_crops is False and not model._traced
-    assert all(np.array_equal(first[0], a[0]) and np.array_equal(first[1], a[1]) for a in again)
-
-
-# --------------------------------------------------------------------------- inference trunk
-
-
-def _with_trained_batchnorm(net, seed: int = 1):
-    """Give every BatchNorm the non-trivial statistics and affine terms of a trained network."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-                m.weight.copy_(torch.randn(c, generator=g) * 0.5 + 1)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-    return net
-
-
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_inference_trunk_folds_batchnorm_and_matches_the_network(arch: str) -> None:
-    import torch
-    from DLRPredictorLib import inference_trunk
-
-    torch.manual_seed(0)
-    net = _with_trained_batchnorm(build_resnet(arch)).eval()
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    trunk = inference_trunk.build(net)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in trunk.modules())
-    assert trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
-    # The network itself (what a bundle stores) is untouched.
-    after = net.state_dict()
-    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    x = torch.from_numpy(_crops(2, 96, seed=4)[:, None])
-    with torch.no_grad():
-        plain = _plain_trunk(net, x)
-        folded = trunk(x.contiguous(memory_format=torch.channels_last))
-    scale = float(plain.abs().max())
-    assert scale > 0.1
-    assert float((folded - plain).abs().max()) < 1e-5 * scale  # float32 rounding only
-
-
-def test_deep_model_features_follow_the_stored_network() -> None:
-    import torch
-
-    torch.manual_seed(2)
-    net = _with_trained_batchnorm(build_resnet("resnet18"), seed=2)
-    model = DeepModel(net, "resnet18")
-    crops = _crops(3, 96, seed=6)
-    with torch.no_grad():
-        reference = torch.flatten(net.avgpool(_plain_trunk(net, torch.from_numpy(crops[:, None]))), 1).numpy()
-    assert float(np.abs(reference).max()) > 1.0
-    # Float32 rounding of the folded weights only: within 1e-5 of the feature scale.
-    np.testing.assert_allclose(model.features(crops), reference, rtol=0, atol=1e-5 * np.abs(reference).max())
-
-
-def _plain_trunk(net, x):
-    return net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))))

@@ -419,7 +419,7 @@ def test_plain_python_has_neither_pip_ensure_nor_pytorch_utils():
 def test_everything_present_asks_nothing():
     """This environment satisfies Resources/requirements.txt and has torch and pyradiomics."""
     dialogs = RecordingDialogs()
-    assert ms.ensure_dependencies(str(REQUIREMENTS_PATH), dialogs)
+    assert ms.ensure_dependencies(str(REQUIREMENTS_PATH), dialogs, need_torch=True)
     assert dialogs.asked == []
 
 
@@ -494,10 +494,20 @@ def test_without_radiomics_the_slicerradiomics_extension_is_named_and_torch_not_
     assert dialogs.asked == [("extension_missing", ms.RADIOMICS_EXTENSION)]
 
 
-def test_without_torch_or_its_extension():
+def test_prediction_needs_no_torch_training_asks_for_the_extension():
     dialogs = RecordingDialogs()
+    torch_utils = RecordingTorchUtils(installs=True)
     ok = ms.ensure_dependencies(
-        str(REQUIREMENTS_PATH), dialogs, is_importable=_without("torch"), find_torch_utils=lambda: None
+        str(REQUIREMENTS_PATH), dialogs, is_importable=_without("torch"), find_torch_utils=lambda: torch_utils
+    )
+    assert ok  # applying a bundle runs the network in numpy
+    assert dialogs.asked == [] and torch_utils.install_calls == []
+    ok = ms.ensure_dependencies(
+        str(REQUIREMENTS_PATH),
+        dialogs,
+        is_importable=_without("torch"),
+        find_torch_utils=lambda: None,
+        need_torch=True,
     )
     assert not ok
     assert dialogs.asked == [("extension_missing", ms.PYTORCH_EXTENSION)]

@@ -72,23 +72,22 @@ def test_a_radiomics_error_waits_for_the_network_and_propagates(pred, monkeypatc
     assert finished.is_set()  # the branch was joined before the error left predict()
 
 
-def test_the_helper_thread_runs_torch_on_one_thread_and_leaves_the_process_setting(pred) -> None:
-    import torch
+def test_the_network_runs_on_one_blas_thread_and_leaves_the_process_setting(pred) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        seen: list[int] = []
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        seen: list[set[int]] = []
         original = pred._deep_features
 
         def spy(*args, **kwargs):
-            seen.append(torch.get_num_threads())
+            seen.append(blas_threads())
             return original(*args, **kwargs)
 
         pred._deep_features = spy
         _predict(pred, True, 6, heatmap=True)
         _predict(pred, True, 7, heatmap=False)
-        assert seen == [1, 1]  # the network leaves the other core to pyradiomics
-        assert torch.get_num_threads() == 2  # the caller's (process-wide) setting is untouched
-    finally:
-        torch.set_num_threads(previous)
+        assert seen == [{1}, {1}]  # the network leaves the other core to pyradiomics
+        assert blas_threads() == {2}  # the caller's (process-wide) setting is back
