@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -467,10 +468,11 @@ class DeepModel:
         arr = self._as_batch(crops)
         step = max(1, min(self.batch_size, CHUNK_PIXELS // (arr.shape[2] * arr.shape[3])))
         feats, probs = [], []
-        for start in range(0, arr.shape[0], step):
-            pooled, logits = self.engine.head(self.engine.trunk(arr[start : start + step]))
-            feats.append(pooled)
-            probs.append(_class1_probability(logits))
+        with _threads_for(arr.shape[0]):
+            for start in range(0, arr.shape[0], step):
+                pooled, logits = self.engine.head(self.engine.trunk(arr[start : start + step]))
+                feats.append(pooled)
+                probs.append(_class1_probability(logits))
         if not feats:
             return np.zeros((0, self.feature_dim), np.float32), np.zeros(0)
         return np.concatenate(feats).astype(np.float32), np.concatenate(probs)
@@ -509,13 +511,28 @@ class DeepModel:
         if not 0 <= int(target_class) < self.num_classes:
             raise InputError(f"target_class must be in 0..{self.num_classes - 1}, got {target_class}")
         arr = self._as_batch(np.asarray(crop)[None])
-        act = self.engine.trunk(arr)
+        with _threads_for(1):
+            act = self.engine.trunk(arr)
         pooled, logits = self.engine.head(act)
         cells = act.shape[1] * act.shape[2]
         weights = self.engine.gradcam_weights(int(target_class), cells)
         cam = np.maximum(act[0].astype(np.float64) @ weights, 0.0)
         cam = _minmax(_upsample_to_input(cam, arr.shape[2], arr.shape[3]))
         return pooled[0].astype(np.float32), cam.astype(np.float32), float(_class1_probability(logits)[0])
+
+
+def _threads_for(crops: int) -> AbstractContextManager:
+    """One BLAS thread for a single crop, the library's own count for a batch.
+
+    On one 96 px crop a second BLAS thread costs more than it saves (its hand-offs and spinning:
+    bench_predict's network stage took a median 43 ms with two threads, 19 ms with one, runs
+    minutes apart on the 2 shared cores here), and one thread gives a crop the same digits
+    whoever calls (the prediction, the batch workers, a console user).
+    Batches (training features) keep every thread: about 8 instead of 11 ms per crop on 2 cores.
+    """
+    from .thread_limits import BLAS_ONE_THREAD
+
+    return BLAS_ONE_THREAD.held() if crops == 1 else nullcontext()
 
 
 def _frozen(network: Any) -> Any:

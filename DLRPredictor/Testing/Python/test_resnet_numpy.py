@@ -131,6 +131,26 @@ def test_single_crop_digits_repeat_and_agree_with_batches() -> None:
     np.testing.assert_allclose(np.stack([f for f, _, _ in first]), batched, rtol=0, atol=1e-5 * scale)
 
 
+def test_a_single_crop_runs_on_one_blas_thread_a_batch_on_the_process_setting(monkeypatch) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    model = DeepModel(build_resnet("resnet18").state_dict(), "resnet18")
+    seen: list[set[int]] = []
+    trunk = model.engine.trunk
+
+    def spy(x):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return trunk(x)
+
+    monkeypatch.setattr(model.engine, "trunk", spy)
+    crops = np.random.default_rng(0).normal(size=(2, 64, 64)).astype(np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        model.features_and_gradcam(crops[0])
+        model.features(crops[:1])
+        model.features(crops)
+    assert seen == [{1}, {1}, {2}]
+
+
 def test_network_property_rebuilds_the_same_torch_network(tmp_path) -> None:
     import torch
     from DLRPredictorLib.deep_features import save_safetensors
