@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from common import EXP_DIR, load_cases, print_flush, split_masks, use_library
@@ -39,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--arch", default="resnet18", help="ResNet architecture")
     ap.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--init", type=Path, default=None, help="initial weights (e.g. ssl_pretrain.py's)")
     return ap.parse_args()
 
 
@@ -71,6 +73,12 @@ def main() -> None:
         num_threads=args.threads,
         ema_decay=args.ema,
     )
+    init_state = None
+    if args.init is not None:
+        from safetensors.numpy import load_file
+
+        init_state = load_file(str(args.init))
+        print_flush(f"initial weights from {args.init}")
     start = time.time()
     result = train_cnn(
         crops[train_rows],
@@ -79,6 +87,7 @@ def main() -> None:
         checkpoint_dir=EXP_DIR / f"ckpt_{args.tag}",
         groups=groups[train_rows],
         log=print_flush,
+        init_state=init_state,
     )
     print_flush(f"training {time.time() - start:.1f} s")
 
