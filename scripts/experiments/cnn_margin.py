@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import EXP_DIR, load_cases, print_flush, split_masks, use_library
+from common import EXP_DIR, add_crop_arguments, load_cases, print_flush, split_masks, use_library
 
 VARIANTS = ["exact", "ellipse"]
 BATCH_SIZE = 32
@@ -32,8 +32,7 @@ def parse_args() -> argparse.Namespace:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True, help="output names: out/exp/cnn_TAG.npz, out/exp/ckpt_TAG")
-    ap.add_argument("--size", type=int, default=128, help="crop and network input side (px)")
-    ap.add_argument("--margin", type=float, default=0.15, help="context on each side, x lesion box side")
+    add_crop_arguments(ap, size=128)
     ap.add_argument("--epochs", type=int, default=20, help="maximum epochs")
     ap.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
     ap.add_argument("--lr", type=float, default=0.002, help="peak AdamW learning rate")

@@ -46,6 +46,12 @@ def print_flush(line: str) -> None:
     print(line, flush=True)
 
 
+def add_crop_arguments(ap: Any, size: int) -> None:
+    """``--size`` and ``--margin``: the lesion crops the CNN scripts train on."""
+    ap.add_argument("--size", type=int, default=size, help="crop and network input side (px)")
+    ap.add_argument("--margin", type=float, default=0.15, help="context on each side, x lesion box side")
+
+
 def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush) -> tuple[list, np.ndarray]:
     """Read every case of the train and test manifests, with the given contour variants.
 

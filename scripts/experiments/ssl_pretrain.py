@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import replace
 
-from common import EXP_DIR, load_cases, print_flush, use_library
+from common import EXP_DIR, add_crop_arguments, load_cases, print_flush, use_library
 
 VARIANTS = ["exact", "ellipse"]
 SEED = 42
@@ -32,8 +32,7 @@ def parse_args() -> argparse.Namespace:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True, help="output names: out/exp/ssl_TAG.safetensors, ckpt_ssl_TAG")
-    ap.add_argument("--size", type=int, default=96, help="crop and network input side (px)")
-    ap.add_argument("--margin", type=float, default=0.15, help="context on each side, x lesion box side")
+    add_crop_arguments(ap, size=96)
     ap.add_argument("--epochs", type=int, default=30, help="pretraining epochs")
     ap.add_argument("--batch", type=int, default=128, help="cases per step (2 views each)")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine schedule)")
