@@ -151,6 +151,27 @@ def test_a_single_crop_runs_on_one_blas_thread_a_batch_on_the_process_setting(mo
     assert seen == [{1}, {1}, {2}]
 
 
+def test_large_batches_are_cut_into_chunks_with_the_same_result(monkeypatch) -> None:
+    from DLRPredictorLib import resnet_numpy
+
+    model = DeepModel(build_resnet("resnet18").state_dict(), "resnet18")
+    crops = np.random.default_rng(3).normal(size=(5, 64, 64)).astype(np.float32)
+    whole = model.features_and_probabilities(crops)
+    calls: list[int] = []
+    trunk = model.engine.trunk
+
+    def spy(x):
+        calls.append(x.shape[0])
+        return trunk(x)
+
+    monkeypatch.setattr(model.engine, "trunk", spy)
+    monkeypatch.setattr(resnet_numpy, "CHUNK_PIXELS", 2 * 64 * 64)  # two crops per chunk
+    chunked = model.features_and_probabilities(crops)
+    assert calls == [2, 2, 1]
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-7)
+
+
 def test_network_property_rebuilds_the_same_torch_network(tmp_path) -> None:
     import torch
     from DLRPredictorLib.deep_features import save_safetensors
