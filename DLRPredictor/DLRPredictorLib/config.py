@@ -63,6 +63,14 @@ class ContourConfig:
     """Contour augmentation: extra training variants of each lesion outline."""
 
     variants: list[str] = field(default_factory=lambda: ["exact", "ellipse", "erode2", "dilate2", "jitter"])
+    # The variants whose radiomics train the Rad signature (None: all of ``variants``). A subset
+    # lets the radiomics model learn from outlines near the lesion's edge while the CNN and the
+    # DL signature also learn from the rough ones (the ellipse).
+    radiomics_variants: list[str] | None = None
+
+    def for_radiomics(self) -> list[str]:
+        """The variants the Rad signature trains on."""
+        return list(self.radiomics_variants) if self.radiomics_variants is not None else list(self.variants)
 
 
 @dataclass
@@ -84,6 +92,8 @@ class ModelConfig:
     rad_classifier: str = "lr"
     dl_classifier: str = "lr"
     fusion: str = "stacking"  # "early", "ensemble" or "stacking"
+    # What the stacking meta-learner reads of each signature: "probability" or "logit" (log-odds)
+    stacking_inputs: str = "probability"
     pca_components: float = 0.95  # fraction of variance (<1) or a number of components (>=1)
     grid_search: bool = True
 
@@ -121,6 +131,7 @@ CHOICES = {
     ("selection", "test"): ("ttest", "mannwhitney"),
     ("selection", "correlation"): ("pearson", "spearman"),
     ("model", "fusion"): ("early", "ensemble", "stacking"),
+    ("model", "stacking_inputs"): ("probability", "logit"),
     ("model", "rad_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("model", "dl_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("cnn", "arch"): ("resnet18", "resnet34", "resnet50", "resnet101"),
@@ -170,7 +181,7 @@ def _coerce(value: Any, default: Any, where: str, annotation: str = "") -> Any:
         return value
     if (isinstance(default, str) or annotation.startswith("str")) and not isinstance(value, str):
         raise ConfigError(f"config '{where}' must be text, got {value!r}")
-    if isinstance(default, list) and not isinstance(value, list):
+    if (isinstance(default, list) or annotation.startswith("list")) and not isinstance(value, list):
         raise ConfigError(f"config '{where}' must be a list, got {value!r}")
     return value
 
@@ -216,6 +227,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     if bad or "exact" not in config.contours.variants:
         raise ConfigError(
             f"config 'contours.variants' must include 'exact' and use only {', '.join(CONTOUR_VARIANTS)}"
+        )
+    rad = config.contours.for_radiomics()
+    if "exact" not in rad or any(v not in config.contours.variants for v in rad):
+        raise ConfigError(
+            "config 'contours.radiomics_variants' must include 'exact' and be among 'contours.variants' "
+            f"({', '.join(config.contours.variants)})"
         )
     if config.model.pca_components <= 0:
         raise ConfigError(

@@ -99,7 +99,12 @@ def render_model_card(
         "(unreadable or unusable lesion).",
         "",
         "## Method",
-        f"- Lesion: representative 2D slice; contour variants for training: {', '.join(config.contours.variants)}.",
+        f"- Lesion: representative 2D slice; contour variants for training: {', '.join(config.contours.variants)}"
+        + (
+            f" (the Rad signature trains on {', '.join(config.contours.for_radiomics())} only)."
+            if config.contours.for_radiomics() != list(config.contours.variants)
+            else "."
+        ),
         f"- Geometry: {'pixel units (physical spacing ignored; shape features in pixels)' if config.image.pixel_units else 'physical spacing from the files'}.",
         "- Radiomics: pyradiomics with `radiomics.yaml` (shipped in this bundle).",
         f"- CNN: {config.cnn.arch}, 1-channel input {config.cnn.input_size} px, lesion crop with margin "

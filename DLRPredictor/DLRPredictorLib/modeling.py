@@ -708,8 +708,16 @@ class EnsembleFusion:
         return ens
 
 
+STACKING_INPUTS = ("probability", "logit")
+
+
 class StackingFusion:
-    """Stacking: a logistic-regression meta-learner on the members' out-of-fold probabilities."""
+    """Stacking: a logistic-regression meta-learner on the members' out-of-fold scores.
+
+    The meta-learner reads the members' probabilities or their log-odds (``inputs``). On log-odds
+    it is a weighted sum of the members' logits, the scale on which logistic members are linear;
+    on probabilities a confident member (p near 0 or 1) counts no more than a hesitant one.
+    """
 
     def __init__(
         self,
@@ -719,6 +727,7 @@ class StackingFusion:
         seed: int = 0,
         meta_c: float = 1.0,
         name: str = "Stacking",
+        inputs: str = "probability",
     ) -> None:
         """Args:
         members: unfitted signatures.
@@ -726,9 +735,16 @@ class StackingFusion:
         seed: fold seed.
         meta_c: inverse L2 strength of the meta-learner.
         name: display name.
+        inputs: "probability" or "logit": what the meta-learner reads of each member.
+
+        Raises:
+            ConfigError: no members, or unknown ``inputs``.
         """
         if not members:
             raise ConfigError("stacking fusion needs at least one member signature")
+        if inputs not in STACKING_INPUTS:
+            raise ConfigError(f"stacking inputs must be one of {STACKING_INPUTS}, got {inputs!r}")
+        self.inputs = inputs
         self.members = list(members)
         self.cv = cv
         self.seed = seed
@@ -751,7 +767,9 @@ class StackingFusion:
         frame = as_frame(X, feature_names).reset_index(drop=True)
         yb = check_binary_labels(y)
         self.oof = _member_oof(self.members, frame, yb, groups, cv=self.cv, seed=self.seed)
-        meta = LogisticRegression(C=self.meta_c, max_iter=5000, random_state=self.seed).fit(self.oof, yb)
+        meta = LogisticRegression(C=self.meta_c, max_iter=5000, random_state=self.seed).fit(
+            self.meta_inputs(self.oof), yb
+        )
         self.coef = meta.coef_.ravel().copy()
         self.intercept = float(meta.intercept_[0])
         self.members = [m.clone().fit(frame, yb, groups) for m in self.members]
@@ -763,7 +781,11 @@ class StackingFusion:
             raise InputError(f"fusion '{self.name}' is not fitted yet")
         check_named(X, feature_names)
         P = np.column_stack([m.predict_proba(X, feature_names) for m in self.members])
-        return expit(self.intercept + P @ self.coef)
+        return expit(self.intercept + self.meta_inputs(P) @ self.coef)
+
+    def meta_inputs(self, P: np.ndarray) -> np.ndarray:
+        """What the meta-learner reads: the members' probabilities or their clipped log-odds."""
+        return proba_to_logit(P) if self.inputs == "logit" else np.asarray(P, dtype=float)
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-able meta-learner coefficients and member specs."""
@@ -773,6 +795,7 @@ class StackingFusion:
             "cv": self.cv,
             "seed": self.seed,
             "meta_c": self.meta_c,
+            "inputs": self.inputs,
             "coef": self.coef.tolist(),
             "intercept": self.intercept,
             "members": [m.to_spec() for m in self.members],
@@ -794,6 +817,8 @@ class StackingFusion:
             seed=int(spec["seed"]),
             meta_c=float(spec["meta_c"]),
             name=spec["name"],
+            # bundles written before the option existed stacked probabilities
+            inputs=str(spec.get("inputs", "probability")),
         )
         st.coef = np.asarray(spec["coef"], dtype=float)
         st.intercept = float(spec["intercept"])

@@ -357,12 +357,13 @@ class FrozenPipeline:
                 if t:
                     terms += t
         if isinstance(self.dlr, StackingFusion):
-            probs = [float(m.predict_proba(row.values, row.columns)[0]) for m in self.dlr.members]
+            probs = np.array([m.predict_proba(row.values, row.columns)[0] for m in self.dlr.members])
+            inputs = self.dlr.meta_inputs(probs)
             terms = [
                 ("dlr: intercept", float(self.dlr.intercept)),
                 *[
-                    (f"dlr: {m.name} score", float(c * p))
-                    for m, c, p in zip_strict(self.dlr.members, self.dlr.coef, probs)
+                    (f"dlr: {m.name} score", float(c * z))
+                    for m, c, z in zip_strict(self.dlr.members, self.dlr.coef, inputs)
                 ],
                 *terms,
             ]

@@ -199,21 +199,30 @@ class _Trainer:
 
     # -- signatures ----------------------------------------------------------------------------
     def fit_signatures(self, idx: np.ndarray, deep: dict | None) -> dict[str, Any]:
-        """Rad, DL and (early) DLR signatures fitted on the given training cases (all variants)."""
+        """Rad, DL and (early) DLR signatures fitted on the given training cases.
+
+        Rad trains on the radiomics variants (``contours.for_radiomics()``), DL and early fusion on
+        every contour variant.
+        """
         from .modeling import DeepFeatureReducer, Signature, early_fusion
 
         cfg = self.config
+        sel = _selection(cfg)
+        grid = None if cfg.model.grid_search else {}
+        kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
+        rad_pairs, rad_R = self.rows(idx, cfg.contours.for_radiomics())
+        out: dict[str, Any] = {
+            "rad": Signature("Rad", self.rad_names, cfg.model.rad_classifier, grid=grid, **kw)
+        }
+        out["rad"].fit(
+            pd.DataFrame(rad_R, columns=self.rad_names),
+            self.labels[[i for i, _ in rad_pairs]],
+            groups=self.groups[[i for i, _ in rad_pairs]],
+        )
         pairs, R = self.rows(idx, self.variants)
         y = self.labels[[i for i, _ in pairs]]
         g = self.groups[[i for i, _ in pairs]]
         frame = pd.DataFrame(R, columns=self.rad_names)
-        sel = _selection(cfg)
-        grid = None if cfg.model.grid_search else {}
-        kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
-        out: dict[str, Any] = {
-            "rad": Signature("Rad", self.rad_names, cfg.model.rad_classifier, grid=grid, **kw)
-        }
-        out["rad"].fit(frame, y, groups=g)
         if deep is not None:
             D = np.array([deep[p] for p in pairs])
             n_comp = cfg.model.pca_components
@@ -275,6 +284,7 @@ class _Trainer:
                 oof[name].append(s)
         oof_scores = {k: np.concatenate(v) for k, v in oof.items() if v}
         oof_y = self.labels[[i for i, _ in oof_pairs_all]]
+        self.save_oof(oof_pairs_all, oof_scores, oof_y)
         # 4. final models on all training cases
         self.log("final models on all training cases")
         final_deep = None
@@ -305,6 +315,25 @@ class _Trainer:
             "net_result": net_result,
         }
 
+    def save_oof(self, pairs: list[tuple[int, str]], scores: dict[str, np.ndarray], y: np.ndarray) -> None:
+        """The out-of-fold signature scores, kept in the work folder to audit the fusion step.
+
+        Written whole or not at all (temporary file, then rename).
+        """
+        frame = pd.DataFrame(
+            {
+                "case_id": [self.cases[i].case_id for i, _ in pairs],
+                "variant": [v for _, v in pairs],
+                "label": y,
+            }
+        )
+        for name, s in scores.items():
+            frame[f"score_{name}"] = s
+        path = self.work / "oof_scores.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+
     def fit_fusion(
         self, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray
     ) -> dict[str, Any] | None:
@@ -318,11 +347,18 @@ class _Trainer:
         P = np.column_stack([oof["rad"], oof["dl"]])
         members = [sigs["rad"], sigs["dl"]]
         if self.config.model.fusion == "stacking":
-            meta = LogisticRegression(C=1.0, max_iter=5000, random_state=self.config.seed).fit(P, y)
-            model = StackingFusion(members, cv=self.config.split.folds, seed=self.config.seed, name="DLR")
+            model = StackingFusion(
+                members,
+                cv=self.config.split.folds,
+                seed=self.config.seed,
+                name="DLR",
+                inputs=self.config.model.stacking_inputs,
+            )
+            Z = model.meta_inputs(P)
+            meta = LogisticRegression(C=model.meta_c, max_iter=5000, random_state=self.config.seed).fit(Z, y)
             model.coef = meta.coef_.ravel().copy()
             model.intercept = float(meta.intercept_[0])
-            oof_dlr = meta.predict_proba(P)[:, 1]
+            oof_dlr = meta.predict_proba(Z)[:, 1]
         else:
             model = EnsembleFusion(members, cv=self.config.split.folds, seed=self.config.seed, name="DLR")
             model.accuracies = ((P >= 0.5).astype(int) == y[:, None]).mean(axis=0)

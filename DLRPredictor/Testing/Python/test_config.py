@@ -79,6 +79,7 @@ def test_unknown_keys_are_named(tmp_path, text, key):
         ("seed: [1]\n", "seed"),
         ("split: {test_fraction: '0.2'}\n", "split.test_fraction"),
         ("contours: {variants: exact}\n", "contours.variants"),
+        ("contours: {radiomics_variants: exact}\n", "contours.radiomics_variants"),
         ("bundle_id: 5\n", "bundle_id"),
         ("title: null\n", "title"),
         ("split: {test_manifest: 3}\n", "split.test_manifest"),
@@ -103,6 +104,12 @@ def test_wrong_types_are_named(tmp_path, text, key):
         ("cnn: {ema_decay: 1.0}\n", "cnn.ema_decay"),
         ("contours: {variants: [ellipse]}\n", "contours.variants"),
         ("contours: {variants: [exact, blur]}\n", "contours.variants"),
+        ("contours: {radiomics_variants: [jitter]}\n", "contours.radiomics_variants"),
+        (
+            "contours: {variants: [exact, jitter], radiomics_variants: [exact, ellipse]}\n",
+            "contours.radiomics_variants",
+        ),
+        ("model: {stacking_inputs: rank}\n", "model.stacking_inputs"),
         ("model: {pca_components: 0}\n", "model.pca_components"),
     ],
 )
@@ -173,3 +180,12 @@ def test_cnn_settings_reach_the_network_training(tmp_path):
     config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
     cnn = _cnn_config(config, seed=5)
     assert (cnn.ema_decay, cnn.weight_decay, cnn.patience, cnn.seed) == (0.99, 0.001, 3, 5)
+
+
+def test_radiomics_variants_default_to_every_contour_variant(tmp_path):
+    every = _load(tmp_path, "contours: {variants: [exact, ellipse, jitter]}\n").contours
+    assert every.radiomics_variants is None
+    assert every.for_radiomics() == ["exact", "ellipse", "jitter"]
+    text = "contours: {variants: [exact, ellipse, jitter], radiomics_variants: [exact, jitter]}\n"
+    some = _load(tmp_path, text)
+    assert some.contours.for_radiomics() == ["exact", "jitter"]

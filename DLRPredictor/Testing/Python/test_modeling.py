@@ -19,10 +19,12 @@ from DLRPredictorLib.modeling import (
     grid_search,
     make_classifier,
     out_of_fold_proba,
+    proba_to_logit,
 )
 from DLRPredictorLib.selection import SelectionConfig
 from scipy.special import softmax
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 FAST = SelectionConfig(lasso_cs=5, cv=3, max_features=5)
@@ -199,3 +201,33 @@ def test_stacking_uses_out_of_fold_probabilities(
     np.testing.assert_array_equal(StackingFusion.from_spec(spec, rebuilt).predict_proba(X), p)
     with pytest.raises(ConfigError, match="expects members"):
         StackingFusion.from_spec(spec, rebuilt[::-1])
+
+
+def test_stacking_on_logits_is_a_weighted_sum_of_member_logits(
+    table: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+) -> None:
+    X, y, groups = table
+    members = [
+        Signature("Rad", RAD, "lr", selection=FAST, cv=3),
+        Signature("DL", DL, "lr", selection=FAST, cv=3),
+    ]
+    st = StackingFusion(members, cv=3, seed=5, inputs="logit").fit(X, y, groups)
+    meta = LogisticRegression(C=1.0, max_iter=5000).fit(proba_to_logit(st.oof), y)
+    np.testing.assert_allclose(st.coef, meta.coef_.ravel(), rtol=1e-4)
+    logits = np.column_stack([m.decision_logit(X) for m in st.members])
+    p = st.predict_proba(X)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(st.intercept + logits @ st.coef))), rtol=1e-12)
+    # A probability meta-learner reads other numbers: the two fusions differ.
+    by_prob = StackingFusion(members, cv=3, seed=5).fit(X, y, groups)
+    assert not np.allclose(by_prob.predict_proba(X), p)
+    spec = json.loads(json.dumps(st.to_spec()))
+    assert spec["inputs"] == "logit"
+    rebuilt = [Signature.from_spec(s, m.estimator) for s, m in zip(spec["members"], st.members, strict=True)]
+    np.testing.assert_array_equal(StackingFusion.from_spec(spec, rebuilt).predict_proba(X), p)
+    # Specs written before the option existed stacked probabilities.
+    old = {k: v for k, v in by_prob.to_spec().items() if k != "inputs"}
+    np.testing.assert_array_equal(
+        StackingFusion.from_spec(old, by_prob.members).predict_proba(X), by_prob.predict_proba(X)
+    )
+    with pytest.raises(ConfigError, match="stacking inputs"):
+        StackingFusion(members, inputs="rank")

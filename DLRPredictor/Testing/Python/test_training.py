@@ -364,3 +364,49 @@ def test_report_command_refuses_an_unknown_column(evaluation, tmp_path, capsys):
     )
     assert code == 2
     assert "score_nope" in capsys.readouterr().err
+
+
+RAD_VARIANTS_CONFIG = """
+bundle_id: rad-variants
+title: Radiomics variants check (radiomics only)
+seed: 0
+split: {{test_fraction: 0.3, folds: 3}}
+cnn: {{enabled: false}}
+contours: {{variants: {variants}{extra}}}
+selection: {{max_features: 8}}
+model: {{grid_search: false}}
+radiomics_parameters: {params}
+"""
+
+
+def test_the_rad_signature_trains_on_its_own_contour_variants(tmp_path):
+    """radiomics_variants [exact] among [exact, dilate2] fits the same Rad model as [exact] alone."""
+    params = yaml.safe_load(Path(rf.DEFAULT_PARAMETERS).read_text(encoding="utf-8"))
+    params["imageType"] = {"Original": {}}
+    light = _write(tmp_path / "original_only.yaml", yaml.safe_dump(params))
+    manifest = write_cohort(tmp_path / "cohort", n_cases=48, seed=3, signal=True)
+    rad = {}
+    for name, variants, extra in (
+        ("subset", "[exact, dilate2]", ", radiomics_variants: [exact]"),
+        ("exact", "[exact]", ""),
+        ("both", "[exact, dilate2]", ""),
+    ):
+        config = _write(
+            tmp_path / f"{name}.yaml",
+            RAD_VARIANTS_CONFIG.format(variants=variants, extra=extra, params=light.as_posix()),
+        )
+        path = training.train_from_manifest(
+            manifest, tmp_path / name, config, work_dir=tmp_path / "work", log=lambda line: None
+        )
+        with np.load(path / "pipeline.npz") as arrays:
+            rad[name] = (
+                json.loads((path / "pipeline.json").read_text(encoding="utf-8"))["rad"],
+                arrays["rad/coef"].copy(),
+            )
+        if name == "subset":
+            card = (path / "model_card.md").read_text(encoding="utf-8")
+            assert "exact, dilate2 (the Rad signature trains on exact only)" in card
+    assert rad["subset"][0] == rad["exact"][0]
+    np.testing.assert_array_equal(rad["subset"][1], rad["exact"][1])
+    # Trained on both outlines, the Rad model is another one.
+    assert rad["both"][0] != rad["exact"][0] or not np.array_equal(rad["both"][1], rad["exact"][1])
