@@ -94,6 +94,8 @@ class ModelConfig:
     fusion: str = "stacking"  # "early", "ensemble" or "stacking"
     # What the stacking meta-learner reads of each signature: "probability" or "logit" (log-odds)
     stacking_inputs: str = "probability"
+    # The contour variants whose out-of-fold rows fit the fusion (None: every contour variant)
+    fusion_variants: list[str] | None = None
     pca_components: float = 0.95  # fraction of variance (<1) or a number of components (>=1)
     grid_search: bool = True
 
@@ -232,6 +234,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     if "exact" not in rad or any(v not in config.contours.variants for v in rad):
         raise ConfigError(
             "config 'contours.radiomics_variants' must include 'exact' and be among 'contours.variants' "
+            f"({', '.join(config.contours.variants)})"
+        )
+    fused = config.model.fusion_variants
+    if fused is not None and ("exact" not in fused or any(v not in config.contours.variants for v in fused)):
+        raise ConfigError(
+            "config 'model.fusion_variants' must include 'exact' and be among 'contours.variants' "
             f"({', '.join(config.contours.variants)})"
         )
     if config.model.pca_components <= 0:

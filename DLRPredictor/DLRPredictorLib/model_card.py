@@ -28,6 +28,19 @@ def _ci(flat: dict[str, Any], key: str) -> str:
     return f"{_f(flat.get(key))} ({_f(lo)}-{_f(hi)})"
 
 
+def _stacking_inputs(config: TrainConfig) -> str:
+    if config.model.fusion != "stacking":
+        return ""
+    return " on the signatures' log-odds" if config.model.stacking_inputs == "logit" else " on probabilities"
+
+
+def _fusion_rows(config: TrainConfig) -> str:
+    rows = config.model.fusion_variants
+    if rows is None or list(rows) == list(config.contours.variants):
+        return ""
+    return f" of the {', '.join(rows)} contours"
+
+
 def metrics_table(block: dict[str, Any]) -> str:
     """Markdown table of every score's held-out metrics."""
     from .bundle_writer import flatten_score
@@ -114,7 +127,8 @@ def render_model_card(
         f"|r|>{config.selection.correlation_threshold}, LASSO-CV={config.selection.lasso}, at most "
         f"{config.selection.max_features} features.",
         f"- Signatures: Rad ({config.model.rad_classifier}), DL ({config.model.dl_classifier}), DLR "
-        f"({config.model.fusion} fusion, fitted on {config.split.folds}-fold cross-fitted out-of-fold scores).",
+        f"({config.model.fusion} fusion{_stacking_inputs(config)}, fitted on {config.split.folds}-fold cross-fitted "
+        f"out-of-fold scores{_fusion_rows(config)}).",
         "- Cutoffs: Youden on out-of-fold training scores, frozen: "
         + ", ".join(f"{k} {v:.3f}" for k, v in manifest["models"]["cutoffs"].items()),
         f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",

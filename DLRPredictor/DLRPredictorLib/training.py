@@ -297,7 +297,9 @@ class _Trainer:
             )
         sigs = self.fit_signatures(train, final_deep)
         # 3. fusion, clinical model and cutoffs on out-of-fold scores
-        fusion = self.fit_fusion(sigs, oof_scores, oof_y)
+        fusion_variants = self.config.model.fusion_variants or self.variants
+        fusion_rows = np.array([v in fusion_variants for _, v in oof_pairs_all])
+        fusion = self.fit_fusion(sigs, oof_scores, oof_y, fusion_rows)
         if fusion is not None:
             oof_scores["dlr"] = fusion["oof"]
             sigs["dlr"] = fusion["model"]
@@ -335,8 +337,13 @@ class _Trainer:
         os.replace(tmp, path)
 
     def fit_fusion(
-        self, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray
+        self, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray, rows: np.ndarray
     ) -> dict[str, Any] | None:
+        """Stacking meta-learner or ensemble weights, fitted on the out-of-fold rows ``rows``.
+
+        Returns the fusion model and its out-of-fold score on every row (for the cutoffs), or None
+        without a DL signature.
+        """
         from scipy.special import softmax
         from sklearn.linear_model import LogisticRegression
 
@@ -355,13 +362,14 @@ class _Trainer:
                 inputs=self.config.model.stacking_inputs,
             )
             Z = model.meta_inputs(P)
-            meta = LogisticRegression(C=model.meta_c, max_iter=5000, random_state=self.config.seed).fit(Z, y)
+            meta = LogisticRegression(C=model.meta_c, max_iter=5000, random_state=self.config.seed)
+            meta.fit(Z[rows], y[rows])
             model.coef = meta.coef_.ravel().copy()
             model.intercept = float(meta.intercept_[0])
             oof_dlr = meta.predict_proba(Z)[:, 1]
         else:
             model = EnsembleFusion(members, cv=self.config.split.folds, seed=self.config.seed, name="DLR")
-            model.accuracies = ((P >= 0.5).astype(int) == y[:, None]).mean(axis=0)
+            model.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
             model.weights = softmax(model.accuracies / model.temperature)
             oof_dlr = P @ model.weights
         return {"model": model, "oof": oof_dlr}

@@ -110,6 +110,8 @@ def test_wrong_types_are_named(tmp_path, text, key):
             "contours.radiomics_variants",
         ),
         ("model: {stacking_inputs: rank}\n", "model.stacking_inputs"),
+        ("model: {fusion_variants: [ellipse]}\n", "model.fusion_variants"),
+        ("model: {fusion_variants: [exact, erode1]}\n", "model.fusion_variants"),
         ("model: {pca_components: 0}\n", "model.pca_components"),
     ],
 )

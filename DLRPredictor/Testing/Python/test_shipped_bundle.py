@@ -52,3 +52,19 @@ def test_two_runs_give_identical_predictions(shared_data):
     first = pin_predictions.predict_all(shared_data)
     second = pin_predictions.predict_all(shared_data)
     assert [c["probability"] for c in first] == [c["probability"] for c in second]
+
+
+def test_dlr_contributions_add_up_to_the_dlr_logit(shared_data):
+    """The explanation of the shipped fusion sums to its score, whatever its stacking inputs."""
+    import math
+
+    from DLRPredictorLib import images, lesion, predictor
+
+    pred = predictor.load_predictor()
+    image, mask, spacing, _ = pin_predictions.CASES[0]
+    volume = images.read_image(shared_data / image, spacing_mm=spacing)
+    res = pred.predict(volume, lesion.read_mask(shared_data / mask, volume), {}, heatmap=False, case="c")
+    dlr = [value for name, value in res.contributions if name.startswith("dlr: ")]
+    assert len(dlr) == 3  # intercept, Rad score, DL score
+    p = res.signature_scores["dlr"]
+    assert math.fsum(dlr) == pytest.approx(math.log(p / (1 - p)), abs=1e-6)

@@ -410,3 +410,37 @@ def test_the_rad_signature_trains_on_its_own_contour_variants(tmp_path):
     np.testing.assert_array_equal(rad["subset"][1], rad["exact"][1])
     # Trained on both outlines, the Rad model is another one.
     assert rad["both"][0] != rad["exact"][0] or not np.array_equal(rad["both"][1], rad["exact"][1])
+
+
+@pytest.mark.parametrize("fusion", ["stacking", "ensemble"])
+def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
+    from types import SimpleNamespace
+
+    from DLRPredictorLib.modeling import Signature
+    from sklearn.linear_model import LogisticRegression
+
+    config = load_config(
+        _write(tmp_path / "c.yaml", f"model: {{fusion: {fusion}, stacking_inputs: logit}}\n")
+    )
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    # Rad is informative on the first half of the rows (exact outlines), noise on the second half.
+    rad = np.where(np.arange(400) < 200, 0.2 + 0.6 * y, rng.uniform(0, 1, 400)) * 0.9 + 0.05
+    dl = np.clip(0.35 + 0.3 * y + rng.normal(0, 0.2, 400), 0.01, 0.99)
+    oof = {"rad": rad, "dl": dl}
+    sigs = {"rad": Signature("Rad"), "dl": Signature("DL")}
+    host = SimpleNamespace(config=config)
+    rows = np.arange(400) < 200
+    some = training._Trainer.fit_fusion(host, sigs, oof, y, rows)
+    every = training._Trainer.fit_fusion(host, sigs, oof, y, np.ones(400, bool))
+    assert len(some["oof"]) == 400  # scored on every row, for the cutoffs
+    P = np.log(np.column_stack([rad, dl]) / (1 - np.column_stack([rad, dl])))
+    if fusion == "stacking":
+        want = LogisticRegression(C=1.0, max_iter=5000).fit(P[rows], y[rows]).coef_.ravel()
+        np.testing.assert_allclose(some["model"].coef, want, rtol=1e-4)
+        # fitted on every row, Rad (noise on half of them) gets less weight
+        assert every["model"].coef[0] < some["model"].coef[0]
+    else:
+        accuracy = ((np.column_stack([rad, dl])[rows] >= 0.5) == y[rows, None]).mean(axis=0)
+        np.testing.assert_allclose(some["model"].accuracies, accuracy)
+        assert not np.allclose(every["model"].accuracies, accuracy)
