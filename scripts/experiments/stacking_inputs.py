@@ -3,7 +3,8 @@
 
 `dlrpredictor train` keeps the out-of-fold Rad and DL scores of every training row (case and
 contour variant) in ``WORK/oof_scores.csv``. This fits the trainer's meta-learner (logistic
-regression, C = 1) on them twice, on probabilities and on log-odds, and prints for each:
+regression, C = 1) on probabilities and on log-odds, each on three sets of rows (every contour
+variant; the exact outlines only; every variant but the ellipse), and prints for each:
 - the coefficients and the implied weight of Rad on the standardised logit scale;
 - the out-of-fold AUC on the exact rows, the ellipse rows and all rows (in-sample for the
   two-parameter meta-learner, which is what the trainer's cutoffs use too);
@@ -26,6 +27,11 @@ import pandas as pd
 from common import logit, print_flush
 
 INPUTS = ("probability", "logit")
+ROW_SETS = {
+    "all variants": lambda v: np.ones(len(v), bool),
+    "exact": lambda v: (v == "exact").to_numpy(),
+    "no ellipse": lambda v: (v != "ellipse").to_numpy(),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,13 +56,12 @@ def main() -> None:
     args = parse_args()
     oof = pd.read_csv(args.oof)
     heldout = {path: pd.read_csv(path) for path in args.heldout}
-    for frame in heldout.values():
-        if "status" in frame:
-            frame.drop(frame.index[frame["status"] != "ok"], inplace=True)
+    heldout = {p: f[f["status"] == "ok"] if "status" in f else f for p, f in heldout.items()}
     print_flush(f"{args.oof}: {len(oof)} out-of-fold rows, variants {sorted(oof['variant'].unique())}")
-    for inputs in INPUTS:
+    for inputs, (rows_name, rows_of) in ((i, r) for i in INPUTS for r in ROW_SETS.items()):
         z = meta_inputs(oof, inputs)
-        meta = LogisticRegression(C=1.0, max_iter=5000, random_state=42).fit(z, oof["label"])
+        rows = rows_of(oof["variant"])
+        meta = LogisticRegression(C=1.0, max_iter=5000, random_state=42).fit(z[rows], oof["label"][rows])
         coef = meta.coef_.ravel()
         # weight of Rad when both inputs are put on the standardised logit scale
         sd = logit(oof[["score_rad", "score_dl"]].to_numpy(float)).std(axis=0)
@@ -71,7 +76,7 @@ def main() -> None:
         for path, frame in heldout.items():
             held = meta.decision_function(meta_inputs(frame, inputs))
             cells.append(f"{path.parent.name}/{path.name} {roc_auc_score(frame['label'], held):.4f}")
-        print_flush(f"{inputs:11s} " + "; ".join(cells))
+        print_flush(f"{inputs:11s} {rows_name:12s} " + "; ".join(cells))
 
 
 if __name__ == "__main__":
