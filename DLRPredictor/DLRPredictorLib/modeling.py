@@ -762,26 +762,34 @@ class StackingFusion:
         feature_names: Sequence[str] | None = None,
     ) -> StackingFusion:
         """Meta-learner on out-of-fold probabilities, then refit every member on all cases."""
-        from sklearn.linear_model import LogisticRegression
-
         frame = as_frame(X, feature_names).reset_index(drop=True)
         yb = check_binary_labels(y)
         self.oof = _member_oof(self.members, frame, yb, groups, cv=self.cv, seed=self.seed)
-        meta = LogisticRegression(C=self.meta_c, max_iter=5000, random_state=self.seed).fit(
-            self.meta_inputs(self.oof), yb
-        )
-        self.coef = meta.coef_.ravel().copy()
-        self.intercept = float(meta.intercept_[0])
+        self.fit_meta(self.oof, yb)
         self.members = [m.clone().fit(frame, yb, groups) for m in self.members]
         return self
+
+    def fit_meta(self, P: np.ndarray, y: np.ndarray) -> StackingFusion:
+        """Fit only the meta-learner, on member probabilities ``P`` (cases x members) computed
+        out of fold by the caller (the trainer cross-fits its members itself)."""
+        from sklearn.linear_model import LogisticRegression
+
+        meta = LogisticRegression(C=self.meta_c, max_iter=5000, random_state=self.seed)
+        meta.fit(self.meta_inputs(P), y)
+        self.coef = meta.coef_.ravel().copy()
+        self.intercept = float(meta.intercept_[0])
+        return self
+
+    def combine(self, P: np.ndarray) -> np.ndarray:
+        """The fused probability from member probabilities ``P`` (cases x members)."""
+        return expit(self.intercept + self.meta_inputs(P) @ self.coef)
 
     def predict_proba(self, X: Any, feature_names: Sequence[str] | None = None) -> np.ndarray:
         """Meta-learner probability from the members' probabilities."""
         if self.coef.size == 0:
             raise InputError(f"fusion '{self.name}' is not fitted yet")
         check_named(X, feature_names)
-        P = np.column_stack([m.predict_proba(X, feature_names) for m in self.members])
-        return expit(self.intercept + self.meta_inputs(P) @ self.coef)
+        return self.combine(np.column_stack([m.predict_proba(X, feature_names) for m in self.members]))
 
     def meta_inputs(self, P: np.ndarray) -> np.ndarray:
         """What the meta-learner reads: the members' probabilities or their clipped log-odds."""

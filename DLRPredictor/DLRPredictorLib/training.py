@@ -345,7 +345,6 @@ class _Trainer:
         without a DL signature.
         """
         from scipy.special import softmax
-        from sklearn.linear_model import LogisticRegression
 
         from .modeling import EnsembleFusion, StackingFusion
 
@@ -361,12 +360,7 @@ class _Trainer:
                 name="DLR",
                 inputs=self.config.model.stacking_inputs,
             )
-            Z = model.meta_inputs(P)
-            meta = LogisticRegression(C=model.meta_c, max_iter=5000, random_state=self.config.seed)
-            meta.fit(Z[rows], y[rows])
-            model.coef = meta.coef_.ravel().copy()
-            model.intercept = float(meta.intercept_[0])
-            oof_dlr = meta.predict_proba(Z)[:, 1]
+            oof_dlr = model.fit_meta(P[rows], y[rows]).combine(P)
         else:
             model = EnsembleFusion(members, cv=self.config.split.folds, seed=self.config.seed, name="DLR")
             model.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
