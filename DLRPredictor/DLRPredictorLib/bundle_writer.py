@@ -192,6 +192,8 @@ def write_trained_bundle(
         "excluded": len(extra["excluded"]),
     }
     metrics = {"heldout": summarise_metrics(heldout), "cnn_history": _jsonable(trainer.history)}
+    if trainer.pretrain_history is not None:
+        metrics["cnn_pretraining"] = _jsonable(trainer.pretrain_history)
     if clin is not None:
         metrics["clinical_univariable"] = _jsonable(clin["univariable"])
         metrics["clinical_multivariable"] = _jsonable(clin["multivariable"])

@@ -415,6 +415,51 @@ def _config_key(cfg: CnnTrainConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE_KEYS}
 
 
+def optimizer_state(
+    opt: torch.optim.Optimizer,
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """An optimiser's state split for a checkpoint without pickle.
+
+    Returns:
+        Tensors named ``optim.<param id>.<name>`` (for safetensors), the non-tensor per-parameter
+        values named ``<param id>.<name>`` and the parameter groups (both for JSON).
+    """
+    import torch
+
+    opt_sd = opt.state_dict()
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for pid, pstate in opt_sd["state"].items():
+        for name, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value.detach().clone().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, scalars, opt_sd["param_groups"]
+
+
+def restore_optimizer(
+    opt: torch.optim.Optimizer,
+    tensors: Mapping[str, Any],
+    scalars: Mapping[str, Any],
+    param_groups: list[dict[str, Any]],
+) -> None:
+    """Load what :func:`optimizer_state` returned (other tensors in ``tensors`` are ignored)."""
+    per_param: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            per_param.setdefault(int(pid), {})[name] = v
+    for k, v in scalars.items():
+        pid, name = k.split(".", 1)
+        per_param.setdefault(int(pid), {})[name] = v
+    groups = [dict(g) for g in param_groups]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])  # JSON made the tuple a list
+    opt.load_state_dict({"state": per_param, "param_groups": groups})
+
+
 def _save_checkpoint(
     folder: Path,
     *,
@@ -426,7 +471,6 @@ def _save_checkpoint(
     fingerprint: str,
 ) -> None:
     """Tensors to a new epoch file, then the JSON (atomic rename) that commits it."""
-    import torch
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
@@ -436,14 +480,8 @@ def _save_checkpoint(
         tensors[f"best.{k}"] = v.clone().contiguous()
     for k, v in (state.ema_state or {}).items():
         tensors[f"ema.{k}"] = v.clone().contiguous()
-    opt_sd = opt.state_dict()
-    scalars: dict[str, Any] = {}
-    for pid, pstate in opt_sd["state"].items():
-        for name, value in pstate.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{name}"] = value.detach().clone().contiguous()
-            else:
-                scalars[f"{pid}.{name}"] = value
+    optim_tensors, scalars, param_groups = optimizer_state(opt)
+    tensors.update(optim_tensors)
     folder.mkdir(parents=True, exist_ok=True)
     weights_name = f"checkpoint_epoch{epoch:04d}.safetensors"
     tmp = folder / (weights_name + ".tmp")
@@ -467,7 +505,7 @@ def _save_checkpoint(
         "config": _config_key(cfg),
         "data_sha256": fingerprint,
         "weights_file": weights_name,
-        "optimizer_param_groups": opt_sd["param_groups"],
+        "optimizer_param_groups": param_groups,
         "optimizer_scalars": scalars,
     }
     tmp_json = folder / (CHECKPOINT_JSON + ".tmp")
@@ -506,19 +544,7 @@ def _load_checkpoint(
             "use an empty checkpoint folder or delete it to restart"
         )
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    per_param: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, pid, name = k.split(".", 2)
-            per_param.setdefault(int(pid), {})[name] = v
-    for k, v in record.get("optimizer_scalars", {}).items():
-        pid, name = k.split(".", 1)
-        per_param.setdefault(int(pid), {})[name] = v
-    groups = record["optimizer_param_groups"]
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": per_param, "param_groups": groups})
+    restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     return _RunState(

@@ -41,6 +41,22 @@ class ImageConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Self-supervised (SimCLR) pretraining of the ResNet on the training crops, labels unused.
+
+    ``epochs: 0`` (the default) trains the classifier networks from scratch (or from
+    ``cnn.init_weights``). See ``ssl_pretraining`` for the method.
+    """
+
+    epochs: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    temperature: float = 0.2
+    # The contour variants a view may show: two views of one lesion are positives of one another
+    variants: list[str] = field(default_factory=lambda: ["exact", "ellipse"])
+
+
+@dataclass
 class CnnConfig:
     """The embedded ResNet and its training."""
 
@@ -54,6 +70,7 @@ class CnnConfig:
     patience: int = 6
     val_fraction: float = 0.15
     init_weights: str | None = None  # a safetensors file to start from
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     num_threads: int = 2
     ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
 
@@ -207,6 +224,27 @@ def _check_clinical_variables(variables: list[Any]) -> None:
             raise ConfigError(f"config '{where}': {exc}") from exc
 
 
+def _check_pretrain(config: TrainConfig) -> None:
+    pre = config.cnn.pretrain
+    if pre.epochs < 0:
+        raise ConfigError("config 'cnn.pretrain.epochs' must be 0 (no pretraining) or more")
+    if pre.epochs == 0:
+        return
+    if config.cnn.init_weights:
+        raise ConfigError(
+            "config 'cnn.pretrain' and 'cnn.init_weights' both set the initial weights; choose one"
+        )
+    if pre.batch_size < 2 or pre.lr <= 0 or pre.temperature <= 0:
+        raise ConfigError(
+            "config 'cnn.pretrain' needs batch_size >= 2, lr > 0 and temperature > 0"
+        )
+    if not pre.variants or any(v not in config.contours.variants for v in pre.variants):
+        raise ConfigError(
+            "config 'cnn.pretrain.variants' must be a non-empty subset of 'contours.variants' "
+            f"({', '.join(config.contours.variants)})"
+        )
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check value ranges and choices.
 
@@ -225,6 +263,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("config 'cnn.input_size' must be at least 32 pixels")
     if not 0.0 <= config.cnn.ema_decay < 1.0:
         raise ConfigError("config 'cnn.ema_decay' must be in [0, 1) (0: no weight averaging)")
+    _check_pretrain(config)
     bad = [v for v in config.contours.variants if v not in CONTOUR_VARIANTS]
     if bad or "exact" not in config.contours.variants:
         raise ConfigError(

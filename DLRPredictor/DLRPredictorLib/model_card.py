@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
@@ -39,6 +40,20 @@ def _fusion_rows(config: TrainConfig) -> str:
     if rows is None or list(rows) == list(config.contours.variants):
         return ""
     return f" of the {', '.join(rows)} contours"
+
+
+def _cnn_start(config: TrainConfig) -> str:
+    """How the networks were initialised."""
+    pre = config.cnn.pretrain
+    if pre.epochs > 0:
+        return (
+            f"initialised by SimCLR self-supervised pretraining on the training crops ({', '.join(pre.variants)} "
+            f"outlines, labels unused; {pre.epochs} epochs, batch {pre.batch_size}, temperature {pre.temperature}), "
+            "then trained"
+        )
+    if config.cnn.init_weights:
+        return f"initialised from `{Path(config.cnn.init_weights).name}`, then trained"
+    return "trained from scratch"
 
 
 def metrics_table(block: dict[str, Any]) -> str:
@@ -121,7 +136,7 @@ def render_model_card(
         f"- Geometry: {'pixel units (physical spacing ignored; shape features in pixels)' if config.image.pixel_units else 'physical spacing from the files'}.",
         "- Radiomics: pyradiomics with `radiomics.yaml` (shipped in this bundle).",
         f"- CNN: {config.cnn.arch}, 1-channel input {config.cnn.input_size} px, lesion crop with margin "
-        f"{config.image.margin_fraction}, trained from scratch; deep features = average-pool vector, PCA "
+        f"{config.image.margin_fraction}, {_cnn_start(config)}; deep features = average-pool vector, PCA "
         f"({config.model.pca_components}).",
         f"- Selection (inside training folds only): {config.selection.test}, {config.selection.correlation} "
         f"|r|>{config.selection.correlation_threshold}, LASSO-CV={config.selection.lasso}, at most "

@@ -145,11 +145,6 @@ class _Trainer:
         self.log(f"CNN {name}: training on {len(idx)} cases")
         cnn_config = _cnn_config(self.config, self.config.seed)
         cnn_config.val_fraction = self._val_fraction(name, idx, cnn_config.val_fraction)
-        init = None
-        if self.config.cnn.init_weights:
-            from safetensors.numpy import load_file
-
-            init = load_file(self.config.cnn.init_weights)  # tensors only: no code runs
         result = train_cnn(
             crops[idx],
             self.labels[idx],
@@ -157,10 +152,48 @@ class _Trainer:
             checkpoint_dir=self.work / "cnn" / name,
             groups=self.groups[idx],
             log=lambda line: self.log(f"CNN {name}: {line}"),
-            init_state=init,
+            init_state=self.init_state,
         )
         self.history[name] = result.history
         return result
+
+    def initial_weights(self, crops: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The weights every CNN starts from: ``cnn.init_weights``, SimCLR pretraining, or None."""
+        if self.config.cnn.init_weights:
+            from safetensors.numpy import load_file
+
+            return load_file(self.config.cnn.init_weights)  # tensors only: no code runs
+        pre = self.config.cnn.pretrain
+        if pre.epochs <= 0:
+            return None
+        from .ssl_pretraining import SslConfig, pretrain_simclr
+
+        train = self.plan.train  # never the held-out cases; labels are not read either
+        cols = [self.variants.index(v) for v in pre.variants]
+        self.log(
+            f"SimCLR pretraining on the {len(train)} training cases ({', '.join(pre.variants)} crops, "
+            f"labels unused), {pre.epochs} epochs"
+        )
+        ssl = SslConfig(
+            arch=self.config.cnn.arch,
+            input_size=self.config.cnn.input_size,
+            epochs=pre.epochs,
+            batch_size=pre.batch_size,
+            lr=pre.lr,
+            temperature=pre.temperature,
+            seed=self.config.seed,
+            num_threads=self.config.cnn.num_threads,
+        )
+        result = pretrain_simclr(crops[train][:, cols], ssl, checkpoint_dir=self.work / "ssl", log=self.log)
+        self.pretrain_history = {
+            "cases": len(train),
+            "variants": list(pre.variants),
+            "history": result.history,
+            "weights_sha256": result.digest(),
+        }
+        self.log(f"SimCLR pretraining done: final loss {result.history[-1]['loss']:.4f}, "
+                 f"weights sha256 {result.digest()[:16]}")
+        return result.state_dict
 
     def _val_fraction(self, name: str, idx: np.ndarray, fraction: float) -> float:
         """The CNN's inner validation share, raised when too few patients would make it one-class.
@@ -257,6 +290,8 @@ class _Trainer:
     def run(self, params: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         self.history: dict[str, Any] = {}
+        self.pretrain_history: dict[str, Any] | None = None
+        self.init_state: dict[str, np.ndarray] | None = None
         self.radiomics(params)
         train = self.plan.train
         use_cnn = cfg.cnn.enabled
@@ -265,6 +300,7 @@ class _Trainer:
             from . import deep_features as dfe
 
             crops = td.crops_array(self.cases, self.variants, dfe.CropSpec(**self.crop))
+            self.init_state = self.initial_weights(crops)
         # 2. out-of-fold scores (cross-fitting)
         oof_pairs_all: list[tuple[int, str]] = []
         oof: dict[str, list[np.ndarray]] = {"rad": [], "dl": [], "dlr": []}

@@ -113,6 +113,12 @@ def test_wrong_types_are_named(tmp_path, text, key):
         ("model: {fusion_variants: [ellipse]}\n", "model.fusion_variants"),
         ("model: {fusion_variants: [exact, erode1]}\n", "model.fusion_variants"),
         ("model: {pca_components: 0}\n", "model.pca_components"),
+        ("cnn: {pretrain: {epochs: -1}}\n", "cnn.pretrain.epochs"),
+        ("cnn: {pretrain: {epochs: 2, variants: [exact, erode1]}}\n", "cnn.pretrain.variants"),
+        ("cnn: {pretrain: {epochs: 2, variants: []}}\n", "cnn.pretrain.variants"),
+        ("cnn: {pretrain: {epochs: 2, temperature: 0}}\n", "cnn.pretrain"),
+        ("cnn: {pretrain: {epochs: 2}, init_weights: w.safetensors}\n", "cnn.pretrain"),
+        ("cnn: {pretrain: {epoch: 2}}\n", "cnn.pretrain"),
     ],
 )
 def test_bad_values_are_named(tmp_path, text, key):
@@ -191,3 +197,9 @@ def test_radiomics_variants_default_to_every_contour_variant(tmp_path):
     text = "contours: {variants: [exact, ellipse, jitter], radiomics_variants: [exact, jitter]}\n"
     some = _load(tmp_path, text)
     assert some.contours.for_radiomics() == ["exact", "jitter"]
+
+
+def test_pretraining_is_off_by_default_and_read_when_given(tmp_path):
+    assert _load(tmp_path, "seed: 1\n").cnn.pretrain.epochs == 0
+    pre = _load(tmp_path, "cnn: {pretrain: {epochs: 3, batch_size: 64, variants: [exact]}}\n").cnn.pretrain
+    assert (pre.epochs, pre.batch_size, pre.variants, pre.temperature) == (3, 64, ["exact"], 0.2)

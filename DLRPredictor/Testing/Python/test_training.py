@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, original_only_parameters
 from DLRPredictorLib import batch, bundle, cli, predictor, training
 from DLRPredictorLib import radiomics_features as rf
 from DLRPredictorLib.config import load_config
@@ -444,3 +444,44 @@ def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
         accuracy = ((np.column_stack([rad, dl])[rows] >= 0.5) == y[rows, None]).mean(axis=0)
         np.testing.assert_allclose(some["model"].accuracies, accuracy)
         assert not np.allclose(every["model"].accuracies, accuracy)
+
+
+PRETRAIN_CONFIG = """
+bundle_id: pretrained-test
+title: Pretraining check (synthetic phantoms)
+seed: 0
+split: {test_fraction: 0.25, folds: 2}
+cnn:
+  {arch: resnet18, input_size: 64, epochs: 1, batch_size: 16, patience: 2, num_threads: 2,
+   pretrain: {epochs: 2, batch_size: 8, variants: [exact, ellipse]}}
+contours: {variants: [exact, ellipse]}
+selection: {max_features: 8}
+model: {grid_search: false, pca_components: 4}
+radiomics_parameters: original_only.yaml
+"""
+
+
+def test_simclr_pretraining_on_the_training_crops_initialises_every_network(tmp_path, synthetic_cohort):
+    from DLRPredictorLib.ssl_pretraining import CHECKPOINT_JSON
+
+    _write(tmp_path / "original_only.yaml", original_only_parameters())
+    config = _write(tmp_path / "pretrain.yaml", PRETRAIN_CONFIG)
+    lines: list[str] = []
+    path = training.train_from_manifest(
+        synthetic_cohort, tmp_path / "bundle", config, work_dir=tmp_path / "work", log=lines.append
+    )
+    manifest = _manifest(path)
+    pre = manifest["metrics"]["cnn_pretraining"]
+    # the training cases only (never the held-out ones), each with its two outlines
+    assert pre["cases"] == manifest["training"]["counts"]["train_cases"]
+    assert pre["variants"] == ["exact", "ellipse"]
+    assert [h["epoch"] for h in pre["history"]] == [1, 2]
+    assert json.loads((tmp_path / "work" / "ssl" / CHECKPOINT_JSON).read_text())["next_epoch"] == 2
+    # Every network (the cross-fitting folds and the final one) started from the pretrained
+    # weights: their checkpoints are keyed by the digest of the initial weights.
+    for name in ("fold1", "fold2", "final"):
+        record = json.loads((tmp_path / "work" / "cnn" / name / "checkpoint.json").read_text())
+        assert record["data_sha256"].endswith("+init:" + pre["weights_sha256"])
+    card = (path / "model_card.md").read_text(encoding="utf-8")
+    assert "SimCLR self-supervised pretraining on the training crops (exact, ellipse outlines" in card
+    assert any(line.startswith("SimCLR pretraining done") for line in lines)
