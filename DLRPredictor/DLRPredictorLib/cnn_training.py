@@ -9,12 +9,13 @@ safetensors and the rest in JSON; nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -460,6 +461,37 @@ def restore_optimizer(
     opt.load_state_dict({"state": per_param, "param_groups": groups})
 
 
+def commit_checkpoint(
+    folder: Path,
+    tensors: Mapping[str, Any],
+    record: dict[str, Any],
+    *,
+    fmt: str,
+    stem: str,
+    epoch: int,
+    json_name: str = CHECKPOINT_JSON,
+) -> None:
+    """Tensors to a new ``<stem><epoch>.safetensors``, then the JSON record that commits it.
+
+    Both are written to temporary names and renamed, so a run killed at any moment leaves the
+    previous checkpoint or the new one, never a mix; older tensor files are removed afterwards.
+    """
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_name = f"{stem}{epoch:04d}.safetensors"
+    tmp = folder / (weights_name + ".tmp")
+    save_file(dict(tensors), str(tmp), metadata={"format": fmt, "epoch": str(epoch)})
+    os.replace(tmp, folder / weights_name)
+    record = {"format": fmt, **record, "weights_file": weights_name}
+    tmp_json = folder / (json_name + ".tmp")
+    tmp_json.write_text(json.dumps(record, indent=1))
+    os.replace(tmp_json, folder / json_name)
+    for old in folder.glob(f"{stem}*.safetensors*"):
+        if old.name != weights_name:
+            old.unlink(missing_ok=True)
+
+
 def _save_checkpoint(
     folder: Path,
     *,
@@ -470,9 +502,7 @@ def _save_checkpoint(
     cfg: CnnTrainConfig,
     fingerprint: str,
 ) -> None:
-    """Tensors to a new epoch file, then the JSON (atomic rename) that commits it."""
-    from safetensors.torch import save_file
-
+    """Model, best / averaged weights and optimiser state, committed by :func:`commit_checkpoint`."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in net.state_dict().items():
         tensors[f"model.{k}"] = v.detach().clone().contiguous()
@@ -482,13 +512,7 @@ def _save_checkpoint(
         tensors[f"ema.{k}"] = v.clone().contiguous()
     optim_tensors, scalars, param_groups = optimizer_state(opt)
     tensors.update(optim_tensors)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights_name = f"checkpoint_epoch{epoch:04d}.safetensors"
-    tmp = folder / (weights_name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": CHECKPOINT_FORMAT, "epoch": str(epoch)})
-    os.replace(tmp, folder / weights_name)
     record = {
-        "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
         "next_epoch": state.next_epoch,
         "finished": state.finished,
@@ -504,16 +528,10 @@ def _save_checkpoint(
         },
         "config": _config_key(cfg),
         "data_sha256": fingerprint,
-        "weights_file": weights_name,
         "optimizer_param_groups": param_groups,
         "optimizer_scalars": scalars,
     }
-    tmp_json = folder / (CHECKPOINT_JSON + ".tmp")
-    tmp_json.write_text(json.dumps(record, indent=1))
-    os.replace(tmp_json, folder / CHECKPOINT_JSON)
-    for old in folder.glob("checkpoint_epoch*.safetensors*"):
-        if old.name != weights_name:
-            old.unlink(missing_ok=True)
+    commit_checkpoint(folder, tensors, record, fmt=CHECKPOINT_FORMAT, stem="checkpoint_epoch", epoch=epoch)
 
 
 def _load_checkpoint(
@@ -644,6 +662,30 @@ def _evaluate(
     return loss, float(roc_auc_score(target.numpy(), prob))
 
 
+def weights_digest(state: Mapping[str, Any]) -> str:
+    """sha256 over a state dict's names and bytes (tensors or arrays), in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        digest.update(key.encode() + np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (None: unchanged), restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -693,15 +735,9 @@ def train_cnn(
     fingerprint = _fingerprint(data_np, y_np, groups_np) if checkpoint_dir is not None else ""
     if init_state is not None and fingerprint:
         # A checkpoint of a run from other initial weights must not be resumed.
-        digest = hashlib.sha256()
-        for key in sorted(init_state):
-            digest.update(key.encode() + np.ascontiguousarray(np.asarray(init_state[key])).tobytes())
-        fingerprint = f"{fingerprint}+init:{digest.hexdigest()}"
+        fingerprint = f"{fingerprint}+init:{weights_digest(init_state)}"
 
-    previous_threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
+    with torch_threads(cfg.num_threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
@@ -729,8 +765,6 @@ def train_cnn(
             progress=progress,
             log=log,
         )
-    finally:
-        torch.set_num_threads(previous_threads)
     return TrainResult(
         state_dict=state.best_state or {k: v.detach().clone() for k, v in net.state_dict().items()},
         best_epoch=state.best_epoch,

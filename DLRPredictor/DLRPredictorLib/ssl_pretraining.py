@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -118,11 +117,13 @@ class SslResult:
     resumed_from_epoch: int | None = None
 
     def digest(self) -> str:
-        """sha256 over the weights (names and bytes), to compare two runs."""
-        h = hashlib.sha256()
-        for key in sorted(self.state_dict):
-            h.update(key.encode() + np.ascontiguousarray(self.state_dict[key]).tobytes())
-        return h.hexdigest()
+        """sha256 over the weights (names and bytes), to compare two runs.
+
+        The same digest keys the CNN checkpoints that start from these weights.
+        """
+        from .cnn_training import weights_digest
+
+        return weights_digest(self.state_dict)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -190,7 +191,7 @@ def pretrain_simclr(
     """
     import torch
 
-    from .cnn_training import CnnTrainConfig
+    from .cnn_training import CnnTrainConfig, torch_threads
     from .deep_features import build_resnet
 
     cfg = config or SslConfig()
@@ -206,10 +207,7 @@ def pretrain_simclr(
     view_cfg = replace(
         CnnTrainConfig(arch=cfg.arch, input_size=cfg.input_size), rrc_scale=tuple(cfg.rrc_scale)
     )
-    previous_threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
+    with torch_threads(cfg.num_threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
@@ -242,8 +240,6 @@ def pretrain_simclr(
                 )
             if log:
                 log(f"SimCLR epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, lr {lr:.2e}, {seconds:.0f} s")
-    finally:
-        torch.set_num_threads(previous_threads)
     state = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
     return SslResult(state, history, resumed_from_epoch=start + 1 if start else None)
 
@@ -296,37 +292,30 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     fingerprint: str,
 ) -> None:
-    """Network, head and optimiser tensors to a new file, then the JSON (atomic rename) that commits it."""
-    from safetensors.torch import save_file
-
-    from .cnn_training import optimizer_state
+    """Network, head and optimiser state, committed by ``cnn_training.commit_checkpoint``."""
+    from .cnn_training import commit_checkpoint, optimizer_state
 
     net, head, opt = modules
-
     tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update({f"head.{k}": v.detach().clone().contiguous() for k, v in head.state_dict().items()})
     optim_tensors, scalars, groups = optimizer_state(opt)
     tensors.update(optim_tensors)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights_name = f"ssl_epoch{epoch:04d}.safetensors"
-    tmp = folder / (weights_name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": CHECKPOINT_FORMAT, "epoch": str(epoch)})
-    os.replace(tmp, folder / weights_name)
     record = {
-        "format": CHECKPOINT_FORMAT,
         "next_epoch": epoch + 1,
         "history": history,
         "data_sha256": fingerprint,
-        "weights_file": weights_name,
         "optimizer_param_groups": groups,
         "optimizer_scalars": scalars,
     }
-    tmp_json = folder / (CHECKPOINT_JSON + ".tmp")
-    tmp_json.write_text(json.dumps(record, indent=1))
-    os.replace(tmp_json, folder / CHECKPOINT_JSON)
-    for old in folder.glob("ssl_epoch*.safetensors*"):
-        if old.name != weights_name:
-            old.unlink(missing_ok=True)
+    commit_checkpoint(
+        folder,
+        tensors,
+        record,
+        fmt=CHECKPOINT_FORMAT,
+        stem="ssl_epoch",
+        epoch=epoch,
+        json_name=CHECKPOINT_JSON,
+    )
 
 
 def _load_checkpoint(
