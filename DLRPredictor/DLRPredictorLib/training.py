@@ -292,6 +292,13 @@ class _Trainer:
         self.history: dict[str, Any] = {}
         self.pretrain_history: dict[str, Any] | None = None
         self.init_state: dict[str, np.ndarray] | None = None
+        pre = cfg.cnn.pretrain
+        if cfg.cnn.enabled and 0 < len(self.plan.train) < pre.batch_size and pre.epochs > 0:
+            # said now, not after the radiomics extraction (which can take an hour)
+            raise InputError(
+                f"cnn.pretrain needs at least batch_size={pre.batch_size} training cases; the training "
+                f"split has {len(self.plan.train)}: lower cnn.pretrain.batch_size"
+            )
         self.radiomics(params)
         train = self.plan.train
         use_cnn = cfg.cnn.enabled

@@ -20,7 +20,7 @@ from conftest import TINY_CONFIG, original_only_parameters
 from DLRPredictorLib import batch, bundle, cli, predictor, training
 from DLRPredictorLib import radiomics_features as rf
 from DLRPredictorLib.config import load_config
-from DLRPredictorLib.errors import BundleError
+from DLRPredictorLib.errors import BundleError, InputError
 from DLRPredictorLib.synthetic_cohort import write_cohort
 
 BUNDLE_FILES = (
@@ -485,3 +485,16 @@ def test_simclr_pretraining_on_the_training_crops_initialises_every_network(tmp_
     card = (path / "model_card.md").read_text(encoding="utf-8")
     assert "SimCLR self-supervised pretraining on the training crops (exact, ellipse outlines" in card
     assert any(line.startswith("SimCLR pretraining done") for line in lines)
+
+
+def test_a_pretraining_batch_larger_than_the_training_split_is_refused_before_radiomics(
+    tmp_path, synthetic_cohort
+):
+    _write(tmp_path / "original_only.yaml", original_only_parameters())
+    config = _write(tmp_path / "big.yaml", PRETRAIN_CONFIG.replace("batch_size: 8,", "batch_size: 64,"))
+    with pytest.raises(InputError, match=r"batch_size=64 training cases; the training split has 30"):
+        training.train_from_manifest(
+            synthetic_cohort, tmp_path / "bundle", config, work_dir=tmp_path / "work", log=lambda line: None
+        )
+    assert not (tmp_path / "work" / "cache").exists()  # no radiomics were extracted
+    assert not (tmp_path / "bundle").exists()
