@@ -145,17 +145,16 @@ def learning_rate(cfg: SslConfig, epoch: int) -> float:
 
 
 def _as_crops(crops: np.ndarray, size: int) -> np.ndarray:
-    arr = np.asarray(crops)
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    if arr.ndim != 4 or arr.shape[2:] != (size, size):
+    """The CNN trainer's crop checks (``_as_variants``), and the network's input size."""
+    from .cnn_training import _as_variants
+
+    arr = _as_variants(crops)
+    if arr.shape[2:] != (size, size):
         raise InputError(
             f"self-supervised pretraining needs crops shaped (cases, variants, {size}, {size}) "
-            f"or (cases, {size}, {size}); got {arr.shape}"
+            f"or (cases, {size}, {size}); got {np.shape(crops)}"
         )
-    if not np.isfinite(arr).all():
-        raise InputError("self-supervised pretraining: the crops contain NaN or infinite values")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return arr
 
 
 def _fingerprint(data: np.ndarray, cfg: SslConfig) -> str:

@@ -185,14 +185,15 @@ class _Trainer:
             num_threads=self.config.cnn.num_threads,
         )
         result = pretrain_simclr(crops[train][:, cols], ssl, checkpoint_dir=self.work / "ssl", log=self.log)
+        digest = result.digest()
         self.pretrain_history = {
             "cases": len(train),
             "variants": list(pre.variants),
             "history": result.history,
-            "weights_sha256": result.digest(),
+            "weights_sha256": digest,
         }
-        self.log(f"SimCLR pretraining done: final loss {result.history[-1]['loss']:.4f}, "
-                 f"weights sha256 {result.digest()[:16]}")
+        loss = result.history[-1]["loss"]
+        self.log(f"SimCLR pretraining done: final loss {loss:.4f}, weights sha256 {digest[:16]}")
         return result.state_dict
 
     def _val_fraction(self, name: str, idx: np.ndarray, fraction: float) -> float:
