@@ -199,7 +199,8 @@ class TrainResult:
         train_indices: cases trained on.
         val_indices: cases of the inner validation split.
         stopped_early: whether early stopping ended the run.
-        resumed_from_epoch: first epoch run in this call after resuming, or None.
+        resumed_from_epoch: epochs already done in the checkpoint this call resumed from (the
+            first epoch run is this + 1; equal to ``epochs`` when it was finished), or None.
     """
 
     state_dict: dict[str, torch.Tensor]

@@ -109,7 +109,8 @@ class SslResult:
             ``train_cnn(init_state=...)``. The classification layer keeps its random
             initialisation: pretraining never touches it.
         history: one dict per epoch: epoch (1-based), lr, loss, seconds.
-        resumed_from_epoch: first epoch (1-based) run in this call after resuming, or None.
+        resumed_from_epoch: epochs already done in the checkpoint this call resumed from (the
+            first epoch run is this + 1; equal to ``epochs`` when it was finished), or None.
     """
 
     state_dict: dict[str, np.ndarray]
@@ -240,7 +241,7 @@ def pretrain_simclr(
             if log:
                 log(f"SimCLR epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, lr {lr:.2e}, {seconds:.0f} s")
     state = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-    return SslResult(state, history, resumed_from_epoch=start + 1 if start else None)
+    return SslResult(state, history, resumed_from_epoch=start or None)
 
 
 def _epoch(

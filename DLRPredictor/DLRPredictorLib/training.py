@@ -50,7 +50,8 @@ class FoldPlan:
     folds: list[np.ndarray]  # validation indices into `train`, per fold
 
 
-def _selection(config: TrainConfig) -> Any:
+def selection_settings(config: TrainConfig) -> Any:
+    """The feature-selection settings (``selection.SelectionConfig``) a training config asks for."""
     from .selection import SelectionConfig
 
     s = config.selection
@@ -241,7 +242,7 @@ class _Trainer:
         from .modeling import DeepFeatureReducer, Signature, early_fusion
 
         cfg = self.config
-        sel = _selection(cfg)
+        sel = selection_settings(cfg)
         grid = None if cfg.model.grid_search else {}
         kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
         rad_pairs, rad_R = self.rows(idx, cfg.contours.for_radiomics())

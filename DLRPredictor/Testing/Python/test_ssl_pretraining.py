@@ -104,10 +104,16 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert record["next_epoch"] == 2
     lines: list[str] = []
     resumed = pretrain_simclr(crops, _tiny(epochs=3), checkpoint_dir=tmp_path, log=lines.append)
-    assert resumed.resumed_from_epoch == 3
+    assert resumed.resumed_from_epoch == 2  # as train_cnn counts: epochs done before this call
     assert lines[0].startswith("resuming self-supervised pretraining at epoch 3")
     assert resumed.digest() == whole.digest()
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+    # a finished checkpoint is returned as it is: no epoch runs, nothing is logged
+    lines.clear()
+    again = pretrain_simclr(crops, _tiny(epochs=3), checkpoint_dir=tmp_path, log=lines.append)
+    assert again.resumed_from_epoch == 3 and not lines
+    assert again.digest() == whole.digest()
 
 
 def test_a_checkpoint_of_other_crops_or_settings_is_refused(tmp_path: Path) -> None:
