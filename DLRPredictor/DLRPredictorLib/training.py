@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ import pandas as pd
 from . import training_data as td
 from .config import TrainConfig, config_to_dict, load_config
 from .errors import ConfigError, DLRError, InputError
+
+if TYPE_CHECKING:
+    from .selection import SelectionConfig
 
 Log = Callable[[str], None]
 
@@ -50,7 +53,7 @@ class FoldPlan:
     folds: list[np.ndarray]  # validation indices into `train`, per fold
 
 
-def selection_settings(config: TrainConfig) -> Any:
+def selection_settings(config: TrainConfig) -> SelectionConfig:
     """The feature-selection settings (``selection.SelectionConfig``) a training config asks for."""
     from .selection import SelectionConfig
 
