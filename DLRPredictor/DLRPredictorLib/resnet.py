@@ -140,10 +140,14 @@ def _classes() -> tuple[Any, Any, Any]:
             layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
             return nn.Sequential(*layers)
 
-        def forward(self, x: Tensor) -> Tensor:
+        def pooled(self, x: Tensor) -> Tensor:
+            """The average-pooled features: the forward pass without the classification layer."""
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(self.avgpool(x).flatten(1))
+            return self.avgpool(x).flatten(1)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc(self.pooled(x))
 
     return BasicBlock, Bottleneck, ResNet
 

@@ -267,21 +267,12 @@ def _epoch(
         for _ in range(2):
             variant = torch.randint(data.shape[1], (idx.numel(),), generator=gen)
             views.append(_zscore_batch(_augment(data[idx, variant].unsqueeze(1), view_cfg, gen)))
-        loss = nt_xent(head(_pooled(net, views[0])), head(_pooled(net, views[1])), cfg.temperature)
+        loss = nt_xent(head(net.pooled(views[0])), head(net.pooled(views[1])), cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += float(loss.detach())
     return total / steps
-
-
-def _pooled(net: Any, x: Any) -> Any:
-    """The ResNet's average-pooled features (its forward pass without the classification layer)."""
-    import torch
-
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
-    return torch.flatten(net.avgpool(x), 1)
 
 
 def _save_checkpoint(
