@@ -134,7 +134,7 @@ def loadPhantomSample(source: Any = None) -> tuple[Any, Any]:
 
 def registerSampleData() -> None:
     """Add the embedded synthetic phantom (image and lesion) to the Sample Data module."""
-    from DLRPredictorLib.errors import DLRError
+    from DLRPredictorLib.base.errors import DLRError
 
     thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DLRPredictor.png")
     try:
@@ -557,7 +557,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _refreshBundle(self) -> None:
         """Verify the chosen bundle (api.load_predictor) and show the outcome in the status label."""
-        from DLRPredictorLib.errors import DLRError
+        from DLRPredictorLib.base.errors import DLRError
 
         if self._parameterNode is None:
             return
@@ -812,7 +812,7 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
     def test_DLRPredictorPhantom(self) -> None:
         """Predict the phantom and check the probability, the features table and the heatmap."""
         import numpy as np
-        from DLRPredictorLib.compat import zip_strict
+        from DLRPredictorLib.base.compat import zip_strict
 
         self.delayDisplay("Loading the synthetic phantom")
         volume, segmentation = loadPhantomSample()
@@ -858,7 +858,7 @@ class DLRPredictorTest(ScriptedLoadableModuleTest):
 
     def test_DLRPredictorEmptyLesion(self) -> None:
         """An empty lesion segment is refused with a typed error and leaves the scene as it was."""
-        from DLRPredictorLib.errors import InputError
+        from DLRPredictorLib.base.errors import InputError
 
         volume, _segmentation = loadPhantomSample()
         empty = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "EmptyLesion")

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     bundle = bc.resolve_bundle(args.bundle).resolve()
     cases = bc.select_cases(args.dataset, args.cases)
-    from DLRPredictorLib import predictor
+    from DLRPredictorLib.inference import predictor
 
     known = [v.name for v in predictor.load_predictor(bundle).clinical_variables]
     bc.compile_package()

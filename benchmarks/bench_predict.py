@@ -95,7 +95,8 @@ class WarmBench:
     """One scene and one loaded predictor; times the stages and the end-to-end call per case."""
 
     def __init__(self, bundle: Path) -> None:
-        from DLRPredictorLib import predictor, scene_adapter
+        from DLRPredictorLib.inference import predictor
+        from DLRPredictorLib.scene import adapter as scene_adapter
 
         self.bundle = bundle
         self.pred = predictor.load_predictor(bundle)
@@ -105,7 +106,8 @@ class WarmBench:
 
     def add_case(self, case: bc.BenchCase) -> SceneCase:
         """Read a case from disk and put it into the scene (untimed set-up)."""
-        from DLRPredictorLib import images, lesion, scene_io
+        from DLRPredictorLib.inputs import images, lesion
+        from DLRPredictorLib.scene import scene_io
 
         volume = images.read_image(case.image, spacing_mm=case.spacing_mm)
         mask = lesion.read_mask(case.mask, volume)
@@ -120,9 +122,11 @@ class WarmBench:
 
     def stages(self, c: SceneCase) -> dict[str, float]:
         """The stages in sequence through their public functions; seconds per stage."""
-        from DLRPredictorLib import api, predictor, scene_io
-        from DLRPredictorLib import deep_features as dfe
-        from DLRPredictorLib import radiomics_features as rf
+        from DLRPredictorLib import api
+        from DLRPredictorLib.deep import deep_model as dfe
+        from DLRPredictorLib.features import radiomics as rf
+        from DLRPredictorLib.inference import predictor
+        from DLRPredictorLib.scene import scene_io
 
         pred, t = self.pred, {}
         volume, mask, vnode, clinical = c.volume, c.mask, c.volume_node, c.clinical
@@ -230,7 +234,8 @@ def cold_child(spec_json: str) -> None:
     spec = json.loads(spec_json)
     t_spawn = float(spec["t_spawn"])
     marks: dict[str, float] = {"interpreter": time.time() - t_spawn}
-    from DLRPredictorLib import images, lesion, predictor
+    from DLRPredictorLib.inference import predictor
+    from DLRPredictorLib.inputs import images, lesion
 
     marks["imports"] = time.time() - t_spawn
     if spec.get("threads"):
@@ -242,7 +247,9 @@ def cold_child(spec_json: str) -> None:
     clinical = {k: v for k, v in spec["clinical"].items() if k in [c.name for c in pred.clinical_variables]}
     pred.predict(volume, mask, clinical, heatmap=True)
     marks["first_prediction"] = time.time() - t_spawn
-    from DLRPredictorLib import api, scene_adapter, scene_io
+    from DLRPredictorLib import api
+    from DLRPredictorLib.scene import adapter as scene_adapter
+    from DLRPredictorLib.scene import scene_io
 
     scene = scene_adapter.create_scene()
     scene_adapter.install_globals(scene)
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = bc.resolve_bundle(args.bundle)
     cases = bc.select_cases(args.dataset, args.cases)
     if args.threads:
-        from DLRPredictorLib import predictor
+        from DLRPredictorLib.inference import predictor
 
         predictor.set_threads(args.threads)
     bc.compile_package()

@@ -60,7 +60,7 @@ class Sides:
     """The three variants, ready to run on a case."""
 
     def __init__(self, bundle: Path) -> None:
-        from DLRPredictorLib import predictor
+        from DLRPredictorLib.inference import predictor
         from radiomics.featureextractor import RadiomicsFeatureExtractor
 
         self.pred = predictor.load_predictor(bundle)
@@ -70,7 +70,7 @@ class Sides:
         self.label = int(self.extractor.settings.get("label", 1))
 
     def dlr_full(self, case: bc.BenchCase) -> dict[str, float]:
-        from DLRPredictorLib import images, lesion
+        from DLRPredictorLib.inputs import images, lesion
 
         volume = images.read_image(case.image, spacing_mm=case.spacing_mm)
         mask = lesion.read_mask(case.mask, volume)
@@ -78,7 +78,7 @@ class Sides:
         return res.features
 
     def dlr_batch(self, case: bc.BenchCase) -> dict[str, float]:
-        from DLRPredictorLib import predictor
+        from DLRPredictorLib.inference import predictor
 
         job = {
             "case_id": case.case_id,
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = bc.select_cases("busbra", args.cases)
     logging.getLogger("radiomics").setLevel(logging.ERROR)  # both sides use the same logger
     if args.threads:
-        from DLRPredictorLib import predictor
+        from DLRPredictorLib.inference import predictor
 
         predictor.set_threads(args.threads)
     bc.compile_package()

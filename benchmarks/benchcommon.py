@@ -68,7 +68,7 @@ def resolve_bundle(bundle: Path | None) -> Path:
     Returns:
         The folder (it holds a ``manifest.json``).
     """
-    from DLRPredictorLib import predictor
+    from DLRPredictorLib.inference import predictor
 
     path = Path(bundle) if bundle is not None else predictor.default_bundle_path()
     if not (path / "manifest.json").is_file():

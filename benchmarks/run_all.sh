@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the three benchmarks of issue "Prediction end to end", one after the other.
+# Run the three prediction benchmarks (end-to-end latency, ratio to pyradiomics, batch), one after the other.
 # Usage: benchmarks/run_all.sh [--bundle DIR] [--cases N] [--strict]
 # Every argument is passed to each script (all three accept --bundle, --cases and --strict).
 # Exit status: 0 when every script exited 0, else the last non-zero status (2: no bundle).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DLRPredictor"))
 
-from DLRPredictorLib import bundle
+from DLRPredictorLib.bundle import verify as bundle
 
 
 def main(argv: list[str] | None = None) -> int:

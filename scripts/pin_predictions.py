@@ -37,7 +37,8 @@ CASES = [
 
 def predict_all(data: Path) -> list[dict]:
     """The shipped bundle's answers on CASES (no heatmap, deterministic)."""
-    from DLRPredictorLib import images, lesion, predictor
+    from DLRPredictorLib.inference import predictor
+    from DLRPredictorLib.inputs import images, lesion
 
     pred = predictor.load_predictor()
     out = []
@@ -61,7 +62,7 @@ def predict_all(data: Path) -> list[dict]:
 
 def bundle_digest() -> str:
     """sha256 of the shipped bundle's manifest.json (it lists every file's sha256)."""
-    from DLRPredictorLib import predictor
+    from DLRPredictorLib.inference import predictor
 
     return hashlib.sha256((predictor.default_bundle_path() / "manifest.json").read_bytes()).hexdigest()
 

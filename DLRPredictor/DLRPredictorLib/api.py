@@ -22,10 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from .case import ImageVolume
-from .compat import zip_strict
-from .errors import InputError, LesionError
-from .predictor import CasePrediction, Predictor, StabilityResult, default_bundle_path, load_predictor
+from .base.case import ImageVolume
+from .base.compat import zip_strict
+from .base.errors import InputError, LesionError
+from .inference.predictor import (
+    CasePrediction,
+    Predictor,
+    StabilityResult,
+    default_bundle_path,
+    load_predictor,
+)
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -95,7 +101,7 @@ def prediction_items(pred: Predictor, res: CasePrediction) -> list[tuple[str, st
 def _lesion_mask(
     volume_node: Any, segmentation_node: Any, segment_id: str | None, labelmap_node: Any
 ) -> np.ndarray:
-    from . import scene_io
+    from .scene import scene_io
 
     if segmentation_node is not None:
         seg = segmentation_node.GetSegmentation()
@@ -129,8 +135,8 @@ def write_outputs(
     Returns:
         (features table node, prediction table node, heatmap node or None).
     """
-    from . import radiomics_features as rf
-    from . import scene_io
+    from .features import radiomics as rf
+    from .scene import scene_io
 
     with scene_io.SceneGuard(scene):
         ftable = scene_io.write_features_table(
@@ -193,7 +199,7 @@ def predict_nodes(
     Raises:
         InputError: unusable volume, lesion or clinical values; BundleError: bad bundle.
     """
-    from . import scene_io
+    from .scene import scene_io
 
     if volume_node is None:
         raise InputError("no input volume: choose the ultrasound image")
@@ -252,7 +258,7 @@ def predict_arrays(
     Returns:
         The prediction; `heatmap` is (1, rows, cols) like the image.
     """
-    from . import images
+    from .inputs import images
 
     sp = (spacing_mm, spacing_mm) if np.isscalar(spacing_mm) else tuple(spacing_mm)  # type: ignore[arg-type]
     volume: ImageVolume = images.volume_from_array(
@@ -269,7 +275,8 @@ def write_case_scene(
     path: Path, volume: ImageVolume, mask: np.ndarray, pred: Predictor, res: CasePrediction
 ) -> Path:
     """Write one case (image, lesion segmentation, tables, heatmap) as a .mrb scene."""
-    from . import scene_adapter, scene_io
+    from .scene import adapter as scene_adapter
+    from .scene import scene_io
 
     scene = scene_adapter.create_scene()
     try:
@@ -285,7 +292,7 @@ def write_case_scene(
 
 def phantom_sample_paths() -> dict[str, Path]:
     """The embedded synthetic phantom written once to a cache folder (for SampleData and tests)."""
-    from . import phantom
+    from .inputs import phantom
 
     folder = Path(os.environ.get("DLR_CACHE", tempfile.gettempdir())) / "DLRPredictor-phantom"
     return phantom.write_phantom(folder)  # deterministic and ~0.15 s: always rewritten, never stale

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import DLRError
+from .base.errors import DLRError
 
 EPILOG = "Documentation: README.md of the DLRPredictor extension."
 
@@ -95,7 +95,7 @@ def _parse_cutoffs(text: str | None) -> dict[str, float] | None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "predict":
-        from . import batch
+        from .cohort import batch
 
         summary = batch.predict_manifest(
             args.manifest,
@@ -109,19 +109,19 @@ def _run(args: argparse.Namespace) -> int:
         print(summary.line())
         return 0 if summary.n_error == 0 else 1
     if args.command == "train":
-        from . import training
+        from .training import trainer as training
 
         path = training.train_from_manifest(args.manifest, args.out, args.config, work_dir=args.work)
         print(f"bundle written to {path}")
         return 0
     if args.command == "evaluate":
-        from . import batch
+        from .cohort import batch
 
         path = batch.evaluate_manifest(args.manifest, args.report, bundle_path=args.bundle, jobs=args.jobs)
         print(f"report written to {path}")
         return 0
     if args.command == "report":
-        from . import report
+        from .evaluation import report
 
         scores = [s.strip() for s in args.scores.split(",") if s.strip()]
         path = report.report_from_predictions_csv(

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from . import images, lesion, phantom, scene_adapter, scene_io
 from .api import predict_nodes
+from .inputs import images, lesion, phantom
+from .scene import adapter as scene_adapter
+from .scene import scene_io
 
 
 def run_demo(out: Path, bundle_path: Path | None = None) -> str:

@@ -96,7 +96,7 @@ def phantom_sample_source(thumbnail: str) -> dict[str, Any]:
         category, sampleName, thumbnailFileName, uris, fileNames, nodeNames, loadFileType and
         checksums.
     """
-    from .bundle import sha256_file
+    from .bundle.verify import sha256_file
 
     image, mask = phantom_sample_files()
     return {
@@ -234,7 +234,7 @@ def ensure_torch(
     """Make torch importable through the PyTorch extension, after asking.
 
     Only training a network needs torch (a prediction applies the ResNet in numpy,
-    DLRPredictorLib.resnet_numpy); the extension installs a matching torchvision with it, which
+    DLRPredictorLib.deep.resnet_numpy); the extension installs a matching torchvision with it, which
     is harmless.
 
     Args:

@@ -36,7 +36,8 @@ def main() -> None:
     """Predict plain and flipped crops; print and save the AUCs."""
     args = parse_args()
     use_library()
-    from DLRPredictorLib import deep_features, training_data
+    from DLRPredictorLib.deep import deep_model as deep_features
+    from DLRPredictorLib.training.trainer import data as training_data
     from safetensors.numpy import load_file
     from sklearn.metrics import roc_auc_score
 

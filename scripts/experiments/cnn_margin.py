@@ -2,7 +2,7 @@
 """How much context around the lesion (crop margin) and which input size suit the CNN?
 
 Trains a grayscale ResNet from scratch (random initialisation) on lesion crops of the training
-split with the trainer's own routine (DLRPredictorLib.cnn_training.train_cnn): each case gives an
+split with the trainer's own routine (DLRPredictorLib.training.cnn.train_cnn): each case gives an
 exact-contour and an ellipse crop, one of which is drawn per epoch; 15 % of the training patients
 are held out for early stopping on validation AUC. Then it prints the held-out BUS-BRA AUC of the
 network's probability on exact and on ellipse crops, and saves for fuse.py
@@ -47,8 +47,9 @@ def main() -> None:
     """Train, evaluate and save the CNN outputs."""
     args = parse_args()
     use_library()
-    from DLRPredictorLib import deep_features, training_data
-    from DLRPredictorLib.cnn_training import CnnTrainConfig, train_cnn
+    from DLRPredictorLib.deep import deep_model as deep_features
+    from DLRPredictorLib.training.cnn import CnnTrainConfig, train_cnn
+    from DLRPredictorLib.training.trainer import data as training_data
     from sklearn.metrics import roc_auc_score
 
     cases, split = load_cases(VARIANTS)

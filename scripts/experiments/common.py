@@ -61,8 +61,9 @@ def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush
         (list of training_data.TrainingCase, array of "train" / "test" per case).
     """
     use_library()
-    from DLRPredictorLib import manifest, training_data
-    from DLRPredictorLib.errors import DLRError
+    from DLRPredictorLib.base.errors import DLRError
+    from DLRPredictorLib.inputs import cohort_csv as manifest
+    from DLRPredictorLib.training.trainer import data as training_data
 
     cases = []
     split = []

@@ -57,9 +57,9 @@ def main() -> None:
     """Fit Rad, DL and early-fusion DLR on the training split; print their held-out AUCs."""
     use_library()
     import pandas as pd
-    from DLRPredictorLib.config import load_config
-    from DLRPredictorLib.modeling import DeepFeatureReducer, Signature, early_fusion
-    from DLRPredictorLib.training import selection_settings
+    from DLRPredictorLib.models.modeling import DeepFeatureReducer, Signature, early_fusion
+    from DLRPredictorLib.training.config import load_config
+    from DLRPredictorLib.training.trainer import selection_settings
     from sklearn.metrics import roc_auc_score
 
     args = parse_args()

@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
 def crop_stack(cases: list, variant: str, size: int) -> np.ndarray:
     """(cases, size, size) float32 lesion crops of one variant."""
     use_library()
-    from DLRPredictorLib import deep_features
+    from DLRPredictorLib.deep import deep_model as deep_features
 
     spec = deep_features.CropSpec(margin_fraction=CROP_MARGIN, size=size, square=True)
     crops = [deep_features.lesion_crop(case.variants[variant], spec)[0] for case in cases]
@@ -61,7 +61,8 @@ def main() -> None:
     args = parse_args()
     variants = args.variants.split(",")
     use_library()
-    from DLRPredictorLib import radiomics_features, training_data
+    from DLRPredictorLib.features import radiomics as radiomics_features
+    from DLRPredictorLib.training.trainer import data as training_data
 
     params = radiomics_features.load_parameters(args.params)
     cases, split = load_cases(variants)

@@ -3,7 +3,7 @@
 
 No pretrained ImageNet weights can be obtained here, and the network trained from scratch reaches
 about 0.88-0.89 held-out. This pretrains the same grayscale ResNet with SimCLR
-(``DLRPredictorLib.ssl_pretraining``, which the trainer runs for ``cnn.pretrain``) on the lesion
+(``DLRPredictorLib.training.ssl``, which the trainer runs for ``cnn.pretrain``) on the lesion
 crops of the TRAINING split only (labels unused; the held-out fold is never seen), then saves the
 backbone for fine-tuning with ``cnn_margin.py --init out/exp/ssl_TAG.safetensors``.
 
@@ -40,8 +40,9 @@ def main() -> None:
     """Pretrain and save the backbone."""
     args = parse_args()
     use_library()
-    from DLRPredictorLib import deep_features, training_data
-    from DLRPredictorLib.ssl_pretraining import SslConfig, pretrain_simclr
+    from DLRPredictorLib.deep import deep_model as deep_features
+    from DLRPredictorLib.training.ssl import SslConfig, pretrain_simclr
+    from DLRPredictorLib.training.trainer import data as training_data
     from safetensors.numpy import save_file
 
     cases, split = load_cases(VARIANTS)

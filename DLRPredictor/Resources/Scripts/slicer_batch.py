@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _predict_in_scene(scene, pred, job, stability, scenes_dir):
     """One case through the application's scene; its nodes are removed afterwards."""
-    from DLRPredictorLib import api, images, lesion, scene_io
+    from DLRPredictorLib import api
+    from DLRPredictorLib.inputs import images, lesion
+    from DLRPredictorLib.scene import scene_io
 
     volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
     mask = lesion.read_mask(job["mask"], volume, segment=job.get("segment") or None)
@@ -52,8 +54,8 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir):
 
 def main(argv):
     import slicer
-    from DLRPredictorLib import batch
-    from DLRPredictorLib.errors import DLRError
+    from DLRPredictorLib.base.errors import DLRError
+    from DLRPredictorLib.cohort import batch
 
     args = _parser().parse_args(argv)
     try:

@@ -126,7 +126,7 @@ def run_python_probe(code: str, *args: str, timeout: float) -> dict:
 @pytest.fixture
 def scene():
     """A fresh plain-Python MRML scene (slicer-core) that behaves like the application's."""
-    from DLRPredictorLib import scene_adapter
+    from DLRPredictorLib.scene import adapter as scene_adapter
 
     s = scene_adapter.create_scene()
     yield s
@@ -152,7 +152,7 @@ clinical:
 
 def original_only_parameters() -> str:
     """The shipped 2D ultrasound parameter file restricted to the Original image (fast for tests)."""
-    from DLRPredictorLib import radiomics_features as rf
+    from DLRPredictorLib.features import radiomics as rf
 
     text = rf.DEFAULT_PARAMETERS.read_text(encoding="utf-8")
     start, end = text.index("imageType:"), text.index("featureClass:")
@@ -162,7 +162,7 @@ def original_only_parameters() -> str:
 @pytest.fixture(scope="session")
 def synthetic_cohort(tmp_path_factory) -> Path:
     """Manifest of a small labelled synthetic cohort (no external data)."""
-    from DLRPredictorLib import synthetic_cohort as sc
+    from DLRPredictorLib.inputs import synthetic_cohort as sc
 
     return sc.write_cohort(tmp_path_factory.mktemp("cohort"), n_cases=40, seed=0)
 
@@ -170,7 +170,7 @@ def synthetic_cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, synthetic_cohort: Path) -> Path:
     """A real bundle trained by `train_from_manifest` on the synthetic cohort (about a minute)."""
-    from DLRPredictorLib import training
+    from DLRPredictorLib.training import trainer as training
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = root / "tiny.yaml"

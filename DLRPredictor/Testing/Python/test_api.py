@@ -14,8 +14,10 @@ import math
 import numpy as np
 import pytest
 import slicer
-from DLRPredictorLib import api, lesion, phantom, scene_io
-from DLRPredictorLib.errors import ClinicalValueError, LesionError
+from DLRPredictorLib import api
+from DLRPredictorLib.base.errors import ClinicalValueError, LesionError
+from DLRPredictorLib.inputs import lesion, phantom
+from DLRPredictorLib.scene import scene_io
 
 # SlicerRadiomics' exportToTable columns, written out here rather than taken from scene_io.
 SLICER_RADIOMICS_COLUMNS = ("Label", "Input image type", "Feature Class", "Feature Name", "Value")

@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib import batch, manifest, predictor, scene_io
+from DLRPredictorLib.cohort import batch
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.inputs import cohort_csv as manifest
+from DLRPredictorLib.scene import scene_io
 
 LABELS = {"malignant": 1, "benign": 0}  # label texts of the synthetic cohort
 N_GOOD = 3
@@ -343,7 +346,7 @@ def test_in_process_run_gives_the_workers_results_and_isolates_case_errors(
 
 
 def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort):
-    from DLRPredictorLib.errors import LesionError
+    from DLRPredictorLib.base.errors import LesionError
 
     m = _write_manifest(tmp_path / "cohort.csv", cohort.good)
     first, second = cohort.good[0]["case_id"], cohort.good[1]["case_id"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from DLRPredictorLib import bundle as B
-from DLRPredictorLib.errors import BundleError
+from DLRPredictorLib.base.errors import BundleError
+from DLRPredictorLib.bundle import verify as B
 
 MODEL_CARD = "# Test bundle\n\nA tiny bundle for tests. Not for clinical use.\n"
 CONFIG = {"steps": ["scale", "pca"], "n_components": 3}

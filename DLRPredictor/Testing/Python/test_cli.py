@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from DLRPredictorLib import batch, cli, manifest
+from DLRPredictorLib import cli
+from DLRPredictorLib.cohort import batch
+from DLRPredictorLib.inputs import cohort_csv as manifest
 
 LABELS = {"malignant": 1, "benign": 0}  # label texts of the synthetic cohort
 # The options the design card promises for each command.

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import statsmodels.api as sm
-from DLRPredictorLib.clinical import (
+from DLRPredictorLib.base.errors import ClinicalValueError, ConfigError, InputError
+from DLRPredictorLib.models.clinical import (
     ClinicalVariable,
     CombinedModel,
     clinical_feature_names,
@@ -17,7 +18,6 @@ from DLRPredictorLib.clinical import (
     select_predictors,
     univariable_logistic,
 )
-from DLRPredictorLib.errors import ClinicalValueError, ConfigError, InputError
 from scipy.special import expit, logit
 
 AGE = ClinicalVariable("age", "numeric", unit="years", minimum=10, maximum=110)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from DLRPredictorLib.cnn_training import (
+from DLRPredictorLib.base.errors import ConfigError, InputError
+from DLRPredictorLib.training.cnn import (
     CHECKPOINT_JSON,
     CnnTrainConfig,
     TrainResult,
@@ -16,7 +17,6 @@ from DLRPredictorLib.cnn_training import (
     split_train_val,
     train_cnn,
 )
-from DLRPredictorLib.errors import ConfigError, InputError
 from sklearn.metrics import roc_auc_score
 
 SIZE = 32

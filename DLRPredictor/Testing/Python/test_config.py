@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import yaml
 from conftest import TINY_CONFIG
-from DLRPredictorLib.config import (
+from DLRPredictorLib.base.errors import ConfigError
+from DLRPredictorLib.training.config import (
     CHOICES,
     CONTOUR_VARIANTS,
     TrainConfig,
@@ -15,7 +16,6 @@ from DLRPredictorLib.config import (
     load_config,
     validate,
 )
-from DLRPredictorLib.errors import ConfigError
 
 
 def _load(tmp_path, text: str) -> TrainConfig:
@@ -183,7 +183,7 @@ def test_round_trip_keeps_every_section():
 
 
 def test_cnn_settings_reach_the_network_training(tmp_path):
-    from DLRPredictorLib.training import _cnn_config
+    from DLRPredictorLib.training.trainer import _cnn_config
 
     config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
     cnn = _cnn_config(config, seed=5)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from DLRPredictorLib.case import LesionSlice
-from DLRPredictorLib.cnn_training import CnnTrainConfig, train_cnn
-from DLRPredictorLib.deep_features import (
+from DLRPredictorLib.base.case import LesionSlice
+from DLRPredictorLib.base.errors import BundleError, ConfigError, InputError, LesionError
+from DLRPredictorLib.deep.deep_model import (
     ARCHITECTURES,
     CropSpec,
     DeepModel,
@@ -21,7 +21,7 @@ from DLRPredictorLib.deep_features import (
     save_safetensors,
     zscore,
 )
-from DLRPredictorLib.errors import BundleError, ConfigError, InputError, LesionError
+from DLRPredictorLib.training.cnn import CnnTrainConfig, train_cnn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib.errors import ImageReadError, InputError
-from DLRPredictorLib.images import read_image, to_luminance, volume_from_array
+from DLRPredictorLib.base.errors import ImageReadError, InputError
+from DLRPredictorLib.inputs.images import read_image, to_luminance, volume_from_array
 
 
 def _asymmetric(rows: int = 24, cols: int = 36) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_python_probe
-from DLRPredictorLib import phantom
+from DLRPredictorLib.inputs import phantom
 
 FORBIDDEN = (
     "torch", "torchvision", "sklearn", "pandas", "scipy", "statsmodels", "lightgbm", "xgboost", "matplotlib"
@@ -42,7 +42,8 @@ def record(step):
 
 
 paths = json.loads(sys.argv[4])
-from DLRPredictorLib import images, lesion, predictor
+from DLRPredictorLib.inputs import images, lesion
+from DLRPredictorLib.inference import predictor
 
 volume = images.read_image(paths["image"])
 mask = lesion.read_mask(paths["mask"], volume)
@@ -61,7 +62,7 @@ arr = api.predict_arrays(volume.array[0], mask[0], spacing_mm=volume.spacing[:2]
 facts["arrays_probability"] = arr.probability
 record("api.predict_arrays")
 
-from DLRPredictorLib import batch
+from DLRPredictorLib.cohort import batch
 
 summary = batch.predict_manifest_in_process(paths["manifest"], work / "results.csv", bundle,
                                             show_progress=False)
@@ -69,7 +70,7 @@ facts["batch_ok"] = summary.n_ok
 facts["batch_cases"] = summary.n_cases
 record("batch rows")
 
-from DLRPredictorLib import scene_adapter, scene_io
+from DLRPredictorLib.scene import adapter as scene_adapter, scene_io
 
 scene = scene_adapter.create_scene()
 node = scene_io.add_volume_node(scene, volume, "Image")

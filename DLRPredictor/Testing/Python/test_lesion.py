@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib.errors import ImageReadError, InputError, LesionError
-from DLRPredictorLib.images import volume_from_array
-from DLRPredictorLib.lesion import (
+from DLRPredictorLib.base.errors import ImageReadError, InputError, LesionError
+from DLRPredictorLib.inputs.images import volume_from_array
+from DLRPredictorLib.inputs.lesion import (
     MIN_LESION_PIXELS,
     bounding_box,
     dilate_mask,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from DLRPredictorLib.errors import ManifestError
-from DLRPredictorLib.manifest import ManifestRow, read_manifest, resolve_path
+from DLRPredictorLib.base.errors import ManifestError
+from DLRPredictorLib.inputs.cohort_csv import ManifestRow, read_manifest, resolve_path
 
 
 def _write(tmp_path: Path, text: str, *, encoding: str = "utf-8", name: str = "cohort.csv") -> Path:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from DLRPredictorLib.errors import ConfigError, InputError
-from DLRPredictorLib.modeling import (
+from DLRPredictorLib.base.errors import ConfigError, InputError
+from DLRPredictorLib.models.modeling import (
     CLASSIFIERS,
     DeepFeatureReducer,
     EnsembleFusion,
@@ -21,7 +21,7 @@ from DLRPredictorLib.modeling import (
     out_of_fold_proba,
     proba_to_logit,
 )
-from DLRPredictorLib.selection import SelectionConfig
+from DLRPredictorLib.models.selection import SelectionConfig
 from scipy.special import softmax
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression

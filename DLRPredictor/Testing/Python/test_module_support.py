@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from DLRPredictorLib import module_support as ms
-from DLRPredictorLib.clinical import ClinicalVariable
+from DLRPredictorLib.models.clinical import ClinicalVariable
 
 MODULE_DIR = Path(__file__).resolve().parents[2]
 REQUIREMENTS_PATH = MODULE_DIR / "Resources" / "requirements.txt"
@@ -87,7 +87,7 @@ def test_clinical_values_round_trip(parameter_node):
 
 def test_raw_values_are_saved_with_the_scene(scene, parameter_node, tmp_path):
     """Values of other bundles' variables live in the scripted module node, so a saved scene keeps them."""
-    from DLRPredictorLib import scene_io
+    from DLRPredictorLib.scene import scene_io
 
     ms.set_clinical_value(parameter_node, SIZE, 12.5)
     ms.set_clinical_value(parameter_node, SIDE, "right")
@@ -309,7 +309,9 @@ def test_store_prediction_outputs(scene, inputs):
 @pytest.mark.slow
 def test_predict_parameter_node_on_the_phantom(scene, parameter_node, monkeypatch, tmp_path):
     """The logic facade's path: the phantom through the parameter node, twice into the same nodes."""
-    from DLRPredictorLib import api, images, lesion, scene_io
+    from DLRPredictorLib import api
+    from DLRPredictorLib.inputs import images, lesion
+    from DLRPredictorLib.scene import scene_io
 
     monkeypatch.setenv("DLR_CACHE", str(tmp_path))
     paths = api.phantom_sample_paths()

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from DLRPredictorLib.clinical import ClinicalVariable, CombinedModel, clinical_feature_names, encode_clinical
-from DLRPredictorLib.errors import ClinicalValueError, ConfigError
-from DLRPredictorLib.nomogram import Nomogram
+from DLRPredictorLib.base.errors import ClinicalValueError, ConfigError
+from DLRPredictorLib.models.clinical import (
+    ClinicalVariable,
+    CombinedModel,
+    clinical_feature_names,
+    encode_clinical,
+)
+from DLRPredictorLib.models.nomogram import Nomogram
 from scipy.special import expit, logit
 
 AGE = ClinicalVariable("age", "numeric", unit="years", minimum=10, maximum=110)

@@ -7,9 +7,9 @@ import csv
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib.images import read_image
-from DLRPredictorLib.lesion import MIN_LESION_PIXELS, read_mask, representative_slice
-from DLRPredictorLib.phantom import LesionStyle, make_phantom, write_phantom
+from DLRPredictorLib.inputs.images import read_image
+from DLRPredictorLib.inputs.lesion import MIN_LESION_PIXELS, read_mask, representative_slice
+from DLRPredictorLib.inputs.phantom import LesionStyle, make_phantom, write_phantom
 from scipy import ndimage
 from skimage.measure import regionprops
 

@@ -6,8 +6,9 @@ import threading
 
 import numpy as np
 import pytest
-from DLRPredictorLib import phantom, predictor
-from DLRPredictorLib.errors import LesionError
+from DLRPredictorLib.base.errors import LesionError
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.inputs import phantom
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_the_network_runs_on_the_helper_thread(pred, monkeypatch) -> None:
 
 
 def test_a_radiomics_error_waits_for_the_network_and_propagates(pred, monkeypatch) -> None:
-    from DLRPredictorLib import radiomics_features as rf
+    from DLRPredictorLib.features import radiomics as rf
 
     finished = threading.Event()
     original = pred._deep_features

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib import cli, images, phantom
+from DLRPredictorLib import cli
+from DLRPredictorLib.inputs import images, phantom
 
 SPACING_MM = 0.1
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -234,7 +235,10 @@ def test_batch_scenes_journal_report_and_logs_carry_no_identifier(
 def test_api_scene_and_logs_carry_no_identifier(
     dicom_cohort: tuple[Path, int], tiny_bundle: Path, tmp_path: Path, caplog, capfd
 ) -> None:
-    from DLRPredictorLib import api, lesion, scene_adapter, scene_io
+    from DLRPredictorLib import api
+    from DLRPredictorLib.inputs import lesion
+    from DLRPredictorLib.scene import adapter as scene_adapter
+    from DLRPredictorLib.scene import scene_io
 
     root, n = dicom_cohort
     caplog.set_level(logging.DEBUG)

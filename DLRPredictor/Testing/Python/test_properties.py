@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from DLRPredictorLib import images, lesion, manifest, predictor
-from DLRPredictorLib import radiomics_features as rf
-from DLRPredictorLib.errors import DLRError, InputError
+from DLRPredictorLib.base.errors import DLRError, InputError
+from DLRPredictorLib.features import radiomics as rf
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.inputs import cohort_csv as manifest
+from DLRPredictorLib.inputs import images, lesion
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
@@ -167,7 +169,7 @@ def test_lesion_slice_is_one_valid_region_or_a_documented_error(image: np.ndarra
 
 @pytest.fixture(scope="module")
 def feature_names() -> list[str]:
-    from DLRPredictorLib import phantom
+    from DLRPredictorLib.inputs import phantom
 
     volume, mask = phantom.make_phantom(3)
     return list(rf.extract_features(lesion.representative_slice(volume, mask)))

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from DLRPredictorLib.compat import zip_strict
+from DLRPredictorLib.base.compat import zip_strict
 
 MODULE_DIR = Path(__file__).resolve().parents[2]
 TARGET = "3.9"
@@ -37,7 +37,7 @@ def slicer_python_files() -> list[Path]:
 
 def test_scope_is_what_slicer_runs():
     names = {path.relative_to(MODULE_DIR).as_posix() for path in slicer_python_files()}
-    assert {"DLRPredictor.py", "DLRPredictorLib/compat.py", "DLRPredictorLib/api.py"} <= names
+    assert {"DLRPredictor.py", "DLRPredictorLib/base/compat.py", "DLRPredictorLib/api.py"} <= names
     assert any(name.startswith("Resources/Scripts/") for name in names)
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import yaml
-from DLRPredictorLib import radiomics_features as rf
-from DLRPredictorLib.case import LesionSlice
-from DLRPredictorLib.errors import ConfigError, LesionError
-from DLRPredictorLib.images import read_image
-from DLRPredictorLib.lesion import MIN_LESION_PIXELS, bounding_box, read_mask, representative_slice
-from DLRPredictorLib.phantom import make_phantom, write_phantom
+from DLRPredictorLib.base.case import LesionSlice
+from DLRPredictorLib.base.errors import ConfigError, LesionError
+from DLRPredictorLib.features import radiomics as rf
+from DLRPredictorLib.inputs.images import read_image
+from DLRPredictorLib.inputs.lesion import MIN_LESION_PIXELS, bounding_box, read_mask, representative_slice
+from DLRPredictorLib.inputs.phantom import make_phantom, write_phantom
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 BUSBRA_PICKS = (0, 700, 1400)

@@ -27,7 +27,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_console_example_runs_as_written(monkeypatch, tmp_path):
-    from DLRPredictorLib import predictor
+    from DLRPredictorLib.inference import predictor
 
     if not (predictor.default_bundle_path() / "manifest.json").exists():
         pytest.fail("the bundled model is missing: the README example needs it")

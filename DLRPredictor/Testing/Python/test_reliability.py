@@ -25,9 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib import batch, cli, images, lesion, manifest, predictor
-from DLRPredictorLib.case import ImageVolume
-from DLRPredictorLib.errors import ClinicalValueError, InputError, LesionError, ManifestError
+from DLRPredictorLib import cli
+from DLRPredictorLib.base.case import ImageVolume
+from DLRPredictorLib.base.errors import ClinicalValueError, InputError, LesionError, ManifestError
+from DLRPredictorLib.cohort import batch
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.inputs import cohort_csv as manifest
+from DLRPredictorLib.inputs import images, lesion
 from scipy import ndimage
 
 MENOPAUSE = "menopause"  # a clinical column the bundle does not know
@@ -615,7 +619,7 @@ def test_manifest_errors_stop_before_any_output(
 
 def _scene_with_case(scene: Any, image: np.ndarray, mask: np.ndarray, spacing: float) -> tuple[Any, Any]:
     """A volume node named 'US image' and a one-segment segmentation, as a user has them in Slicer."""
-    from DLRPredictorLib import scene_io
+    from DLRPredictorLib.scene import scene_io
 
     # Straight into the node, not through images.volume_from_array: a node's array is whatever the
     # user loaded or computed in Slicer, unvalidated.
@@ -681,7 +685,8 @@ def test_api_error_leaves_the_scene_as_it_was(scene: Any, tiny_bundle: Path, bas
 def test_api_prediction_with_a_warning_writes_it_into_the_prediction_table(
     scene: Any, tiny_bundle: Path, base: Base
 ) -> None:
-    from DLRPredictorLib import api, scene_io
+    from DLRPredictorLib import api
+    from DLRPredictorLib.scene import scene_io
 
     two = base.mask.copy()
     two[_far_corner_block(two)] = 1
@@ -701,7 +706,7 @@ def test_an_undefined_feature_the_model_uses_is_an_error_not_a_nan_probability(
     tiny_bundle: Path, base: Base, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection: pyradiomics returns NaN for one feature (as it can on degenerate lesions)."""
-    from DLRPredictorLib import radiomics_features as rf
+    from DLRPredictorLib.features import radiomics as rf
 
     pred = predictor.load_predictor(tiny_bundle)
     pipe = pred.pipeline

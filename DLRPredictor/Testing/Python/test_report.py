@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from DLRPredictorLib import report, stats
-from DLRPredictorLib.errors import InputError
+from DLRPredictorLib.base.errors import InputError
+from DLRPredictorLib.evaluation import report, stats
 
 EXPECTED_FILES = {
     "index.html",

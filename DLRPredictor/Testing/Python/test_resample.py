@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_python_probe
-from DLRPredictorLib.errors import InputError
-from DLRPredictorLib.resample import resize_bilinear
+from DLRPredictorLib.base.errors import InputError
+from DLRPredictorLib.inputs.resample import resize_bilinear
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -218,7 +218,7 @@ def test_import_and_use_need_neither_torch_nor_scipy():
     code = (
         "import json, sys\n"
         "import numpy as np\n"
-        "from DLRPredictorLib.resample import resize_bilinear\n"
+        "from DLRPredictorLib.inputs.resample import resize_bilinear\n"
         "resize_bilinear(np.ones((50, 60)), (20, 90))\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy'))))\n"
     )

@@ -12,10 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-from DLRPredictorLib import deep_features as dfe  # noqa: E402
-from DLRPredictorLib import resnet  # noqa: E402
+from DLRPredictorLib.deep import deep_model as dfe  # noqa: E402
+from DLRPredictorLib.deep import resnet  # noqa: E402
 
-LIB_PARENT = Path(dfe.__file__).resolve().parents[1]
+LIB_PARENT = Path(dfe.__file__).resolve().parents[2]
 
 
 def _torchvision_net(arch: str, in_channels: int, num_classes: int = 2) -> torch.nn.Module:
@@ -105,7 +105,7 @@ def test_a_network_built_for_loading_draws_no_random_numbers_and_loads_exactly(a
 
 
 def test_unknown_architecture_is_a_config_error() -> None:
-    from DLRPredictorLib.errors import ConfigError
+    from DLRPredictorLib.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown CNN architecture"):
         dfe.build_resnet("resnet7")
@@ -117,7 +117,7 @@ def test_building_and_running_a_network_does_not_import_torchvision() -> None:
         import sys
         sys.path.insert(0, {str(LIB_PARENT)!r})
         import torch
-        from DLRPredictorLib import deep_features as dfe
+        from DLRPredictorLib.deep import deep_model as dfe
         model = dfe.DeepModel(dfe.build_resnet("resnet18"), "resnet18")
         model.features(torch.zeros(1, 64, 64).numpy())
         model.features_and_gradcam(torch.zeros(64, 64).numpy())

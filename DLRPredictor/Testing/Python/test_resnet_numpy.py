@@ -6,10 +6,10 @@ import threading
 
 import numpy as np
 import pytest
-from DLRPredictorLib.deep_features import DeepModel, build_resnet
-from DLRPredictorLib.errors import BundleError
-from DLRPredictorLib.resnet_numpy import ResNetInference, check_tensors, expected_shapes
-from DLRPredictorLib.thread_limits import BLAS_ONE_THREAD, ITK_ONE_THREAD, SharedLimit
+from DLRPredictorLib.base.errors import BundleError
+from DLRPredictorLib.base.thread_limits import BLAS_ONE_THREAD, ITK_ONE_THREAD, SharedLimit
+from DLRPredictorLib.deep.deep_model import DeepModel, build_resnet
+from DLRPredictorLib.deep.resnet_numpy import ResNetInference, check_tensors, expected_shapes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -152,7 +152,7 @@ def test_a_single_crop_runs_on_one_blas_thread_a_batch_on_the_process_setting(mo
 
 
 def test_large_batches_are_cut_into_chunks_with_the_same_result(monkeypatch) -> None:
-    from DLRPredictorLib import resnet_numpy
+    from DLRPredictorLib.deep import resnet_numpy
 
     model = DeepModel(build_resnet("resnet18").state_dict(), "resnet18")
     crops = np.random.default_rng(3).normal(size=(5, 64, 64)).astype(np.float32)
@@ -174,7 +174,7 @@ def test_large_batches_are_cut_into_chunks_with_the_same_result(monkeypatch) -> 
 
 def test_network_property_rebuilds_the_same_torch_network(tmp_path) -> None:
     import torch
-    from DLRPredictorLib.deep_features import save_safetensors
+    from DLRPredictorLib.deep.deep_model import save_safetensors
 
     torch.manual_seed(6)
     net = _with_trained_batchnorm(build_resnet("resnet18"), seed=6)

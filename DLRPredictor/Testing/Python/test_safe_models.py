@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from DLRPredictorLib.errors import BundleError, ConfigError, InputError
-from DLRPredictorLib.safe_models import (
+from DLRPredictorLib.base.errors import BundleError, ConfigError, InputError
+from DLRPredictorLib.models.safe_models import (
     SafeModel,
     SafeTransformer,
     dump_model,

@@ -7,8 +7,9 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from DLRPredictorLib import scene_adapter, scene_io  # noqa: E402
-from DLRPredictorLib.case import ImageVolume  # noqa: E402
+from DLRPredictorLib.base.case import ImageVolume  # noqa: E402
+from DLRPredictorLib.scene import adapter as scene_adapter  # noqa: E402
+from DLRPredictorLib.scene import scene_io  # noqa: E402
 
 
 def test_module_logics_are_registered_on_the_application_logic(scene):

@@ -11,9 +11,9 @@ import pytest
 slicer = pytest.importorskip("slicer")
 sitk = pytest.importorskip("SimpleITK")
 
-from DLRPredictorLib import scene_io  # noqa: E402
-from DLRPredictorLib.case import ImageVolume  # noqa: E402
-from DLRPredictorLib.errors import InputError, LesionError  # noqa: E402
+from DLRPredictorLib.base.case import ImageVolume  # noqa: E402
+from DLRPredictorLib.base.errors import InputError, LesionError  # noqa: E402
+from DLRPredictorLib.scene import scene_io  # noqa: E402
 
 BT601 = np.array([0.299, 0.587, 0.114])
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from DLRPredictorLib.errors import ConfigError, InputError
-from DLRPredictorLib.selection import FeatureSelector, SelectionConfig, stratified_folds
+from DLRPredictorLib.base.errors import ConfigError, InputError
+from DLRPredictorLib.models.selection import FeatureSelector, SelectionConfig, stratified_folds
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -227,7 +227,7 @@ def test_group_folds_keep_patients_whole() -> None:
 def test_l1_arguments_follow_the_installed_scikit_learn() -> None:
     import warnings as _w
 
-    from DLRPredictorLib.selection import _l1_arguments
+    from DLRPredictorLib.models.selection import _l1_arguments
     from sklearn.linear_model import LogisticRegressionCV
 
     class OldLogisticRegressionCV:  # the constructor signature of scikit-learn < 1.8

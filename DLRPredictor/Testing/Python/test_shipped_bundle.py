@@ -21,7 +21,8 @@ def pins() -> dict:
 
 
 def test_shipped_bundle_verifies_and_declares_its_clinical_variables():
-    from DLRPredictorLib import bundle, predictor
+    from DLRPredictorLib.bundle import verify as bundle
+    from DLRPredictorLib.inference import predictor
 
     path = predictor.default_bundle_path()
     verified = bundle.load_bundle(path)
@@ -58,7 +59,8 @@ def test_dlr_contributions_add_up_to_the_dlr_logit(shared_data):
     """The explanation of the shipped fusion sums to its score, whatever its stacking inputs."""
     import math
 
-    from DLRPredictorLib import images, lesion, predictor
+    from DLRPredictorLib.inference import predictor
+    from DLRPredictorLib.inputs import images, lesion
 
     pred = predictor.load_predictor()
     image, mask, spacing, _ = pin_predictions.CASES[0]

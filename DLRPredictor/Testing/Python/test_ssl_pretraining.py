@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from DLRPredictorLib.errors import ConfigError, InputError
-from DLRPredictorLib.ssl_pretraining import CHECKPOINT_JSON, SslConfig, nt_xent, pretrain_simclr
+from DLRPredictorLib.base.errors import ConfigError, InputError
+from DLRPredictorLib.training.ssl import CHECKPOINT_JSON, SslConfig, nt_xent, pretrain_simclr
 
 SIZE = 32
 
@@ -64,7 +64,7 @@ def test_nt_xent_matches_its_formula_and_rewards_matching_views() -> None:
 
 def test_pretraining_lowers_the_loss_and_leaves_the_classifier_layer_alone() -> None:
     import torch
-    from DLRPredictorLib.deep_features import build_resnet
+    from DLRPredictorLib.deep.deep_model import build_resnet
 
     result = pretrain_simclr(_crops(32), _tiny(epochs=4))
     losses = [h["loss"] for h in result.history]

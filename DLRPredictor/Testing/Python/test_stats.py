@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from DLRPredictorLib import stats
-from DLRPredictorLib.errors import InputError
+from DLRPredictorLib.base.errors import InputError
+from DLRPredictorLib.evaluation import stats
 from scipy import stats as sps
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from statsmodels.stats.proportion import proportion_confint

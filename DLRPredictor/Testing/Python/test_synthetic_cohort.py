@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib.errors import InputError
-from DLRPredictorLib.images import read_image
-from DLRPredictorLib.lesion import read_mask, representative_slice
-from DLRPredictorLib.manifest import read_manifest
-from DLRPredictorLib.synthetic_cohort import MANIFEST_COLUMNS, write_cohort
+from DLRPredictorLib.base.errors import InputError
+from DLRPredictorLib.inputs.cohort_csv import read_manifest
+from DLRPredictorLib.inputs.images import read_image
+from DLRPredictorLib.inputs.lesion import read_mask, representative_slice
+from DLRPredictorLib.inputs.synthetic_cohort import MANIFEST_COLUMNS, write_cohort
 from skimage.measure import regionprops
 from sklearn.metrics import roc_auc_score
 

@@ -17,11 +17,15 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG, original_only_parameters
-from DLRPredictorLib import batch, bundle, cli, predictor, training
-from DLRPredictorLib import radiomics_features as rf
-from DLRPredictorLib.config import load_config
-from DLRPredictorLib.errors import BundleError, InputError
-from DLRPredictorLib.synthetic_cohort import write_cohort
+from DLRPredictorLib import cli
+from DLRPredictorLib.base.errors import BundleError, InputError
+from DLRPredictorLib.bundle import verify as bundle
+from DLRPredictorLib.cohort import batch
+from DLRPredictorLib.features import radiomics as rf
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.inputs.synthetic_cohort import write_cohort
+from DLRPredictorLib.training.config import load_config
+from DLRPredictorLib.training import trainer as training
 
 BUNDLE_FILES = (
     "manifest.json",
@@ -416,7 +420,7 @@ def test_the_rad_signature_trains_on_its_own_contour_variants(tmp_path):
 def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
     from types import SimpleNamespace
 
-    from DLRPredictorLib.modeling import Signature
+    from DLRPredictorLib.models.modeling import Signature
     from sklearn.linear_model import LogisticRegression
 
     config = load_config(
@@ -462,7 +466,7 @@ radiomics_parameters: original_only.yaml
 
 
 def test_simclr_pretraining_on_the_training_crops_initialises_every_network(tmp_path, synthetic_cohort):
-    from DLRPredictorLib.ssl_pretraining import CHECKPOINT_JSON
+    from DLRPredictorLib.training.ssl import CHECKPOINT_JSON
 
     _write(tmp_path / "original_only.yaml", original_only_parameters())
     config = _write(tmp_path / "pretrain.yaml", PRETRAIN_CONFIG)

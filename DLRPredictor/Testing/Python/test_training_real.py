@@ -15,8 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from DLRPredictorLib import batch, bundle, predictor, training
-from DLRPredictorLib import radiomics_features as rf
+from DLRPredictorLib.bundle import verify as bundle
+from DLRPredictorLib.cohort import batch
+from DLRPredictorLib.features import radiomics as rf
+from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.training import trainer as training
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
@@ -151,7 +154,7 @@ def test_real_bundle_predicts_and_evaluates_unseen_cases(real_run, evaluation):
 
 
 def test_real_bundle_in_process_prediction_matches_the_batch(real_run, evaluation):
-    from DLRPredictorLib import images, lesion
+    from DLRPredictorLib.inputs import images, lesion
 
     pred = predictor.load_predictor(real_run["bundle"])
     with open(real_run["other"], newline="", encoding="utf-8") as handle:

@@ -19,10 +19,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 # builtin eval in the worker (a builtin pickles by name, so nothing from this test needs to be
 # importable there).
 _WORKER_VIEW = (
-    "{'state': __import__('DLRPredictorLib.worker_server', fromlist=['_']).STATE, "
-    "'cached': len(__import__('DLRPredictorLib.predictor', fromlist=['_'])._CACHE), "
+    "{'state': __import__('DLRPredictorLib.cohort.worker_server', fromlist=['_']).STATE, "
+    "'cached': len(__import__('DLRPredictorLib.inference.predictor', fromlist=['_'])._CACHE), "
     "'deep_loaded': [p._deep is not None for p in "
-    "__import__('DLRPredictorLib.predictor', fromlist=['_'])._CACHE.values()], "
+    "__import__('DLRPredictorLib.inference.predictor', fromlist=['_'])._CACHE.values()], "
     "'frozen': __import__('gc').get_freeze_count(), "
     "'blas_threads': sorted({i['num_threads'] for i in __import__('threadpoolctl').threadpool_info() "
     "if i['user_api'] == 'blas'}), "
@@ -34,7 +34,7 @@ _PROBE = textwrap.dedent(
     import json, os, sys
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
-    from DLRPredictorLib import batch, worker_server
+    from DLRPredictorLib.cohort import batch, worker_server
 
     bundle = sys.argv[1]
     batch.start_worker_server(Path(bundle) if bundle else None)
@@ -72,7 +72,7 @@ def test_importing_the_module_elsewhere_does_nothing() -> None:
     code = textwrap.dedent(
         """
         import json, sys
-        from DLRPredictorLib import worker_server
+        from DLRPredictorLib.cohort import worker_server
         print(json.dumps({"state": worker_server.STATE, "torch": "torch" in sys.modules}))
         """
     )

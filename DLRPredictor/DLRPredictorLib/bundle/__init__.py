@@ -1,0 +1,1 @@
+"""Model bundles: the manifest, verification and writing."""

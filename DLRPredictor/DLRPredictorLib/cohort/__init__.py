@@ -1,0 +1,1 @@
+"""Cohorts: the batch pool, its worker server, results rows and journal."""

@@ -1,0 +1,1 @@
+"""Deep features: network definitions, the numpy inference engine, Grad-CAM heatmaps."""

@@ -1,0 +1,1 @@
+"""Statistics (AUC, DeLong, calibration, decision curves) and reports."""

@@ -1,0 +1,1 @@
+"""Hand-crafted features: pyradiomics driven by the bundle's parameter file."""

@@ -1,0 +1,1 @@
+"""Prediction with a verified bundle: the frozen pipeline and the predictor."""

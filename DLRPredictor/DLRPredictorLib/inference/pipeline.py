@@ -1,0 +1,462 @@
+"""The frozen fusion steps of a bundle: signatures Rad, DL, DLR, the combined model and nomogram.
+
+Stored as ``pipeline.json`` (settings, fitted selectors, coefficients, cutoffs) plus
+``pipeline.npz`` (the classifiers' arrays from ``safe_models``; loaded with allow_pickle=False)
+and the CNN as ``cnn.safetensors``. Nothing in a bundle executes code when loaded.
+
+Model names used everywhere (results columns ``score_<name>``): ``rad`` (radiomics signature),
+``dl`` (deep signature on PCA of the ResNet average-pool vector), ``dlr`` (fusion of both, image
+only) and ``combined`` (DLR score + clinical predictors, drawn as the nomogram).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..base.compat import zip_strict
+from ..base.errors import BundleError, ClinicalValueError, LesionError
+from ..models import safe_models
+from ..models.clinical import ClinicalVariable
+from ..models.modeling import DeepFeatureReducer, EnsembleFusion, Signature, StackingFusion, proba_to_logit
+from ..models.nomogram import Nomogram
+
+PIPELINE_FORMAT = 1
+DISPLAY = {"rad": "Rad", "dl": "DL", "dlr": "DLR", "combined": "Combined (nomogram)"}
+
+
+@dataclass
+class PipelineOutput:
+    """The fusion stage's answer for one case."""
+
+    probability: float
+    cutoff: float
+    model_used: str
+    signature_scores: dict[str, float]
+    contributions: list[tuple[str, float]]
+    contribution_scale: str
+    nomogram_points: dict[str, float]
+    total_points: float | None
+    ood_distance: float
+    out_of_distribution: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One case's feature values with their column names: a numpy row, so no pandas is needed."""
+
+    values: np.ndarray  # (1, p) float64, the layout the signatures' predict_proba takes
+    columns: list[str]
+
+    def take(self, names: Sequence[str]) -> np.ndarray:
+        """The values of the named columns, in that order (1-D)."""
+        index = {c: i for i, c in enumerate(self.columns)}
+        return self.values[0, [index[n] for n in names]]
+
+
+def _pack_estimator(prefix: str, estimator: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    spec, arrs = safe_models.dump_model(estimator)
+    for k, v in arrs.items():
+        arrays[f"{prefix}/{k}"] = v
+    return {"spec": spec, "arrays": sorted(arrs)}
+
+
+def _unpack_estimator(prefix: str, packed: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    try:
+        arrs = {k: arrays[f"{prefix}/{k}"] for k in packed["arrays"]}
+    except KeyError as exc:
+        raise BundleError(f"pipeline.npz lacks the array {exc} of model '{prefix}'") from exc
+    return safe_models.load_model(packed["spec"], arrs)
+
+
+def _signature_to(prefix: str, sig: Signature, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {"signature": sig.to_spec(), "estimator": _pack_estimator(prefix, sig.estimator, arrays)}
+
+
+def _signature_from(prefix: str, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> Signature:
+    return Signature.from_spec(data["signature"], _unpack_estimator(prefix, data["estimator"], arrays))
+
+
+class FrozenPipeline:
+    """Fitted steps from feature vectors to probabilities; built by training, read from bundles."""
+
+    def __init__(
+        self,
+        *,
+        radiomics_parameters: dict[str, Any],
+        radiomics_columns: list[str],
+        rad: Signature,
+        dl: Signature | None,
+        reducer: DeepFeatureReducer | None,
+        dlr: Signature | StackingFusion | EnsembleFusion | None,
+        combined: Any = None,
+        nomogram: Nomogram | None = None,
+        clinical_variables: list[ClinicalVariable] | None = None,
+        cutoffs: dict[str, float],
+        default_model: str,
+        ood: dict[str, Any],
+        pixel_units: bool = True,
+        crop: dict[str, Any] | None = None,
+        cnn: dict[str, Any] | None = None,
+        dlr_logit_range: tuple[float, float] | None = None,
+    ) -> None:
+        self.radiomics_parameters = radiomics_parameters
+        self.radiomics_columns = radiomics_columns
+        self.rad, self.dl, self.reducer, self.dlr = rad, dl, reducer, dlr
+        self.combined, self.nomogram = combined, nomogram
+        self.clinical_variables = list(clinical_variables or [])
+        self.cutoffs = dict(cutoffs)
+        self.default_model = default_model
+        self.ood = ood
+        self.pixel_units = pixel_units
+        self.crop = crop or {}
+        self.cnn = cnn or {}
+        self.dlr_logit_range = dlr_logit_range
+
+    # -- facts ---------------------------------------------------------------------------------
+    @property
+    def uses_cnn(self) -> bool:
+        return self.dl is not None
+
+    @property
+    def image_only_model(self) -> str:
+        return "dlr" if self.dlr is not None else "rad"
+
+    @property
+    def signature_names(self) -> list[str]:
+        names = ["rad"]
+        if self.dl is not None:
+            names.append("dl")
+        if self.dlr is not None:
+            names.append("dlr")
+        if self.combined is not None:
+            names.append("combined")
+        return names
+
+    def crop_spec(self) -> Any:
+        from ..deep.deep_model import CropSpec
+
+        return CropSpec(**self.crop)
+
+    def load_deep_model(self, bundle: Any) -> Any:
+        """The ResNet from the bundle's verified safetensors bytes."""
+        from safetensors.numpy import load as load_safetensors
+
+        from ..deep.deep_model import DeepModel
+
+        tensors = load_safetensors(bundle.read_bytes(self.cnn["file"]))  # verified bytes, no code run
+        return DeepModel.from_state_dict(
+            tensors, self.cnn["arch"], in_channels=int(self.cnn.get("in_channels", 1))
+        )
+
+    # -- clinical --------------------------------------------------------------------------------
+    def check_clinical(self, clinical: dict[str, Any], case: str = "") -> dict[str, Any]:
+        """Validate clinical values by the bundle's declared variables.
+
+        Args:
+            clinical: raw values by variable name.
+            case: case name used in messages.
+
+        Returns:
+            The checked values of the variables that were given (empty / NA cells dropped).
+
+        Raises:
+            ClinicalValueError: an unknown name, a non-numeric or out-of-range value.
+        """
+        from .predictor import parse_clinical_value
+
+        where = f" for case {case}" if case else ""
+        known = {v.name: v for v in self.clinical_variables}
+        unknown = [k for k in clinical if k not in known]
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise ClinicalValueError(
+                f"unknown clinical variable(s) {', '.join(unknown)}{where}: this model knows {names}; "
+                "rename the value to one of these or leave it out"
+            )
+        out = {}
+        for name, raw in clinical.items():
+            value = parse_clinical_value(raw)
+            if value is not None:
+                out[name] = known[name].check(value, where=where)
+        return out
+
+    # -- prediction ------------------------------------------------------------------------------
+    def feature_row(self, features: dict[str, float], deep_vector: np.ndarray | None) -> FeatureRow:
+        """The radiomics columns and (if any) the deep PCA columns of one case.
+
+        Raises:
+            BundleError: the extraction lacks a radiomics column that the model was trained on.
+        """
+        missing = [c for c in self.radiomics_columns if c not in features]
+        if missing:
+            raise BundleError(
+                f"the radiomics extraction gave no value for {missing[0]} (and {len(missing) - 1} more) "
+                "that the model needs: parameter file and model do not match"
+            )
+        row = np.fromiter(
+            (features[c] for c in self.radiomics_columns), dtype=float, count=len(self.radiomics_columns)
+        )[None]
+        columns = list(self.radiomics_columns)
+        if self.reducer is not None and deep_vector is not None:
+            pcs = self.reducer.transform(np.asarray(deep_vector, dtype=float)[None])
+            row = np.concatenate([row, pcs], axis=1)
+            columns += self.reducer.names
+        return FeatureRow(row, columns)
+
+    def predict(
+        self, features: dict[str, float], deep_vector: np.ndarray | None, clinical: dict[str, Any]
+    ) -> PipelineOutput:
+        """Scores of every signature and the answer of the default (or image-only) model.
+
+        Raises:
+            LesionError: a feature that a signature or the distance to the training data uses is
+                NaN or infinite for this lesion.
+        """
+        row = self.feature_row(features, deep_vector)
+        self._check_used_features(row)
+        scores: dict[str, float] = {"rad": float(self.rad.predict_proba(row.values, row.columns)[0])}
+        if self.dl is not None:
+            scores["dl"] = float(self.dl.predict_proba(row.values, row.columns)[0])
+        if self.dlr is not None:
+            scores["dlr"] = float(self.dlr.predict_proba(row.values, row.columns)[0])
+        image_model = self.image_only_model
+        contributions, scale = self._image_contributions(row)
+        points: dict[str, float] = {}
+        total = None
+        warnings: list[str] = []
+        model = image_model
+        if self.combined is not None:
+            needed = [v.name for v in self.clinical_variables if self._combined_uses(v)]
+            missing = [n for n in needed if n not in clinical]
+            if not missing:
+                x = self.encode_clinical(clinical)
+                scores["combined"] = float(self.combined.predict_proba([scores[image_model]], x)[0])
+                contributions = self._combined_contributions(scores[image_model], x) + contributions
+                scale = "logit"
+                model = "combined"
+                if self.nomogram is not None:
+                    values = {
+                        self.combined.score_name: float(proba_to_logit(np.array([scores[image_model]]))[0])
+                    }
+                    values.update({k: clinical[k] for k in needed})
+                    points = {k: float(v) for k, v in self.nomogram.points(values).items()}
+                    total = float(sum(points.values()))
+            else:
+                warnings.append(
+                    f"clinical value(s) {', '.join(missing)} not given: the image-only "
+                    f"{DISPLAY[image_model]} model answered"
+                )
+        distance = self._ood_distance(row)
+        ood = bool(distance > float(self.ood.get("threshold", math.inf)))
+        if ood:
+            warnings.append(
+                f"the lesion's features are far from the training data (distance {distance:.2f} > "
+                f"limit {float(self.ood['threshold']):.2f}): the prediction may be unreliable"
+            )
+        label = DISPLAY[model] + ("" if model == "combined" else " (image only)")
+        return PipelineOutput(
+            probability=scores[model],
+            cutoff=float(self.cutoffs[model]),
+            model_used=label,
+            signature_scores=scores,
+            contributions=contributions,
+            contribution_scale=scale,
+            nomogram_points=points,
+            total_points=total,
+            ood_distance=distance,
+            out_of_distribution=ood,
+            warnings=warnings,
+        )
+
+    def _used_columns(self, row: FeatureRow) -> list[str]:
+        """The columns any signature selects, or that the distance to the training data uses."""
+        sigs = [self.rad, self.dl]
+        if isinstance(self.dlr, Signature):
+            sigs.append(self.dlr)
+        elif self.dlr is not None:
+            sigs += list(self.dlr.members)
+        cols = list(self.ood.get("columns") or [])
+        for sig in sigs:
+            selector = getattr(sig, "selector", None) if sig is not None else None
+            if sig is not None and selector is None:
+                return list(row.columns)
+            if selector is not None:
+                cols += list(selector.selected_names)
+        present = set(row.columns)
+        return [c for c in dict.fromkeys(cols) if c in present]
+
+    def _check_used_features(self, row: FeatureRow) -> None:
+        used = self._used_columns(row)
+        values = row.take(used)
+        undefined = [c for c, v in zip_strict(used, values) if not math.isfinite(v)]
+        if undefined:
+            more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
+            raise LesionError(
+                f"the feature {undefined[0]}{more} that the model uses is undefined for this lesion "
+                "(NaN or infinite: a lesion too small, too thin or too uniform for texture analysis); "
+                "check the segmentation and the image"
+            )
+
+    def _combined_uses(self, var: ClinicalVariable) -> bool:
+        return any(c in self.combined.names for c in var.encoded_names())
+
+    def encode_clinical(self, clinical: dict[str, Any]) -> np.ndarray:
+        """(1, k) design row of the combined model from checked clinical values.
+
+        Raises:
+            ClinicalValueError: a value the combined model needs is missing.
+        """
+        cols: dict[str, float] = {}
+        for var in self.clinical_variables:
+            if self._combined_uses(var):
+                if var.name not in clinical:
+                    raise ClinicalValueError(f"the combined model needs a value for {var.display}")
+                cols.update(zip_strict(var.encoded_names(), var.encode(clinical[var.name])))
+        try:
+            return np.array([[cols[n] for n in self.combined.names]], dtype=float)
+        except KeyError as exc:
+            raise ClinicalValueError(f"the combined model needs clinical value {exc}") from exc
+
+    def _combined_contributions(self, score: float, x: np.ndarray) -> list[tuple[str, float]]:
+        terms = self.combined.contribution_terms([score], x)
+        return [(f"combined: {c}", float(v[0])) for c, v in terms.items()]
+
+    def _signature_terms(self, name: str, sig: Signature, row: FeatureRow) -> list[tuple[str, float]] | None:
+        """Exact per-feature terms of a signature's logit (linear / tree-native models), else None."""
+        est = sig.estimator
+        selector = sig.selector
+        if not hasattr(est, "contributions") or selector is None:
+            return None
+        z = selector.transform(row.values, row.columns)
+        contrib = est.contributions(z)
+        if contrib is None or getattr(est, "contribution_scale", "logit") != "logit":
+            return None
+        terms = np.asarray(contrib)[0]
+        names = [*selector.selected_names, "intercept"]
+        return [(f"{name}: {n}", float(v)) for n, v in zip_strict(names, terms)]
+
+    def _image_contributions(self, row: FeatureRow) -> tuple[list[tuple[str, float]], str]:
+        terms: list[tuple[str, float]] = []
+        for name, sig in (("rad", self.rad), ("dl", self.dl)):
+            if sig is not None:
+                t = self._signature_terms(name, sig, row)
+                if t:
+                    terms += t
+        if isinstance(self.dlr, StackingFusion):
+            probs = np.array([m.predict_proba(row.values, row.columns)[0] for m in self.dlr.members])
+            inputs = self.dlr.meta_inputs(probs)
+            terms = [
+                ("dlr: intercept", float(self.dlr.intercept)),
+                *[
+                    (f"dlr: {m.name} score", float(c * z))
+                    for m, c, z in zip_strict(self.dlr.members, self.dlr.coef, inputs)
+                ],
+                *terms,
+            ]
+        elif isinstance(self.dlr, Signature):
+            t = self._signature_terms("dlr", self.dlr, row)
+            terms = (t or []) + terms
+        return terms, "logit"
+
+    def _ood_distance(self, row: FeatureRow) -> float:
+        cols = self.ood.get("columns") or []
+        if not cols:
+            return 0.0
+        x = row.take(cols)
+        z = (x - np.asarray(self.ood["mean"])) / np.asarray(self.ood["std"])
+        return float(np.sqrt(np.mean(z * z)))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_files(self) -> dict[str, bytes]:
+        """pipeline.json and pipeline.npz contents (the CNN is stored separately)."""
+        arrays: dict[str, np.ndarray] = {}
+        doc: dict[str, Any] = {
+            "format": PIPELINE_FORMAT,
+            "radiomics_columns": self.radiomics_columns,
+            "pixel_units": self.pixel_units,
+            "crop": self.crop,
+            "cnn": self.cnn,
+            "default_model": self.default_model,
+            "cutoffs": self.cutoffs,
+            "ood": self.ood,
+            "rad": _signature_to("rad", self.rad, arrays),
+            "dl": _signature_to("dl", self.dl, arrays) if self.dl is not None else None,
+            "reducer": self.reducer.to_spec() if self.reducer is not None else None,
+            "dlr": self._dlr_to(arrays),
+            "combined": self.combined.to_spec() if self.combined is not None else None,
+            "nomogram": self.nomogram.to_spec() if self.nomogram is not None else None,
+            "clinical_variables": [v.to_spec() for v in self.clinical_variables],
+            "dlr_logit_range": list(self.dlr_logit_range) if self.dlr_logit_range else None,
+        }
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return {"pipeline.json": json.dumps(doc, indent=1).encode(), "pipeline.npz": buf.getvalue()}
+
+    def _dlr_to(self, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+        if self.dlr is None:
+            return None
+        if isinstance(self.dlr, Signature):
+            return {"kind": "early", **_signature_to("dlr", self.dlr, arrays)}
+        members = [_signature_to(f"dlr.member{i}", m, arrays) for i, m in enumerate(self.dlr.members)]
+        return {"kind": "fusion", "fusion": self.dlr.to_spec(), "members": members}
+
+    @classmethod
+    def from_bundle(cls, bundle: Any) -> FrozenPipeline:
+        """Rebuild from a VerifiedBundle (its bytes were checked against the manifest)."""
+        doc = bundle.read_json("pipeline.json")
+        if doc.get("format") != PIPELINE_FORMAT:
+            raise BundleError(
+                f"pipeline.json has format {doc.get('format')}; this DLRPredictor reads {PIPELINE_FORMAT}"
+            )
+        arrays = bundle.read_arrays("pipeline.npz")
+        params_name = bundle.manifest.get("extra", {}).get("radiomics_parameters", "radiomics.yaml")
+        try:
+            return cls._from_doc(doc, arrays, bundle.read_yaml(params_name))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ClinicalValueError):
+                raise
+            raise BundleError(
+                f"pipeline.json is inconsistent ({type(exc).__name__}: {exc}); rebuild the bundle"
+            ) from exc
+
+    @classmethod
+    def _from_doc(
+        cls, doc: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]
+    ) -> FrozenPipeline:
+        dlr_doc = doc.get("dlr")
+        dlr: Any = None
+        if dlr_doc and dlr_doc["kind"] == "early":
+            dlr = _signature_from("dlr", dlr_doc, arrays)
+        elif dlr_doc:
+            members = [_signature_from(f"dlr.member{i}", m, arrays) for i, m in enumerate(dlr_doc["members"])]
+            kind = dlr_doc["fusion"]["kind"]
+            fusion_cls = StackingFusion if kind == "StackingFusion" else EnsembleFusion
+            dlr = fusion_cls.from_spec(dlr_doc["fusion"], members)
+        from ..models.clinical import CombinedModel
+
+        return cls(
+            radiomics_parameters=params,
+            radiomics_columns=list(doc["radiomics_columns"]),
+            rad=_signature_from("rad", doc["rad"], arrays),
+            dl=_signature_from("dl", doc["dl"], arrays) if doc.get("dl") else None,
+            reducer=DeepFeatureReducer.from_spec(doc["reducer"]) if doc.get("reducer") else None,
+            dlr=dlr,
+            combined=CombinedModel.from_spec(doc["combined"]) if doc.get("combined") else None,
+            nomogram=Nomogram.from_spec(doc["nomogram"]) if doc.get("nomogram") else None,
+            clinical_variables=[ClinicalVariable.from_spec(v) for v in doc.get("clinical_variables", [])],
+            cutoffs={k: float(v) for k, v in doc["cutoffs"].items()},
+            default_model=doc["default_model"],
+            ood=doc.get("ood") or {},
+            pixel_units=bool(doc.get("pixel_units", True)),
+            crop=doc.get("crop") or {},
+            cnn=doc.get("cnn") or {},
+            dlr_logit_range=tuple(doc["dlr_logit_range"]) if doc.get("dlr_logit_range") else None,
+        )

@@ -1,0 +1,429 @@
+"""One case through a verified bundle: lesion slice, radiomics, deep features, Grad-CAM, fusion.
+
+`Predictor` is the loaded bundle (verified once, cached per path); `Predictor.predict` takes an
+ImageVolume and a lesion mask and returns a `CasePrediction`. It knows nothing of MRML: the scene
+layer (api.py) turns nodes into these inputs and the result into nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base.case import ImageVolume, LesionSlice
+from ..base.errors import InputError
+from ..inputs import lesion as lesion_mod
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+DEFAULT_BUNDLE_NAME = "BreastUS-Malignancy"
+STABILITY_PERTURBATIONS = (("erode", 2), ("erode", 1), ("dilate", 1), ("dilate", 2))
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped in Resources/Models."""
+    return MODELS_DIR / DEFAULT_BUNDLE_NAME
+
+
+def set_threads(n: int) -> None:
+    """Limit the threads of the BLAS libraries, SimpleITK and torch if loaded (one worker per core).
+
+    pyradiomics' GLCM calls numpy.linalg (OpenBLAS): with several threads per worker on a busy
+    machine one eigenvalue call was measured 6x slower than single-threaded (benchmarks/).
+    torch is never imported here: a prediction does not need it.
+    """
+    import sys
+
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_limits
+
+    n = max(1, int(n))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    threadpool_limits(n)
+    # pyradiomics' image operations are SimpleITK filters, multi-threaded on every core by default.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+
+
+@dataclass
+class StabilityResult:
+    """How the probability moves when the contour is eroded or dilated."""
+
+    perturbations: list[str]
+    probabilities: list[float]
+    spread: float  # max - min over the original and every perturbation
+    label_changes: bool
+
+
+@dataclass
+class CasePrediction:
+    """Everything the model says about one lesion."""
+
+    probability: float
+    label: str
+    predicted_positive: bool
+    cutoff: float
+    model_used: str
+    signature_scores: dict[str, float]
+    contributions: list[tuple[str, float]]
+    contribution_scale: str
+    nomogram_points: dict[str, float]
+    total_points: float | None
+    ood_distance: float
+    out_of_distribution: bool
+    warnings: list[str]
+    provenance: dict[str, str]
+    features: dict[str, float] = field(repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # (k, j, i) like the image
+    lesion: LesionSlice | None = field(default=None, repr=False)
+    stability: StabilityResult | None = None
+
+
+class Predictor:
+    """A verified bundle ready to predict."""
+
+    def __init__(self, bundle: Any) -> None:
+        from . import pipeline
+
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.pipeline = pipeline.FrozenPipeline.from_bundle(bundle)
+        self._deep = None
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        #: Run the network concurrently with pyradiomics (see ``_submit_deep``).
+        self.concurrent_branches = (os.cpu_count() or 1) > 1
+
+    # -- bundle facts -------------------------------------------------------------------------
+    @property
+    def bundle_id(self) -> str:
+        return f"{self.manifest['id']}@{self.manifest['version']}"
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest.get("title", self.manifest["id"]))
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.manifest["cutoff"])
+
+    @property
+    def positive_class(self) -> str:
+        return str(self.manifest["task"]["positive_class"])
+
+    @property
+    def negative_class(self) -> str:
+        return str(self.manifest["task"]["negative_class"])
+
+    @property
+    def clinical_variables(self) -> list[Any]:
+        return self.pipeline.clinical_variables
+
+    @property
+    def signature_names(self) -> list[str]:
+        return self.pipeline.signature_names
+
+    @property
+    def signature_cutoffs(self) -> dict[str, float]:
+        return self.pipeline.cutoffs
+
+    def deep_model(self) -> Any:
+        """The bundle's ResNet (numpy inference, no torch), loaded on first use."""
+        with self._lock:
+            if self._deep is None:
+                self._deep = self.pipeline.load_deep_model(self.bundle)
+            return self._deep
+
+    # -- prediction ----------------------------------------------------------------------------
+    def lesion_slice(self, volume: ImageVolume, mask: np.ndarray, case: str = "") -> LesionSlice:
+        """The representative slice, in pixel units when the bundle was trained so."""
+        lesion = lesion_mod.representative_slice(volume, mask, case=case)
+        if self.pipeline.pixel_units:
+            lesion.spacing = (1.0, 1.0)
+        return lesion
+
+    def predict(
+        self,
+        volume: ImageVolume,
+        mask: np.ndarray,
+        clinical: dict[str, Any] | None = None,
+        *,
+        stability: bool = False,
+        heatmap: bool = True,
+        case: str = "",
+    ) -> CasePrediction:
+        """Predict one lesion.
+
+        Args:
+            volume: the image (luminance).
+            mask: lesion mask (k, j, i) in the image's grid.
+            clinical: clinical values by name; missing or empty values make the image-only
+                model answer (the result says so in `model_used`).
+            stability: also predict on eroded / dilated contours.
+            heatmap: compute Grad-CAM and map it into the image grid.
+            case: case name used in messages.
+
+        Returns:
+            The prediction.
+
+        Raises:
+            InputError: unusable image, lesion or clinical values (message says which and why).
+        """
+        lesion = self.lesion_slice(volume, mask, case)
+        values = self.pipeline.check_clinical(clinical or {}, case=case)
+        out = self._predict_lesion(lesion, values, heatmap, volume.shape)
+        if stability:
+            out.stability = self._stability(lesion, values, out)
+        return out
+
+    def _predict_lesion(
+        self, lesion: LesionSlice, clinical: dict[str, Any], heatmap: bool, volume_shape: tuple[int, ...]
+    ) -> CasePrediction:
+        from ..base.thread_limits import BLAS_ONE_THREAD
+        from ..features import radiomics as rf
+
+        # One BLAS thread: the network's matrix products and pyradiomics share the cores (see
+        # _submit_deep); the process's own setting comes back afterwards.
+        with BLAS_ONE_THREAD.held():
+            deep = self._submit_deep(lesion, heatmap, volume_shape)
+            try:
+                features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
+            finally:
+                if deep is not None and not deep.done():
+                    wait([deep])  # never leave the network running after an error
+            deep_vector, cam_volume = (
+                deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
+            )
+        res = self.pipeline.predict(features, deep_vector, clinical)
+        positive = res.probability >= res.cutoff
+        provenance = {
+            "bundle_id": self.bundle_id,
+            **rf.provenance(lesion, self.pipeline.radiomics_parameters),
+            "slice_index": str(lesion.slice_index),
+        }
+        warnings = list(lesion.warnings) + list(res.warnings)
+        return CasePrediction(
+            probability=res.probability,
+            label=self.positive_class if positive else self.negative_class,
+            predicted_positive=bool(positive),
+            cutoff=res.cutoff,
+            model_used=res.model_used,
+            signature_scores=res.signature_scores,
+            contributions=res.contributions,
+            contribution_scale=res.contribution_scale,
+            nomogram_points=res.nomogram_points,
+            total_points=res.total_points,
+            ood_distance=res.ood_distance,
+            out_of_distribution=res.out_of_distribution,
+            warnings=warnings,
+            provenance=provenance,
+            features=features,
+            heatmap=cam_volume,
+            lesion=lesion,
+        )
+
+    def _submit_deep(
+        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]
+    ) -> Future | None:
+        """Start the deep branch on the helper thread, or None to run it inline.
+
+        Radiomics and the network need nothing from each other. numpy releases the GIL inside
+        its matrix products and copies, so on two or more cores the network runs while
+        pyradiomics extracts and a prediction costs about max(radiomics, network) instead of
+        their sum. Batch workers that already fill every core run both inline
+        (``concurrent_branches = False``).
+        """
+        if not (self.concurrent_branches and self.pipeline.uses_cnn):
+            return None
+        self.deep_model()  # load the weights here: errors surface in the caller's thread
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
+        return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
+
+    def _deep_features(
+        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not self.pipeline.uses_cnn:
+            return None, None
+        from ..deep import deep_model as dfe
+
+        model = self.deep_model()
+        crop, box = dfe.lesion_crop(lesion, self.pipeline.crop_spec())
+        if not heatmap:
+            return model.features(crop[None])[0], None
+        vector, cam, _prob = model.features_and_gradcam(crop)
+        cam_slice = dfe.heatmap_to_slice(cam, box, lesion.image.shape)
+        return vector, dfe.heatmap_volume(cam_slice, volume_shape, lesion.slice_index)
+
+    def _stability(
+        self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction
+    ) -> StabilityResult:
+        names, probs = ["as drawn"], [base.probability]
+        for op, radius in STABILITY_PERTURBATIONS:
+            fn = lesion_mod.erode_mask if op == "erode" else lesion_mod.dilate_mask
+            try:
+                mask2d = fn(lesion.mask, radius)
+            except InputError:
+                continue  # a lesion too thin to erode: that perturbation is skipped
+            bbox = lesion_mod.bounding_box(mask2d)
+            variant = LesionSlice(lesion.image, mask2d, lesion.spacing, lesion.slice_index, bbox)
+            try:
+                res = self._predict_lesion(variant, clinical, False, (1, *lesion.image.shape))
+            except InputError:
+                continue
+            names.append(f"{op} {radius} px")
+            probs.append(res.probability)
+        labels = {p >= base.cutoff for p in probs}
+        return StabilityResult(names, probs, float(max(probs) - min(probs)), len(labels) > 1)
+
+
+_CACHE: dict[str, Predictor] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_predictor(bundle_path: str | Path | None = None) -> Predictor:
+    """Verify and load a bundle (cached per folder and content).
+
+    Raises:
+        BundleError: the bundle is missing, damaged or incompatible.
+    """
+    from ..bundle import verify as bundle_mod
+
+    path = Path(bundle_path) if bundle_path else default_bundle_path()
+    # Re-hashing a 45 MB CNN on every call costs ~150 ms. The cache is keyed on the stat of every
+    # file in the folder: any change (content, size, time, an added file) re-verifies in full, and
+    # a cached Predictor only ever uses the bytes that were verified when it was built.
+    key = _stat_key(path)
+    with _CACHE_LOCK:
+        if key is not None and key in _CACHE:
+            return _CACHE[key]
+    verified = bundle_mod.load_bundle(path)
+    pred = Predictor(verified)
+    with _CACHE_LOCK:
+        if key is not None:
+            _CACHE[key] = pred
+    return pred
+
+
+def _stat_key(path: Path) -> tuple | None:
+    """(folder, (name, size, mtime_ns, inode) of every entry) or None when unreadable."""
+    try:
+        folder = path.parent if path.name == "manifest.json" else path
+        entries = sorted(
+            (p.name, st.st_size, st.st_mtime_ns, st.st_ino)
+            for p in folder.resolve().iterdir()
+            for st in [p.lstat()]
+        )
+    except OSError:
+        return None
+    return (str(folder.resolve()), tuple(entries))
+
+
+# --- manifest rows <-> results rows ----------------------------------------------------------------
+
+
+def job_from_manifest_row(row: Any) -> dict[str, Any]:
+    """A picklable job description from a ManifestRow."""
+    return {
+        "case_id": row.case_id,
+        "image": str(row.resolved_image),
+        "mask": str(row.resolved_mask),
+        "segment": row.segment,
+        "spacing_mm": row.spacing_mm,
+        "label": "" if row.label is None else row.label,
+        "clinical": dict(row.clinical),
+    }
+
+
+def predict_manifest_row(
+    pred: Predictor, job: dict[str, Any], stability: bool = False, scenes_dir: Path | None = None
+) -> CasePrediction:
+    """Read one manifest case from disk and predict it; optionally write its .mrb scene."""
+    from ..inputs import images
+
+    volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
+    mask = lesion_mod.read_mask(job["mask"], volume, segment=job.get("segment") or None)
+    result = pred.predict(
+        volume,
+        mask,
+        job.get("clinical"),
+        stability=stability,
+        heatmap=scenes_dir is not None,
+        case=job["case_id"],
+    )
+    if scenes_dir is not None:
+        from .. import api
+
+        api.write_case_scene(
+            Path(scenes_dir) / f"{_safe_name(job['case_id'])}.mrb", volume, mask, pred, result
+        )
+    return result
+
+
+def _safe_name(case_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)
+
+
+def result_columns(pred: Predictor) -> list[str]:
+    """Columns of the results CSV for this bundle."""
+    from ..cohort.batch import BASE_COLUMNS, EXTRA_COLUMNS
+
+    return [*BASE_COLUMNS, *[f"score_{s}" for s in pred.signature_names], *EXTRA_COLUMNS, "label"]
+
+
+def _fmt(x: float | None) -> str:
+    # repr() of a float round-trips exactly: rerunning gives byte-identical files.
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
+
+
+def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = "") -> dict[str, Any]:
+    """One results-CSV row for a successful prediction."""
+    row: dict[str, Any] = {
+        "case_id": case_id,
+        "status": "ok",
+        "error": "",
+        "probability": _fmt(res.probability),
+        "predicted_label": res.label,
+        "cutoff": _fmt(res.cutoff),
+        "model_used": res.model_used,
+        "bundle_id": pred.bundle_id,
+        "total_points": _fmt(res.total_points),
+        "out_of_distribution": str(res.out_of_distribution).lower(),
+        "ood_distance": _fmt(res.ood_distance),
+        "warnings": " | ".join(res.warnings),
+        "label": label,
+    }
+    for name in pred.signature_names:
+        row[f"score_{name}"] = _fmt(res.signature_scores.get(name))
+    if res.stability is not None:
+        row["stability_min"] = _fmt(min(res.stability.probabilities))
+        row["stability_max"] = _fmt(max(res.stability.probabilities))
+        row["stability_label_changes"] = str(res.stability.label_changes).lower()
+    return row
+
+
+def parse_clinical_value(value: Any) -> str | None:
+    """Empty / NA-like cells mean 'not given'."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text == "" or text.lower() in ("na", "n/a", "nan", "none", "not available", "unknown"):
+        return None
+    return text
+
+
+__all__ = [
+    "CasePrediction",
+    "Predictor",
+    "StabilityResult",
+    "default_bundle_path",
+    "load_predictor",
+]

@@ -1,0 +1,1 @@
+"""Reading cases: images, lesion masks and contour variants, resampling, cohort CSVs, samples."""

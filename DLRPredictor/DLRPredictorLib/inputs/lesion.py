@@ -1,0 +1,603 @@
+"""Lesion masks: reading, validation, the representative slice and contour perturbations.
+
+Masks are uint8 (k, j, i) arrays of 0/1 on the image's grid. Sources: PNG/JPEG/BMP/TIFF pictures
+(grayscale or RGB(A): any non-zero colour is lesion, alpha is ignored), NRRD/NIfTI/MetaImage
+labelmaps (any non-zero label, or one chosen label) and Slicer ``.seg.nrrd`` segmentations (one
+segment chosen by name).
+
+Disconnected lesions: features are computed on one connected region. When the lesion on the
+representative slice has several parts (8-connectivity), the largest is kept and the
+:class:`LesionSlice` carries a warning with the number of parts and the size of the part used.
+
+Other notes a :class:`LesionSlice` may carry (the prediction is still made): the lesion spans
+several slices of a 3D volume (the slice with the largest area is used), it touches the image
+border (named), the image is uniform inside it, or strongly coloured marks (burned-in calipers,
+text, a colour Doppler box; see :mod:`images`) lie inside the lesion crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..base.case import ImageVolume, LesionSlice
+from ..base.compat import zip_strict
+from ..base.errors import ImageReadError, InputError, LesionError
+from . import images
+
+# Below ~30 pixels grey-level matrices (GLCM, GLSZM, ...) hold too few pairs/zones to mean
+# anything; a 3-pixel extent is the smallest that still has an interior and a border.
+MIN_LESION_PIXELS = 30
+MIN_LESION_EXTENT = 3
+# Context around the lesion box checked for colour marks: the CNN crop's default margin (15 %).
+COLOUR_CHECK_MARGIN = 0.15
+
+_MASK_FORMATS = (
+    "PNG/JPEG/BMP/TIFF mask pictures, NRRD/NIfTI/MetaImage labelmaps or Slicer .seg.nrrd segmentations"
+)
+
+
+def _prefix(case: str) -> str:
+    return f"case {case}: " if case else ""
+
+
+def _size_text(shape: tuple[int, ...]) -> str:
+    """Size as a radiologist reads it: width x height (x slices)."""
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) == 2:
+        return f"{shape[1]} x {shape[0]} pixels"
+    return f"{shape[2]} x {shape[1]} x {shape[0]} voxels"
+
+
+def validate_mask(mask: np.ndarray, volume: ImageVolume, case: str = "") -> np.ndarray:
+    """Check a lesion mask against its image and binarise it.
+
+    Args:
+        mask: (rows, cols) for a 2D image or (slices, rows, cols); any non-zero value is lesion.
+        volume: the image the mask belongs to.
+        case: case identifier used in messages.
+
+    Returns:
+        uint8 (k, j, i) mask of 0/1 with the image's shape.
+
+    Raises:
+        LesionError: the sizes differ (both are given), the mask has NaN values, or it is empty.
+    """
+    data = np.asarray(mask)
+    if data.ndim == 2 and volume.shape[0] == 1:
+        data = data[np.newaxis]
+    if data.shape != volume.shape:
+        raise LesionError(
+            f"{_prefix(case)}the lesion mask is {_size_text(data.shape)} but the image is "
+            f"{_size_text(volume.shape)}; the mask must be drawn on this image (same size)."
+        )
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise LesionError(f"{_prefix(case)}the lesion mask contains NaN or infinite values")
+    binary = (data != 0).astype(np.uint8)
+    if not binary.any():
+        raise LesionError(
+            f"{_prefix(case)}the lesion segment is empty: paint the lesion in the Segment Editor "
+            "(or check that the mask file belongs to this image)."
+        )
+    return binary
+
+
+def mask_from_array(array: np.ndarray, reference: ImageVolume, case: str = "") -> np.ndarray:
+    """Make a validated 0/1 mask from an array (boolean, labels, or an RGB(A) picture).
+
+    Args:
+        array: (rows, cols), (slices, rows, cols), or (rows, cols, 3|4) for a 2D reference, where
+            any non-zero colour (alpha ignored) is lesion.
+        reference: the image the mask belongs to.
+        case: case identifier used in messages.
+
+    Returns:
+        uint8 (k, j, i) mask of 0/1.
+
+    Raises:
+        LesionError: see :func:`validate_mask`.
+    """
+    data = np.asarray(array)
+    is_picture = data.ndim == 3 and data.shape[-1] in (3, 4) and data.shape[:2] == reference.shape[1:]
+    if is_picture and reference.shape[0] == 1:
+        data = np.any(data[..., :3] != 0, axis=-1)
+    return validate_mask(data, reference, case)
+
+
+def _placement(
+    mask_kji: np.ndarray,
+    ijk_to_lps: np.ndarray,
+    reference: ImageVolume,
+    path: Path,
+) -> np.ndarray:
+    """Put a mask with its own geometry onto the reference grid (same spacing and axes)."""
+    if mask_kji.shape == reference.shape:
+        return mask_kji
+    ref_dir = np.asarray(reference.direction, dtype=float).reshape(3, 3)
+    ref_matrix = ref_dir @ np.diag(reference.spacing)
+    same_axes = np.allclose(ijk_to_lps[:3, :3], ref_matrix, rtol=1e-3, atol=1e-4)
+    offset = np.linalg.solve(ref_matrix, ijk_to_lps[:3, 3] - np.asarray(reference.origin))
+    if not same_axes or not np.allclose(offset, np.round(offset), atol=1e-2):
+        raise LesionError(
+            f"the mask '{path}' is {_size_text(mask_kji.shape)} but the image is "
+            f"{_size_text(reference.shape)}, and its geometry does not match the image grid; "
+            "save the segmentation with the image as reference geometry."
+        )
+    oi, oj, ok = (int(v) for v in np.round(offset))
+    placed = np.zeros(reference.shape, dtype=np.uint8)
+    ks, js, is_ = mask_kji.shape
+    dst = (slice(max(ok, 0), min(ok + ks, placed.shape[0])), slice(max(oj, 0), min(oj + js, placed.shape[1])))
+    dst = (*dst, slice(max(oi, 0), min(oi + is_, placed.shape[2])))
+    src = tuple(slice(d.start - o, d.stop - o) for d, o in zip_strict(dst, (ok, oj, oi)))
+    if all(d.stop > d.start for d in dst):
+        placed[dst] = mask_kji[src]
+    return placed
+
+
+def _is_segmentation(path: Path) -> bool:
+    name = path.name.lower()
+    if name.endswith(".seg.nrrd"):
+        return True
+    if not name.endswith(".nrrd"):
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.HasMetaDataKey("Segment0_ID") or reader.HasMetaDataKey("Segment0_Name")
+
+
+def _read_segmentation(path: Path, reference: ImageVolume, segment: str | None) -> np.ndarray:
+    import slicerio
+
+    try:
+        seg = slicerio.read_segmentation(str(path))
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"cannot read the segmentation '{path}': {exc}") from exc
+    segments = seg.get("segments", [])
+    names = [s.get("name", s.get("id", "?")) for s in segments]
+    if not segments:
+        raise LesionError(
+            f"the segmentation '{path}' has no segments: paint the lesion in the Segment Editor"
+        )
+    if segment is None:
+        if len(segments) > 1:
+            raise LesionError(
+                f"the segmentation '{path}' has {len(segments)} segments ({', '.join(names)}); "
+                "name the lesion segment (manifest column 'segment')."
+            )
+        chosen = segments[0]
+    else:
+        matches = [s for s in segments if s.get("name") == segment] or [
+            s for s in segments if s.get("id") == segment
+        ]
+        if not matches:
+            raise LesionError(
+                f"the segmentation '{path}' has no segment named '{segment}'; its segments are: "
+                f"{', '.join(names)}."
+            )
+        chosen = matches[0]
+    voxels = seg["voxels"]
+    if voxels.ndim == 2:  # a 2D segmentation file: (i, j)
+        voxels = voxels[:, :, np.newaxis]
+        seg["voxels"] = voxels
+    mask_ijk = np.asarray(slicerio.segment_mask(seg, chosen))
+    mask_kji = np.ascontiguousarray(mask_ijk.transpose(2, 1, 0)).astype(np.uint8)
+    return _placement(mask_kji, np.asarray(seg["ijkToLPS"], dtype=float), reference, path)
+
+
+def _sitk_ijk_to_lps(image: sitk.Image) -> np.ndarray:
+    dim = image.GetDimension()
+    matrix = np.eye(4)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(dim, dim)
+    matrix[:dim, :dim] = direction @ np.diag(image.GetSpacing())
+    matrix[:dim, 3] = image.GetOrigin()
+    return matrix
+
+
+def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> np.ndarray:
+    io_name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
+    if not io_name:
+        raise ImageReadError(f"cannot read mask '{path}': unknown file format. Supported: {_MASK_FORMATS}.")
+    try:
+        image = images.read_with_io(path, io_name)
+    except RuntimeError as exc:
+        raise ImageReadError(
+            f"cannot read mask '{path}': the file could not be decoded; it may be damaged or incomplete: "
+            f"export or copy it again. Supported: {_MASK_FORMATS}."
+        ) from exc
+    if image.GetDimension() not in (2, 3):
+        raise InputError(f"the mask '{path}' is {image.GetDimension()}D; a 2D or 3D mask is needed")
+    components = image.GetNumberOfComponentsPerPixel()
+    array = sitk.GetArrayFromImage(image)
+    if components in (3, 4):
+        values = np.any(array[..., :3] != 0, axis=-1).astype(np.uint8)
+    elif components == 1:
+        values = array[..., 0] if array.ndim == image.GetDimension() + 1 else array
+    else:
+        raise InputError(f"the mask '{path}' has {components} values per pixel; use a grayscale or RGB mask")
+    if io_name == "JPEGImageIO":
+        # Lossy compression leaves small non-zero values around the outline: threshold at half range.
+        values = (values > 0.5 * float(values.max())).astype(np.uint8)
+    if segment is not None:
+        try:
+            label = int(segment)
+        except ValueError:
+            raise LesionError(
+                f"segment '{segment}' was given, but '{path}' is a labelmap, not a Slicer segmentation; "
+                "give a label value (a number) or leave the segment empty."
+            ) from None
+        present = np.unique(values)
+        if label not in present:
+            raise LesionError(
+                f"the labelmap '{path}' has no label {label}; labels present: "
+                f"{', '.join(str(int(v)) for v in present if v != 0) or 'none'}."
+            )
+        values = values == label
+    mask = (values != 0).astype(np.uint8)
+    if mask.ndim == 2:
+        mask = mask[np.newaxis]
+    if io_name in ("PNGImageIO", "JPEGImageIO", "BMPImageIO", "TIFFImageIO"):
+        return mask  # pictures have no geometry: pixel-to-pixel correspondence with the image
+    return _placement(mask, _sitk_ijk_to_lps(image), reference, path)
+
+
+def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = None) -> np.ndarray:
+    """Read a lesion mask onto the grid of ``reference``.
+
+    A mask of the image's size is taken voxel for voxel (pictures have no geometry). A labelmap or
+    segmentation of another size, e.g. a segmentation saved cropped to the lesion, is placed on the
+    image grid by its origin when its spacing and axes match the image's.
+
+    Args:
+        path: mask picture, labelmap (NRRD/NIfTI/MetaImage) or Slicer ``.seg.nrrd`` file.
+        reference: the image the lesion was drawn on.
+        segment: for a segmentation, the lesion segment's name (default: the only segment); for a
+            labelmap, a label value such as ``"2"`` (default: every non-zero label).
+
+    Returns:
+        uint8 (k, j, i) mask of 0/1 with the image's shape.
+
+    Raises:
+        ImageReadError: missing or unreadable file.
+        LesionError: unknown or ambiguous segment, size or geometry mismatch, empty lesion.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(
+            f"cannot read mask '{path}': the file does not exist. Supported: {_MASK_FORMATS}."
+        )
+    if _is_segmentation(path):
+        mask = _read_segmentation(path, reference, segment)
+    else:
+        mask = _read_labelmap(path, reference, segment)
+    try:
+        return validate_mask(mask, reference)
+    except LesionError as exc:
+        raise LesionError(f"mask '{path}': {exc}") from exc
+
+
+def bounding_box(mask2d: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of the non-zero pixels of a 2D mask.
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+
+    Returns:
+        (row0, row1, col0, col1), end-exclusive.
+
+    Raises:
+        LesionError: the mask is empty.
+    """
+    binary = np.asarray(mask2d) != 0
+    rows = np.flatnonzero(binary.any(axis=1))
+    cols = np.flatnonzero(binary.any(axis=0))
+    if rows.size == 0:
+        raise LesionError("the lesion mask is empty: paint the lesion in the Segment Editor")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def largest_component(mask2d: np.ndarray) -> tuple[np.ndarray, int]:
+    """Keep the largest 8-connected region of a 2D mask.
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+
+    Returns:
+        (uint8 mask of the largest region, number of regions found). Ties go to the region met
+        first in row-major order.
+    """
+    # SimpleITK's fully connected components equal scipy's 8-connected labels, numbered in the
+    # same row-major order (test_lesion checks); SimpleITK is loaded anyway, while importing
+    # scipy.ndimage would add about 0.3 s to every cold start.
+    components = sitk.ConnectedComponentImageFilter()
+    components.SetFullyConnected(True)
+    binary = sitk.GetImageFromArray((np.asarray(mask2d) != 0).astype(np.uint8))
+    labels = sitk.GetArrayFromImage(components.Execute(binary))  # a view would outlive the image
+    count = components.GetObjectCount()
+    if count <= 1:
+        return (labels > 0).astype(np.uint8), int(count)
+    sizes = np.bincount(labels.ravel())[1:]
+    return (labels == int(np.argmax(sizes)) + 1).astype(np.uint8), int(count)
+
+
+def _border_sides(bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> list[str]:
+    row0, row1, col0, col1 = bbox
+    sides = (
+        ("top", row0 == 0),
+        ("bottom", row1 == shape[0]),
+        ("left", col0 == 0),
+        ("right", col1 == shape[1]),
+    )
+    return [name for name, touches in sides if touches]
+
+
+def _colour_marks(volume: ImageVolume, k: int, bbox: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(regions, pixels) of strongly coloured marks on slice k overlapping the lesion crop."""
+    row0, row1, col0, col1 = expand_bbox(bbox, volume.shape[1:], COLOUR_CHECK_MARGIN)
+    regions = [
+        r
+        for r in images.decode_colour_regions(volume.metadata)
+        if r[0] == k and r[1] < row1 and r[2] > row0 and r[3] < col1 and r[4] > col0
+    ]
+    return len(regions), sum(r[5] for r in regions)
+
+
+def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") -> LesionSlice:
+    """Take the slice with the largest lesion area and its (largest connected) lesion.
+
+    For a 3D volume the slice k with the most lesion pixels is used (ties: lowest k). If the lesion
+    on that slice has several disconnected parts, the largest is kept with a warning. Notes are
+    added (the prediction is still possible) when the lesion spans several slices, touches the
+    image border, is uniform, or has colour marks in its crop (see the module notes).
+
+    Args:
+        volume: the image.
+        mask: lesion mask of the image's shape (see :func:`validate_mask`).
+        case: case identifier used in messages.
+
+    Returns:
+        The 2D slice, mask, pixel spacing, slice index, bounding box and warnings.
+
+    Raises:
+        InputError: the image has NaN or infinite values or is constant (volumes that did not
+            come through :func:`images.volume_from_array`, e.g. from a scene node).
+        LesionError: invalid mask, or a lesion smaller than ``MIN_LESION_PIXELS`` pixels or than
+            ``MIN_LESION_EXTENT`` pixels in height or width.
+    """
+    try:
+        images.check_values(volume.array)
+    except InputError as exc:
+        raise InputError(f"{_prefix(case)}{exc}") from exc
+    binary = validate_mask(mask, volume, case)
+    areas = binary.reshape(binary.shape[0], -1).sum(axis=1)
+    k = int(np.argmax(areas))  # argmax returns the first maximum: lowest index on ties
+    kept, count = largest_component(binary[k])
+    npx = int(kept.sum())
+    warnings: list[str] = []
+    where = f" on slice {k}" if volume.shape[0] > 1 else ""
+    spanned = np.flatnonzero(areas)
+    if spanned.size > 1:
+        warnings.append(
+            f"the lesion spans {spanned.size} slices ({int(spanned[0])}-{int(spanned[-1])}); "
+            f"features are computed on slice {k}, where its area is largest ({int(areas[k])} pixels)"
+        )
+    if count > 1:
+        warnings.append(
+            f"the lesion mask has {count} separate parts{where}; only the largest ({npx} pixels) is used. "
+            "If another part is the lesion to assess, segment that one alone"
+        )
+    row0, row1, col0, col1 = bounding_box(kept)
+    height, width = row1 - row0, col1 - col0
+    if npx < MIN_LESION_PIXELS or min(height, width) < MIN_LESION_EXTENT:
+        raise LesionError(
+            f"{_prefix(case)}the lesion is too small ({npx} pixels, {width} x {height}); texture features "
+            f"need at least {MIN_LESION_PIXELS} pixels and {MIN_LESION_EXTENT} pixels in each direction. "
+            "Check the segmentation."
+        )
+    sides = _border_sides((row0, row1, col0, col1), kept.shape)
+    if sides:
+        warnings.append(
+            f"the lesion touches the {' and '.join(sides)} border of the image; part of it may lie "
+            "outside the image, which changes its shape features: check that the whole lesion is in view"
+        )
+    image = np.ascontiguousarray(volume.array[k], dtype=np.float32)
+    inside = image[kept != 0]
+    if float(inside.max()) == float(inside.min()):
+        warnings.append("the image is uniform inside the lesion; texture features are degenerate")
+    marks, mark_pixels = _colour_marks(volume, k, (row0, row1, col0, col1))
+    if marks:
+        warnings.append(
+            f"{mark_pixels} strongly coloured pixels ({marks} mark{'s' if marks > 1 else ''}) lie in or near "
+            "the lesion: burned-in annotations (calipers, text, colour Doppler)? Their grey level is used "
+            "as if it were tissue; use an image without annotations if there is one"
+        )
+    return LesionSlice(
+        image=image,
+        mask=kept,
+        spacing=(float(volume.spacing[0]), float(volume.spacing[1])),
+        slice_index=k,
+        bbox=(row0, row1, col0, col1),
+        warnings=tuple(warnings),
+    )
+
+
+def expand_bbox(
+    bbox: tuple[int, int, int, int],
+    shape: tuple[int, int],
+    margin_fraction: float,
+    square: bool = True,
+) -> tuple[int, int, int, int]:
+    """Enlarge a bounding box by a margin, optionally to a square, kept inside the image.
+
+    Each side grows by ``margin_fraction`` of the box size (of the longer side when ``square``).
+    The box stays centred on the lesion where possible and is shifted, then clipped, to fit.
+
+    Args:
+        bbox: (row0, row1, col0, col1), end-exclusive.
+        shape: image (rows, cols).
+        margin_fraction: margin per side as a fraction of the box size (0.1 = 10 %).
+        square: make the box square before adding the margin.
+
+    Returns:
+        The enlarged (row0, row1, col0, col1), always containing ``bbox``.
+
+    Raises:
+        InputError: negative margin or a box outside the image.
+    """
+    row0, row1, col0, col1 = (int(v) for v in bbox)
+    rows, cols = int(shape[0]), int(shape[1])
+    if margin_fraction < 0:
+        raise InputError(f"the crop margin must be >= 0, got {margin_fraction}")
+    if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
+        raise InputError(f"bounding box {bbox} does not lie inside an image of {rows} x {cols}")
+    height, width = row1 - row0, col1 - col0
+    if square:
+        height = width = max(height, width)
+    target_h = int(np.ceil(height * (1.0 + 2.0 * margin_fraction)))
+    target_w = int(np.ceil(width * (1.0 + 2.0 * margin_fraction)))
+
+    def _fit(start: int, stop: int, length: int, limit: int) -> tuple[int, int]:
+        length = min(length, limit)
+        begin = int(np.floor((start + stop) / 2.0 - length / 2.0))
+        begin = min(max(begin, 0), limit - length)
+        return min(begin, start), max(begin + length, stop)
+
+    r0, r1 = _fit(row0, row1, target_h, rows)
+    c0, c1 = _fit(col0, col1, target_w, cols)
+    return r0, r1, c0, c1
+
+
+def _disk(radius_px: float) -> np.ndarray:
+    reach = int(np.floor(radius_px))
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    return (yy * yy + xx * xx) <= radius_px * radius_px
+
+
+def erode_mask(mask2d: np.ndarray, radius_px: float) -> np.ndarray:
+    """Shrink a 2D lesion by a disk of ``radius_px`` pixels (contour moved inwards).
+
+    The image edge is not treated as lesion boundary (a lesion cut by the border is not eroded
+    from the border side).
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+        radius_px: disk radius in pixels (0 returns a copy).
+
+    Returns:
+        uint8 0/1 mask.
+
+    Raises:
+        LesionError: the erosion removes the whole lesion.
+    """
+    from scipy import ndimage  # on request only: scipy.ndimage costs 0.3 s to import
+
+    binary = np.asarray(mask2d) != 0
+    if radius_px <= 0:
+        return binary.astype(np.uint8)
+    eroded = ndimage.binary_erosion(binary, structure=_disk(radius_px), border_value=1)
+    if not eroded.any():
+        raise LesionError(
+            f"eroding the lesion by {radius_px:g} pixels removes it completely; use a smaller radius"
+        )
+    return eroded.astype(np.uint8)
+
+
+def dilate_mask(mask2d: np.ndarray, radius_px: float) -> np.ndarray:
+    """Grow a 2D lesion by a disk of ``radius_px`` pixels (contour moved outwards).
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+        radius_px: disk radius in pixels (0 returns a copy).
+
+    Returns:
+        uint8 0/1 mask, clipped to the image.
+    """
+    from scipy import ndimage  # on request only: scipy.ndimage costs 0.3 s to import
+
+    binary = np.asarray(mask2d) != 0
+    if radius_px <= 0:
+        return binary.astype(np.uint8)
+    return ndimage.binary_dilation(binary, structure=_disk(radius_px)).astype(np.uint8)
+
+
+def ellipse_mask(mask2d: np.ndarray) -> np.ndarray:
+    """The ellipse with the lesion's centroid and second moments (a smooth-outline surrogate).
+
+    A uniform ellipse with semi-axes a, b has variances a²/4 and b²/4 along its axes, so pixels
+    with Mahalanobis distance² <= 4 under the lesion's covariance form the matching ellipse.
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+
+    Returns:
+        uint8 0/1 ellipse mask, clipped to the image.
+
+    Raises:
+        LesionError: the mask is empty.
+    """
+    binary = np.asarray(mask2d) != 0
+    rr, cc = np.nonzero(binary)
+    if rr.size == 0:
+        raise LesionError("the lesion mask is empty; there is no outline to fit an ellipse to")
+    centre = np.array([rr.mean(), cc.mean()])
+    # + 1/12: the variance of a uniform unit pixel, so single rows/columns are not degenerate.
+    cov = np.cov(np.vstack([rr, cc]), bias=True) + np.eye(2) / 12.0
+    inverse = np.linalg.inv(cov)
+    yy, xx = np.mgrid[0 : binary.shape[0], 0 : binary.shape[1]]
+    dy, dx = yy - centre[0], xx - centre[1]
+    dist2 = inverse[0, 0] * dy * dy + 2.0 * inverse[0, 1] * dy * dx + inverse[1, 1] * dx * dx
+    ellipse = dist2 <= 4.0
+    if not ellipse.any():
+        ellipse[round(float(centre[0])), round(float(centre[1]))] = True
+    return ellipse.astype(np.uint8)
+
+
+def jitter_contour(
+    mask2d: np.ndarray,
+    rng: np.random.Generator,
+    amplitude_px: float = 2.0,
+    smoothness: float = 8.0,
+) -> np.ndarray:
+    """Randomly perturb a lesion outline with a smooth displacement (inter-reader variation).
+
+    The signed distance to the outline is offset by a Gaussian-smoothed random field scaled to
+    at most ``amplitude_px``; the zero level set is the new outline. The largest connected part is
+    kept and holes are filled, so the result is one solid region.
+
+    Args:
+        mask2d: 2D mask; non-zero is lesion.
+        rng: random generator (the result is deterministic for its state).
+        amplitude_px: largest outline displacement in pixels.
+        smoothness: Gaussian sigma (pixels) of the random field; larger gives smoother outlines.
+
+    Returns:
+        uint8 0/1 mask.
+
+    Raises:
+        LesionError: the mask is empty or the perturbation removes it.
+    """
+    from scipy import ndimage  # on request only: scipy.ndimage costs 0.3 s to import
+
+    binary = np.asarray(mask2d) != 0
+    if not binary.any():
+        raise LesionError("the lesion mask is empty; there is no outline to perturb")
+    inside = ndimage.distance_transform_edt(binary)
+    outside = ndimage.distance_transform_edt(~binary)
+    signed = np.where(binary, inside - 0.5, 0.5 - outside)
+    field = ndimage.gaussian_filter(rng.standard_normal(binary.shape), sigma=max(float(smoothness), 0.5))
+    peak = float(np.abs(field).max())
+    if peak > 0:
+        field *= float(amplitude_px) / peak
+    jittered = (signed + field) > 0
+    kept, count = largest_component(jittered)
+    if count == 0:
+        raise LesionError(
+            f"a contour jitter of {amplitude_px:g} pixels removed the lesion; use a smaller one"
+        )
+    return ndimage.binary_fill_holes(kept).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Fitted steps: selection, classifiers, signatures, fusion, clinical model, nomogram, safe persistence."""

@@ -1,0 +1,1 @@
+"""The only MRML user: nodes, tables, heatmap overlay, scene files."""

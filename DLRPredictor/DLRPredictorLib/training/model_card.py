@@ -1,0 +1,206 @@
+"""model_card.md of a trained bundle, in the TRIPOD+AI spirit; every number comes from the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+
+NAMES = {
+    "rad": "Rad",
+    "dl": "DL",
+    "dlr": "DLR (image only)",
+    "combined": "Combined nomogram",
+    "baseline": "Baseline: Original-image radiomics, LASSO-LR",
+}
+
+
+def _f(v: Any, d: int = 3) -> str:
+    return "n/a" if v is None else f"{float(v):.{d}f}"
+
+
+def _ci(flat: dict[str, Any], key: str) -> str:
+    lo, hi = (
+        flat.get(f"{key}_ci", (None, None))
+        if isinstance(flat.get(f"{key}_ci"), (list, tuple))
+        else (None, None)
+    )
+    return f"{_f(flat.get(key))} ({_f(lo)}-{_f(hi)})"
+
+
+def _stacking_inputs(config: TrainConfig) -> str:
+    if config.model.fusion != "stacking":
+        return ""
+    return " on the signatures' log-odds" if config.model.stacking_inputs == "logit" else " on probabilities"
+
+
+def _fusion_rows(config: TrainConfig) -> str:
+    rows = config.model.fusion_variants
+    if rows is None or list(rows) == list(config.contours.variants):
+        return ""
+    return f" of the {', '.join(rows)} contours"
+
+
+def _cnn_start(config: TrainConfig) -> str:
+    """How the networks were initialised."""
+    pre = config.cnn.pretrain
+    if pre.epochs > 0:
+        return (
+            f"initialised by SimCLR self-supervised pretraining on the training crops ({', '.join(pre.variants)} "
+            f"outlines, labels unused; {pre.epochs} epochs, batch {pre.batch_size}, temperature {pre.temperature}), "
+            "then trained"
+        )
+    if config.cnn.init_weights:
+        return f"initialised from `{Path(config.cnn.init_weights).name}`, then trained"
+    return "trained from scratch"
+
+
+def metrics_table(block: dict[str, Any]) -> str:
+    """Markdown table of every score's held-out metrics."""
+    from .bundle_export import flatten_score
+
+    lines = [
+        "| model | AUC (95% DeLong CI) | sensitivity | specificity | PPV | NPV | cutoff | cal. slope | cal. intercept | HL p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in block["scores"].items():
+        f = flatten_score(res)
+        lines.append(
+            f"| {NAMES.get(name, name)} | {_f(f['auc'])} ({_f(f['auc_ci_low'])}-{_f(f['auc_ci_high'])}) | "
+            f"{_ci(f, 'sensitivity')} | {_ci(f, 'specificity')} | {_ci(f, 'ppv')} | {_ci(f, 'npv')} | "
+            f"{_f(f['cutoff'])} | {_f(f['calibration_slope'], 2)} | {_f(f['calibration_intercept'], 2)} | "
+            f"{_f(f['hosmer_lemeshow_p'])} |"
+        )
+    lines.append("")
+    lines.append(
+        "DeLong tests (two-sided, unadjusted): "
+        + "; ".join(
+            f"{NAMES.get(t['score_a'], t['score_a'])} vs {NAMES.get(t['score_b'], t['score_b'])} p={_f(t['p'])}"
+            for t in block.get("delong", [])
+        )
+    )
+    return "\n".join(lines)
+
+
+def _decision_curve_line(block: dict[str, Any], model: str) -> str:
+    res = block["scores"].get(model) or {}
+    dc = res.get("decision_curve") or []
+    picks = [r for r in dc if any(abs(float(r["threshold"]) - t) < 1e-9 for t in (0.1, 0.2, 0.3, 0.5))]
+    if not picks:
+        return ""
+    return (
+        "Net benefit of "
+        + NAMES.get(model, model)
+        + ": "
+        + "; ".join(
+            f"threshold {float(r['threshold']):.1f}: {float(r['net_benefit']):.3f} (treat all {float(r['treat_all']):.3f})"
+            for r in picks
+        )
+    )
+
+
+def render_model_card(
+    manifest: dict[str, Any], heldout: dict[str, Any], clinical: Any, config: TrainConfig
+) -> str:
+    """The model card text."""
+    c = manifest["training"]["counts"]
+    extra = manifest["extra"]
+    out = [
+        f"# {manifest['title']} (`{manifest['id']}` {manifest['version']})",
+        "",
+        "## Intended use",
+        manifest["intended_use"],
+        "",
+        "Not for: screening without a radiologist, lesions other than breast masses, images that are",
+        "not B-mode ultrasound, cases with no lesion delineation, or as the sole basis of a biopsy decision.",
+        "",
+        "## Task",
+        f"{manifest['task']['description']}; positive class: **{manifest['task']['positive_class']}**.",
+        "",
+        "## Data",
+        *[f"- {d}" for d in manifest["training"]["datasets"]],
+        "",
+        f"Split: {manifest['training']['split']}. Training: {c['train_cases']} images of "
+        f"{c['train_patients']} patients ({c['train_positive']} positive); held-out test: {c['test_cases']} images "
+        f"of {c['test_patients']} patients ({c['test_positive']} positive). Excluded: {c['excluded']} cases "
+        "(unreadable or unusable lesion).",
+        "",
+        "## Method",
+        f"- Lesion: representative 2D slice; contour variants for training: {', '.join(config.contours.variants)}"
+        + (
+            f" (the Rad signature trains on {', '.join(config.contours.for_radiomics())} only)."
+            if config.contours.for_radiomics() != list(config.contours.variants)
+            else "."
+        ),
+        f"- Geometry: {'pixel units (physical spacing ignored; shape features in pixels)' if config.image.pixel_units else 'physical spacing from the files'}.",
+        "- Radiomics: pyradiomics with `radiomics.yaml` (shipped in this bundle).",
+        f"- CNN: {config.cnn.arch}, 1-channel input {config.cnn.input_size} px, lesion crop with margin "
+        f"{config.image.margin_fraction}, {_cnn_start(config)}; deep features = average-pool vector, PCA "
+        f"({config.model.pca_components}).",
+        f"- Selection (inside training folds only): {config.selection.test}, {config.selection.correlation} "
+        f"|r|>{config.selection.correlation_threshold}, LASSO-CV={config.selection.lasso}, at most "
+        f"{config.selection.max_features} features.",
+        f"- Signatures: Rad ({config.model.rad_classifier}), DL ({config.model.dl_classifier}), DLR "
+        f"({config.model.fusion} fusion{_stacking_inputs(config)}, fitted on {config.split.folds}-fold cross-fitted "
+        f"out-of-fold scores{_fusion_rows(config)}).",
+        "- Cutoffs: Youden on out-of-fold training scores, frozen: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in manifest["models"]["cutoffs"].items()),
+        f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",
+        "",
+    ]
+    if clinical is not None:
+        out += [
+            "## Clinical model",
+            "Univariable logistic regression (odds ratio, 95% CI, p):",
+            "",
+            "```\n" + clinical["univariable"].to_string(index=False) + "\n```",
+            "",
+            "Multivariable:",
+            "",
+            "```\n" + clinical["multivariable"].to_string(index=False) + "\n```",
+            "",
+            "The combined model (DLR score + retained predictors) is drawn in `nomogram.png` / `nomogram.csv`.",
+            "",
+        ]
+    out.append("## Held-out performance")
+    for contour, entry in heldout.items():
+        out.append(f"### {contour} contours ({entry['n']} images, {entry['n_positive']} positive)")
+        if "all" in entry:
+            out += [
+                metrics_table(entry["all"]),
+                "",
+                _decision_curve_line(entry["all"], manifest["models"]["image_only"]),
+                "",
+            ]
+        if "clinical_subset" in entry:
+            out += [
+                f"Cases with clinical values ({entry['n_clinical']}):",
+                "",
+                metrics_table(entry["clinical_subset"]),
+                "",
+                _decision_curve_line(entry["clinical_subset"], "combined"),
+                "",
+            ]
+    out += [
+        "## Limitations",
+        "- No external validation yet; scanners and sites are those of the training data only.",
+        "- Some training images carry burned-in calipers and text; the model may partly read them.",
+        "- The CNN was trained from scratch on a small dataset (no pretrained weights were available).",
+        "- Probabilities are calibrated to the training prevalence; recalibrate for another population.",
+        "",
+        "## Licence and citation",
+        manifest["licence"],
+        "",
+        *[f"- {c}" for c in manifest["citation"]],
+        "",
+        "## Reproduce",
+        f"Command: `{extra.get('command', 'dlrpredictor train MANIFEST --config CONFIG --out DIR')}`",
+        "(for the bundled model: `scripts/build_default_bundle.sh`, see the README).",
+        f"Training time: {extra['elapsed_s']:.0f} s on {extra.get('hardware', 'this machine')}, CPU only.",
+        "Run-to-run: splits, CNN training (with exact resume) and model fitting are seeded, so a",
+        "rebuild on the same machine and thread count is deterministic; another machine's BLAS or",
+        "thread count may change the CNN weights slightly (not measured).",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,340 @@
+"""Self-supervised (SimCLR) pretraining of the embedded ResNet on unlabelled lesion crops.
+
+No pretrained ImageNet weights can be obtained offline, and a ResNet trained from scratch on a
+few thousand crops starts from nothing. SimCLR (Chen et al., ICML 2020) first teaches the
+network what stays the same across two augmented views of one crop: a 2-layer projection head
+on the average-pooled features and the NT-Xent loss, each view having to pick its partner among
+the 2N - 1 other views of the batch. Labels are never read, so pretraining on every training
+crop leaks no label into the cross-fitted networks; held-out crops must not be passed in.
+
+Views are the CNN trainer's own augmentation (``cnn_training._augment``) with a wider crop
+scale. With several contour variants per case (e.g. exact outline and moment-matched ellipse),
+each view draws its own variant, so a rough crop and the exact crop of one lesion are positives:
+the network learns features that do not hinge on the precise outline.
+
+As in ``cnn_training``, every random draw of an epoch comes from a generator seeded by (seed,
+epoch) and the learning rate is a pure function of the epoch: a run killed after any epoch
+resumes from its checkpoint (safetensors + JSON, nothing pickled) to exactly the same weights
+(same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..base.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+CHECKPOINT_FORMAT = "dlrpredictor-ssl-checkpoint-v1"
+CHECKPOINT_JSON = "ssl_checkpoint.json"
+PROJECTION_DIM = 128
+
+
+@dataclass
+class SslConfig:
+    """Settings of one SimCLR pretraining run.
+
+    Attributes:
+        arch: ResNet architecture (as the CNN it initialises).
+        input_size: side of the crops and of the network input.
+        epochs: pretraining epochs (cosine learning-rate schedule over them).
+        batch_size: cases per step; each gives two views, so the loss sees 2 x batch_size views.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        temperature: NT-Xent temperature.
+        rrc_scale: area range of the views' random resized crop (wider than the classifier's).
+        seed: seeds initialisation, batch order, variant choice and augmentation.
+        num_threads: torch CPU threads (None leaves the caller's setting).
+    """
+
+    arch: str = "resnet18"
+    input_size: int = 96
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.2
+    rrc_scale: tuple[float, float] = (0.35, 1.0)
+    seed: int = 42
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the first invalid setting."""
+        from ..deep.deep_model import _check_arch
+
+        _check_arch(self.arch)
+        checks = [
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 2, "an integer >= 2"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("temperature", self.temperature > 0, "> 0"),
+            (
+                "rrc_scale",
+                0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1,
+                "(low, high), 0 < low <= high <= 1",
+            ),
+        ]
+        for name, ok, requirement in checks:
+            if not ok:
+                raise ConfigError(
+                    f"invalid self-supervised pretraining setting: {name} must be {requirement}, "
+                    f"got {getattr(self, name)!r}"
+                )
+
+    def key(self) -> dict[str, Any]:
+        """The settings that decide the result (a checkpoint resumes only under the same key)."""
+        values = asdict(self)
+        values.pop("num_threads")  # the thread count does not change the result
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+@dataclass
+class SslResult:
+    """Outcome of :func:`pretrain_simclr`.
+
+    Attributes:
+        state_dict: the ResNet's weights by state-dict name (numpy arrays), ready for
+            ``train_cnn(init_state=...)``. The classification layer keeps its random
+            initialisation: pretraining never touches it.
+        history: one dict per epoch: epoch (1-based), lr, loss, seconds.
+        resumed_from_epoch: epochs already done in the checkpoint this call resumed from (the
+            first epoch run is this + 1; equal to ``epochs`` when it was finished), or None.
+    """
+
+    state_dict: dict[str, np.ndarray]
+    history: list[dict[str, float]]
+    resumed_from_epoch: int | None = None
+
+    def digest(self) -> str:
+        """sha256 over the weights (names and bytes), to compare two runs.
+
+        The same digest keys the CNN checkpoints that start from these weights.
+        """
+        from .cnn import weights_digest
+
+        return weights_digest(self.state_dict)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's loss: each of the 2N views must pick its partner among the 2N - 1 others."""
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    n = z1.shape[0]
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+def learning_rate(cfg: SslConfig, epoch: int) -> float:
+    """Cosine schedule of a 0-based epoch, from ``lr`` towards 0 (a pure function: exact resume)."""
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+def _as_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """The CNN trainer's crop checks (``_as_variants``), and the network's input size."""
+    from .cnn import _as_variants
+
+    arr = _as_variants(crops)
+    if arr.shape[2:] != (size, size):
+        raise InputError(
+            f"self-supervised pretraining needs crops shaped (cases, variants, {size}, {size}) "
+            f"or (cases, {size}, {size}); got {np.shape(crops)}"
+        )
+    return arr
+
+
+def _fingerprint(data: np.ndarray, cfg: SslConfig) -> str:
+    h = hashlib.sha256(json.dumps(cfg.key(), sort_keys=True).encode())
+    h.update(repr(data.shape).encode())
+    h.update(memoryview(data).cast("B"))
+    return h.hexdigest()
+
+
+def pretrain_simclr(
+    crops: np.ndarray,
+    config: SslConfig | None = None,
+    *,
+    checkpoint_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SslResult:
+    """Pretrain a grayscale ResNet with SimCLR on unlabelled lesion crops.
+
+    Args:
+        crops: (N, V, size, size) z-scored crops with V contour variants per case (each view
+            draws one), or (N, size, size).
+        config: settings (defaults to ``SslConfig()``).
+        checkpoint_dir: folder for the per-epoch checkpoint; one there from the same settings and
+            crops is resumed, one from other settings or crops is refused.
+        log: called with one line per epoch.
+
+    Returns:
+        The backbone weights and the loss history.
+
+    Raises:
+        ConfigError: invalid settings, or a checkpoint from another run.
+        InputError: crops of the wrong shape, non-finite values, or fewer cases than a batch.
+    """
+    import torch
+
+    from ..deep.deep_model import build_resnet
+    from .cnn import CnnTrainConfig, torch_threads
+
+    cfg = config or SslConfig()
+    cfg.validate()
+    data_np = _as_crops(crops, cfg.input_size)
+    if data_np.shape[0] < cfg.batch_size:
+        raise InputError(
+            f"self-supervised pretraining needs at least batch_size={cfg.batch_size} cases; "
+            f"got {data_np.shape[0]}"
+        )
+    fingerprint = _fingerprint(data_np, cfg)
+    # The views: the classifier's augmentation with the wider crop scale
+    view_cfg = replace(
+        CnnTrainConfig(arch=cfg.arch, input_size=cfg.input_size), rrc_scale=tuple(cfg.rrc_scale)
+    )
+    with torch_threads(cfg.num_threads):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
+            width = net.fc.in_features
+            nn = torch.nn
+            head = nn.Sequential(
+                nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, PROJECTION_DIM)
+            )
+        params = list(net.parameters()) + list(head.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        history: list[dict[str, float]] = []
+        start = 0
+        if folder is not None:
+            loaded = _load_checkpoint(folder, net, head, opt, fingerprint)
+            if loaded is not None:
+                start, history = loaded
+                if log and start < cfg.epochs:
+                    log(f"resuming self-supervised pretraining at epoch {start + 1} from {folder}")
+        data = torch.from_numpy(data_np)
+        for epoch in range(start, cfg.epochs):
+            t0 = time.time()
+            lr = learning_rate(cfg, epoch)
+            loss = _epoch(net, head, opt, data, cfg=cfg, view_cfg=view_cfg, epoch=epoch, lr=lr)
+            seconds = round(time.time() - t0, 1)
+            history.append({"epoch": epoch + 1, "lr": lr, "loss": loss, "seconds": seconds})
+            if folder is not None:
+                _save_checkpoint(
+                    folder, (net, head, opt), epoch=epoch, history=history, fingerprint=fingerprint
+                )
+            if log:
+                log(f"SimCLR epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, lr {lr:.2e}, {seconds:.0f} s")
+    state = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+    return SslResult(state, history, resumed_from_epoch=start or None)
+
+
+def _epoch(
+    net: Any, head: Any, opt: Any, data: Any, *, cfg: SslConfig, view_cfg: Any, epoch: int, lr: float
+) -> float:
+    """One pass over the crops in batches of ``batch_size`` (the last partial batch is dropped)."""
+    import torch
+
+    from .cnn import _augment, _zscore_batch
+
+    for group in opt.param_groups:
+        group["lr"] = lr
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    n = data.shape[0]
+    order = torch.randperm(n, generator=gen)
+    steps = n // cfg.batch_size
+    net.train()
+    head.train()
+    total = 0.0
+    for s in range(steps):
+        idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+        views = []
+        for _ in range(2):
+            variant = torch.randint(data.shape[1], (idx.numel(),), generator=gen)
+            views.append(_zscore_batch(_augment(data[idx, variant].unsqueeze(1), view_cfg, gen)))
+        loss = nt_xent(head(net.pooled(views[0])), head(net.pooled(views[1])), cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+    return total / steps
+
+
+def _save_checkpoint(
+    folder: Path,
+    modules: tuple[Any, Any, Any],
+    *,
+    epoch: int,
+    history: list[dict[str, float]],
+    fingerprint: str,
+) -> None:
+    """Network, head and optimiser state, committed by ``cnn_training.commit_checkpoint``."""
+    from .cnn import commit_checkpoint, optimizer_state
+
+    net, head, opt = modules
+    tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    tensors.update({f"head.{k}": v.detach().clone().contiguous() for k, v in head.state_dict().items()})
+    optim_tensors, scalars, groups = optimizer_state(opt)
+    tensors.update(optim_tensors)
+    record = {
+        "next_epoch": epoch + 1,
+        "history": history,
+        "data_sha256": fingerprint,
+        "optimizer_param_groups": groups,
+        "optimizer_scalars": scalars,
+    }
+    commit_checkpoint(
+        folder,
+        tensors,
+        record,
+        fmt=CHECKPOINT_FORMAT,
+        stem="ssl_epoch",
+        epoch=epoch,
+        json_name=CHECKPOINT_JSON,
+    )
+
+
+def _load_checkpoint(
+    folder: Path, net: Any, head: Any, opt: Any, fingerprint: str
+) -> tuple[int, list[dict[str, float]]] | None:
+    """Restore network, head and optimiser; (next epoch, history), or None without a checkpoint."""
+    from safetensors.torch import load_file
+
+    from .cnn import restore_optimizer
+
+    path = folder / CHECKPOINT_JSON
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        tensors: Mapping[str, Any] = load_file(str(folder / record["weights_file"]))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ConfigError(
+            f"the pretraining checkpoint in {folder} is unreadable ({exc}); delete that folder to restart"
+        ) from exc
+    if record.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} is not a DLRPredictor pretraining checkpoint; use an empty folder")
+    if record.get("data_sha256") != fingerprint:
+        raise ConfigError(
+            f"the pretraining checkpoint in {folder} belongs to a run with other settings or other crops; "
+            "use an empty checkpoint folder or delete it to restart"
+        )
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
+    head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")}, strict=True)
+    restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])
+    return int(record["next_epoch"]), list(record["history"])
