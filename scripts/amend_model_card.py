@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python scripts/amend_model_card.py BUNDLE_DIR NEW_CARD.md``
 
 Every other file is kept byte for byte; the manifest's checksums are recomputed and the bundle is
-rewritten atomically and verified by ``bundle.write_bundle`` (a failure leaves it as it was).
+rewritten atomically and verified by ``write_bundle`` (a failure leaves it as it was).
 Afterwards re-run ``scripts/pin_predictions.py``: the pins are keyed by the manifest's digest.
 """
 
@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DLRPredictor"))
 
-from DLRPredictorLib.bundle import verify as bundle
+from DLRPredictorLib.bundle.manifest import MODEL_CARD_NAME
+from DLRPredictorLib.bundle.verify import load_bundle
+from DLRPredictorLib.bundle.write import write_bundle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bundle", type=Path)
     p.add_argument("card", type=Path)
     args = p.parse_args(argv)
-    bundle.load_bundle(args.bundle)  # verify before touching it
+    load_bundle(args.bundle)  # verify before touching it
     manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
-    card = bundle.MODEL_CARD_NAME
+    card = MODEL_CARD_NAME
     files = {name: (args.bundle / name).read_bytes() for name in manifest["files"] if name != card}
     files[card] = args.card.read_bytes()
-    bundle.write_bundle(args.bundle, manifest, files)
+    write_bundle(args.bundle, manifest, files)
     print(f"{args.bundle}: model card replaced; checksums updated and verified")
     return 0
 

@@ -1,1 +1,7 @@
-"""Model bundles: the manifest, verification and writing."""
+"""Model bundles: the manifest, verification and writing.
+
+- manifest: manifest.json's constants, schema and rules; VerifiedBundle, the typed view of a verified bundle.
+- verify: load_bundle, the complete check of a bundle folder (names, types, content, sizes, sha256).
+- write: write_bundle, written into a hidden folder, verified, then renamed into place.
+- software: the versions a bundle was built with, compared with the running ones.
+"""

@@ -161,7 +161,7 @@ def write_trained_bundle(
     extra: dict[str, Any],
 ) -> Path:
     """Evaluate the held-out split, write the bundle atomically and the full report next to it."""
-    from ..bundle import verify as bundle_mod
+    from ..bundle.write import write_bundle
     from .heldout import evaluate_heldout
     from .model_card import render_model_card
 
@@ -249,7 +249,7 @@ def write_trained_bundle(
         },
     }
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
-    path = bundle_mod.write_bundle(out, manifest, files)
+    path = write_bundle(out, manifest, files)
     (trainer.work / "reports").mkdir(parents=True, exist_ok=True)
     (trainer.work / "reports" / "heldout_full.json").write_text(json.dumps(_jsonable(heldout), indent=1))
     return path

@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 from DLRPredictorLib.base.errors import BundleError
+from DLRPredictorLib.bundle import manifest as M
+from DLRPredictorLib.bundle import software as S
 from DLRPredictorLib.bundle import verify as B
+from DLRPredictorLib.bundle import write as W
 
 MODEL_CARD = "# Test bundle\n\nA tiny bundle for tests. Not for clinical use.\n"
 CONFIG = {"steps": ["scale", "pca"], "n_components": 3}
@@ -81,7 +84,7 @@ def _files() -> dict[str, bytes]:
 
 @pytest.fixture
 def bundle_dir(tmp_path: Path) -> Path:
-    return B.write_bundle(tmp_path / "bundle", _manifest(), _files())
+    return W.write_bundle(tmp_path / "bundle", _manifest(), _files())
 
 
 def _edit_manifest(root: Path, change) -> None:
@@ -110,7 +113,7 @@ def _leftovers(parent: Path) -> list[str]:
 def test_schema_is_valid_draft_2020_12() -> None:
     import jsonschema
 
-    schema = json.loads(B.SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(M.SCHEMA_PATH.read_text(encoding="utf-8"))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
 
@@ -188,7 +191,7 @@ def test_sha256_file(tmp_path: Path) -> None:
 
 
 def test_software_versions_of_the_running_environment() -> None:
-    v = B.software_versions()
+    v = S.software_versions()
     expected_keys = {"python", "numpy", "scikit-learn", "torch", "torchvision", "pyradiomics",
                      "SimpleITK", "lightgbm", "xgboost", "dlrpredictor"}  # fmt: skip
     assert set(v) == expected_keys
@@ -417,7 +420,7 @@ def test_reserved_clinical_variable_name_is_refused(tmp_path: Path) -> None:
     man = _manifest()
     man["inputs"]["clinical_variables"][0]["name"] = "label"
     with pytest.raises(BundleError, match=r"'inputs\.clinical_variables\[0\]\.name' is 'label', a reserved"):
-        B.write_bundle(tmp_path / "b", man, _files())
+        W.write_bundle(tmp_path / "b", man, _files())
     assert not (tmp_path / "b").exists()
 
 
@@ -425,14 +428,14 @@ def test_minimum_above_maximum_is_refused(tmp_path: Path) -> None:
     man = _manifest()
     man["inputs"]["clinical_variables"][0]["minimum"] = 200
     with pytest.raises(BundleError, match="minimum 200 above maximum 110"):
-        B.write_bundle(tmp_path / "b", man, _files())
+        W.write_bundle(tmp_path / "b", man, _files())
 
 
 def test_categorical_variable_needs_allowed_values(tmp_path: Path) -> None:
     man = _manifest()
     del man["inputs"]["clinical_variables"][1]["allowed"]
     with pytest.raises(BundleError, match=r"required field 'inputs\.clinical_variables\[1\]\.allowed'"):
-        B.write_bundle(tmp_path / "b", man, _files())
+        W.write_bundle(tmp_path / "b", man, _files())
 
 
 def test_unknown_top_level_key_is_refused(bundle_dir: Path) -> None:
@@ -446,7 +449,7 @@ def test_unknown_top_level_key_is_refused(bundle_dir: Path) -> None:
 def test_extra_object_is_allowed(tmp_path: Path) -> None:
     man = _manifest()
     man["extra"] = {"notes": "anything"}
-    vb = B.load_bundle(B.write_bundle(tmp_path / "b", man, _files()))
+    vb = B.load_bundle(W.write_bundle(tmp_path / "b", man, _files()))
     assert vb.manifest["extra"] == {"notes": "anything"}
 
 
@@ -457,7 +460,7 @@ def test_schema_invalid_manifest_leaves_no_folder(tmp_path: Path) -> None:
     man = _manifest()
     del man["task"]["positive_class"]
     with pytest.raises(BundleError, match=r"required field 'task\.positive_class' is missing"):
-        B.write_bundle(tmp_path / "bundle", man, _files())
+        W.write_bundle(tmp_path / "bundle", man, _files())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -477,7 +480,7 @@ def test_schema_invalid_manifest_leaves_no_folder(tmp_path: Path) -> None:
 def test_write_refuses_unsafe_files(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
     files = {**_files(), name: content}
     with pytest.raises(BundleError, match=expected):
-        B.write_bundle(tmp_path / "bundle", _manifest(), files)
+        W.write_bundle(tmp_path / "bundle", _manifest(), files)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -485,7 +488,7 @@ def test_write_requires_model_card(tmp_path: Path) -> None:
     files = _files()
     del files["model_card.md"]
     with pytest.raises(BundleError, match=r"must include model_card\.md"):
-        B.write_bundle(tmp_path / "bundle", _manifest(), files)
+        W.write_bundle(tmp_path / "bundle", _manifest(), files)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -494,7 +497,7 @@ def test_failed_rewrite_keeps_the_existing_bundle(bundle_dir: Path) -> None:
     man = _manifest()
     man["cutoff"] = 1.5
     with pytest.raises(BundleError, match=r"field 'cutoff'"):
-        B.write_bundle(bundle_dir, man, _files())
+        W.write_bundle(bundle_dir, man, _files())
     after = {p.name: p.read_bytes() for p in bundle_dir.iterdir() if p.is_file()}
     assert after == before
     assert B.load_bundle(bundle_dir).cutoff == 0.42
@@ -509,7 +512,7 @@ def test_successful_rewrite_replaces_the_bundle(bundle_dir: Path, tmp_path: Path
     src = tmp_path / "card.md"
     src.write_text("# New card\n")
     files["model_card.md"] = src  # a Path is copied
-    B.write_bundle(bundle_dir, man, files)
+    W.write_bundle(bundle_dir, man, files)
     vb = B.load_bundle(bundle_dir)
     assert vb.version == "0.0.2"
     assert "notes.txt" not in vb.files and not (bundle_dir / "notes.txt").exists()
@@ -522,7 +525,7 @@ def test_a_folder_that_is_not_a_bundle_is_never_overwritten(tmp_path: Path) -> N
     precious.mkdir()
     (precious / "thesis.docx").write_bytes(b"years of work")
     with pytest.raises(BundleError, match="not a model bundle; choose a new or empty folder"):
-        B.write_bundle(precious, _manifest(), _files())
+        W.write_bundle(precious, _manifest(), _files())
     assert (precious / "thesis.docx").read_bytes() == b"years of work"
 
 
@@ -530,7 +533,7 @@ def test_numpy_values_in_manifest_are_stored_as_json(tmp_path: Path) -> None:
     man = _manifest()
     man["cutoff"] = np.float32(0.25)
     man["training"]["counts"] = {"train": np.int64(12)}
-    vb = B.load_bundle(B.write_bundle(tmp_path / "b", man, _files()))
+    vb = B.load_bundle(W.write_bundle(tmp_path / "b", man, _files()))
     assert vb.cutoff == 0.25
     assert vb.manifest["training"]["counts"] == {"train": 12}
 
@@ -539,7 +542,7 @@ def test_nan_metric_is_refused(tmp_path: Path) -> None:
     man = _manifest()
     man["metrics"] = {"auc": float("nan")}
     with pytest.raises(BundleError, match="cannot be stored as JSON"):
-        B.write_bundle(tmp_path / "b", man, _files())
+        W.write_bundle(tmp_path / "b", man, _files())
 
 
 def test_missing_folder_message(tmp_path: Path) -> None:
@@ -550,10 +553,10 @@ def test_missing_folder_message(tmp_path: Path) -> None:
 def test_bundle_built_elsewhere_is_written_and_warns_on_another_reader(tmp_path: Path) -> None:
     import sklearn
 
-    running = B.software_versions()
+    running = S.software_versions()
     man = _manifest()
     man["software"] = {**running, "scikit-learn": _other_major(sklearn.__version__)}
-    out = B.write_bundle(tmp_path / "b", man, _files())
+    out = W.write_bundle(tmp_path / "b", man, _files())
     recorded = json.loads((out / "manifest.json").read_text())["software"]
     assert recorded["scikit-learn"] == man["software"]["scikit-learn"]  # kept, not overwritten
     vb = B.load_bundle(out)

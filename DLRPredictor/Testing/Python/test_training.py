@@ -20,6 +20,7 @@ from conftest import TINY_CONFIG, original_only_parameters
 from DLRPredictorLib import cli
 from DLRPredictorLib.base.errors import BundleError, InputError
 from DLRPredictorLib.bundle import verify as bundle
+from DLRPredictorLib.bundle.manifest import validate_manifest
 from DLRPredictorLib.cohort import batch
 from DLRPredictorLib.features import radiomics as rf
 from DLRPredictorLib.inference import predictor
@@ -63,7 +64,7 @@ def test_tiny_bundle_files_and_verification(tiny_bundle):
     files = sorted(p.relative_to(tiny_bundle).as_posix() for p in tiny_bundle.rglob("*") if p.is_file())
     assert files == sorted(BUNDLE_FILES)
     verified = bundle.load_bundle(tiny_bundle)
-    bundle.validate_manifest(verified.manifest)  # schema-valid as written
+    validate_manifest(verified.manifest)  # schema-valid as written
     assert set(verified.files) == set(BUNDLE_FILES) - {"manifest.json"}
     assert verified.id == "tiny-test"
     assert (tiny_bundle / "nomogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
