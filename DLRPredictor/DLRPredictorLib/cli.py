@@ -121,10 +121,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"report written to {path}")
         return 0
     if args.command == "report":
-        from .evaluation import report
+        from .evaluation import report_csv
 
         scores = [s.strip() for s in args.scores.split(",") if s.strip()]
-        path = report.report_from_predictions_csv(
+        path = report_csv.report_from_predictions_csv(
             args.predictions,
             args.label,
             scores,

@@ -1,1 +1,11 @@
-"""Foundations every layer may use: errors, case types, numeric helpers, compatibility, thread limits."""
+"""Foundations every layer may use: errors, case types, numeric helpers, compatibility, thread limits.
+
+- errors: the typed exceptions (DLRError and its subclasses).
+- case: the data types passed between the layers (image volume, lesion slice).
+- numeric: expit, logit and softmax in plain numpy.
+- compat: Python 3.9 stand-ins for newer built-ins.
+- thread_limits: process-wide thread limits held while a prediction needs them.
+- version: the package version.
+- labels: validate_labels, the one check of 0/1 label arrays (training and evaluation).
+- json_values: to_json_value, plain JSON values from numpy, pandas and Python objects.
+"""

@@ -11,9 +11,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..base.errors import BundleError
+from ..base.json_values import to_json_value
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -149,19 +148,9 @@ def _replace_folder(tmp: Path, out_dir: Path, tag: str) -> None:
 
 
 def _normalise(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Round-trip through JSON so that what is validated is exactly what is written."""
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, (tuple, set, frozenset)):
-            return list(o)
-        if isinstance(o, Path):
-            return o.as_posix()
-        raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
+    """Plain JSON values (NaN refused), round-tripped so that what is validated is what is written."""
     try:
-        return json.loads(json.dumps(manifest, default=default, allow_nan=False))
+        return json.loads(json.dumps(to_json_value(manifest, non_finite="error"), allow_nan=False))
     except (TypeError, ValueError) as e:
         raise BundleError(
             f"cannot write bundle: the manifest cannot be stored as JSON ({one_line(e)})"

@@ -518,7 +518,7 @@ def evaluate_manifest(
     Returns:
         The report folder.
     """
-    from ..evaluation import report
+    from ..evaluation import report_csv
     from ..inference import predictor
 
     pred = predictor.load_predictor(bundle_path)
@@ -527,7 +527,7 @@ def evaluate_manifest(
     predict_manifest(manifest_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     cutoffs = {"probability": pred.cutoff, **{f"score_{s}": c for s, c in pred.signature_cutoffs.items()}}
-    return report.report_from_predictions_csv(
+    return report_csv.report_from_predictions_csv(
         predictions,
         "label",
         score_columns,

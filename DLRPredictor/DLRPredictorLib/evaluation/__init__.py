@@ -1,1 +1,14 @@
-"""Statistics (AUC, DeLong, calibration, decision curves) and reports."""
+"""Statistics of binary predictions (AUC, DeLong, cutoff metrics, calibration, decision curves) and reports.
+
+- validation: checks of scores and probabilities (labels: base.labels.validate_labels).
+- auc: AUC with DeLong standard error, paired DeLong tests, ROC curve points.
+- cutoff_metrics: Wilson intervals, metrics at a cutoff, Youden's cutoff.
+- calibration: calibration curve, recalibration slope and intercept, Brier score, Hosmer-Lemeshow.
+- decision_curve: net benefit of the model, of treating all and of treating none.
+- report: evaluate_scores and write_report, the report's public entry points.
+- report_tables: the report's CSV tables.
+- report_figures: the report's PNG figures (matplotlib, imported when drawing).
+- report_html: the report's index.html.
+- report_csv: report_from_predictions_csv, a report from a CSV of labels and scores.
+- summary: compact per-score summaries (flatten_score) for the manifest and the model card.
+"""

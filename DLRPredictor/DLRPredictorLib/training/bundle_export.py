@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..base.json_values import to_json_value
 from ..base.version import __version__
+from ..evaluation.summary import flatten_score
 from .config import TrainConfig
 
 
 def _youden(y: np.ndarray, p: np.ndarray) -> float:
-    from ..evaluation.stats import youden_cutoff
+    from ..evaluation.cutoff_metrics import youden_cutoff
 
     return float(youden_cutoff(y, p))
 
@@ -68,29 +69,6 @@ def _png(fig_writer: Any) -> bytes:
         return path.read_bytes()
 
 
-def _jsonable(obj: Any) -> Any:
-    """Metrics as strict JSON: numpy scalars to numbers, NaN to null, DataFrames to records."""
-    import pandas as pd
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return _jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
-        return _jsonable(dataclasses.asdict(obj))
-    return obj
-
-
 def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
     """The compact held-out metrics recorded in the manifest (the full set is in the work folder)."""
     keys = (
@@ -120,33 +98,12 @@ def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
             block[part] = models
             block[f"{part}_delong"] = [
                 {k: t.get(k) for k in ("score_a", "score_b", "auc_a", "auc_b", "z", "p")}
-                for t in _jsonable(entry[part].get("delong", []))
+                for t in to_json_value(entry[part].get("delong", []))
             ]
         if "n_clinical" in entry:
             block["n_clinical"] = entry["n_clinical"]
         out[contour] = block
-    return _jsonable(out)
-
-
-def flatten_score(res: dict[str, Any]) -> dict[str, Any]:
-    """One score's evaluation as flat name -> number."""
-    auc = res.get("auc") or {}
-    m = res.get("metrics") or {}
-    cal = res.get("calibration") or {}
-    hl = res.get("hosmer_lemeshow") or {}
-    flat = {
-        "auc": auc.get("auc"),
-        "auc_ci_low": auc.get("ci_low"),
-        "auc_ci_high": auc.get("ci_high"),
-        "cutoff": res.get("cutoff"),
-        "calibration_slope": cal.get("slope"),
-        "calibration_intercept": cal.get("intercept"),
-        "hosmer_lemeshow_p": hl.get("p"),
-    }
-    for k in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
-        flat[k] = m.get(k)
-        flat[f"{k}_ci"] = (m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high"))
-    return _jsonable(flat)
+    return to_json_value(out)
 
 
 def write_trained_bundle(
@@ -191,12 +148,12 @@ def write_trained_bundle(
         "test_positive": int(trainer.labels[plan.test].sum()),
         "excluded": len(extra["excluded"]),
     }
-    metrics = {"heldout": summarise_metrics(heldout), "cnn_history": _jsonable(trainer.history)}
+    metrics = {"heldout": summarise_metrics(heldout), "cnn_history": to_json_value(trainer.history)}
     if trainer.pretrain_history is not None:
-        metrics["cnn_pretraining"] = _jsonable(trainer.pretrain_history)
+        metrics["cnn_pretraining"] = to_json_value(trainer.pretrain_history)
     if clin is not None:
-        metrics["clinical_univariable"] = _jsonable(clin["univariable"])
-        metrics["clinical_multivariable"] = _jsonable(clin["multivariable"])
+        metrics["clinical_univariable"] = to_json_value(clin["univariable"])
+        metrics["clinical_multivariable"] = to_json_value(clin["multivariable"])
     manifest = {
         "id": config.bundle_id,
         "version": __version__,
@@ -244,14 +201,14 @@ def write_trained_bundle(
             "hardware": extra.get("hardware", ""),
             "radiomics_parameters": "radiomics.yaml",
             "elapsed_s": round(extra["elapsed_s"], 1),
-            "training_config": _jsonable(extra["config"]),
+            "training_config": to_json_value(extra["config"]),
             "excluded_cases": len(extra["excluded"]),
         },
     }
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
     path = write_bundle(out, manifest, files)
     (trainer.work / "reports").mkdir(parents=True, exist_ok=True)
-    (trainer.work / "reports" / "heldout_full.json").write_text(json.dumps(_jsonable(heldout), indent=1))
+    (trainer.work / "reports" / "heldout_full.json").write_text(json.dumps(to_json_value(heldout), indent=1))
     return path
 
 

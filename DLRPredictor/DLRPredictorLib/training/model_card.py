@@ -58,7 +58,7 @@ def _cnn_start(config: TrainConfig) -> str:
 
 def metrics_table(block: dict[str, Any]) -> str:
     """Markdown table of every score's held-out metrics."""
-    from .bundle_export import flatten_score
+    from ..evaluation.summary import flatten_score
 
     lines = [
         "| model | AUC (95% DeLong CI) | sensitivity | specificity | PPV | NPV | cutoff | cal. slope | cal. intercept | HL p |",

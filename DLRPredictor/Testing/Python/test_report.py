@@ -1,4 +1,4 @@
-"""report.py: files written, numbers equal to stats' functions, atomic writing, CSV input handling."""
+"""Reports: files written, numbers equal to the statistics functions, atomic writing, CSV input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from DLRPredictorLib.base.errors import InputError
-from DLRPredictorLib.evaluation import report, stats
+from DLRPredictorLib.evaluation import report, report_csv, report_figures
+from DLRPredictorLib.evaluation.auc import auc_delong, delong_test
+from DLRPredictorLib.evaluation.calibration import calibration, hosmer_lemeshow
+from DLRPredictorLib.evaluation.cutoff_metrics import binary_metrics, youden_cutoff
+from DLRPredictorLib.evaluation.decision_curve import decision_curve
 
 EXPECTED_FILES = {
     "index.html",
@@ -65,7 +69,7 @@ def test_metrics_csv_equals_stats_functions(written, cohort):
     table = pd.read_csv(written / "metrics.csv").set_index("score")
     assert list(table.index) == ["DLR", "Rad", "raw"]
     for name, s in scores.items():
-        auc = stats.auc_delong(y, s)
+        auc = auc_delong(y, s)
         row = table.loc[name]
         assert row["auc"] == pytest.approx(auc.auc, rel=1e-12)
         assert row["auc_se"] == pytest.approx(auc.se, rel=1e-12)
@@ -74,7 +78,7 @@ def test_metrics_csv_equals_stats_functions(written, cohort):
         assert row["n"] == y.size
         assert row["n_positive"] == y.sum()
     for name, cutoff in (("DLR", 0.5), ("Rad", 0.4)):
-        m = stats.binary_metrics(y, scores[name], cutoff)
+        m = binary_metrics(y, scores[name], cutoff)
         row = table.loc[name]
         assert row["cutoff"] == cutoff
         for key in ("tp", "fp", "tn", "fn"):
@@ -82,11 +86,11 @@ def test_metrics_csv_equals_stats_functions(written, cohort):
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
             for suffix in ("", "_ci_low", "_ci_high"):
                 assert row[key + suffix] == pytest.approx(m[key + suffix], rel=1e-12)
-        cal = stats.calibration(y, scores[name])
+        cal = calibration(y, scores[name])
         assert row["calibration_slope"] == pytest.approx(cal.slope, rel=1e-12)
         assert row["calibration_intercept"] == pytest.approx(cal.intercept, rel=1e-12)
         assert row["brier"] == pytest.approx(cal.brier, rel=1e-12)
-        hl_stat, hl_dof, hl_p = stats.hosmer_lemeshow(y, scores[name])
+        hl_stat, hl_dof, hl_p = hosmer_lemeshow(y, scores[name])
         assert row["hl_statistic"] == pytest.approx(hl_stat, rel=1e-12)
         assert row["hl_dof"] == hl_dof
         assert row["hl_p"] == pytest.approx(hl_p, rel=1e-12)
@@ -113,17 +117,17 @@ def test_delong_and_curves_csv_equal_stats(written, cohort):
         ("Rad", "raw"),
     ]
     for _, row in delong.iterrows():
-        t = stats.delong_test(y, scores[row["score_a"]], scores[row["score_b"]])
+        t = delong_test(y, scores[row["score_a"]], scores[row["score_b"]])
         assert row["z"] == pytest.approx(t.z, rel=1e-12)
         assert row["p"] == pytest.approx(t.p, rel=1e-12)
     dc = pd.read_csv(written / "decision_curve.csv")
     assert set(dc["score"]) == {"DLR", "Rad"}
-    ref = stats.decision_curve(y, scores["DLR"])
+    ref = decision_curve(y, scores["DLR"])
     got = dc[dc["score"] == "DLR"].reset_index(drop=True)
     np.testing.assert_allclose(got["net_benefit"], ref["net_benefit"], rtol=1e-12)
     np.testing.assert_allclose(got["treat_all"], ref["treat_all"], rtol=1e-12)
     cal = pd.read_csv(written / "calibration.csv")
-    ref_cal = stats.calibration(y, scores["Rad"])
+    ref_cal = calibration(y, scores["Rad"])
     got_cal = cal[cal["score"] == "Rad"]
     np.testing.assert_array_equal(got_cal["n"], ref_cal.counts)
     np.testing.assert_allclose(got_cal["observed"], ref_cal.observed, rtol=1e-12)
@@ -147,7 +151,7 @@ def test_html_references_existing_pngs_and_escapes_text(written, cohort):
     assert set(sources) == {"roc.png", "calibration.png", "decision_curve.png"}
     for src in sources:
         assert (written / src).is_file()
-    auc = stats.auc_delong(cohort[0], cohort[1]["DLR"])
+    auc = auc_delong(cohort[0], cohort[1]["DLR"])
     assert f"{auc.auc:.3f} [{auc.ci_low:.3f}-{auc.ci_high:.3f}]" in page
     assert "Test &lt;cohort&gt;" in page
     assert "<cohort>" not in page
@@ -157,7 +161,7 @@ def test_html_references_existing_pngs_and_escapes_text(written, cohort):
 def test_optimistic_cutoff_only_on_request_and_labelled(tmp_path, cohort):
     y, scores = cohort
     res = report.evaluate_scores(y, {"raw": scores["raw"]}, optimistic_youden=True)
-    assert res["scores"]["raw"]["cutoff"] == stats.youden_cutoff(y, scores["raw"])
+    assert res["scores"]["raw"]["cutoff"] == youden_cutoff(y, scores["raw"])
     assert res["scores"]["raw"]["cutoff_source"].startswith("optimistic")
     assert any("optimistic" in n for n in res["notes"])
     plain = report.evaluate_scores(y, {"raw": scores["raw"]})
@@ -176,7 +180,7 @@ def test_failure_midway_leaves_no_report(tmp_path, cohort, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_plot_decision", broken)
+    monkeypatch.setattr(report_figures, "plot_decision", broken)
     target = tmp_path / "new" / "report"
     with pytest.raises(RuntimeError, match="disk full"):
         report.write_report(target, y, scores)
@@ -189,7 +193,7 @@ def test_failure_keeps_previous_report_intact(tmp_path, cohort, monkeypatch):
     y, scores = cohort
     target = report.write_report(tmp_path / "rep", y, {"DLR": scores["DLR"]})
     before = (target / "metrics.csv").read_text()
-    monkeypatch.setattr(report, "_plot_roc", lambda *_a, **_k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(report_figures, "plot_roc", lambda *_a, **_k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError, match="boom"):
         report.write_report(target, y, scores)
     assert (target / "metrics.csv").read_text() == before
@@ -253,7 +257,7 @@ def predictions_csv(tmp_path, cohort) -> Path:
 
 def test_csv_report_excludes_errors_and_incomplete_rows(tmp_path, predictions_csv, cohort):
     y, scores = cohort
-    out = report.report_from_predictions_csv(
+    out = report_csv.report_from_predictions_csv(
         predictions_csv, "pathology", ["probability", "Rad"], tmp_path / "rep", positive_label="malignant"
     )
     data = json.loads((out / "metrics.json").read_text())
@@ -266,7 +270,7 @@ def test_csv_report_excludes_errors_and_incomplete_rows(tmp_path, predictions_cs
     assert "2 rows with a missing label or score dropped" in notes
     probability = np.round(scores["DLR"][keep], 6)
     assert data["scores"]["probability"]["auc"]["auc"] == pytest.approx(
-        stats.auc_delong(y[keep], probability).auc, rel=1e-12
+        auc_delong(y[keep], probability).auc, rel=1e-12
     )
     # The file's frozen cutoff is used for 'probability', 0.5 (labelled) for the other score.
     assert data["scores"]["probability"]["cutoff"] == 0.42
@@ -281,10 +285,10 @@ def test_csv_score_column_empty_in_every_row(tmp_path, predictions_csv):
     df.to_csv(path, index=False)
     columns = ["probability", "Rad", "combined"]
     with pytest.raises(InputError, match=r"No rows of no_clinical\.csv have both a label and every score"):
-        report.report_from_predictions_csv(
+        report_csv.report_from_predictions_csv(
             path, "pathology", columns, tmp_path / "r1", positive_label="malignant"
         )
-    out = report.report_from_predictions_csv(
+    out = report_csv.report_from_predictions_csv(
         path,
         "pathology",
         columns,
@@ -302,7 +306,9 @@ def test_csv_score_column_empty_in_every_row(tmp_path, predictions_csv):
 
 def test_csv_missing_columns_are_named(tmp_path, predictions_csv):
     with pytest.raises(InputError) as info:
-        report.report_from_predictions_csv(predictions_csv, "label", ["probability", "DL"], tmp_path / "r")
+        report_csv.report_from_predictions_csv(
+            predictions_csv, "label", ["probability", "DL"], tmp_path / "r"
+        )
     msg = str(info.value)
     assert "['label', 'DL']" in msg
     assert "pathology" in msg  # the available columns are listed
@@ -314,7 +320,7 @@ def test_csv_non_numeric_score_leaves_no_report(tmp_path, predictions_csv):
     df.loc[5, "Rad"] = "high"
     df.to_csv(predictions_csv, index=False)
     with pytest.raises(InputError, match=r"'Rad'.*'high' on line 7"):
-        report.report_from_predictions_csv(
+        report_csv.report_from_predictions_csv(
             predictions_csv, "pathology", ["Rad"], tmp_path / "r", positive_label="malignant"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
@@ -322,9 +328,9 @@ def test_csv_non_numeric_score_leaves_no_report(tmp_path, predictions_csv):
 
 def test_csv_string_labels_need_positive_label(tmp_path, predictions_csv):
     with pytest.raises(InputError, match=r"0/1 values.*positive"):
-        report.report_from_predictions_csv(predictions_csv, "pathology", ["Rad"], tmp_path / "r")
+        report_csv.report_from_predictions_csv(predictions_csv, "pathology", ["Rad"], tmp_path / "r")
     with pytest.raises(InputError, match="'cancer' does not occur"):
-        report.report_from_predictions_csv(
+        report_csv.report_from_predictions_csv(
             predictions_csv, "pathology", ["Rad"], tmp_path / "r", positive_label="cancer"
         )
 
@@ -334,7 +340,7 @@ def test_csv_numeric_labels(tmp_path):
     pd.DataFrame({"y": [0, 1, 0, 1, 1, 0, 1, 0], "s": [0.1, 0.9, 0.4, 0.6, 0.35, 0.2, 0.8, 0.7]}).to_csv(
         path, index=False
     )
-    out = report.report_from_predictions_csv(path, "y", ["s"], tmp_path / "r", title="Cohort B")
+    out = report_csv.report_from_predictions_csv(path, "y", ["s"], tmp_path / "r", title="Cohort B")
     assert json.loads((out / "metrics.json").read_text())["title"] == "Cohort B"
     table = pd.read_csv(out / "metrics.csv")
     # positive when s >= 0.5: .9,.6,.8 (true), .7 (false); .35 missed -> TP 3, FP 1, FN 1, TN 3.

@@ -1,4 +1,5 @@
-"""stats.py against independent computations: direct DeLong (1988), sklearn, statsmodels, pandas, hand."""
+"""The evaluation statistics (auc, cutoff_metrics, calibration, decision_curve) against independent
+computations: direct DeLong (1988), sklearn, statsmodels, pandas, hand."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from DLRPredictorLib.base.errors import InputError
-from DLRPredictorLib.evaluation import stats
+from DLRPredictorLib.evaluation.auc import auc_delong, delong_test, pairwise_delong, roc_curve_points
+from DLRPredictorLib.evaluation.calibration import calibration, hosmer_lemeshow
+from DLRPredictorLib.evaluation.cutoff_metrics import binary_metrics, wilson_ci, youden_cutoff
+from DLRPredictorLib.evaluation.decision_curve import decision_curve
 from scipy import stats as sps
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from statsmodels.stats.proportion import proportion_confint
@@ -64,7 +68,7 @@ def tied_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_auc_and_variance_match_direct_delong(tied_data):
     y, a, _ = tied_data
     aucs, cov = delong_direct(y, [a])
-    res = stats.auc_delong(y, a)
+    res = auc_delong(y, a)
     assert res.auc == pytest.approx(aucs[0], abs=1e-12)
     assert res.se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-10)
     assert res.ci_low == pytest.approx(aucs[0] - Z * math.sqrt(cov[0, 0]), rel=1e-10)
@@ -73,8 +77,8 @@ def test_auc_and_variance_match_direct_delong(tied_data):
 
 def test_auc_equals_sklearn(tied_data):
     y, a, b = tied_data
-    assert stats.auc_delong(y, a).auc == pytest.approx(roc_auc_score(y, a), abs=1e-12)
-    assert stats.auc_delong(y, b).auc == pytest.approx(roc_auc_score(y, b), abs=1e-12)
+    assert auc_delong(y, a).auc == pytest.approx(roc_auc_score(y, a), abs=1e-12)
+    assert auc_delong(y, b).auc == pytest.approx(roc_auc_score(y, b), abs=1e-12)
 
 
 def test_paired_test_matches_direct_delong(tied_data):
@@ -83,7 +87,7 @@ def test_paired_test_matches_direct_delong(tied_data):
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     z = (aucs[0] - aucs[1]) / math.sqrt(var)
     p = 2 * sps.norm.sf(abs(z))
-    res = stats.delong_test(y, a, b)
+    res = delong_test(y, a, b)
     assert res.auc_a == pytest.approx(aucs[0], abs=1e-12)
     assert res.auc_b == pytest.approx(aucs[1], abs=1e-12)
     assert res.diff == pytest.approx(aucs[0] - aucs[1], abs=1e-12)
@@ -97,18 +101,18 @@ def test_pairwise_delong_all_pairs_match_direct(tied_data):
     c = np.round(a * 0.5 + b * 0.5 + np.linspace(-0.05, 0.05, y.size), 2)
     names = ["A", "B", "C"]
     aucs, cov = delong_direct(y, [a, b, c])
-    tests = stats.pairwise_delong(y, {"A": a, "B": b, "C": c})
+    tests = pairwise_delong(y, {"A": a, "B": b, "C": c})
     assert [(t.name_a, t.name_b) for t in tests] == [("A", "B"), ("A", "C"), ("B", "C")]
     for t in tests:
         i, j = names.index(t.name_a), names.index(t.name_b)
         z = (aucs[i] - aucs[j]) / math.sqrt(cov[i, i] + cov[j, j] - 2 * cov[i, j])
         assert t.z == pytest.approx(z, rel=1e-9)
-    assert stats.pairwise_delong(y, {"A": a}) == []
+    assert pairwise_delong(y, {"A": a}) == []
 
 
 def test_identical_scores_give_no_difference(tied_data):
     y, a, _ = tied_data
-    res = stats.delong_test(y, a, a.copy())
+    res = delong_test(y, a, a.copy())
     assert res.diff == 0.0
     assert res.z == 0.0
     assert res.p == 1.0
@@ -116,7 +120,7 @@ def test_identical_scores_give_no_difference(tied_data):
 
 def test_perfect_separation_auc_one_with_clipped_ci():
     y = np.array([0, 0, 0, 1, 1, 1])
-    res = stats.auc_delong(y, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    res = auc_delong(y, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert res.auc == 1.0
     assert res.ci_high <= 1.0
     assert res.se == 0.0
@@ -124,7 +128,7 @@ def test_perfect_separation_auc_one_with_clipped_ci():
 
 def test_roc_points_match_sklearn(tied_data):
     y, a, _ = tied_data
-    fpr, tpr, thr = stats.roc_curve_points(y, a)
+    fpr, tpr, thr = roc_curve_points(y, a)
     fpr_ref, tpr_ref, thr_ref = roc_curve(y, a, drop_intermediate=False)
     np.testing.assert_allclose(fpr, fpr_ref)
     np.testing.assert_allclose(tpr, tpr_ref)
@@ -138,7 +142,7 @@ def test_roc_points_match_sklearn(tied_data):
 @pytest.mark.parametrize(("count", "nobs"), [(0, 7), (3, 4), (7, 7), (45, 120), (1, 1)])
 def test_wilson_ci_matches_statsmodels(count, nobs):
     lo_ref, hi_ref = proportion_confint(count, nobs, alpha=0.05, method="wilson")
-    lo, hi = stats.wilson_ci(count, nobs)
+    lo, hi = wilson_ci(count, nobs)
     assert lo == pytest.approx(lo_ref, abs=1e-12)
     assert hi == pytest.approx(hi_ref, abs=1e-12)
 
@@ -150,7 +154,7 @@ def test_binary_metrics_hand_example():
     #   call : +    +    -    -    +    +    -    +   -> TP 3, FN 1, FP 2, TN 2
     y = [1, 1, 1, 0, 0, 0, 0, 1]
     p = [0.9, 0.5, 0.2, 0.1, 0.5, 0.7, 0.3, 0.6]
-    m = stats.binary_metrics(y, p, 0.5)
+    m = binary_metrics(y, p, 0.5)
     assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 2, 2)
     assert m["accuracy"] == pytest.approx(5 / 8)
     assert m["sensitivity"] == pytest.approx(3 / 4)
@@ -165,11 +169,11 @@ def test_binary_metrics_hand_example():
 
 
 def test_binary_metrics_undefined_values_are_nan():
-    no_pos = stats.binary_metrics([0, 0, 0], [0.1, 0.6, 0.2], 0.5)
+    no_pos = binary_metrics([0, 0, 0], [0.1, 0.6, 0.2], 0.5)
     assert math.isnan(no_pos["sensitivity"])
     assert math.isnan(no_pos["sensitivity_ci_low"])
     assert no_pos["specificity"] == pytest.approx(2 / 3)
-    nobody_called = stats.binary_metrics([0, 1, 1], [0.1, 0.2, 0.3], 0.9)
+    nobody_called = binary_metrics([0, 1, 1], [0.1, 0.2, 0.3], 0.9)
     assert math.isnan(nobody_called["ppv"])
     assert nobody_called["npv"] == pytest.approx(1 / 3)
 
@@ -178,7 +182,7 @@ def test_youden_tie_returns_smallest_cutoff():
     # Candidates 0.1..0.6; J = 0, 1/3, 2/3, 1/3, 2/3, 1/3 -> tie between 0.3 and 0.5.
     y = [0, 0, 1, 0, 1, 1]
     p = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    assert stats.youden_cutoff(y, p) == 0.3
+    assert youden_cutoff(y, p) == 0.3
 
 
 def test_youden_reaches_brute_force_maximum(tied_data):
@@ -189,7 +193,7 @@ def test_youden_reaches_brute_force_maximum(tied_data):
         return pred[y == 1].mean() + (~pred[y == 0]).mean() - 1
 
     best = max(j(t) for t in np.unique(a))
-    cut = stats.youden_cutoff(y, a)
+    cut = youden_cutoff(y, a)
     assert j(cut) == pytest.approx(best, abs=1e-12)
     assert all(j(t) < best - 1e-12 for t in np.unique(a) if t < cut)
 
@@ -212,7 +216,7 @@ def test_calibration_slope_and_intercept_match_statsmodels(overconfident):
     lp = np.log(prob / (1 - prob))
     joint = sm.Logit(y, sm.add_constant(lp)).fit(disp=0)
     citl = sm.GLM(y, np.ones((y.size, 1)), family=sm.families.Binomial(), offset=lp).fit()
-    res = stats.calibration(y, prob)
+    res = calibration(y, prob)
     assert res.converged
     assert res.slope == pytest.approx(joint.params[1], rel=1e-6)
     assert res.intercept_joint == pytest.approx(joint.params[0], rel=1e-6, abs=1e-8)
@@ -226,7 +230,7 @@ def test_calibration_bins_match_pandas_cut(overconfident):
     edges = np.linspace(0, 1, 11)
     frame = pd.DataFrame({"y": y, "p": prob, "bin": pd.cut(prob, edges, include_lowest=True, labels=False)})
     grouped = frame.groupby("bin").agg(n=("y", "size"), obs=("y", "mean"), pred=("p", "mean"))
-    res = stats.calibration(y, prob, n_bins=10)
+    res = calibration(y, prob, n_bins=10)
     np.testing.assert_array_equal(res.bin_index, grouped.index.to_numpy())
     np.testing.assert_array_equal(res.counts, grouped["n"].to_numpy())
     np.testing.assert_allclose(res.observed, grouped["obs"].to_numpy())
@@ -234,7 +238,7 @@ def test_calibration_bins_match_pandas_cut(overconfident):
 
 
 def test_calibration_separation_reports_non_convergence():
-    res = stats.calibration([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    res = calibration([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert not res.converged
     assert math.isnan(res.slope)
 
@@ -256,7 +260,7 @@ def test_hosmer_lemeshow_matches_independent_computation(overconfident, rounding
     y, prob = overconfident
     p = prob if rounding is None else np.clip(np.round(prob, rounding), 0.01, 0.99)
     stat_ref, dof_ref, p_ref = hl_reference(y, p)
-    stat, dof, pval = stats.hosmer_lemeshow(y, p)
+    stat, dof, pval = hosmer_lemeshow(y, p)
     assert dof == dof_ref
     assert stat == pytest.approx(stat_ref, rel=1e-9)
     assert pval == pytest.approx(p_ref, rel=1e-9)
@@ -268,7 +272,7 @@ def test_hosmer_lemeshow_small_sample_counts_only_formed_groups():
     y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
     p = np.array([0.1, 0.9, 0.4, 0.6, 0.35, 0.2, 0.8, 0.7])
     stat_ref, dof_ref, p_ref = hl_reference(y, p)
-    stat, dof, pval = stats.hosmer_lemeshow(y, p)
+    stat, dof, pval = hosmer_lemeshow(y, p)
     assert dof == dof_ref == 6
     assert stat == pytest.approx(stat_ref, rel=1e-9)
     assert pval == pytest.approx(p_ref, rel=1e-9)
@@ -276,7 +280,7 @@ def test_hosmer_lemeshow_small_sample_counts_only_formed_groups():
 
 def test_hosmer_lemeshow_needs_three_groups():
     with pytest.raises(InputError, match="at least 3 risk groups"):
-        stats.hosmer_lemeshow([0, 1, 0, 1], [0.2, 0.2, 0.8, 0.8])
+        hosmer_lemeshow([0, 1, 0, 1], [0.2, 0.2, 0.8, 0.8])
 
 
 # ------------------------------------------------------------------------------ decision curve
@@ -290,7 +294,7 @@ def test_net_benefit_by_hand():
     # treat all at 0.25: 3/5 - 2/5 * 1/3 = 7/15
     y = [1, 1, 0, 0, 1]
     p = [0.9, 0.4, 0.3, 0.6, 0.2]
-    dc = stats.decision_curve(y, p, [0.2, 0.25, 0.5])
+    dc = decision_curve(y, p, [0.2, 0.25, 0.5])
     np.testing.assert_allclose(dc["net_benefit"], [1 / 2, 4 / 15, 0.0], atol=1e-12)
     assert dc["treat_all"].iloc[1] == pytest.approx(7 / 15)
     assert dc["treat_all"].iloc[2] == pytest.approx(3 / 5 - 2 / 5)
@@ -302,7 +306,7 @@ def test_net_benefit_by_hand():
 @pytest.mark.parametrize("bad", [[0.0, 0.5], [0.5, 1.0], []])
 def test_decision_curve_rejects_thresholds_outside_open_interval(bad):
     with pytest.raises(InputError, match="strictly between 0 and 1"):
-        stats.decision_curve([0, 1], [0.2, 0.8], bad)
+        decision_curve([0, 1], [0.2, 0.8], bad)
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -311,11 +315,11 @@ def test_decision_curve_rejects_thresholds_outside_open_interval(bad):
 @pytest.mark.parametrize(
     "func",
     [
-        stats.auc_delong,
-        stats.youden_cutoff,
-        stats.calibration,
-        stats.hosmer_lemeshow,
-        stats.roc_curve_points,
+        auc_delong,
+        youden_cutoff,
+        calibration,
+        hosmer_lemeshow,
+        roc_curve_points,
     ],
 )
 def test_single_class_is_refused(func):
@@ -325,25 +329,25 @@ def test_single_class_is_refused(func):
 
 def test_nan_score_is_refused():
     with pytest.raises(InputError, match="missing or infinite"):
-        stats.auc_delong([0, 1, 0, 1], [0.1, np.nan, 0.3, 0.4])
+        auc_delong([0, 1, 0, 1], [0.1, np.nan, 0.3, 0.4])
 
 
 def test_length_mismatch_is_refused():
     with pytest.raises(InputError, match="3 values but there are 4 labels"):
-        stats.binary_metrics([0, 1, 0, 1], [0.1, 0.2, 0.3], 0.5)
+        binary_metrics([0, 1, 0, 1], [0.1, 0.2, 0.3], 0.5)
 
 
 @pytest.mark.parametrize("labels", [[0, 2, 1, 0], [0, np.nan, 1, 0], ["b", "m", "m", "b"]])
 def test_bad_labels_are_refused(labels):
     with pytest.raises(InputError, match=r"(?i)label"):
-        stats.auc_delong(labels, [0.1, 0.2, 0.3, 0.4])
+        auc_delong(labels, [0.1, 0.2, 0.3, 0.4])
 
 
 def test_non_probability_refused_by_calibration():
     with pytest.raises(InputError, match=r"probabilities in \[0, 1\]"):
-        stats.calibration([0, 1, 0, 1], [-1.0, 2.0, 0.3, 0.4])
+        calibration([0, 1, 0, 1], [-1.0, 2.0, 0.3, 0.4])
 
 
 def test_non_numeric_scores_refused():
     with pytest.raises(InputError, match="non-numeric"):
-        stats.auc_delong([0, 1], ["low", "high"])
+        auc_delong([0, 1], ["low", "high"])

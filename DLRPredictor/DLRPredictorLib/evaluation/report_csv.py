@@ -1,0 +1,158 @@
+"""Evaluation report from any CSV with a label column and score columns (``dlrpredictor report``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..base.errors import InputError
+from ..base.labels import validate_labels
+from .report import write_report
+
+
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    if not csv_path.is_file():
+        raise InputError(f"Predictions file not found: {csv_path}.")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read {csv_path} as a CSV file: {exc}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.apply(lambda col: col.str.strip())
+
+
+def _parse_labels(col: pd.Series, column: str, positive_label: str | int | None) -> tuple[pd.Series, str]:
+    """The label column as 1.0 / 0.0 / NaN (missing), and the note saying how it was read."""
+    present = col.dropna()
+    if positive_label is not None:
+        pos = str(positive_label).strip()
+        values = sorted(present.unique().tolist())
+        if pos not in values:
+            raise InputError(
+                f"The positive label '{pos}' does not occur in column '{column}'; its values are {values}."
+            )
+        counts = present.value_counts()
+        desc = ", ".join(f"'{v}' = {int(counts[v])}" for v in values)
+        note = f"Label column '{column}': positive class '{pos}'; every other value is negative ({desc})."
+        return col.map(lambda v: np.nan if pd.isna(v) else float(v == pos)), note
+    num = pd.to_numeric(col, errors="coerce")
+    given = col.notna()  # missing labels are allowed here: their rows are dropped later
+    try:
+        if given.any():
+            # Text that is not a number is NaN in ``num``: refused like any other non-0/1 label.
+            validate_labels(num[given].to_numpy(), need_both=False)
+    except InputError:
+        found = sorted(col[given & ~num.isin([0.0, 1.0])].unique().tolist())[:5]
+        raise InputError(
+            f"Label column '{column}' must hold 0/1 values; found {found}. "
+            "Recode it as 0/1, or name the positive class (positive_label)."
+        ) from None
+    return num, f"Label column '{column}': 1 = positive, 0 = negative."
+
+
+def report_from_predictions_csv(
+    csv_path: str | Path,
+    label_column: str,
+    score_columns: Sequence[str],
+    report_dir: str | Path,
+    positive_label: str | int | None = None,
+    *,
+    cutoffs: Mapping[str, float] | None = None,
+    optimistic_youden: bool = False,
+    title: str | None = None,
+    skip_empty_scores: bool = False,
+) -> Path:
+    """Evaluation report from any CSV with a label column and score columns (``dlrpredictor report``).
+
+    Rows whose ``status`` column (if present) is ``error`` are excluded; rows with a missing label or
+    a missing value in any of the score columns are dropped, so that all scores are compared on the
+    same cases. Both counts appear in the report's notes. When ``probability`` is scored without a
+    given cutoff and the CSV has a ``cutoff`` column holding one value (the bundle's frozen cutoff
+    in a DLRPredictor results CSV), that cutoff is used.
+
+    Args:
+        csv_path: the CSV file.
+        label_column: column with 0/1 labels, or with strings when ``positive_label`` is given.
+        score_columns: the score columns to evaluate and compare.
+        report_dir: destination folder of the report.
+        positive_label: the label value of the positive class (all other values are negative).
+        cutoffs: score column -> pre-specified cutoff.
+        optimistic_youden: see :func:`evaluate_scores`.
+        title: page title (default "Evaluation of <file name>").
+        skip_empty_scores: leave out (with a note) score columns with no value in any usable row,
+            such as the combined model's score of a cohort without clinical data; otherwise such
+            a column leaves no complete row and is an error.
+
+    Returns:
+        The report folder.
+
+    Raises:
+        InputError: unreadable file, missing columns (the available ones are listed), labels or
+            scores that cannot be used, or no usable rows.
+    """
+    csv_path = Path(csv_path)
+    score_columns = [str(c).strip() for c in score_columns if str(c).strip()]
+    if not score_columns:
+        raise InputError("Give at least one score column to evaluate.")
+    if len(set(score_columns)) != len(score_columns):
+        raise InputError(f"Score columns are repeated: {score_columns}.")
+    df = _read_csv(csv_path)
+    missing = [c for c in (label_column, *score_columns) if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"Column(s) {missing} not found in {csv_path.name}; available columns: {list(df.columns)}."
+        )
+    notes = [f"{len(df)} rows read from {csv_path.name}."]
+    if "status" in df.columns:
+        is_error = df["status"].str.lower().eq("error").fillna(False).astype(bool)
+        if is_error.any():
+            notes.append(f"{int(is_error.sum())} rows with status=error excluded.")
+        df = df[~is_error]
+    numeric: dict[str, pd.Series] = {}
+    for c in score_columns:
+        num = pd.to_numeric(df[c], errors="coerce")
+        bad = df[c].notna() & ~np.isfinite(num)  # present but not a finite number
+        if bad.any():
+            first = bad.idxmax()
+            raise InputError(
+                f"Score column '{c}' has {int(bad.sum())} non-numeric value(s), e.g. '{df.at[first, c]}' "
+                f"on line {int(first) + 2} of {csv_path.name}; scores must be numbers."
+            )
+        numeric[c] = num
+    skipped: list[str] = []
+    if skip_empty_scores:
+        empty = [c for c in score_columns if not numeric[c].notna().any()]
+        if empty and len(empty) < len(score_columns):
+            skipped = empty
+            score_columns = [c for c in score_columns if c not in empty]
+            notes.append(f"Score column(s) {empty} have no value in any row and are not evaluated.")
+    labels, label_note = _parse_labels(df[label_column], label_column, positive_label)
+    notes.append(label_note)
+    complete = labels.notna()
+    for c in score_columns:
+        complete &= numeric[c].notna()
+    if (~complete).any():
+        notes.append(
+            f"{int((~complete).sum())} rows with a missing label or score dropped (all scores are "
+            "compared on the same cases)."
+        )
+    if not complete.any():
+        raise InputError(f"No rows of {csv_path.name} have both a label and every score {score_columns}.")
+    cut = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
+    if "probability" in score_columns and "probability" not in cut and "cutoff" in df.columns:
+        frozen = pd.to_numeric(df.loc[complete, "cutoff"], errors="coerce").dropna().unique()
+        if frozen.size == 1:
+            cut["probability"] = float(frozen[0])
+            notes.append(f"Cutoff {frozen[0]:.4g} for 'probability' taken from the file's 'cutoff' column.")
+    return write_report(
+        report_dir,
+        labels[complete].to_numpy(dtype=int),
+        {c: numeric[c][complete].to_numpy(dtype=float) for c in score_columns},
+        cutoffs=cut,
+        title=title if title is not None else f"Evaluation of {csv_path.name}",
+        notes=notes,
+        optimistic_youden=optimistic_youden,
+    )
