@@ -4,7 +4,7 @@
 Every fused figure in this folder so far combined two scores (Rad and DL), and with the weight
 chosen on the test fold itself none passed 0.944 on exact outlines. Early fusion is not bounded by
 that ceiling: one signature (t-test, correlation pruning, LASSO, grid-searched logistic model:
-``modeling.early_fusion``, the trainer's ``model.fusion: early``) chooses among the radiomics
+``signatures.early_fusion``, the trainer's ``model.fusion: early``) chooses among the radiomics
 features and the PCA components of the network's pooled features together.
 
 This fits, on the training split, with the bundle's selection settings and seed:
@@ -57,7 +57,7 @@ def main() -> None:
     """Fit Rad, DL and early-fusion DLR on the training split; print their held-out AUCs."""
     use_library()
     import pandas as pd
-    from DLRPredictorLib.models.modeling import DeepFeatureReducer, Signature, early_fusion
+    from DLRPredictorLib.models.signatures import DeepFeatureReducer, Signature, early_fusion
     from DLRPredictorLib.training.config import load_config
     from DLRPredictorLib.training.trainer import selection_settings
     from sklearn.metrics import roc_auc_score

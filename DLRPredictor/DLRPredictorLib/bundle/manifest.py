@@ -14,15 +14,15 @@ import json
 import re
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..base.errors import BundleError
+from ..base.errors import BundleError, ConfigError
 from ..inputs.cohort_csv import RESERVED_COLUMNS
+from ..models.clinical_variables import ClinicalVariable
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -31,37 +31,6 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Schemas" / "b
 
 #: The end of every message about a damaged bundle.
 REINSTALL = "the bundle was altered or damaged; reinstall it"
-
-
-@dataclass(frozen=True)
-class ClinicalVariable:
-    """One clinical input the bundle declares (a manifest column with this name).
-
-    Attributes:
-        name: column / field name, e.g. ``age``.
-        type: ``"numeric"`` or ``"categorical"``.
-        required: whether the full model needs it (otherwise the image-only model is used).
-        unit: unit of a numeric value, e.g. ``years``.
-        minimum: smallest accepted numeric value, or None.
-        maximum: largest accepted numeric value, or None.
-        allowed: accepted categorical values.
-        description: text for the user.
-    """
-
-    name: str
-    type: str
-    required: bool
-    unit: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    allowed: tuple[str, ...] = ()
-    description: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The variable as a plain dict (allowed as a list)."""
-        d = asdict(self)
-        d["allowed"] = list(self.allowed)
-        return d
 
 
 class VerifiedBundle:
@@ -117,22 +86,12 @@ class VerifiedBundle:
 
     @property
     def clinical_variables(self) -> tuple[ClinicalVariable, ...]:
-        """The clinical inputs the bundle declares, in manifest order."""
-        out = []
-        for v in self._manifest["inputs"]["clinical_variables"]:
-            out.append(
-                ClinicalVariable(
-                    name=v["name"],
-                    type=v["type"],
-                    required=bool(v["required"]),
-                    unit=v.get("unit"),
-                    minimum=None if v.get("minimum") is None else float(v["minimum"]),
-                    maximum=None if v.get("maximum") is None else float(v["maximum"]),
-                    allowed=tuple(v.get("allowed", ())),
-                    description=v.get("description", ""),
-                )
-            )
-        return tuple(out)
+        """The clinical inputs the bundle declares, in manifest order (checked by validate_manifest).
+
+        The manifest entry is :meth:`ClinicalVariable.manifest_entry`: the variables carry no
+        encoding (that lives in pipeline.json), only what a user is asked for.
+        """
+        return tuple(ClinicalVariable.from_spec(v) for v in self._manifest["inputs"]["clinical_variables"])
 
     def read_bytes(self, name: str) -> bytes:
         """The verified bytes of a listed file.
@@ -253,6 +212,10 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
         lo, hi = v.get("minimum"), v.get("maximum")
         if lo is not None and hi is not None and lo > hi:
             raise BundleError(f"bundle {MANIFEST_NAME}: field '{where}' has minimum {lo} above maximum {hi}")
+        try:
+            ClinicalVariable.from_spec(v)
+        except ConfigError as exc:
+            raise BundleError(f"bundle {MANIFEST_NAME}: field '{where}' is invalid: {exc}") from exc
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """The frozen fusion steps of a bundle: signatures Rad, DL, DLR, the combined model and nomogram.
 
 Stored as ``pipeline.json`` (settings, fitted selectors, coefficients, cutoffs) plus
-``pipeline.npz`` (the classifiers' arrays from ``safe_models``; loaded with allow_pickle=False)
+``pipeline.npz`` (the classifiers' arrays from ``models.persistence``; loaded with allow_pickle=False)
 and the CNN as ``cnn.safetensors``. Nothing in a bundle executes code when loaded.
 
 Model names used everywhere (results columns ``score_<name>``): ``rad`` (radiomics signature),
@@ -22,10 +22,12 @@ import numpy as np
 
 from ..base.compat import zip_strict
 from ..base.errors import BundleError, ClinicalValueError, LesionError
-from ..models import safe_models
-from ..models.clinical import ClinicalVariable
-from ..models.modeling import DeepFeatureReducer, EnsembleFusion, Signature, StackingFusion, proba_to_logit
+from ..models import persistence
+from ..models.classifiers import proba_to_logit
+from ..models.clinical_variables import ClinicalVariable, is_missing
+from ..models.fusion import EnsembleFusion, StackingFusion
 from ..models.nomogram import Nomogram
+from ..models.signatures import DeepFeatureReducer, Signature
 
 PIPELINE_FORMAT = 1
 DISPLAY = {"rad": "Rad", "dl": "DL", "dlr": "DLR", "combined": "Combined (nomogram)"}
@@ -62,7 +64,7 @@ class FeatureRow:
 
 
 def _pack_estimator(prefix: str, estimator: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    spec, arrs = safe_models.dump_model(estimator)
+    spec, arrs = persistence.dump_model(estimator)
     for k, v in arrs.items():
         arrays[f"{prefix}/{k}"] = v
     return {"spec": spec, "arrays": sorted(arrs)}
@@ -73,7 +75,7 @@ def _unpack_estimator(prefix: str, packed: dict[str, Any], arrays: dict[str, np.
         arrs = {k: arrays[f"{prefix}/{k}"] for k in packed["arrays"]}
     except KeyError as exc:
         raise BundleError(f"pipeline.npz lacks the array {exc} of model '{prefix}'") from exc
-    return safe_models.load_model(packed["spec"], arrs)
+    return persistence.load_model(packed["spec"], arrs)
 
 
 def _signature_to(prefix: str, sig: Signature, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -165,13 +167,12 @@ class FrozenPipeline:
             case: case name used in messages.
 
         Returns:
-            The checked values of the variables that were given (empty / NA cells dropped).
+            The checked values of the variables that were given (values that ``is_missing`` reads
+            as not given, e.g. empty or "unknown" cells, are dropped).
 
         Raises:
             ClinicalValueError: an unknown name, a non-numeric or out-of-range value.
         """
-        from .predictor import parse_clinical_value
-
         where = f" for case {case}" if case else ""
         known = {v.name: v for v in self.clinical_variables}
         unknown = [k for k in clinical if k not in known]
@@ -183,9 +184,8 @@ class FrozenPipeline:
             )
         out = {}
         for name, raw in clinical.items():
-            value = parse_clinical_value(raw)
-            if value is not None:
-                out[name] = known[name].check(value, where=where)
+            if not is_missing(raw):
+                out[name] = known[name].check(raw, where=where)
         return out
 
     # -- prediction ------------------------------------------------------------------------------
@@ -440,7 +440,7 @@ class FrozenPipeline:
             kind = dlr_doc["fusion"]["kind"]
             fusion_cls = StackingFusion if kind == "StackingFusion" else EnsembleFusion
             dlr = fusion_cls.from_spec(dlr_doc["fusion"], members)
-        from ..models.clinical import CombinedModel
+        from ..models.combined import CombinedModel
 
         return cls(
             radiomics_parameters=params,

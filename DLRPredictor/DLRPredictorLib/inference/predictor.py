@@ -410,16 +410,6 @@ def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = 
     return row
 
 
-def parse_clinical_value(value: Any) -> str | None:
-    """Empty / NA-like cells mean 'not given'."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if text == "" or text.lower() in ("na", "n/a", "nan", "none", "not available", "unknown"):
-        return None
-    return text
-
-
 __all__ = [
     "CasePrediction",
     "Predictor",

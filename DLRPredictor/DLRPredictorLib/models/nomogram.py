@@ -21,7 +21,8 @@ import numpy as np
 from ..base.compat import zip_strict
 from ..base.errors import ClinicalValueError, ConfigError
 from ..base.numeric import expit, logit
-from .clinical import ClinicalVariable, CombinedModel, normalize_category
+from .clinical_variables import ClinicalVariable, normalize_category
+from .combined import CombinedModel
 
 if TYPE_CHECKING:
     import pandas as pd

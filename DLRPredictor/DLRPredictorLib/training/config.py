@@ -91,8 +91,11 @@ class ContourConfig:
 
 
 @dataclass
-class SelectionConfig:
-    """Feature selection, fitted inside training folds only."""
+class SelectionSettings:
+    """The ``selection`` section: feature selection, fitted inside training folds only.
+
+    ``trainer.selection_settings`` turns it into the FeatureSelector's ``models.selection.SelectionConfig``.
+    """
 
     test: str = "ttest"  # or "mannwhitney"
     alpha: float = 0.05
@@ -138,7 +141,7 @@ class TrainConfig:
     radiomics_parameters: str | None = None  # None: the bundled BreastUS2D.yaml
     cnn: CnnConfig = field(default_factory=CnnConfig)
     contours: ContourConfig = field(default_factory=ContourConfig)
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
     licence: str = "Trained on the user's own cohort; add the data licence here."
@@ -207,7 +210,7 @@ def _coerce(value: Any, default: Any, where: str, annotation: str = "") -> Any:
 
 def _check_clinical_variables(variables: list[Any]) -> None:
     """Build each declared clinical variable now, so that a typo fails before hours of training."""
-    from ..models.clinical import ClinicalVariable
+    from ..models.clinical_variables import ClinicalVariable
 
     for i, spec in enumerate(variables):
         where = f"clinical.variables[{i}]"

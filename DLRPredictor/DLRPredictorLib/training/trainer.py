@@ -54,7 +54,8 @@ class FoldPlan:
 
 
 def selection_settings(config: TrainConfig) -> SelectionConfig:
-    """The feature-selection settings (``selection.SelectionConfig``) a training config asks for."""
+    """The FeatureSelector settings (``models.selection.SelectionConfig``) that a training config's
+    ``selection`` section (``config.SelectionSettings``) asks for."""
     from ..models.selection import SelectionConfig
 
     s = config.selection
@@ -242,7 +243,7 @@ class _Trainer:
         Rad trains on the radiomics variants (``contours.for_radiomics()``), DL and early fusion on
         every contour variant.
         """
-        from ..models.modeling import DeepFeatureReducer, Signature, early_fusion
+        from ..models.signatures import DeepFeatureReducer, Signature, early_fusion
 
         cfg = self.config
         sel = selection_settings(cfg)
@@ -394,7 +395,7 @@ class _Trainer:
         """
         from scipy.special import softmax
 
-        from ..models.modeling import EnsembleFusion, StackingFusion
+        from ..models.fusion import EnsembleFusion, StackingFusion
 
         if "dl" not in sigs or self.config.model.fusion == "early":
             return {"model": sigs["dlr"], "oof": oof["dlr"]} if "dlr" in sigs else None
@@ -419,10 +420,12 @@ class _Trainer:
     def fit_clinical(
         self, sigs: dict, oof: dict, exact: np.ndarray, oof_cases: np.ndarray
     ) -> dict[str, Any] | None:
-        from ..models import clinical as cl
+        from ..models.clinical_logistic import multivariable_logistic, select_predictors, univariable_logistic
+        from ..models.clinical_variables import ClinicalVariable, clinical_feature_names, encode_clinical
+        from ..models.combined import CombinedModel
         from ..models.nomogram import Nomogram
 
-        variables = [cl.ClinicalVariable(**v) for v in self.config.clinical.variables]
+        variables = [ClinicalVariable(**v) for v in self.config.clinical.variables]
         if not variables:
             return None
         image_model = "dlr" if "dlr" in oof else "rad"
@@ -432,7 +435,7 @@ class _Trainer:
         for j, i in enumerate(oof_cases):
             c = self.cases[i].clinical
             try:
-                row = cl.encode_clinical([{v.name: c.get(v.name) for v in variables}], variables)[0]
+                row = encode_clinical([{v.name: c.get(v.name) for v in variables}], variables)[0]
             except DLRError:
                 continue  # cases with a missing clinical value do not inform the combined model
             keep.append(j)
@@ -441,14 +444,14 @@ class _Trainer:
             self.log(f"clinical model skipped: only {len(keep)} training cases with complete clinical values")
             return None
         X = np.array(X)
-        names = cl.clinical_feature_names(variables)
-        uni = cl.univariable_logistic(X, y[keep], names)
-        chosen = cl.select_predictors(uni, alpha=self.config.clinical.univariable_p)
+        names = clinical_feature_names(variables)
+        uni = univariable_logistic(X, y[keep], names)
+        chosen = select_predictors(uni, alpha=self.config.clinical.univariable_p)
         cols = [names.index(n) for n in chosen]
-        multi = cl.multivariable_logistic(X[:, cols], y[keep], chosen)
-        combined = cl.CombinedModel(score_name="DLR score", score_scale="probability")
+        multi = multivariable_logistic(X[:, cols], y[keep], chosen)
+        combined = CombinedModel(score_name="DLR score", score_scale="probability")
         combined.fit(score[keep], X[:, cols], y[keep], chosen)
-        from ..models.modeling import proba_to_logit
+        from ..models.classifiers import proba_to_logit
 
         lg = proba_to_logit(score)
         nomo = Nomogram.from_combined(combined, variables, score_range=(float(np.min(lg)), float(np.max(lg))))

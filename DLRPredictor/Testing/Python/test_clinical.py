@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from DLRPredictorLib.base.errors import ClinicalValueError, ConfigError, InputError
-from DLRPredictorLib.models.clinical import (
-    ClinicalVariable,
-    CombinedModel,
-    clinical_feature_names,
-    encode_clinical,
+from DLRPredictorLib.models.clinical_logistic import (
     multivariable_logistic,
     select_predictors,
     univariable_logistic,
 )
+from DLRPredictorLib.models.clinical_variables import (
+    ClinicalVariable,
+    clinical_feature_names,
+    encode_clinical,
+    is_missing,
+)
+from DLRPredictorLib.models.combined import CombinedModel
 from scipy.special import expit, logit
 
 AGE = ClinicalVariable("age", "numeric", unit="years", minimum=10, maximum=110)
@@ -89,6 +92,49 @@ def test_variable_spec_and_manifest_entry() -> None:
         ClinicalVariable("x", "text")
     with pytest.raises(ConfigError, match="unknown key"):
         ClinicalVariable.from_spec({"name": "x", "type": "numeric", "units": "mm"})
+
+
+MISSING = [None, "", "  ", "NA", "n/a", "NaN", "None", "not available", " Unknown ", float("nan"), np.nan]
+
+
+@pytest.mark.parametrize("value", MISSING)
+def test_one_rule_says_what_is_not_given(value: object) -> None:
+    """Training (encode_clinical) and prediction (the bundle pipeline's check of CSV, API or Slicer
+    values) read "not given" alike: a cohort cell "unknown" for BI-RADS is missing everywhere."""
+    from DLRPredictorLib.inference import predictor
+
+    assert is_missing(value)
+    with pytest.raises(ClinicalValueError, match="BI-RADS is missing"):
+        encode_clinical([{"birads": value}], [BIRADS])
+    with pytest.raises(ClinicalValueError, match="age is missing"):
+        encode_clinical([{"age": value}], [AGE])
+    pipeline = predictor.load_predictor().pipeline
+    assert pipeline.check_clinical({"age": "57", "birads": value}) == {"age": 57.0}
+    assert pipeline.check_clinical({"age": value, "birads": value}) == {}
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", "4a", "no", "-", "nan value", False, np.int64(3)])
+def test_values_that_are_given(value: object) -> None:
+    assert not is_missing(value)
+
+
+def test_no_categorical_level_reads_as_missing() -> None:
+    with pytest.raises(ConfigError, match="'unknown' means a missing value"):
+        ClinicalVariable("margin", "categorical", allowed=("circumscribed", "unknown"))
+    with pytest.raises(ConfigError, match="'None' means a missing value"):
+        ClinicalVariable.from_spec({"name": "calc", "type": "categorical", "allowed": ["None", "micro"]})
+
+
+def test_the_bundle_check_takes_numbers_and_text_alike() -> None:
+    from DLRPredictorLib.inference import predictor
+
+    pipeline = predictor.load_predictor().pipeline
+    as_text = pipeline.check_clinical({"age": " 57 ", "birads": "4B"})
+    assert as_text == pipeline.check_clinical({"age": 57, "birads": "4b"}) == {"age": 57.0, "birads": "4b"}
+    # a number read from a spreadsheet: 4.0 is BI-RADS 4, as encode_clinical reads it
+    assert pipeline.check_clinical({"birads": 4.0}) == {"birads": "4"}
+    with pytest.raises(ClinicalValueError, match="Age 'abc' is not a number"):
+        pipeline.check_clinical({"age": " abc "})
 
 
 @pytest.fixture(scope="module")

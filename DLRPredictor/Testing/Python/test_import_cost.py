@@ -4,7 +4,7 @@ A fresh interpreter loads the tiny bundle and predicts a synthetic phantom throu
 path: ``load_predictor`` + ``Predictor.predict`` (with clinical values and Grad-CAM), the array
 API, the node API and the in-process batch rows. sklearn, pandas, scipy, statsmodels,
 lightgbm, xgboost and matplotlib are needed to train and to report, never to apply a bundle
-(``safe_models`` rebuilds the estimators with numpy); importing them costs seconds at start-up
+(``models.persistence`` rebuilds the estimators with numpy); importing them costs seconds at start-up
 (scipy.ndimage alone about 0.3 s: mask components come from SimpleITK, which is loaded anyway).
 torch is needed only to train the network: the bundle's ResNet is applied in numpy
 (``resnet_numpy``), and ``import torch`` alone took 1.6-2.7 s here.
@@ -64,7 +64,7 @@ record("api.predict_arrays")
 
 from DLRPredictorLib.cohort import batch
 
-summary = batch.predict_manifest_in_process(paths["manifest"], work / "results.csv", bundle,
+summary = batch.predict_cohort_in_process(paths["manifest"], work / "results.csv", bundle,
                                             show_progress=False)
 facts["batch_ok"] = summary.n_ok
 facts["batch_cases"] = summary.n_cases

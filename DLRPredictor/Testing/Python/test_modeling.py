@@ -8,20 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from DLRPredictorLib.base.errors import ConfigError, InputError
-from DLRPredictorLib.models.modeling import (
+from DLRPredictorLib.models.classifiers import (
     CLASSIFIERS,
-    DeepFeatureReducer,
-    EnsembleFusion,
-    Signature,
-    StackingFusion,
-    early_fusion,
     fit_classifier,
     grid_search,
     make_classifier,
-    out_of_fold_proba,
     proba_to_logit,
 )
+from DLRPredictorLib.models.fusion import EnsembleFusion, StackingFusion, out_of_fold_proba
 from DLRPredictorLib.models.selection import SelectionConfig
+from DLRPredictorLib.models.signatures import DeepFeatureReducer, Signature, early_fusion
 from scipy.special import softmax
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression

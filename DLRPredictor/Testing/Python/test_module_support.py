@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from DLRPredictorLib import module_support as ms
-from DLRPredictorLib.models.clinical import ClinicalVariable
+from DLRPredictorLib.models.clinical_variables import ClinicalVariable
 
 MODULE_DIR = Path(__file__).resolve().parents[2]
 REQUIREMENTS_PATH = MODULE_DIR / "Resources" / "requirements.txt"

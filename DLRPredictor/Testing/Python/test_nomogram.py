@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from DLRPredictorLib.base.errors import ClinicalValueError, ConfigError
-from DLRPredictorLib.models.clinical import (
+from DLRPredictorLib.models.clinical_variables import (
     ClinicalVariable,
-    CombinedModel,
     clinical_feature_names,
     encode_clinical,
 )
+from DLRPredictorLib.models.combined import CombinedModel
 from DLRPredictorLib.models.nomogram import Nomogram
 from scipy.special import expit, logit
 

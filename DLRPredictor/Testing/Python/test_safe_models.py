@@ -1,4 +1,4 @@
-"""Round trips of fitted estimators through safe_models' JSON + npz files (no pickle anywhere).
+"""Round trips of fitted estimators through models.persistence's JSON + npz files (no pickle anywhere).
 
 Every reference value comes from the original fitted estimator (sklearn, XGBoost, LightGBM) or from
 a small independent computation in this file, never from the code under test.
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from DLRPredictorLib.base.errors import BundleError, ConfigError, InputError
-from DLRPredictorLib.models.safe_models import (
+from DLRPredictorLib.models.persistence import (
     SafeModel,
     SafeTransformer,
     dump_model,

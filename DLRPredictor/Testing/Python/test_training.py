@@ -421,7 +421,7 @@ def test_the_rad_signature_trains_on_its_own_contour_variants(tmp_path):
 def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
     from types import SimpleNamespace
 
-    from DLRPredictorLib.models.modeling import Signature
+    from DLRPredictorLib.models.signatures import Signature
     from sklearn.linear_model import LogisticRegression
 
     config = load_config(
