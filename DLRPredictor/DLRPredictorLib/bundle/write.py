@@ -85,7 +85,8 @@ def write_bundle(out_dir: Path | str, manifest: Mapping[str, Any], files: Mappin
         check_content(name, contents[name])
     if MODEL_CARD_NAME not in contents:
         raise BundleError(f"cannot write bundle: the files must include {MODEL_CARD_NAME}")
-    declared = man.get("files") if isinstance(man.get("files"), dict) else {}
+    given = man.get("files")
+    declared = given if isinstance(given, dict) else {}
     roles = {k: v.get("role") for k, v in declared.items() if isinstance(v, dict)}
     for name in declared:
         if name not in contents:

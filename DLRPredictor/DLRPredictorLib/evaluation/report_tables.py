@@ -50,7 +50,7 @@ def metrics_table(result: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _long_table(result: Mapping[str, Any], key: str, columns: list[str]) -> pd.DataFrame:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, r in result["scores"].items():
         if key == "calibration":
             items = (r["calibration"] or {}).get("bins", [])

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..base.labels import TRAINING_NEEDS_BOTH, validate_labels
 from ..base.numeric import logit
-from .selection import as_matrix, check_binary_labels, is_dataframe, stratified_folds
+from .selection import as_matrix, is_dataframe, stratified_folds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -157,7 +158,7 @@ def grid_search(
     import pandas as pd
     from sklearn.model_selection import GridSearchCV
 
-    yb = check_binary_labels(y)
+    yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
     X = np.asarray(X, dtype=float)
     estimator = make_classifier(name, seed)
     param_grid = {k: list(v) for k, v in (DEFAULT_GRIDS[name] if grid is None else grid).items()}

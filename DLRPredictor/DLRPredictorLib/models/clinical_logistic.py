@@ -21,7 +21,7 @@ import numpy as np
 
 from ..base.compat import zip_strict
 from ..base.errors import InputError
-from .selection import check_binary_labels
+from ..base.labels import TRAINING_NEEDS_BOTH, validate_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,7 +130,7 @@ def univariable_logistic(X: Any, y: Any, names: Sequence[str]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    yb = check_binary_labels(y)
+    yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
     M = design_matrix(X, names, len(yb))
     rows = []
     for j, name in enumerate(names):
@@ -156,7 +156,7 @@ def multivariable_logistic(X: Any, y: Any, names: Sequence[str]) -> pd.DataFrame
     """
     import pandas as pd
 
-    yb = check_binary_labels(y)
+    yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
     M = design_matrix(X, names, len(yb))
     fit = fit_logit(np.column_stack([np.ones(len(yb)), M]), yb)
     return pd.DataFrame(table_rows(fit, names, len(yb)), columns=TABLE_COLUMNS)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..base.labels import TRAINING_NEEDS_BOTH, validate_labels
 from ..base.numeric import expit
 from .classifiers import proba_to_logit
 from .clinical_logistic import TABLE_COLUMNS, design_matrix, fit_logit, table_rows
-from .selection import check_binary_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +90,7 @@ class CombinedModel:
         Returns:
             self.
         """
-        yb = check_binary_labels(y)
+        yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
         n = len(yb)
         M = design_matrix(X, names, n) if len(names) else np.zeros((n, 0))
         S = self._score_term(score, n)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..base.labels import TRAINING_NEEDS_BOTH, validate_labels
 from ..base.numeric import expit, softmax
 from .classifiers import ProbabilityModel, as_frame, check_named, proba_to_logit
-from .selection import check_binary_labels, stratified_folds
+from .selection import stratified_folds
 from .signatures import Signature
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def out_of_fold_proba(
         OutOfFold with the probabilities and fold assignment.
     """
     frame = as_frame(X, feature_names).reset_index(drop=True)
-    yb = check_binary_labels(y)
+    yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
     garr = None if groups is None else np.asarray(groups)
     proba = np.full(len(yb), np.nan)
     fold = np.full(len(yb), -1, dtype=int)
@@ -129,7 +130,7 @@ class EnsembleFusion:
     ) -> EnsembleFusion:
         """Out-of-fold accuracies -> weights, then refit every member on all cases."""
         frame = as_frame(X, feature_names).reset_index(drop=True)
-        yb = check_binary_labels(y)
+        yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
         oof = _member_oof(self.members, frame, yb, groups, cv=self.cv, seed=self.seed)
         self.accuracies = ((oof >= 0.5).astype(int) == yb[:, None]).mean(axis=0)
         self.weights = softmax(self.accuracies / self.temperature)
@@ -234,7 +235,7 @@ class StackingFusion:
     ) -> StackingFusion:
         """Meta-learner on out-of-fold probabilities, then refit every member on all cases."""
         frame = as_frame(X, feature_names).reset_index(drop=True)
-        yb = check_binary_labels(y)
+        yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
         self.oof = _member_oof(self.members, frame, yb, groups, cv=self.cv, seed=self.seed)
         self.fit_meta(self.oof, yb)
         self.members = [m.clone().fit(frame, yb, groups) for m in self.members]

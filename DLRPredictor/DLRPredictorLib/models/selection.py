@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..base.labels import TRAINING_NEEDS_BOTH, validate_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,28 +105,6 @@ class SelectionConfig:
         if unknown:
             raise ConfigError(f"unknown feature selection setting(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(data))
-
-
-def check_binary_labels(y: Any) -> np.ndarray:
-    """Labels as an int array of 0/1 with both classes present.
-
-    Raises:
-        InputError: for other values or a single class.
-    """
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise InputError(f"labels must be one value per case, got shape {arr.shape}")
-    try:
-        values = arr.astype(float)
-    except (TypeError, ValueError) as exc:
-        raise InputError("labels must be 0 (negative) or 1 (positive)") from exc
-    bad = sorted(set(np.unique(values).tolist()) - {0.0, 1.0})
-    if bad:
-        raise InputError(f"labels must be 0 (negative) or 1 (positive); found {bad[:5]}")
-    out = values.astype(int)
-    if out.min() == out.max():
-        raise InputError("labels contain a single class; training needs both positive and negative cases")
-    return out
 
 
 def stratified_folds(y: np.ndarray, groups: Sequence[Any] | None, n_splits: int, seed: int) -> Folds:
@@ -356,7 +335,7 @@ class FeatureSelector:
             InputError: for non-finite values, bad labels or too few cases.
         """
         cfg = self.config
-        yb = check_binary_labels(y)
+        yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
         if is_dataframe(X):
             names = [str(c) for c in X.columns]
         elif feature_names is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..base.json_values import to_json_value
 from .classifiers import CLASSIFIERS, as_frame, check_named, grid_search, positive_proba, proba_to_logit
 from .selection import FeatureSelector, SelectionConfig, as_matrix
 
@@ -146,7 +147,7 @@ class Signature:
             "cv": self.cv,
             "seed": self.seed,
             "selector": selector.to_spec(),
-            "best_params": _jsonable(self.best_params),
+            "best_params": to_json_value(self.best_params, non_finite="keep"),
             "cv_auc": self.cv_auc,
         }
 
@@ -316,10 +317,3 @@ class DeepFeatureReducer:
         if red.components.shape[1] != len(red.mean) or len(red.std) != len(red.mean):
             raise ConfigError("deep feature reducer spec is inconsistent (component width != mean length)")
         return red
-
-
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        out[k] = v.item() if isinstance(v, np.generic) else v
-    return out

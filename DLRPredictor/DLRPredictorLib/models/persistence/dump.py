@@ -19,29 +19,10 @@ from typing import Any
 import numpy as np
 
 from ...base.errors import ConfigError
+from ...base.json_values import to_json_value
 from .protocols import FORMAT, FORMAT_VERSION, model_file_paths
 
 _TRANSFORMER_KINDS = ("standard_scaler", "pca")  # the kinds a pipeline step may have before its last
-
-
-def _jsonable(value: Any) -> tuple[bool, Any]:
-    """JSON form of a hyper-parameter value, or (False, None) when it has none (objects, callables)."""
-    if value is None or isinstance(value, (bool, str)):
-        return True, value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
-        return True, int(value)
-    if isinstance(value, np.bool_):
-        return True, bool(value)
-    if isinstance(value, (float, np.floating)):
-        return True, float(value) if math.isfinite(value) else str(float(value))
-    if isinstance(value, (list, tuple)):
-        items = [_jsonable(v) for v in value]
-        return (True, [v for _, v in items]) if all(ok for ok, _ in items) else (False, None)
-    if isinstance(value, dict):
-        items = {str(k): _jsonable(v) for k, v in value.items()}
-        ok = all(ok for ok, _ in items.values())
-        return (True, {k: v for k, (_, v) in items.items()}) if ok else (False, None)
-    return False, None
 
 
 def _hyperparameters(est: Any) -> dict[str, Any]:
@@ -51,9 +32,11 @@ def _hyperparameters(est: Any) -> dict[str, Any]:
         return {}
     out = {}
     for key, value in sorted(params.items()):
-        ok, converted = _jsonable(value)
-        if ok:
-            out[key] = converted
+        try:
+            # Non-finite floats as text ("nan", "inf"): the spec is written with allow_nan=False.
+            out[key] = to_json_value(value, non_finite="string", basic_types_only=True)
+        except TypeError:
+            continue  # objects and callables have no JSON form: left out
     return out
 
 
