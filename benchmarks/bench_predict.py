@@ -8,7 +8,7 @@ per case:
 
 - the stages one after the other through their public functions (lesion slice, radiomics,
   deep features + Grad-CAM, fusion; then ``Predictor.predict`` for the whole computation and
-  ``api.write_outputs`` for scene writing; reading the nodes back and the bundle re-verification
+  ``scene.case_scene.write_outputs`` for scene writing; reading the nodes back and the bundle re-verification
   that ``api.predict_nodes`` does on every call are timed separately too);
 - the real end-to-end call ``api.predict_nodes`` (nodes in, tables and heatmap written).
 
@@ -122,11 +122,11 @@ class WarmBench:
 
     def stages(self, c: SceneCase) -> dict[str, float]:
         """The stages in sequence through their public functions; seconds per stage."""
-        from DLRPredictorLib import api
         from DLRPredictorLib.deep import deep_model as dfe
         from DLRPredictorLib.features import radiomics as rf
         from DLRPredictorLib.inference import predictor
         from DLRPredictorLib.scene import scene_io
+        from DLRPredictorLib.scene.case_scene import write_outputs
 
         pred, t = self.pred, {}
         volume, mask, vnode, clinical = c.volume, c.mask, c.volume_node, c.clinical
@@ -151,7 +151,7 @@ class WarmBench:
         vector, t["deep"] = _timed(deep_stage)
         _out, t["fusion"] = _timed(lambda: pred.pipeline.predict(features, vector, values))
         res, t["predict"] = _timed(lambda: pred.predict(volume, mask, clinical, heatmap=True))
-        _nodes, t["write"] = _timed(lambda: api.write_outputs(self.scene, vnode, pred, res))
+        _nodes, t["write"] = _timed(lambda: write_outputs(self.scene, vnode, pred, res))
 
         def read_nodes() -> Any:
             return (

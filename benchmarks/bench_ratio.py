@@ -9,7 +9,7 @@ variants alike.
 
 - DLR full: ``images.read_image`` + ``lesion.read_mask`` + ``Predictor.predict`` with Grad-CAM
   (radiomics, CNN features, Grad-CAM, fusion; no scene).
-- DLR batch row: ``predictor.predict_manifest_row`` as the cohort CLI runs it (no Grad-CAM).
+- DLR batch row: ``cohort.rows.predict_cohort_row`` as the cohort CLI runs it (no Grad-CAM).
 - pyradiomics alone: ``SimpleITK.ReadImage`` of image and mask (image cast to float64, mask
   binarised to label 1) and ``RadiomicsFeatureExtractor(<bundle>/radiomics.yaml).execute``
   called directly.
@@ -36,7 +36,7 @@ import benchcommon as bc
 VARIANTS = ("dlr_full", "dlr_batch", "pyradiomics")
 LABELS = {
     "dlr_full": "DLR full predict (read + features + CNN + Grad-CAM + fusion)",
-    "dlr_batch": "DLR batch row (predict_manifest_row, no Grad-CAM)",
+    "dlr_batch": "DLR batch row (predict_cohort_row, no Grad-CAM)",
     "pyradiomics": "pyradiomics alone (sitk read + extractor.execute)",
 }
 
@@ -78,7 +78,7 @@ class Sides:
         return res.features
 
     def dlr_batch(self, case: bc.BenchCase) -> dict[str, float]:
-        from DLRPredictorLib.inference import predictor
+        from DLRPredictorLib.cohort.rows import predict_cohort_row
 
         job = {
             "case_id": case.case_id,
@@ -87,7 +87,7 @@ class Sides:
             "spacing_mm": case.spacing_mm,
             "clinical": bc.clinical_for(case, self.known),
         }
-        return predictor.predict_manifest_row(self.pred, job).features
+        return predict_cohort_row(self.pred, job).features
 
     def pyradiomics(self, case: bc.BenchCase) -> dict[str, float]:
         import SimpleITK as sitk

@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from .cohort import batch
 
-        summary = batch.predict_manifest(
+        summary = batch.predict_cohort(
             args.manifest,
             args.out,
             bundle_path=args.bundle,
@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from .cohort import batch
 
-        path = batch.evaluate_manifest(args.manifest, args.report, bundle_path=args.bundle, jobs=args.jobs)
+        path = batch.evaluate_cohort(args.manifest, args.report, bundle_path=args.bundle, jobs=args.jobs)
         print(f"report written to {path}")
         return 0
     if args.command == "report":

@@ -14,7 +14,9 @@ from pathlib import Path
 from .api import predict_nodes
 from .inputs import images, lesion, phantom
 from .scene import adapter as scene_adapter
-from .scene import scene_io
+from .scene.files import save_scene
+from .scene.segmentations import add_segmentation_from_mask
+from .scene.volumes import add_volume_node
 
 
 def run_demo(out: Path, bundle_path: Path | None = None) -> str:
@@ -35,15 +37,13 @@ def run_demo(out: Path, bundle_path: Path | None = None) -> str:
     mask = lesion.read_mask(paths["mask"], volume)
     scene = scene_adapter.create_scene()
     try:
-        vnode = scene_io.add_volume_node(scene, volume, "Phantom B-mode")
-        seg, segment_id = scene_io.add_segmentation_from_mask(
-            scene, mask, vnode, "Lesion segmentation", "Lesion"
-        )
+        vnode = add_volume_node(scene, volume, "Phantom B-mode")
+        seg, segment_id = add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation", "Lesion")
         clinical = {"age": first["age"], "birads": first["birads"]}
         result = predict_nodes(
             vnode, seg, segment_id, clinical=clinical, bundle_path=bundle_path, stability=True
         )
-        scene_path = scene_io.save_scene(scene, out / "demo_scene.mrb")
+        scene_path = save_scene(scene, out / "demo_scene.mrb")
     finally:
         scene.Clear(1)
     scores = ", ".join(f"{k} {v:.3f}" for k, v in result.signature_scores.items())

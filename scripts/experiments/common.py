@@ -68,7 +68,7 @@ def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush
     cases = []
     split = []
     for split_name, path in MANIFESTS:
-        rows = manifest.read_manifest(
+        rows = manifest.read_cohort_csv(
             path,
             required=("case_id", "image", "mask", "label"),
             clinical_names=CLINICAL_NAMES,

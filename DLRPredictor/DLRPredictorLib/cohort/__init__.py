@@ -1,1 +1,8 @@
-"""Cohorts: the batch pool, its worker server, results rows and journal."""
+"""Cohorts: a cohort CSV (the CLI's MANIFEST.csv) in, a results CSV out.
+
+- ``rows``: cohort CSV rows -> jobs -> predictions -> results CSV rows;
+- ``journal``: the append-only journal that makes a run resumable;
+- ``pool``: the worker processes (fork server, crash-surviving pool);
+- ``worker_server``: readies the fork server (bundle loaded once, GC frozen);
+- ``batch``: a whole run: predict_cohort, predict_cohort_in_process, evaluate_cohort.
+"""

@@ -1,7 +1,7 @@
-"""Readies the batch fork server: last of its preloaded modules (see ``batch.WORKER_PRELOAD``).
+"""Readies the batch fork server: last of its preloaded modules (see ``pool.WORKER_PRELOAD``).
 
 Imported by the fork server once its other imports are done, and acting only there (the
-environment variable :data:`BUNDLE_ENV` is set by ``batch.start_worker_server`` just for the
+environment variable :data:`BUNDLE_ENV` is set by ``pool.start_worker_server`` just for the
 server's start; anywhere else importing this module does nothing). It
 
 1. limits BLAS and SimpleITK to one thread, as every worker is anyway, so that loading

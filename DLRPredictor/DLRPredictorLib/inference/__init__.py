@@ -1,1 +1,6 @@
-"""Prediction with a verified bundle: the frozen pipeline and the predictor."""
+"""Prediction with a verified bundle.
+
+- ``results``: what a prediction answers (PipelineOutput <- CasePrediction <- PredictionResult);
+- ``pipeline``: the frozen fusion steps of a bundle (signatures, combined model, nomogram);
+- ``predictor``: one case through a verified bundle (lesion slice, radiomics, network, fusion).
+"""

@@ -15,7 +15,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,26 +28,10 @@ from ..models.clinical_variables import ClinicalVariable, is_missing
 from ..models.fusion import EnsembleFusion, StackingFusion
 from ..models.nomogram import Nomogram
 from ..models.signatures import DeepFeatureReducer, Signature
+from .results import PipelineOutput
 
 PIPELINE_FORMAT = 1
 DISPLAY = {"rad": "Rad", "dl": "DL", "dlr": "DLR", "combined": "Combined (nomogram)"}
-
-
-@dataclass
-class PipelineOutput:
-    """The fusion stage's answer for one case."""
-
-    probability: float
-    cutoff: float
-    model_used: str
-    signature_scores: dict[str, float]
-    contributions: list[tuple[str, float]]
-    contribution_scale: str
-    nomogram_points: dict[str, float]
-    total_points: float | None
-    ood_distance: float
-    out_of_distribution: bool
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -397,7 +381,7 @@ class FrozenPipeline:
             "dlr_logit_range": list(self.dlr_logit_range) if self.dlr_logit_range else None,
         }
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # stubs: a key could be allow_pickle
         return {"pipeline.json": json.dumps(doc, indent=1).encode(), "pipeline.npz": buf.getvalue()}
 
     def _dlr_to(self, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:

@@ -1,17 +1,16 @@
 """One case through a verified bundle: lesion slice, radiomics, deep features, Grad-CAM, fusion.
 
 `Predictor` is the loaded bundle (verified once, cached per path); `Predictor.predict` takes an
-ImageVolume and a lesion mask and returns a `CasePrediction`. It knows nothing of MRML: the scene
-layer (api.py) turns nodes into these inputs and the result into nodes.
+ImageVolume and a lesion mask and returns a `CasePrediction` (``results``). It knows nothing of
+MRML or of cohort files: the scene layer turns nodes into these inputs and the result into nodes,
+the cohort layer (``cohort.rows``) turns cohort CSV rows into inputs and results into CSV rows.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from ..base.case import ImageVolume, LesionSlice
 from ..base.errors import InputError
 from ..inputs import lesion as lesion_mod
+from .results import CasePrediction, StabilityResult
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 DEFAULT_BUNDLE_NAME = "BreastUS-Malignancy"
@@ -50,40 +50,6 @@ def set_threads(n: int) -> None:
     threadpool_limits(n)
     # pyradiomics' image operations are SimpleITK filters, multi-threaded on every core by default.
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-
-
-@dataclass
-class StabilityResult:
-    """How the probability moves when the contour is eroded or dilated."""
-
-    perturbations: list[str]
-    probabilities: list[float]
-    spread: float  # max - min over the original and every perturbation
-    label_changes: bool
-
-
-@dataclass
-class CasePrediction:
-    """Everything the model says about one lesion."""
-
-    probability: float
-    label: str
-    predicted_positive: bool
-    cutoff: float
-    model_used: str
-    signature_scores: dict[str, float]
-    contributions: list[tuple[str, float]]
-    contribution_scale: str
-    nomogram_points: dict[str, float]
-    total_points: float | None
-    ood_distance: float
-    out_of_distribution: bool
-    warnings: list[str]
-    provenance: dict[str, str]
-    features: dict[str, float] = field(repr=False)
-    heatmap: np.ndarray | None = field(default=None, repr=False)  # (k, j, i) like the image
-    lesion: LesionSlice | None = field(default=None, repr=False)
-    stability: StabilityResult | None = None
 
 
 class Predictor:
@@ -184,7 +150,7 @@ class Predictor:
         return out
 
     def _predict_lesion(
-        self, lesion: LesionSlice, clinical: dict[str, Any], heatmap: bool, volume_shape: tuple[int, ...]
+        self, lesion: LesionSlice, clinical: dict[str, Any], heatmap: bool, volume_shape: tuple[int, int, int]
     ) -> CasePrediction:
         from ..base.thread_limits import BLAS_ONE_THREAD
         from ..features import radiomics as rf
@@ -208,21 +174,11 @@ class Predictor:
             **rf.provenance(lesion, self.pipeline.radiomics_parameters),
             "slice_index": str(lesion.slice_index),
         }
-        warnings = list(lesion.warnings) + list(res.warnings)
-        return CasePrediction(
-            probability=res.probability,
+        return CasePrediction.extend(
+            res,
+            warnings=[*lesion.warnings, *res.warnings],
             label=self.positive_class if positive else self.negative_class,
             predicted_positive=bool(positive),
-            cutoff=res.cutoff,
-            model_used=res.model_used,
-            signature_scores=res.signature_scores,
-            contributions=res.contributions,
-            contribution_scale=res.contribution_scale,
-            nomogram_points=res.nomogram_points,
-            total_points=res.total_points,
-            ood_distance=res.ood_distance,
-            out_of_distribution=res.out_of_distribution,
-            warnings=warnings,
             provenance=provenance,
             features=features,
             heatmap=cam_volume,
@@ -230,7 +186,7 @@ class Predictor:
         )
 
     def _submit_deep(
-        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]
+        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, int, int]
     ) -> Future | None:
         """Start the deep branch on the helper thread, or None to run it inline.
 
@@ -249,7 +205,7 @@ class Predictor:
         return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
 
     def _deep_features(
-        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, ...]
+        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, int, int]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         if not self.pipeline.uses_cnn:
             return None, None
@@ -276,7 +232,8 @@ class Predictor:
             bbox = lesion_mod.bounding_box(mask2d)
             variant = LesionSlice(lesion.image, mask2d, lesion.spacing, lesion.slice_index, bbox)
             try:
-                res = self._predict_lesion(variant, clinical, False, (1, *lesion.image.shape))
+                rows, cols = lesion.image.shape
+                res = self._predict_lesion(variant, clinical, False, (1, int(rows), int(cols)))
             except InputError:
                 continue
             names.append(f"{op} {radius} px")
@@ -285,7 +242,7 @@ class Predictor:
         return StabilityResult(names, probs, float(max(probs) - min(probs)), len(labels) > 1)
 
 
-_CACHE: dict[str, Predictor] = {}
+_CACHE: dict[tuple, Predictor] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -325,89 +282,6 @@ def _stat_key(path: Path) -> tuple | None:
     except OSError:
         return None
     return (str(folder.resolve()), tuple(entries))
-
-
-# --- manifest rows <-> results rows ----------------------------------------------------------------
-
-
-def job_from_manifest_row(row: Any) -> dict[str, Any]:
-    """A picklable job description from a ManifestRow."""
-    return {
-        "case_id": row.case_id,
-        "image": str(row.resolved_image),
-        "mask": str(row.resolved_mask),
-        "segment": row.segment,
-        "spacing_mm": row.spacing_mm,
-        "label": "" if row.label is None else row.label,
-        "clinical": dict(row.clinical),
-    }
-
-
-def predict_manifest_row(
-    pred: Predictor, job: dict[str, Any], stability: bool = False, scenes_dir: Path | None = None
-) -> CasePrediction:
-    """Read one manifest case from disk and predict it; optionally write its .mrb scene."""
-    from ..inputs import images
-
-    volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
-    mask = lesion_mod.read_mask(job["mask"], volume, segment=job.get("segment") or None)
-    result = pred.predict(
-        volume,
-        mask,
-        job.get("clinical"),
-        stability=stability,
-        heatmap=scenes_dir is not None,
-        case=job["case_id"],
-    )
-    if scenes_dir is not None:
-        from .. import api
-
-        api.write_case_scene(
-            Path(scenes_dir) / f"{_safe_name(job['case_id'])}.mrb", volume, mask, pred, result
-        )
-    return result
-
-
-def _safe_name(case_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)
-
-
-def result_columns(pred: Predictor) -> list[str]:
-    """Columns of the results CSV for this bundle."""
-    from ..cohort.batch import BASE_COLUMNS, EXTRA_COLUMNS
-
-    return [*BASE_COLUMNS, *[f"score_{s}" for s in pred.signature_names], *EXTRA_COLUMNS, "label"]
-
-
-def _fmt(x: float | None) -> str:
-    # repr() of a float round-trips exactly: rerunning gives byte-identical files.
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
-
-
-def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = "") -> dict[str, Any]:
-    """One results-CSV row for a successful prediction."""
-    row: dict[str, Any] = {
-        "case_id": case_id,
-        "status": "ok",
-        "error": "",
-        "probability": _fmt(res.probability),
-        "predicted_label": res.label,
-        "cutoff": _fmt(res.cutoff),
-        "model_used": res.model_used,
-        "bundle_id": pred.bundle_id,
-        "total_points": _fmt(res.total_points),
-        "out_of_distribution": str(res.out_of_distribution).lower(),
-        "ood_distance": _fmt(res.ood_distance),
-        "warnings": " | ".join(res.warnings),
-        "label": label,
-    }
-    for name in pred.signature_names:
-        row[f"score_{name}"] = _fmt(res.signature_scores.get(name))
-    if res.stability is not None:
-        row["stability_min"] = _fmt(min(res.stability.probabilities))
-        row["stability_max"] = _fmt(max(res.stability.probabilities))
-        row["stability_label_changes"] = str(res.stability.label_changes).lower()
-    return row
 
 
 __all__ = [

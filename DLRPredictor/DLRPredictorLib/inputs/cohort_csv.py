@@ -36,7 +36,7 @@ _DELIMITERS = (",", ";", "\t")
 
 
 @dataclass(frozen=True)
-class ManifestRow:
+class CohortRow:
     """One case of a cohort manifest.
 
     Attributes:
@@ -52,7 +52,7 @@ class ManifestRow:
         label_raw: the label cell as written, or None.
         patient_id: the patient (group) identifier, or None.
         clinical: clinical column -> value as written ("" when empty), for the columns the caller
-            declared (or every other column when the caller declared none, see read_manifest).
+            declared (or every other column when the caller declared none, see read_cohort_csv).
         extra: other columns -> value: not clinical variables of the bundle, ignored.
     """
 
@@ -71,14 +71,14 @@ class ManifestRow:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def read_manifest(
+def read_cohort_csv(
     path: Path | str,
     required: Sequence[str] = ("case_id", "image", "mask"),
     clinical_names: Sequence[str] | None = (),
     *,
     label_values: Mapping[str, int] | None = None,
     warn: Callable[[str], None] | None = None,
-) -> list[ManifestRow]:
+) -> list[CohortRow]:
     """Read and validate a cohort manifest CSV.
 
     Args:
@@ -86,7 +86,7 @@ def read_manifest(
         required: columns that must be present and non-empty in every row (add "label" for
             training and evaluation).
         clinical_names: the bundle's clinical variable names; other unreserved columns are
-            reported through ``warn`` and kept in ``ManifestRow.extra``. None accepts every
+            reported through ``warn`` and kept in ``CohortRow.extra``. None accepts every
             unreserved column as clinical (e.g. before a bundle exists).
         label_values: accepted label texts besides "0"/"1", compared without case, e.g.
             {"malignant": 1, "benign": 0} (the bundle's positive class -> 1).
@@ -123,7 +123,7 @@ def read_manifest(
 
     labels = {"0": 0, "1": 1, **{k.strip().lower(): int(v) for k, v in (label_values or {}).items()}}
     base = path.parent
-    rows: list[ManifestRow] = []
+    rows: list[CohortRow] = []
     for row_number, cells in records:
         if len(cells) > len(header):
             raise ManifestError(
@@ -146,7 +146,7 @@ def _row(
     known: set[str],
     labels: dict[str, int],
     base: Path,
-) -> ManifestRow:
+) -> CohortRow:
     case_id = values.get("case_id", "")
     where = f"manifest '{name}' row {row_number}" + (f" (case '{case_id}')" if case_id else "")
     if "case_id" in values and not case_id:
@@ -177,7 +177,7 @@ def _row(
             raise ManifestError(f"{where}: label '{label_raw}' is not one of {accepted}")
 
     image, mask = values.get("image", ""), values.get("mask", "")
-    return ManifestRow(
+    return CohortRow(
         row_number=row_number,
         case_id=case_id,
         image=image,
@@ -246,7 +246,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return [h.strip() for h in header], records
 
 
-def _check_unique(name: str, rows: list[ManifestRow]) -> None:
+def _check_unique(name: str, rows: list[CohortRow]) -> None:
     where: dict[str, list[int]] = {}
     for r in rows:
         where.setdefault(r.case_id, []).append(r.row_number)

@@ -530,7 +530,7 @@ def train_from_manifest(
     clinical_names = [v["name"] for v in config.clinical.variables]
 
     def read(path: Path) -> list[Any]:
-        return manifest_mod.read_manifest(
+        return manifest_mod.read_cohort_csv(
             path,
             required=("case_id", "image", "mask", "label"),
             clinical_names=clinical_names,

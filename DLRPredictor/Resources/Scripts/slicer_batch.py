@@ -32,9 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _predict_in_scene(scene, pred, job, stability, scenes_dir):
     """One case through the application's scene; its nodes are removed afterwards."""
-    from DLRPredictorLib import api
     from DLRPredictorLib.inputs import images, lesion
     from DLRPredictorLib.scene import scene_io
+    from DLRPredictorLib.scene.case_scene import write_outputs
 
     volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
     mask = lesion.read_mask(job["mask"], volume, segment=job.get("segment") or None)
@@ -44,7 +44,7 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir):
         with guard:
             vnode = scene_io.add_volume_node(scene, volume, job["case_id"])
             scene_io.add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation")
-            api.write_outputs(scene, vnode, pred, result)
+            write_outputs(scene, vnode, pred, result)
             if scenes_dir is not None:
                 scene_io.save_scene(scene, Path(scenes_dir) / f"{job['case_id']}.mrb")
     finally:
@@ -59,7 +59,7 @@ def main(argv):
 
     args = _parser().parse_args(argv)
     try:
-        summary = batch.predict_manifest_in_process(
+        summary = batch.predict_cohort_in_process(
             args.manifest,
             args.out,
             bundle_path=args.bundle,

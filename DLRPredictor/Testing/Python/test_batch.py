@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from DLRPredictorLib.cohort import batch
-from DLRPredictorLib.inference import predictor
+from DLRPredictorLib.cohort import batch, pool
+from DLRPredictorLib.cohort import journal as journal_mod
+from DLRPredictorLib.cohort import rows as rows_mod
 from DLRPredictorLib.inputs import cohort_csv as manifest
 from DLRPredictorLib.scene import scene_io
 
@@ -33,7 +34,7 @@ def _crash_on_marked_case(job: dict) -> dict:
     """A worker that dies like a library fault (no exception, no cleanup) on cases named crash*."""
     if job["case_id"].startswith("crash"):
         os._exit(70)
-    return batch._predict_row(job)
+    return pool._predict_row(job)
 
 
 def _report_worker_state(job: dict) -> dict:
@@ -41,7 +42,7 @@ def _report_worker_state(job: dict) -> dict:
     import SimpleITK as sitk
     from threadpoolctl import threadpool_info
 
-    pred = batch._WORKER["predictor"]
+    pred = pool._WORKER["predictor"]
     return {
         "case_id": job["case_id"],
         "parent": os.getppid(),
@@ -55,9 +56,9 @@ def _report_worker_state(job: dict) -> dict:
 
 
 def _run_two_workers(jobs: list[dict], bundle: Path, bundle_id: str, worker) -> list[dict]:
-    """The rows of ``batch._run_pool`` with two single-threaded workers running ``worker``."""
+    """The rows of ``pool.run_pool`` with two single-threaded workers running ``worker``."""
     rows: list[dict] = []
-    batch._run_pool(jobs, 2, (str(bundle), 1, None, False), rows.append, bundle_id=bundle_id, worker=worker)
+    pool.run_pool(jobs, 2, (str(bundle), 1, None, False), rows.append, bundle_id=bundle_id, worker=worker)
     return rows
 
 
@@ -104,7 +105,7 @@ class Cohort:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, synthetic_cohort: Path) -> Cohort:
-    rows = manifest.read_manifest(synthetic_cohort, clinical_names=None, label_values=LABELS)[:N_GOOD]
+    rows = manifest.read_cohort_csv(synthetic_cohort, clinical_names=None, label_values=LABELS)[:N_GOOD]
     good_rows = [
         {
             "case_id": r.case_id,
@@ -153,7 +154,7 @@ def reference_run(tmp_path_factory, tiny_bundle, cohort) -> list[dict[str, str]]
     after a crash) must give exactly the same text in every result cell."""
     folder = tmp_path_factory.mktemp("reference")
     m = _write_manifest(folder / "good.csv", cohort.good)
-    summary = batch.predict_manifest(m, folder / "results.csv", tiny_bundle, jobs=2, show_progress=False)
+    summary = batch.predict_cohort(m, folder / "results.csv", tiny_bundle, jobs=2, show_progress=False)
     assert (summary.n_cases, summary.n_ok, summary.n_error, summary.n_skipped) == (N_GOOD, N_GOOD, 0, 0)
     rows = _read_csv(folder / "results.csv")
     # Manifest order, not the order in which the two workers finished.
@@ -173,7 +174,7 @@ def test_mixed_cohort_reports_each_broken_case_in_its_row_and_writes_scenes(
     out = tmp_path / "out" / "results.csv"
     scenes = tmp_path / "scenes"
 
-    summary = batch.predict_manifest(m, out, tiny_bundle, jobs=1, scenes_dir=scenes, show_progress=False)
+    summary = batch.predict_cohort(m, out, tiny_bundle, jobs=1, scenes_dir=scenes, show_progress=False)
 
     assert (summary.n_cases, summary.n_ok, summary.n_error) == (8, N_GOOD, 5)
     rows = _read_csv(out)
@@ -240,7 +241,7 @@ def _check_case_scene(scene, good: dict[str, str], row: dict[str, str]) -> None:
 
 def _interrupt_after(monkeypatch, n_rows: int) -> None:
     """Make the driver stop like Ctrl-C right after the n-th journal row is safely on disk."""
-    original = batch._Journal.write
+    original = journal_mod.Journal.write
     written = []
 
     def write(self, row):
@@ -249,7 +250,7 @@ def _interrupt_after(monkeypatch, n_rows: int) -> None:
         if len(written) >= n_rows:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(batch._Journal, "write", write)
+    monkeypatch.setattr(journal_mod.Journal, "write", write)
 
 
 def test_interrupted_runs_resume_to_exactly_one_row_per_case(
@@ -262,13 +263,13 @@ def test_interrupted_runs_resume_to_exactly_one_row_per_case(
     journal = tmp_path / "results.csv.journal"
     # A results file left by an older model: its answers must not be taken for this bundle's.
     stale = [{**r, "bundle_id": "older-model@0.9", "probability": "0.5"} for r in reference_run]
-    batch.write_csv_atomic(out, stale, list(reference_run[0]))
+    rows_mod.write_csv_atomic(out, stale, list(reference_run[0]))
     stale_text = out.read_text()
 
     # Two interruptions in a row, one finished case each: the first in the worker pool, the
     # second in the calling process (same journal; this also saves starting another worker).
     # One worker: with two, which case finishes first is a race.
-    runs = (functools.partial(batch.predict_manifest, jobs=1), batch.predict_manifest_in_process)
+    runs = (functools.partial(batch.predict_cohort, jobs=1), batch.predict_cohort_in_process)
     for n_done, run in enumerate(runs, start=1):
         with monkeypatch.context() as patch:
             _interrupt_after(patch, 1)
@@ -285,7 +286,7 @@ def test_interrupted_runs_resume_to_exactly_one_row_per_case(
     with open(journal, "a", encoding="utf-8", newline="") as f:
         f.write(torn.getvalue().rstrip("\r\n"))
 
-    summary = batch.predict_manifest(m, out, tiny_bundle, jobs=1, show_progress=False)
+    summary = batch.predict_cohort(m, out, tiny_bundle, jobs=1, show_progress=False)
 
     rows = _read_csv(out)
     assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
@@ -320,7 +321,7 @@ def test_a_crashing_worker_fails_only_its_own_case(tiny_bundle, bundle_id, cohor
     by_id = {r["case_id"]: r for r in rows}
     crashed = by_id.pop("crash_case")
     assert crashed["status"] == "error"
-    assert crashed["error"] == batch.CRASH_MESSAGE and "\n" not in crashed["error"]
+    assert crashed["error"] == pool.CRASH_MESSAGE and "\n" not in crashed["error"]
     assert crashed["bundle_id"] == bundle_id
     assert {cid: (r["status"], r.get("probability")) for cid, r in by_id.items()} == {
         r["case_id"]: ("ok", r["probability"]) for r in reference_run
@@ -336,7 +337,7 @@ def test_in_process_run_gives_the_workers_results_and_isolates_case_errors(
     order = [cohort.good[0], cohort.broken["missing_image"], *cohort.good[1:]]
     m = _write_manifest(tmp_path / "cohort.csv", order)
 
-    summary = batch.predict_manifest_in_process(m, tmp_path / "results.csv", tiny_bundle, show_progress=False)
+    summary = batch.predict_cohort_in_process(m, tmp_path / "results.csv", tiny_bundle, show_progress=False)
 
     rows = _read_csv(tmp_path / "results.csv")
     assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
@@ -356,9 +357,9 @@ def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort
             raise LesionError("the lesion touches the image border on every side")
         if job["case_id"] == second:
             raise RuntimeError("a bug\nwith two lines")
-        return predictor.predict_manifest_row(pred, job)
+        return rows_mod.predict_cohort_row(pred, job)
 
-    summary = batch.predict_manifest_in_process(
+    summary = batch.predict_cohort_in_process(
         m, tmp_path / "results.csv", tiny_bundle, predict_job=predict_job, show_progress=False
     )
 
@@ -375,7 +376,7 @@ def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (3, 3), (16, 4), (None, 1)])
 def test_default_jobs_is_one_worker_per_core_at_most_four(monkeypatch, cores, expected):
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    assert batch.default_jobs() == expected
+    assert pool.default_jobs() == expected
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")

@@ -56,7 +56,7 @@ def _write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
 
 @pytest.fixture(scope="module")
 def first_case(synthetic_cohort: Path) -> dict[str, str]:
-    row = manifest.read_manifest(synthetic_cohort, clinical_names=None, label_values=LABELS)[0]
+    row = manifest.read_cohort_csv(synthetic_cohort, clinical_names=None, label_values=LABELS)[0]
     return {
         "case_id": row.case_id,
         "image": str(row.resolved_image),
@@ -183,7 +183,7 @@ def test_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batch, "predict_manifest", interrupted)
+    monkeypatch.setattr(batch, "predict_cohort", interrupted)
     code = cli.main(["predict", str(tmp_path / "c.csv"), "--out", str(tmp_path / "r.csv")])
     assert code == 130
     err = capsys.readouterr().err.strip().splitlines()

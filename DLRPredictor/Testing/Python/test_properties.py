@@ -250,7 +250,7 @@ def test_manifest_reading_never_fails_other_than_with_a_manifest_error(tmp_path:
     path = tmp_path / "m.csv"
     path.write_text(text, encoding="utf-8")
     try:
-        rows = manifest.read_manifest(path, clinical_names=["age"], warn=lambda line: None)
+        rows = manifest.read_cohort_csv(path, clinical_names=["age"], warn=lambda line: None)
     except DLRError as exc:
         assert str(exc) and "\n" not in str(exc)
         return

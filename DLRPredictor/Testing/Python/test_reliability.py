@@ -1,6 +1,6 @@
 """The failure catalogue (docs/FAILURES.md): every bad input through the real predictor.
 
-One cohort run (`batch.predict_manifest`, one worker, scenes on) holds one manifest row per
+One cohort run (`batch.predict_cohort`, one worker, scenes on) holds one manifest row per
 catalogue entry, each made from one case of the synthetic training cohort by a single defect;
 each entry's test then reads its own row: the status, the message (what is wrong, with which
 input, what to do; one line, no traceback), the warnings of a prediction that is still made, and
@@ -56,7 +56,7 @@ class Base:
 def base(synthetic_cohort: Path) -> Base:
     """The first cohort case with complete clinical values whose lesion needs no warning."""
     labels = {"malignant": 1, "benign": 0}
-    for row in manifest.read_manifest(
+    for row in manifest.read_cohort_csv(
         synthetic_cohort, clinical_names=["age", "birads"], label_values=labels
     ):
         if not (row.clinical.get("age") and row.clinical.get("birads")):
@@ -488,7 +488,7 @@ def cohort(tmp_path_factory, tiny_bundle: Path, base: Base) -> CohortRun:
     before = _tree_digest(data)
     warned: list[str] = []
     out, scenes = out_dir / "results.csv", out_dir / "scenes"
-    batch.predict_manifest(
+    batch.predict_cohort(
         manifest_path, out, tiny_bundle, jobs=1, scenes_dir=scenes, show_progress=False, warn=warned.append
     )
     with open(out, newline="", encoding="utf-8") as f:
@@ -601,7 +601,7 @@ def test_manifest_errors_stop_before_any_output(
     manifest_path = _write_manifest(tmp_path / "manifest.csv", header, rows)
     out = tmp_path / "out" / "results.csv"
     with pytest.raises(ManifestError) as info:
-        batch.predict_manifest(manifest_path, out, tiny_bundle, show_progress=False)
+        batch.predict_cohort(manifest_path, out, tiny_bundle, show_progress=False)
     for fragment in fragments:
         assert fragment in str(info.value)
     assert not out.parent.exists()

@@ -167,7 +167,7 @@ def test_segment_in_a_shared_labelmap_returns_only_its_own_voxels(scene, image_n
     other = np.zeros_like(lesion)
     other[0, 0:2, 0:2] = 1
     seg_node, lesion_id = scene_io.add_segmentation_from_mask(scene, lesion, image_node, "seg")
-    other_image = scene_io._oriented_image_from_mask(other, image_node)
+    other_image = scene_io.oriented_image_from_mask(other, image_node)
     other_id = seg_node.AddSegmentFromBinaryLabelmapRepresentation(other_image, "Other", (0.0, 1.0, 0.0))
     segmentation = seg_node.GetSegmentation()
     segmentation.CollapseBinaryLabelmaps(False)

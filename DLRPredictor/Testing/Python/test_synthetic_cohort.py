@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from DLRPredictorLib.base.errors import InputError
-from DLRPredictorLib.inputs.cohort_csv import read_manifest
+from DLRPredictorLib.inputs.cohort_csv import read_cohort_csv
 from DLRPredictorLib.inputs.images import read_image
 from DLRPredictorLib.inputs.lesion import read_mask, representative_slice
 from DLRPredictorLib.inputs.synthetic_cohort import MANIFEST_COLUMNS, write_cohort
@@ -32,7 +32,7 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
 def _measure(manifest: Path) -> dict[str, np.ndarray]:
     """Per image: label, mask solidity, posterior echo ratio (below the lesion / beside it), age."""
     out = defaultdict(list)
-    for row in read_manifest(
+    for row in read_cohort_csv(
         manifest,
         required=("case_id", "image", "mask", "label"),
         clinical_names=None,
@@ -94,7 +94,7 @@ def test_manifest_columns_ids_and_balance(cohorts):
 
 def test_readable_by_the_manifest_reader_and_lesions_usable(cohorts):
     manifest = cohorts["a"]
-    rows = read_manifest(
+    rows = read_cohort_csv(
         manifest,
         required=("case_id", "image", "mask", "label"),
         clinical_names=["age", "birads"],

@@ -290,7 +290,7 @@ def heldout_manifest(tmp_path_factory, synthetic_cohort) -> Path:
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory, tiny_bundle, heldout_manifest) -> Path:
     report = tmp_path_factory.mktemp("report") / "tiny_eval"
-    return batch.evaluate_manifest(heldout_manifest, report, bundle_path=tiny_bundle)
+    return batch.evaluate_cohort(heldout_manifest, report, bundle_path=tiny_bundle)
 
 
 def test_evaluate_writes_a_report_matching_the_training_evaluation(evaluation, tiny_bundle, heldout_manifest):
@@ -320,7 +320,7 @@ def test_evaluate_a_cohort_without_clinical_data(tmp_path, tiny_bundle, heldout_
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    out = batch.evaluate_manifest(image_only, tmp_path / "rep", bundle_path=tiny_bundle)
+    out = batch.evaluate_cohort(image_only, tmp_path / "rep", bundle_path=tiny_bundle)
     metrics = pd.read_csv(out / "metrics.csv").set_index("score")
     assert "score_combined" not in metrics.index
     assert {"probability", "score_rad", "score_dl", "score_dlr"} <= set(metrics.index)

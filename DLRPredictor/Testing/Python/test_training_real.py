@@ -117,7 +117,7 @@ def test_real_bundle_loads_and_verifies(real_run):
 
 @pytest.fixture(scope="module")
 def evaluation(real_run) -> Path:
-    return batch.evaluate_manifest(
+    return batch.evaluate_cohort(
         real_run["other"], real_run["root"] / "eval", bundle_path=real_run["bundle"]
     )
 
@@ -125,7 +125,7 @@ def evaluation(real_run) -> Path:
 def test_real_bundle_predicts_and_evaluates_unseen_cases(real_run, evaluation):
     report = evaluation
     assert (report / "index.html").is_file() and (report / "metrics.csv").is_file()
-    # evaluate_manifest runs batch.predict_manifest: its results CSV is checked here.
+    # evaluate_cohort runs batch.predict_cohort: its results CSV is checked here.
     results = pd.read_csv(report.with_name(report.name + "_predictions.csv"))
     assert len(results) == 2 * N_EVAL_PER_CLASS
     assert (results["status"] == "ok").all(), results["error"].tolist()

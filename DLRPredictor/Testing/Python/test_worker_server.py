@@ -34,13 +34,13 @@ _PROBE = textwrap.dedent(
     import json, os, sys
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
-    from DLRPredictorLib.cohort import batch, worker_server
+    from DLRPredictorLib.cohort import pool, worker_server
 
     bundle = sys.argv[1]
-    batch.start_worker_server(Path(bundle) if bundle else None)
+    pool.start_worker_server(Path(bundle) if bundle else None)
     leaked = worker_server.BUNDLE_ENV in os.environ
-    with ProcessPoolExecutor(1, mp_context=batch.worker_context()) as pool:
-        view = pool.submit(eval, {_WORKER_VIEW!r}).result()
+    with ProcessPoolExecutor(1, mp_context=pool.worker_context()) as executor:
+        view = executor.submit(eval, {_WORKER_VIEW!r}).result()
     view["env_leaked_in_driver"] = leaked
     view["driver_state"] = worker_server.STATE
     print(json.dumps(view))

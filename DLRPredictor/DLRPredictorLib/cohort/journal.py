@@ -1,0 +1,89 @@
+"""The journal that makes a cohort run resumable.
+
+Every finished case is appended as one complete CSV line to a journal (``RESULTS.csv.journal``),
+flushed and fsynced. A rerun reads the journal (a torn last line is ignored) and the previous
+results file, and reuses the cases already done with status ``ok`` by the same bundle (and with
+stability columns when asked); the others are retried.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+
+def journal_path(out: Path) -> Path:
+    """The journal of a results CSV: ``RESULTS.csv.journal`` next to it."""
+    return out.with_name(out.name + ".journal")
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a results CSV or journal; a torn last line (no newline) is dropped."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [r for r in rows if r.get("case_id") and r.get("status") in ("ok", "error")]
+
+
+def done_rows(out: Path) -> dict[str, dict[str, str]]:
+    """The finished rows of a previous run by case id: the results CSV, then its journal."""
+    done: dict[str, dict[str, str]] = {}
+    for path in (out, journal_path(out)):
+        for row in _read_rows(path):
+            done[row["case_id"]] = row  # the journal, read last, wins
+    return done
+
+
+def reusable(row: dict[str, str], bundle_id: str, stability: bool) -> bool:
+    """Whether a previous row answers this run: same bundle, status ok, stability when asked."""
+    if row.get("status") != "ok" or row.get("bundle_id") != bundle_id:
+        return False  # an error is retried; another bundle's answer is not this bundle's
+    return not stability or bool(row.get("stability_min"))
+
+
+class Journal:
+    """Append-only CSV of finished rows; each row flushed and fsynced before the next."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        """Open (or start) the journal at ``path``; one with other columns is moved to ``.old``."""
+        self.columns = columns
+        existing = path.exists() and path.stat().st_size > 0
+        if existing:
+            header = path.read_text(encoding="utf-8").split("\n", 1)[0].split(",")
+            if header != columns:
+                # Columns changed (other bundle): keep what it holds by moving it aside.
+                path.replace(path.with_name(path.name + ".old"))
+                existing = False
+            else:
+                self._truncate_torn_line(path)
+        self.file = open(path, "a", encoding="utf-8", newline="")  # closed in close()
+        self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
+        if not existing:
+            self.writer.writeheader()
+            self._sync()
+
+    @staticmethod
+    def _truncate_torn_line(path: Path) -> None:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def _sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one finished row, on disk before this returns."""
+        self.writer.writerow(row)
+        self._sync()
+
+    def close(self) -> None:
+        """Close the file (the journal stays until the results CSV is written)."""
+        self.file.close()
