@@ -1,6 +1,6 @@
 """What runs inside 3D Slicer stays Python 3.9 code (Slicer 5.4-5.8 embed 3.9, 5.10+ 3.12).
 
-In scope: DLRPredictor.py, DLRPredictorLib/*.py and Resources/Scripts/*.py. The tests themselves
+In scope: DLRPredictor.py, every module of DLRPredictorLib (subpackages included) and Resources/Scripts/*.py. The tests themselves
 may use newer Python. Three checks, each shown able to fail on a sample:
 (a) vermin (pinned in requirements.txt) finds no construct or library use newer than 3.9:
     ``zip(strict=)``, ``match``, ``int.bit_count``, ``itertools.pairwise``, ``typing.TypeAlias``,
@@ -30,7 +30,7 @@ TARGET = "3.9"
 def slicer_python_files() -> list[Path]:
     """The Python files that run inside Slicer."""
     files = [MODULE_DIR / "DLRPredictor.py"]
-    files += sorted((MODULE_DIR / "DLRPredictorLib").glob("*.py"))
+    files += sorted(p for p in (MODULE_DIR / "DLRPredictorLib").rglob("*.py") if "__pycache__" not in p.parts)
     files += sorted((MODULE_DIR / "Resources" / "Scripts").glob("*.py"))
     return files
 
@@ -38,6 +38,8 @@ def slicer_python_files() -> list[Path]:
 def test_scope_is_what_slicer_runs():
     names = {path.relative_to(MODULE_DIR).as_posix() for path in slicer_python_files()}
     assert {"DLRPredictor.py", "DLRPredictorLib/base/compat.py", "DLRPredictorLib/api.py"} <= names
+    # every subpackage module runs in Slicer too
+    assert {"DLRPredictorLib/inference/predictor.py", "DLRPredictorLib/scene/adapter.py"} <= names
     assert any(name.startswith("Resources/Scripts/") for name in names)
 
 
