@@ -122,9 +122,10 @@ class WarmBench:
 
     def stages(self, c: SceneCase) -> dict[str, float]:
         """The stages in sequence through their public functions; seconds per stage."""
-        from DLRPredictorLib.deep import deep_model as dfe
+        from DLRPredictorLib.deep.heatmap import heatmap_to_slice, heatmap_volume
         from DLRPredictorLib.features import radiomics as rf
         from DLRPredictorLib.inference import predictor
+        from DLRPredictorLib.inputs.crops import lesion_crop
         from DLRPredictorLib.scene import scene_io
         from DLRPredictorLib.scene.case_scene import write_outputs
 
@@ -142,10 +143,10 @@ class WarmBench:
             if not pred.pipeline.uses_cnn:
                 return None
             model = pred.deep_model()
-            crop, box = dfe.lesion_crop(lesion, pred.pipeline.crop_spec())
+            crop, box = lesion_crop(lesion, pred.pipeline.crop_spec())
             vector, cam, _prob = model.features_and_gradcam(crop)
-            cam_slice = dfe.heatmap_to_slice(cam, box, lesion.image.shape)
-            dfe.heatmap_volume(cam_slice, volume.shape, lesion.slice_index)
+            cam_slice = heatmap_to_slice(cam, box, lesion.image.shape)
+            heatmap_volume(cam_slice, volume.shape, lesion.slice_index)
             return vector
 
         vector, t["deep"] = _timed(deep_stage)

@@ -16,10 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The package is installed editable in .venv; this also lets another interpreter find it.
-if str(REPO_ROOT / "DLRPredictor") not in sys.path:
-    sys.path.append(str(REPO_ROOT / "DLRPredictor"))
+REPO_ROOT = Path(__file__).resolve().parents[1]  # DLRPredictorLib comes from .venv (editable)
 
 EXIT_NO_BUNDLE = 2
 EXIT_TARGET_FAILED = 1

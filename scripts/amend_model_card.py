@@ -14,8 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DLRPredictor"))
-
 from DLRPredictorLib.bundle.manifest import MODEL_CARD_NAME
 from DLRPredictorLib.bundle.verify import load_bundle
 from DLRPredictorLib.bundle.write import write_bundle

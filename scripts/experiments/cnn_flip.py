@@ -17,7 +17,7 @@ import argparse
 import json
 
 import numpy as np
-from common import EXP_DIR, load_cases, logit, print_flush, split_masks, use_library
+from common import EXP_DIR, load_cases, logit, print_flush, split_masks
 
 VARIANTS = ["exact", "ellipse"]
 
@@ -35,9 +35,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Predict plain and flipped crops; print and save the AUCs."""
     args = parse_args()
-    use_library()
-    from DLRPredictorLib.deep import deep_model as deep_features
-    from DLRPredictorLib.training.trainer import data as training_data
+    from DLRPredictorLib.deep.deep_model import DeepModel
+    from DLRPredictorLib.inputs.crops import CropSpec
+    from DLRPredictorLib.training import data as training_data
     from safetensors.numpy import load_file
     from sklearn.metrics import roc_auc_score
 
@@ -45,12 +45,12 @@ def main() -> None:
     record = json.loads((folder / "checkpoint.json").read_text())
     tensors = load_file(str(folder / record["weights_file"]))
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
-    model = deep_features.DeepModel.from_state_dict(best, args.arch)
+    model = DeepModel.from_state_dict(best, args.arch)
 
     cases, split = load_cases(VARIANTS)
     y = np.array([c.label for c in cases])
     dataset = np.array([c.dataset for c in cases])
-    spec = deep_features.CropSpec(margin_fraction=args.margin, size=args.size, square=True)
+    spec = CropSpec(margin_fraction=args.margin, size=args.size, square=True)
     crops = training_data.crops_array(cases, VARIANTS, spec)
     _, test = split_masks(split, dataset)
     out = {"y": y, "split": split, "ds": dataset, "ids": np.array([c.case_id for c in cases])}

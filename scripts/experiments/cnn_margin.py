@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import EXP_DIR, add_crop_arguments, load_cases, print_flush, split_masks, use_library
+from common import EXP_DIR, add_crop_arguments, load_cases, print_flush, split_masks
 
 VARIANTS = ["exact", "ellipse"]
 BATCH_SIZE = 32
@@ -46,17 +46,17 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Train, evaluate and save the CNN outputs."""
     args = parse_args()
-    use_library()
-    from DLRPredictorLib.deep import deep_model as deep_features
-    from DLRPredictorLib.training.cnn import CnnTrainConfig, train_cnn
-    from DLRPredictorLib.training.trainer import data as training_data
+    from DLRPredictorLib.inputs.crops import CropSpec
+    from DLRPredictorLib.training import data as training_data
+    from DLRPredictorLib.training.cnn import train_cnn
+    from DLRPredictorLib.training.cnn_config import CnnTrainConfig
     from sklearn.metrics import roc_auc_score
 
     cases, split = load_cases(VARIANTS)
     y = np.array([c.label for c in cases])
     groups = np.array([c.patient_id for c in cases])
     dataset = np.array([c.dataset for c in cases])
-    spec = deep_features.CropSpec(margin_fraction=args.margin, size=args.size, square=True)
+    spec = CropSpec(margin_fraction=args.margin, size=args.size, square=True)
     crops = training_data.crops_array(cases, VARIANTS, spec)
     print_flush(f"crops {crops.shape}")
 

@@ -1,16 +1,16 @@
 """Shared pieces of the experiment scripts: paths, cohort loading, feature matrices, models.
 
 Every script resolves its paths from the repository root (so it can run from any directory) and
-imports DLRPredictorLib from this checkout's DLRPredictor folder. The cohort is the one the bundled
-model was built on (see scripts/make_manifests.py): ``out/manifests/combined_train.csv`` (BUS-BRA
-official folds 1-4 + 70 % of BrEaST) and ``out/manifests/combined_test.csv``; results are reported
-on the BUS-BRA part of the test manifest (official fold 5).
+imports DLRPredictorLib as installed (editable) in .venv: run them with ``.venv/bin/python``.
+The cohort is the one the bundled model was built on (see scripts/make_manifests.py):
+``out/manifests/combined_train.csv`` (BUS-BRA official folds 1-4 + 70 % of BrEaST) and
+``out/manifests/combined_test.csv``; results are reported on the BUS-BRA part of the test
+manifest (official fold 5).
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,6 @@ TEST_DATASET = "BUS-BRA"
 PROBABILITY_CLIP = 1e-6
 
 
-def use_library() -> None:
-    """Make DLRPredictorLib importable from this checkout's DLRPredictor folder."""
-    lib_parent = str(ROOT / "DLRPredictor")
-    if lib_parent not in sys.path:
-        sys.path.insert(0, lib_parent)
-
-
 def print_flush(line: str) -> None:
     """Print one progress line at once (the scripts are usually run with output to a log file)."""
     print(line, flush=True)
@@ -60,10 +53,9 @@ def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush
     Returns:
         (list of training_data.TrainingCase, array of "train" / "test" per case).
     """
-    use_library()
     from DLRPredictorLib.base.errors import DLRError
     from DLRPredictorLib.inputs import cohort_csv as manifest
-    from DLRPredictorLib.training.trainer import data as training_data
+    from DLRPredictorLib.training import data as training_data
 
     cases = []
     split = []

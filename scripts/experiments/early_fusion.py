@@ -36,7 +36,6 @@ from common import (
     print_flush,
     radiomics_matrix,
     split_masks,
-    use_library,
 )
 
 DL_VARIANTS = ("exact", "ellipse")
@@ -55,7 +54,6 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     """Fit Rad, DL and early-fusion DLR on the training split; print their held-out AUCs."""
-    use_library()
     import pandas as pd
     from DLRPredictorLib.models.signatures import DeepFeatureReducer, Signature, early_fusion
     from DLRPredictorLib.training.config import load_config

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import EXP_DIR, RADIOMICS_CACHE, load_cases, print_flush, use_library
+from common import EXP_DIR, RADIOMICS_CACHE, load_cases, print_flush
 
 CROP_MARGIN = 0.15
 
@@ -48,11 +48,10 @@ def parse_args() -> argparse.Namespace:
 
 def crop_stack(cases: list, variant: str, size: int) -> np.ndarray:
     """(cases, size, size) float32 lesion crops of one variant."""
-    use_library()
-    from DLRPredictorLib.deep import deep_model as deep_features
+    from DLRPredictorLib.inputs.crops import CropSpec, lesion_crop
 
-    spec = deep_features.CropSpec(margin_fraction=CROP_MARGIN, size=size, square=True)
-    crops = [deep_features.lesion_crop(case.variants[variant], spec)[0] for case in cases]
+    spec = CropSpec(margin_fraction=CROP_MARGIN, size=size, square=True)
+    crops = [lesion_crop(case.variants[variant], spec)[0] for case in cases]
     return np.stack(crops).astype(np.float32)
 
 
@@ -60,9 +59,8 @@ def main() -> None:
     """Compute and save the cache."""
     args = parse_args()
     variants = args.variants.split(",")
-    use_library()
     from DLRPredictorLib.features import radiomics as radiomics_features
-    from DLRPredictorLib.training.trainer import data as training_data
+    from DLRPredictorLib.training import data as training_data
 
     params = radiomics_features.load_parameters(args.params)
     cases, split = load_cases(variants)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import EXP_DIR, add_crop_arguments, load_cases, print_flush, use_library
+from common import EXP_DIR, add_crop_arguments, load_cases, print_flush
 
 VARIANTS = ["exact", "ellipse"]
 SEED = 42
@@ -39,15 +39,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Pretrain and save the backbone."""
     args = parse_args()
-    use_library()
-    from DLRPredictorLib.deep import deep_model as deep_features
+    from DLRPredictorLib.deep.weights import WEIGHTS_FORMAT
+    from DLRPredictorLib.inputs.crops import CropSpec
+    from DLRPredictorLib.training import data as training_data
     from DLRPredictorLib.training.ssl import SslConfig, pretrain_simclr
-    from DLRPredictorLib.training.trainer import data as training_data
     from safetensors.numpy import save_file
 
     cases, split = load_cases(VARIANTS)
     train = [c for c, s in zip(cases, split, strict=True) if s == "train"]
-    spec = deep_features.CropSpec(margin_fraction=args.margin, size=args.size, square=True)
+    spec = CropSpec(margin_fraction=args.margin, size=args.size, square=True)
     data = training_data.crops_array(train, VARIANTS, spec)
     print_flush(f"training crops {tuple(data.shape)} (labels unused)")
     cfg = SslConfig(
@@ -62,7 +62,7 @@ def main() -> None:
     result = pretrain_simclr(data, cfg, checkpoint_dir=EXP_DIR / f"ckpt_ssl_{args.tag}", log=print_flush)
     out = EXP_DIR / f"ssl_{args.tag}.safetensors"
     save_file(result.state_dict, str(out),
-              metadata={"format": deep_features.WEIGHTS_FORMAT, "arch": "resnet18", "ssl": "simclr"})
+              metadata={"format": WEIGHTS_FORMAT, "arch": "resnet18", "ssl": "simclr"})
     print_flush(f"backbone written to {out} (weights sha256 {result.digest()})")
 
 

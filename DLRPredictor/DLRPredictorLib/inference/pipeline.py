@@ -127,7 +127,7 @@ class FrozenPipeline:
         return names
 
     def crop_spec(self) -> Any:
-        from ..deep.deep_model import CropSpec
+        from ..inputs.crops import CropSpec
 
         return CropSpec(**self.crop)
 

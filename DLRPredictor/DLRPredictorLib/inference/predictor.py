@@ -18,6 +18,7 @@ import numpy as np
 
 from ..base.case import ImageVolume, LesionSlice
 from ..base.errors import InputError
+from ..inputs import contours
 from ..inputs import lesion as lesion_mod
 from .results import CasePrediction, StabilityResult
 
@@ -209,22 +210,23 @@ class Predictor:
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         if not self.pipeline.uses_cnn:
             return None, None
-        from ..deep import deep_model as dfe
+        from ..deep.heatmap import heatmap_to_slice, heatmap_volume
+        from ..inputs.crops import lesion_crop
 
         model = self.deep_model()
-        crop, box = dfe.lesion_crop(lesion, self.pipeline.crop_spec())
+        crop, box = lesion_crop(lesion, self.pipeline.crop_spec())
         if not heatmap:
             return model.features(crop[None])[0], None
         vector, cam, _prob = model.features_and_gradcam(crop)
-        cam_slice = dfe.heatmap_to_slice(cam, box, lesion.image.shape)
-        return vector, dfe.heatmap_volume(cam_slice, volume_shape, lesion.slice_index)
+        cam_slice = heatmap_to_slice(cam, box, lesion.image.shape)
+        return vector, heatmap_volume(cam_slice, volume_shape, lesion.slice_index)
 
     def _stability(
         self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction
     ) -> StabilityResult:
         names, probs = ["as drawn"], [base.probability]
         for op, radius in STABILITY_PERTURBATIONS:
-            fn = lesion_mod.erode_mask if op == "erode" else lesion_mod.dilate_mask
+            fn = contours.erode_mask if op == "erode" else contours.dilate_mask
             try:
                 mask2d = fn(lesion.mask, radius)
             except InputError:

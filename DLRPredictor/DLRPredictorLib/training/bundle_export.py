@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..base.json_values import to_json_value
 from ..base.version import __version__
 from ..evaluation.summary import flatten_score
-from .config import TrainConfig
+from .config import config_to_dict
+from .run import TrainingRun
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..inference.pipeline import FrozenPipeline
 
 
 def _youden(y: np.ndarray, p: np.ndarray) -> float:
@@ -21,48 +26,73 @@ def _youden(y: np.ndarray, p: np.ndarray) -> float:
     return float(youden_cutoff(y, p))
 
 
-def frozen_cutoffs(result: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+def frozen_cutoffs(run: TrainingRun) -> dict[str, float]:
     """Youden cutoffs on the out-of-fold scores of the exact training contours (frozen)."""
-    exact = result["oof_exact"]
-    y = result["oof_y"][exact]
-    cut = {name: _youden(y, s[exact]) for name, s in result["oof_scores"].items()}
-    clin = result["clinical"]
+    exact = run.oof.exact
+    y = run.oof.y[exact]
+    cut = {name: _youden(y, s[exact]) for name, s in run.oof.scores.items()}
+    clin = run.clinical
     if clin is not None:
-        cut["combined"] = _youden(labels[result["oof_cases"]][clin["keep"]], clin["oof"])
+        cut["combined"] = _youden(run.cohort.labels[run.oof.exact_cases][clin.keep], clin.oof)
     return cut
 
 
-def build_pipeline(trainer: Any, result: dict[str, Any], ood: dict[str, Any], params: dict[str, Any]) -> Any:
+def ood_reference(run: TrainingRun) -> dict[str, Any]:
+    """Out-of-distribution reference: RMS z-distance over the signatures' selected inputs.
+
+    Taken on the exact contours of the training cases, with the final models' inputs.
+    """
+    sigs = run.signatures
+    cols = list(
+        dict.fromkeys(sigs["rad"].selected_features + (sigs["dl"].selected_features if "dl" in sigs else []))
+    )
+    cohort = run.cohort
+    pairs, R = cohort.rows(cohort.plan.train, ["exact"])
+    frame = cohort.frame(pairs, R, run.final_deep, sigs.get("reducer"))[cols].to_numpy(float)
+    mean, std = frame.mean(axis=0), frame.std(axis=0)
+    std[std == 0] = 1.0
+    d = np.sqrt(np.mean(((frame - mean) / std) ** 2, axis=1))
+    # Limit: the 99.5th percentile of training cases, times 1.5 (documented in the README).
+    return {
+        "columns": cols,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "threshold": float(np.quantile(d, 0.995) * 1.5),
+        "rule": "RMS z-distance > 1.5 x 99.5th pct of training",
+    }
+
+
+def build_pipeline(run: TrainingRun) -> FrozenPipeline:
     """The FrozenPipeline of a training run."""
     from ..inference.pipeline import FrozenPipeline
 
-    sigs = result["sigs"]
-    clin = result["clinical"]
-    cfg: TrainConfig = trainer.config
+    sigs = run.signatures
+    clin = run.clinical
+    cfg = run.config
     cnn = None
     if "dl" in sigs:
         cnn = {"file": "cnn.safetensors", "arch": cfg.cnn.arch, "in_channels": 1}
     return FrozenPipeline(
-        radiomics_parameters=params,
-        radiomics_columns=list(trainer.rad_names),
+        radiomics_parameters=run.radiomics_parameters,
+        radiomics_columns=list(run.cohort.rad_names),
         rad=sigs["rad"],
         dl=sigs.get("dl"),
         reducer=sigs.get("reducer"),
         dlr=sigs.get("dlr"),
-        combined=clin["model"] if clin else None,
-        nomogram=clin["nomogram"] if clin else None,
-        clinical_variables=clin["variables"] if clin else [],
-        cutoffs=frozen_cutoffs(result, trainer.labels),
+        combined=clin.model if clin else None,
+        nomogram=clin.nomogram if clin else None,
+        clinical_variables=clin.variables if clin else [],
+        cutoffs=frozen_cutoffs(run),
         default_model="combined" if clin else ("dlr" if "dlr" in sigs else "rad"),
-        ood=ood,
+        ood=ood_reference(run),
         pixel_units=cfg.image.pixel_units,
-        crop=trainer.crop,
+        crop=run.crop,
         cnn=cnn,
-        dlr_logit_range=clin["logit_range"] if clin else None,
+        dlr_logit_range=clin.logit_range if clin else None,
     )
 
 
-def _png(fig_writer: Any) -> bytes:
+def _png(fig_writer: Callable[[Path], Any]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "f.png"
         fig_writer(path)
@@ -106,54 +136,56 @@ def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
     return to_json_value(out)
 
 
-def write_trained_bundle(
-    out: Path,
-    trainer: Any,
-    result: dict[str, Any],
-    *,
-    ood: dict[str, Any],
-    config: TrainConfig,
-    params: dict[str, Any],
-    params_path: Path,
-    extra: dict[str, Any],
-) -> Path:
-    """Evaluate the held-out split, write the bundle atomically and the full report next to it."""
+def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
+    """Evaluate the held-out split, write the bundle atomically and the full report next to it.
+
+    Args:
+        out: the bundle folder (replaced only once the new bundle verifies).
+        run: the finished training run.
+
+    Returns:
+        The bundle folder.
+    """
     from ..bundle.write import write_bundle
     from .heldout import evaluate_heldout
     from .model_card import render_model_card
 
-    pipe = build_pipeline(trainer, result, ood, params)
-    deep = result["final_deep"]
-    heldout = evaluate_heldout(trainer, pipe, deep, trainer.work / "reports")
-    files: dict[str, bytes] = {"radiomics.yaml": Path(params_path).read_bytes(), **pipe.to_files()}
-    if result["net_result"] is not None:
-        from ..deep.deep_model import save_safetensors
+    config = run.config
+    reports = run.work / "reports"
+    pipe = build_pipeline(run)
+    heldout = evaluate_heldout(run, pipe, reports)
+    files: dict[str, bytes] = {
+        "radiomics.yaml": Path(run.radiomics_parameters_path).read_bytes(),
+        **pipe.to_files(),
+    }
+    if run.final_net is not None:
+        from ..deep.weights import save_safetensors
 
         with tempfile.TemporaryDirectory() as tmp:
-            files["cnn.safetensors"] = save_safetensors(
-                trainer.final_net, Path(tmp) / "w.safetensors"
-            ).read_bytes()
-    clin = result["clinical"]
+            weights = save_safetensors(run.final_net, Path(tmp) / "w.safetensors")
+            files["cnn.safetensors"] = weights.read_bytes()
+    clin = run.clinical
     if clin is not None:
-        files["nomogram.png"] = _png(lambda p: clin["nomogram"].plot(p, title=f"{config.title}: nomogram"))
-        files["nomogram.csv"] = clin["nomogram"].table().to_csv(index=False).encode()
-    plan = trainer.plan
+        files["nomogram.png"] = _png(lambda p: clin.nomogram.plot(p, title=f"{config.title}: nomogram"))
+        files["nomogram.csv"] = clin.nomogram.table().to_csv(index=False).encode()
+    cohort = run.cohort
+    plan = cohort.plan
     counts = {
-        "cases": len(trainer.cases),
+        "cases": len(cohort.cases),
         "train_cases": len(plan.train),
         "test_cases": len(plan.test),
-        "train_patients": len(set(trainer.groups[plan.train])),
-        "test_patients": len(set(trainer.groups[plan.test])),
-        "train_positive": int(trainer.labels[plan.train].sum()),
-        "test_positive": int(trainer.labels[plan.test].sum()),
-        "excluded": len(extra["excluded"]),
+        "train_patients": len(set(cohort.groups[plan.train])),
+        "test_patients": len(set(cohort.groups[plan.test])),
+        "train_positive": int(cohort.labels[plan.train].sum()),
+        "test_positive": int(cohort.labels[plan.test].sum()),
+        "excluded": len(run.excluded),
     }
-    metrics = {"heldout": summarise_metrics(heldout), "cnn_history": to_json_value(trainer.history)}
-    if trainer.pretrain_history is not None:
-        metrics["cnn_pretraining"] = to_json_value(trainer.pretrain_history)
+    metrics = {"heldout": summarise_metrics(heldout), "cnn_history": to_json_value(run.cnn_history)}
+    if run.pretrain_history is not None:
+        metrics["cnn_pretraining"] = to_json_value(run.pretrain_history)
     if clin is not None:
-        metrics["clinical_univariable"] = to_json_value(clin["univariable"])
-        metrics["clinical_multivariable"] = to_json_value(clin["multivariable"])
+        metrics["clinical_univariable"] = to_json_value(clin.univariable)
+        metrics["clinical_multivariable"] = to_json_value(clin.multivariable)
     manifest = {
         "id": config.bundle_id,
         "version": __version__,
@@ -174,7 +206,7 @@ def write_trained_bundle(
         },
         "files": {},
         "training": {
-            "datasets": list(config.training_data) or [extra["manifest"]],
+            "datasets": list(config.training_data) or [run.manifest_name],
             "split": {
                 "method": "patient-level",
                 "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
@@ -197,19 +229,19 @@ def write_trained_bundle(
         "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
         "not a diagnosis and not for use without a radiologist's reading.",
         "extra": {
-            "command": extra.get("command", ""),
-            "hardware": extra.get("hardware", ""),
+            "command": run.command,
+            "hardware": run.hardware,
             "radiomics_parameters": "radiomics.yaml",
-            "elapsed_s": round(extra["elapsed_s"], 1),
-            "training_config": to_json_value(extra["config"]),
-            "excluded_cases": len(extra["excluded"]),
+            "elapsed_s": round(run.elapsed_s, 1),
+            "training_config": to_json_value(config_to_dict(config)),
+            "excluded_cases": len(run.excluded),
         },
     }
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
     path = write_bundle(out, manifest, files)
-    (trainer.work / "reports").mkdir(parents=True, exist_ok=True)
-    (trainer.work / "reports" / "heldout_full.json").write_text(json.dumps(to_json_value(heldout), indent=1))
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "heldout_full.json").write_text(json.dumps(to_json_value(heldout), indent=1))
     return path
 
 
-__all__ = ["build_pipeline", "frozen_cutoffs", "write_trained_bundle"]
+__all__ = ["build_pipeline", "frozen_cutoffs", "ood_reference", "write_trained_bundle"]

@@ -23,7 +23,9 @@ import numpy as np
 from ..base.case import LesionSlice
 from ..base.compat import zip_strict
 from ..base.errors import DLRError, InputError
+from ..inputs import contours
 from ..inputs import lesion as lesion_mod
+from ..inputs.crops import CropSpec, lesion_crop
 
 Log = Callable[[str], None]
 
@@ -49,15 +51,15 @@ def make_variant(lesion: LesionSlice, name: str, seed: int) -> LesionSlice:
     if name == "exact":
         return lesion
     if name == "ellipse":
-        mask = lesion_mod.ellipse_mask(lesion.mask)
+        mask = contours.ellipse_mask(lesion.mask)
     elif name.startswith("erode"):
-        mask = lesion_mod.erode_mask(lesion.mask, int(name[5:]))
+        mask = contours.erode_mask(lesion.mask, int(name[5:]))
     elif name.startswith("dilate"):
-        mask = lesion_mod.dilate_mask(lesion.mask, int(name[6:]))
+        mask = contours.dilate_mask(lesion.mask, int(name[6:]))
     elif name == "jitter":
         rng = np.random.default_rng(seed)
         amplitude = max(2.0, 0.06 * float(np.sqrt(lesion.mask.sum())))
-        mask = lesion_mod.jitter_contour(lesion.mask, rng, amplitude_px=amplitude)
+        mask = contours.jitter_contour(lesion.mask, rng, amplitude_px=amplitude)
     else:
         raise InputError(f"unknown contour variant '{name}'")
     mask = mask.astype(np.uint8)
@@ -182,12 +184,10 @@ def _store(todo: list, results: Any, key: Callable, cache: dict, fh: Any, *, log
             log(f"radiomics: {i + 1} of {len(todo)}")
 
 
-def crops_array(cases: list[TrainingCase], variants: list[str], spec: Any) -> np.ndarray:
+def crops_array(cases: list[TrainingCase], variants: list[str], spec: CropSpec) -> np.ndarray:
     """(N, V, size, size) z-scored lesion crops of every case and variant."""
-    from ..deep import deep_model as dfe
-
     out = np.zeros((len(cases), len(variants), spec.size, spec.size), dtype=np.float32)
     for i, c in enumerate(cases):
         for j, v in enumerate(variants):
-            out[i, j] = dfe.lesion_crop(c.variants[v], spec)[0]
+            out[i, j] = lesion_crop(c.variants[v], spec)[0]
     return out

@@ -8,36 +8,40 @@ trained on the exact training masks) is scored on the same cases, as published s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..base.errors import DLRError
+from .run import TrainingRun
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..inference.pipeline import FrozenPipeline
+    from ..models.signatures import Signature
 
 CONTOURS = ("exact", "ellipse")
 
 
-def _baseline(trainer: Any) -> Any:
+def _baseline(run: TrainingRun) -> Signature:
     from ..models.selection import SelectionConfig
     from ..models.signatures import Signature
 
-    cols = [n for n in trainer.rad_names if n.startswith("original_")]
-    pairs, R = trainer.rows(trainer.plan.train, ["exact"])
-    frame = pd.DataFrame(R, columns=trainer.rad_names)
-    y = trainer.labels[[i for i, _ in pairs]]
-    sel = SelectionConfig(
-        univariate="none", correlation="none", lasso="logistic", max_features=50, seed=trainer.config.seed
-    )
-    return Signature("Baseline", cols, "lr", selection=sel, grid={}, seed=trainer.config.seed).fit(
-        frame, y, groups=trainer.groups[[i for i, _ in pairs]]
+    cohort, seed = run.cohort, run.config.seed
+    cols = [n for n in cohort.rad_names if n.startswith("original_")]
+    pairs, R = cohort.rows(cohort.plan.train, ["exact"])
+    frame = pd.DataFrame(R, columns=cohort.rad_names)
+    y = cohort.labels[[i for i, _ in pairs]]
+    sel = SelectionConfig(univariate="none", correlation="none", lasso="logistic", max_features=50, seed=seed)
+    return Signature("Baseline", cols, "lr", selection=sel, grid={}, seed=seed).fit(
+        frame, y, groups=cohort.groups[[i for i, _ in pairs]]
     )
 
 
-def _clinical_matrix(trainer: Any, pipe: Any, idx: list[int]) -> tuple[list[int], np.ndarray]:
+def _clinical_matrix(run: TrainingRun, pipe: FrozenPipeline, idx: list[int]) -> tuple[list[int], np.ndarray]:
     keep, rows = [], []
     for j, i in enumerate(idx):
-        clin = trainer.cases[i].clinical
+        clin = run.cohort.cases[i].clinical
         try:
             values = pipe.check_clinical(
                 {k: v for k, v in clin.items() if k in {x.name for x in pipe.clinical_variables}}
@@ -49,8 +53,13 @@ def _clinical_matrix(trainer: Any, pipe: Any, idx: list[int]) -> tuple[list[int]
     return keep, np.array(rows)
 
 
-def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Path) -> dict[str, Any]:
+def evaluate_heldout(run: TrainingRun, pipe: FrozenPipeline, report_root: Path) -> dict[str, Any]:
     """Scores and metrics of every signature on the test split, per contour kind and dataset.
+
+    Args:
+        run: the finished run (its test split, cases, radiomics and final deep features).
+        pipe: the frozen pipeline built from it.
+        report_root: folder of the per-subset reports (``heldout_<key>``).
 
     Returns:
         {key: entry} with key ``<contour>`` for the whole test split and ``<contour>:<dataset>``
@@ -58,17 +67,18 @@ def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Pa
         n_positive, "all" (evaluate_scores of every signature and the baseline) and, when clinical
         values exist, "clinical_subset" with the combined model.
     """
-    test = trainer.plan.test
+    cohort = run.cohort
+    test = cohort.plan.test
     if len(test) == 0:
         return {}
-    baseline = _baseline(trainer)
-    datasets = sorted({trainer.cases[i].dataset for i in test} - {""})
+    baseline = _baseline(run)
+    datasets = sorted({cohort.cases[i].dataset for i in test} - {""})
     out: dict[str, Any] = {}
     for contour in CONTOURS:
-        pairs, R = trainer.rows(test, [contour])
+        pairs, R = cohort.rows(test, [contour])
         if not pairs:
             continue
-        frame = trainer.frame(pairs, R, deep, pipe.reducer)
+        frame = cohort.frame(pairs, R, run.final_deep, pipe.reducer)
         scores = {"rad": pipe.rad.predict_proba(frame)}
         if pipe.dl is not None:
             scores["dl"] = pipe.dl.predict_proba(frame)
@@ -79,10 +89,10 @@ def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Pa
         subsets = {contour: np.ones(len(idx), bool)}
         if len(datasets) > 1:
             for name in datasets:
-                subsets[f"{contour}:{name}"] = np.array([trainer.cases[i].dataset == name for i in idx])
+                subsets[f"{contour}:{name}"] = np.array([cohort.cases[i].dataset == name for i in idx])
         for key, sel in subsets.items():
             entry = _evaluate_subset(
-                trainer,
+                run,
                 pipe,
                 idx[sel],
                 {k: v[sel] for k, v in scores.items()},
@@ -95,11 +105,17 @@ def evaluate_heldout(trainer: Any, pipe: Any, deep: dict | None, report_root: Pa
 
 
 def _evaluate_subset(
-    trainer: Any, pipe: Any, idx: np.ndarray, scores: dict[str, np.ndarray], *, report_dir: Path, key: str
+    run: TrainingRun,
+    pipe: FrozenPipeline,
+    idx: np.ndarray,
+    scores: dict[str, np.ndarray],
+    *,
+    report_dir: Path,
+    key: str,
 ) -> dict[str, Any]:
     from ..evaluation import report
 
-    y = trainer.labels[idx]
+    y = run.cohort.labels[idx]
     cutoffs = {k: v for k, v in pipe.cutoffs.items() if k in scores}
     entry: dict[str, Any] = {"n": len(idx), "n_positive": int(y.sum())}
     if len(set(y)) < 2:
@@ -107,7 +123,7 @@ def _evaluate_subset(
     entry["all"] = report.evaluate_scores(y, scores, cutoffs)
     report.write_report(report_dir, y, scores, cutoffs, title=f"Held-out test split: {key} contours")
     if pipe.combined is not None:
-        keep, X = _clinical_matrix(trainer, pipe, list(idx))
+        keep, X = _clinical_matrix(run, pipe, list(idx))
         if len(keep) >= 10 and len(set(y[keep])) == 2:
             image = pipe.image_only_model
             sub = {k: v[keep] for k, v in scores.items() if k != "baseline"}

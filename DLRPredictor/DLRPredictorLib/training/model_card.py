@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .run import ClinicalFit
 
 NAMES = {
     "rad": "Rad",
@@ -101,7 +102,7 @@ def _decision_curve_line(block: dict[str, Any], model: str) -> str:
 
 
 def render_model_card(
-    manifest: dict[str, Any], heldout: dict[str, Any], clinical: Any, config: TrainConfig
+    manifest: dict[str, Any], heldout: dict[str, Any], clinical: ClinicalFit | None, config: TrainConfig
 ) -> str:
     """The model card text."""
     c = manifest["training"]["counts"]
@@ -154,11 +155,11 @@ def render_model_card(
             "## Clinical model",
             "Univariable logistic regression (odds ratio, 95% CI, p):",
             "",
-            "```\n" + clinical["univariable"].to_string(index=False) + "\n```",
+            "```\n" + clinical.univariable.to_string(index=False) + "\n```",
             "",
             "Multivariable:",
             "",
-            "```\n" + clinical["multivariable"].to_string(index=False) + "\n```",
+            "```\n" + clinical.multivariable.to_string(index=False) + "\n```",
             "",
             "The combined model (DLR score + retained predictors) is drawn in `nomogram.png` / `nomogram.csv`.",
             "",

@@ -7,12 +7,12 @@ on the average-pooled features and the NT-Xent loss, each view having to pick it
 the 2N - 1 other views of the batch. Labels are never read, so pretraining on every training
 crop leaks no label into the cross-fitted networks; held-out crops must not be passed in.
 
-Views are the CNN trainer's own augmentation (``cnn_training._augment``) with a wider crop
+Views are the CNN trainer's own augmentation (``cnn_data.augment``) with a wider crop
 scale. With several contour variants per case (e.g. exact outline and moment-matched ellipse),
 each view draws its own variant, so a rough crop and the exact crop of one lesion are positives:
 the network learns features that do not hinge on the precise outline.
 
-As in ``cnn_training``, every random draw of an epoch comes from a generator seeded by (seed,
+As in ``cnn``, every random draw of an epoch comes from a generator seeded by (seed,
 epoch) and the learning rate is a pure function of the epoch: a run killed after any epoch
 resumes from its checkpoint (safetensors + JSON, nothing pickled) to exactly the same weights
 (same machine and thread count).
@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
+from ..deep.deep_model import build_resnet, check_arch
+from .checkpoints import (
+    commit_checkpoint,
+    optimizer_state,
+    read_checkpoint,
+    restore_optimizer,
+    torch_threads,
+    weights_digest,
+)
+from .cnn_config import CnnTrainConfig
+from .cnn_data import as_variants, augment, zscore_batch
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -71,9 +82,7 @@ class SslConfig:
 
     def validate(self) -> None:
         """Raises ConfigError naming the first invalid setting."""
-        from ..deep.deep_model import _check_arch
-
-        _check_arch(self.arch)
+        check_arch(self.arch)
         checks = [
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 2, "an integer >= 2"),
@@ -122,8 +131,6 @@ class SslResult:
 
         The same digest keys the CNN checkpoints that start from these weights.
         """
-        from .cnn import weights_digest
-
         return weights_digest(self.state_dict)
 
 
@@ -146,10 +153,8 @@ def learning_rate(cfg: SslConfig, epoch: int) -> float:
 
 
 def _as_crops(crops: np.ndarray, size: int) -> np.ndarray:
-    """The CNN trainer's crop checks (``_as_variants``), and the network's input size."""
-    from .cnn import _as_variants
-
-    arr = _as_variants(crops)
+    """The CNN trainer's crop checks (``cnn_data.as_variants``), and the network's input size."""
+    arr = as_variants(crops)
     if arr.shape[2:] != (size, size):
         raise InputError(
             f"self-supervised pretraining needs crops shaped (cases, variants, {size}, {size}) "
@@ -190,9 +195,6 @@ def pretrain_simclr(
         InputError: crops of the wrong shape, non-finite values, or fewer cases than a batch.
     """
     import torch
-
-    from ..deep.deep_model import build_resnet
-    from .cnn import CnnTrainConfig, torch_threads
 
     cfg = config or SslConfig()
     cfg.validate()
@@ -245,12 +247,18 @@ def pretrain_simclr(
 
 
 def _epoch(
-    net: Any, head: Any, opt: Any, data: Any, *, cfg: SslConfig, view_cfg: Any, epoch: int, lr: float
+    net: torch.nn.Module,
+    head: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: torch.Tensor,
+    *,
+    cfg: SslConfig,
+    view_cfg: CnnTrainConfig,
+    epoch: int,
+    lr: float,
 ) -> float:
     """One pass over the crops in batches of ``batch_size`` (the last partial batch is dropped)."""
     import torch
-
-    from .cnn import _augment, _zscore_batch
 
     for group in opt.param_groups:
         group["lr"] = lr
@@ -266,7 +274,7 @@ def _epoch(
         views = []
         for _ in range(2):
             variant = torch.randint(data.shape[1], (idx.numel(),), generator=gen)
-            views.append(_zscore_batch(_augment(data[idx, variant].unsqueeze(1), view_cfg, gen)))
+            views.append(zscore_batch(augment(data[idx, variant].unsqueeze(1), view_cfg, gen)))
         loss = nt_xent(head(net.pooled(views[0])), head(net.pooled(views[1])), cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,15 +285,13 @@ def _epoch(
 
 def _save_checkpoint(
     folder: Path,
-    modules: tuple[Any, Any, Any],
+    modules: tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer],
     *,
     epoch: int,
     history: list[dict[str, float]],
     fingerprint: str,
 ) -> None:
-    """Network, head and optimiser state, committed by ``cnn_training.commit_checkpoint``."""
-    from .cnn import commit_checkpoint, optimizer_state
-
+    """Network, head and optimiser state, committed by ``checkpoints.commit_checkpoint``."""
     net, head, opt = modules
     tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update({f"head.{k}": v.detach().clone().contiguous() for k, v in head.state_dict().items()})
@@ -310,30 +316,23 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(
-    folder: Path, net: Any, head: Any, opt: Any, fingerprint: str
+    folder: Path,
+    net: torch.nn.Module,
+    head: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    fingerprint: str,
 ) -> tuple[int, list[dict[str, float]]] | None:
     """Restore network, head and optimiser; (next epoch, history), or None without a checkpoint."""
-    from safetensors.torch import load_file
-
-    from .cnn import restore_optimizer
-
-    path = folder / CHECKPOINT_JSON
-    if not path.is_file():
+    found = read_checkpoint(
+        folder,
+        json_name=CHECKPOINT_JSON,
+        fmt=CHECKPOINT_FORMAT,
+        what="pretraining",
+        key={"data_sha256": fingerprint},
+    )
+    if found is None:
         return None
-    try:
-        record = json.loads(path.read_text())
-        tensors: Mapping[str, Any] = load_file(str(folder / record["weights_file"]))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ConfigError(
-            f"the pretraining checkpoint in {folder} is unreadable ({exc}); delete that folder to restart"
-        ) from exc
-    if record.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} is not a DLRPredictor pretraining checkpoint; use an empty folder")
-    if record.get("data_sha256") != fingerprint:
-        raise ConfigError(
-            f"the pretraining checkpoint in {folder} belongs to a run with other settings or other crops; "
-            "use an empty checkpoint folder or delete it to restart"
-        )
+    record, tensors = found
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
     head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")}, strict=True)
     restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])

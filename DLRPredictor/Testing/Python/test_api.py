@@ -16,7 +16,7 @@ import pytest
 import slicer
 from DLRPredictorLib import api
 from DLRPredictorLib.base.errors import ClinicalValueError, LesionError
-from DLRPredictorLib.inputs import lesion, phantom
+from DLRPredictorLib.inputs import contours, phantom
 from DLRPredictorLib.scene import scene_io
 
 # SlicerRadiomics' exportToTable columns, written out here rather than taken from scene_io.
@@ -326,7 +326,7 @@ def test_stability_reports_the_perturbed_contours_and_label_changes(scene, tiny_
     assert st.spread == pytest.approx(max(st.probabilities) - min(st.probabilities), abs=1e-15)
     assert st.label_changes == (len({p >= res.cutoff for p in st.probabilities}) > 1)
     # A perturbation's probability is what predicting that contour directly gives.
-    dilated = lesion.dilate_mask(mask[0], 1)
+    dilated = contours.dilate_mask(mask[0], 1)
     assert "dilate 1 px" in st.perturbations
     direct = api.predict_arrays(
         volume.array[0], dilated, spacing_mm=0.1, bundle_path=tiny_bundle, heatmap=False

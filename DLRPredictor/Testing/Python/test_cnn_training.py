@@ -9,14 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from DLRPredictorLib.base.errors import ConfigError, InputError
-from DLRPredictorLib.training.cnn import (
-    CHECKPOINT_JSON,
-    CnnTrainConfig,
-    TrainResult,
-    learning_rate,
-    split_train_val,
-    train_cnn,
-)
+from DLRPredictorLib.training.cnn import CHECKPOINT_JSON, learning_rate, train_cnn
+from DLRPredictorLib.training.cnn_config import CnnTrainConfig, TrainResult
+from DLRPredictorLib.training.cnn_data import split_train_val
 from sklearn.metrics import roc_auc_score
 
 SIZE = 32

@@ -183,10 +183,10 @@ def test_round_trip_keeps_every_section():
 
 
 def test_cnn_settings_reach_the_network_training(tmp_path):
-    from DLRPredictorLib.training.trainer import _cnn_config
+    from DLRPredictorLib.training.crossfit import cnn_train_config
 
     config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
-    cnn = _cnn_config(config, seed=5)
+    cnn = cnn_train_config(config, seed=5)
     assert (cnn.ema_decay, cnn.weight_decay, cnn.patience, cnn.seed) == (0.99, 0.001, 3, 5)
 
 

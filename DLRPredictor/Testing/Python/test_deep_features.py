@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 from DLRPredictorLib.base.case import LesionSlice
 from DLRPredictorLib.base.errors import BundleError, ConfigError, InputError, LesionError
-from DLRPredictorLib.deep.deep_model import (
-    ARCHITECTURES,
-    CropSpec,
-    DeepModel,
-    build_resnet,
-    crop_from_arrays,
-    heatmap_to_slice,
-    heatmap_volume,
-    lesion_crop,
-    lesion_crop_box,
-    save_safetensors,
-    zscore,
-)
-from DLRPredictorLib.training.cnn import CnnTrainConfig, train_cnn
+from DLRPredictorLib.deep.deep_model import ARCHITECTURES, DeepModel, build_resnet
+from DLRPredictorLib.deep.heatmap import heatmap_to_slice, heatmap_volume
+from DLRPredictorLib.deep.weights import save_safetensors
+from DLRPredictorLib.inputs.crops import CropSpec, crop_from_arrays, lesion_crop, lesion_crop_box, zscore
+from DLRPredictorLib.training.cnn import train_cnn
+from DLRPredictorLib.training.cnn_config import CnnTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

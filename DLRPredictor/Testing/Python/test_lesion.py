@@ -1,4 +1,4 @@
-"""lesion.py: mask reading and geometry, validation, representative slice and perturbations."""
+"""inputs.lesion (mask reading and geometry, validation, representative slice) and inputs.contours."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from DLRPredictorLib.base.errors import ImageReadError, InputError, LesionError
+from DLRPredictorLib.inputs.contours import dilate_mask, ellipse_mask, erode_mask, jitter_contour
 from DLRPredictorLib.inputs.images import volume_from_array
 from DLRPredictorLib.inputs.lesion import (
     MIN_LESION_PIXELS,
     bounding_box,
-    dilate_mask,
-    ellipse_mask,
-    erode_mask,
     expand_bbox,
-    jitter_contour,
     largest_component,
     mask_from_array,
     read_mask,

@@ -174,7 +174,7 @@ def test_large_batches_are_cut_into_chunks_with_the_same_result(monkeypatch) -> 
 
 def test_network_property_rebuilds_the_same_torch_network(tmp_path) -> None:
     import torch
-    from DLRPredictorLib.deep.deep_model import save_safetensors
+    from DLRPredictorLib.deep.weights import save_safetensors
 
     torch.manual_seed(6)
     net = _with_trained_batchnorm(build_resnet("resnet18"), seed=6)

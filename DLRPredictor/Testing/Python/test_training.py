@@ -419,9 +419,8 @@ def test_the_rad_signature_trains_on_its_own_contour_variants(tmp_path):
 
 @pytest.mark.parametrize("fusion", ["stacking", "ensemble"])
 def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
-    from types import SimpleNamespace
-
     from DLRPredictorLib.models.signatures import Signature
+    from DLRPredictorLib.training.fusion_fit import fit_fusion
     from sklearn.linear_model import LogisticRegression
 
     config = load_config(
@@ -434,21 +433,20 @@ def test_the_fusion_is_fitted_on_the_chosen_out_of_fold_rows(tmp_path, fusion):
     dl = np.clip(0.35 + 0.3 * y + rng.normal(0, 0.2, 400), 0.01, 0.99)
     oof = {"rad": rad, "dl": dl}
     sigs = {"rad": Signature("Rad"), "dl": Signature("DL")}
-    host = SimpleNamespace(config=config)
     rows = np.arange(400) < 200
-    some = training._Trainer.fit_fusion(host, sigs, oof, y, rows)
-    every = training._Trainer.fit_fusion(host, sigs, oof, y, np.ones(400, bool))
-    assert len(some["oof"]) == 400  # scored on every row, for the cutoffs
+    some = fit_fusion(config, sigs, oof, y, rows)
+    every = fit_fusion(config, sigs, oof, y, np.ones(400, bool))
+    assert len(some.oof) == 400  # scored on every row, for the cutoffs
     P = np.log(np.column_stack([rad, dl]) / (1 - np.column_stack([rad, dl])))
     if fusion == "stacking":
         want = LogisticRegression(C=1.0, max_iter=5000).fit(P[rows], y[rows]).coef_.ravel()
-        np.testing.assert_allclose(some["model"].coef, want, rtol=1e-4)
+        np.testing.assert_allclose(some.model.coef, want, rtol=1e-4)
         # fitted on every row, Rad (noise on half of them) gets less weight
-        assert every["model"].coef[0] < some["model"].coef[0]
+        assert every.model.coef[0] < some.model.coef[0]
     else:
         accuracy = ((np.column_stack([rad, dl])[rows] >= 0.5) == y[rows, None]).mean(axis=0)
-        np.testing.assert_allclose(some["model"].accuracies, accuracy)
-        assert not np.allclose(every["model"].accuracies, accuracy)
+        np.testing.assert_allclose(some.model.accuracies, accuracy)
+        assert not np.allclose(every.model.accuracies, accuracy)
 
 
 PRETRAIN_CONFIG = """

@@ -1,0 +1,166 @@
+"""Checkpoints of the resumable trainers (CNN and SimCLR), and what both need around them.
+
+A checkpoint is a safetensors file of tensors (model, optimiser moments, ...) plus a JSON record
+(epoch, history, settings, data fingerprint) that names it: nothing is pickled. The record is
+written last, so it commits the tensors (:func:`commit_checkpoint`); reading checks that the
+checkpoint belongs to the same settings and data (:func:`read_checkpoint`). Each trainer decides
+which tensors and entries its record holds (``cnn.py``, ``ssl.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..base.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+
+def optimizer_state(
+    opt: torch.optim.Optimizer,
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """An optimiser's state split for a checkpoint without pickle.
+
+    Returns:
+        Tensors named ``optim.<param id>.<name>`` (for safetensors), the non-tensor per-parameter
+        values named ``<param id>.<name>`` and the parameter groups (both for JSON).
+    """
+    import torch
+
+    opt_sd = opt.state_dict()
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for pid, pstate in opt_sd["state"].items():
+        for name, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value.detach().clone().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, scalars, opt_sd["param_groups"]
+
+
+def restore_optimizer(
+    opt: torch.optim.Optimizer,
+    tensors: Mapping[str, Any],
+    scalars: Mapping[str, Any],
+    param_groups: list[dict[str, Any]],
+) -> None:
+    """Load what :func:`optimizer_state` returned (other tensors in ``tensors`` are ignored)."""
+    per_param: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            per_param.setdefault(int(pid), {})[name] = v
+    for k, v in scalars.items():
+        pid, name = k.split(".", 1)
+        per_param.setdefault(int(pid), {})[name] = v
+    groups = [dict(g) for g in param_groups]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])  # JSON made the tuple a list
+    opt.load_state_dict({"state": per_param, "param_groups": groups})
+
+
+def commit_checkpoint(
+    folder: Path,
+    tensors: Mapping[str, Any],
+    record: dict[str, Any],
+    *,
+    fmt: str,
+    stem: str,
+    epoch: int,
+    json_name: str,
+) -> None:
+    """Tensors to a new ``<stem><epoch>.safetensors``, then the JSON record that commits it.
+
+    Both are written to temporary names and renamed, so a run killed at any moment leaves the
+    previous checkpoint or the new one, never a mix; older tensor files are removed afterwards.
+    """
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_name = f"{stem}{epoch:04d}.safetensors"
+    tmp = folder / (weights_name + ".tmp")
+    save_file(dict(tensors), str(tmp), metadata={"format": fmt, "epoch": str(epoch)})
+    os.replace(tmp, folder / weights_name)
+    record = {"format": fmt, **record, "weights_file": weights_name}
+    tmp_json = folder / (json_name + ".tmp")
+    tmp_json.write_text(json.dumps(record, indent=1))
+    os.replace(tmp_json, folder / json_name)
+    for old in folder.glob(f"{stem}*.safetensors*"):
+        if old.name != weights_name:
+            old.unlink(missing_ok=True)
+
+
+def read_checkpoint(
+    folder: Path, *, json_name: str, fmt: str, what: str, key: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The JSON record and tensors that :func:`commit_checkpoint` wrote, checked.
+
+    Args:
+        folder: the checkpoint folder.
+        json_name: the record's file name.
+        fmt: the format the record must declare.
+        what: the kind of run, for messages (e.g. "CNN training").
+        key: record entries that must equal these values (settings, data fingerprint): a
+            checkpoint resumes only the run it came from.
+
+    Returns:
+        (record, tensors by name), or None when the folder holds no record.
+
+    Raises:
+        ConfigError: unreadable files, another format or another run's checkpoint.
+    """
+    from safetensors.torch import load_file
+
+    path = folder / json_name
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        tensors = load_file(str(folder / record["weights_file"]))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ConfigError(
+            f"the {what} checkpoint in {folder} is unreadable ({exc}); delete that folder to restart"
+        ) from exc
+    if record.get("format") != fmt:
+        raise ConfigError(f"{path} is not a DLRPredictor {what} checkpoint; use an empty checkpoint folder")
+    if any(record.get(name) != value for name, value in key.items()):
+        raise ConfigError(
+            f"the {what} checkpoint in {folder} belongs to a run with other settings or other crops; "
+            "use an empty checkpoint folder or delete it to restart"
+        )
+    return record, tensors
+
+
+def weights_digest(state: Mapping[str, Any]) -> str:
+    """sha256 over a state dict's names and bytes (tensors or arrays), in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        digest.update(key.encode() + np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (None: unchanged), restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,311 @@
+"""Cross-fitting: per training fold a network and the signatures, scored on the fold left out.
+
+For each fold k a ResNet is trained on the other folds and gives deep features; the Rad, DL (and
+early-fusion DLR) signatures are fitted on the other folds and score fold k. Every training row
+thus gets out-of-fold scores from models that never saw it (:class:`run.OofScores`). The same
+steps on every training case give the final, shipped models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..inputs.crops import CropSpec, lesion_crop
+from .cnn import train_cnn
+from .cnn_config import CnnTrainConfig, TrainResult
+from .config import TrainConfig
+from .data import TrainingCase, crops_array, radiomics_table
+from .run import DeepFeatures, OofScores, Row, TrainingCohort
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..deep.deep_model import DeepModel
+    from ..models.selection import SelectionConfig
+
+Log = Callable[[str], None]
+
+
+def selection_settings(config: TrainConfig) -> SelectionConfig:
+    """The FeatureSelector settings (``models.selection.SelectionConfig``) that a training config's
+    ``selection`` section (``config.SelectionSettings``) asks for."""
+    from ..models.selection import SelectionConfig
+
+    s = config.selection
+    return SelectionConfig(
+        univariate=s.test,
+        alpha=s.alpha,
+        correlation=s.correlation,
+        correlation_threshold=s.correlation_threshold,
+        lasso="logistic" if s.lasso else "none",
+        max_features=s.max_features,
+        seed=config.seed,
+        cv=min(5, config.split.folds),
+    )
+
+
+def cnn_train_config(config: TrainConfig, seed: int) -> CnnTrainConfig:
+    """The CNN training settings of a training config's ``cnn`` section, with this seed."""
+    c = config.cnn
+    return CnnTrainConfig(
+        arch=c.arch,
+        input_size=c.input_size,
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        patience=c.patience,
+        val_fraction=c.val_fraction,
+        seed=seed,
+        num_threads=c.num_threads,
+        ema_decay=c.ema_decay,
+    )
+
+
+def crop_settings(config: TrainConfig) -> dict[str, Any]:
+    """The lesion crop of a training config (``CropSpec`` fields, as the bundle records them)."""
+    return {"margin_fraction": config.image.margin_fraction, "size": config.cnn.input_size, "square": True}
+
+
+def radiomics_variants(config: TrainConfig) -> list[str]:
+    """Every contour variant radiomics are extracted for: the training ones plus exact and ellipse."""
+    return sorted(set(config.contours.variants) | {"exact", "ellipse"})
+
+
+def cohort_radiomics(
+    cases: list[TrainingCase], config: TrainConfig, params: dict[str, Any], work: Path, log: Log
+) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
+    """Radiomics of every case and :func:`radiomics_variants`, cached in ``work / "cache"``."""
+    jobs = max(1, min(os.cpu_count() or 1, 4))
+    return radiomics_table(cases, radiomics_variants(config), params, work / "cache", jobs=jobs, log=log)
+
+
+class CrossFitter:
+    """The networks and signatures of one run: per fold (out-of-fold scores), then final.
+
+    Args:
+        config: the training configuration.
+        cohort: cases, labels, groups, split plan and radiomics.
+        work: the work folder (CNN and SimCLR checkpoints, the out-of-fold scores).
+        log: one line per step.
+    """
+
+    def __init__(self, config: TrainConfig, cohort: TrainingCohort, work: Path, log: Log) -> None:
+        self.config = config
+        self.cohort = cohort
+        self.work = work
+        self.log = log
+        self.variants = list(config.contours.variants)
+        self.crop = crop_settings(config)
+        #: Epoch history of every network trained ("fold1", ..., "final").
+        self.cnn_history: dict[str, list[dict[str, float]]] = {}
+        #: SimCLR pretraining record, when the networks start from pretrained weights.
+        self.pretrain_history: dict[str, Any] | None = None
+        #: The weights every network starts from (None: random initialisation).
+        self.init_state: dict[str, np.ndarray] | None = None
+
+    # -- CNN -----------------------------------------------------------------------------------
+    def crops(self) -> np.ndarray:
+        """(N, V, size, size) crops of every case and training contour variant."""
+        return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop))
+
+    def train_network(self, name: str, idx: np.ndarray, crops: np.ndarray) -> TrainResult:
+        """A ResNet trained on the cases ``idx`` (checkpointed in ``work/cnn/<name>``)."""
+        cohort = self.cohort
+        self.log(f"CNN {name}: training on {len(idx)} cases")
+        cnn_config = cnn_train_config(self.config, self.config.seed)
+        cnn_config.val_fraction = self._val_fraction(name, idx, cnn_config.val_fraction)
+        result = train_cnn(
+            crops[idx],
+            cohort.labels[idx],
+            cnn_config,
+            checkpoint_dir=self.work / "cnn" / name,
+            groups=cohort.groups[idx],
+            log=lambda line: self.log(f"CNN {name}: {line}"),
+            init_state=self.init_state,
+        )
+        self.cnn_history[name] = result.history
+        return result
+
+    def initial_weights(self, crops: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The weights every CNN starts from: ``cnn.init_weights``, SimCLR pretraining, or None."""
+        if self.config.cnn.init_weights:
+            from safetensors.numpy import load_file
+
+            return load_file(self.config.cnn.init_weights)  # tensors only: no code runs
+        pre = self.config.cnn.pretrain
+        if pre.epochs <= 0:
+            return None
+        from .ssl import SslConfig, pretrain_simclr
+
+        train = self.cohort.plan.train  # never the held-out cases; labels are not read either
+        cols = [self.variants.index(v) for v in pre.variants]
+        self.log(
+            f"SimCLR pretraining on the {len(train)} training cases ({', '.join(pre.variants)} crops, "
+            f"labels unused), {pre.epochs} epochs"
+        )
+        ssl = SslConfig(
+            arch=self.config.cnn.arch,
+            input_size=self.config.cnn.input_size,
+            epochs=pre.epochs,
+            batch_size=pre.batch_size,
+            lr=pre.lr,
+            temperature=pre.temperature,
+            seed=self.config.seed,
+            num_threads=self.config.cnn.num_threads,
+        )
+        result = pretrain_simclr(crops[train][:, cols], ssl, checkpoint_dir=self.work / "ssl", log=self.log)
+        digest = result.digest()
+        self.pretrain_history = {
+            "cases": len(train),
+            "variants": list(pre.variants),
+            "history": result.history,
+            "weights_sha256": digest,
+        }
+        loss = result.history[-1]["loss"]
+        self.log(f"SimCLR pretraining done: final loss {loss:.4f}, weights sha256 {digest[:16]}")
+        return result.state_dict
+
+    def _val_fraction(self, name: str, idx: np.ndarray, fraction: float) -> float:
+        """The CNN's inner validation share, raised when too few patients would make it one-class.
+
+        The inner split takes one of round(1/fraction) patient folds; with fewer patients of a class
+        than folds, some fold (possibly the one taken) has no patient of that class.
+        """
+        groups, labels = self.cohort.groups[idx], self.cohort.labels[idx]
+        fewest = min(len(set(groups[labels == c])) for c in (0, 1))
+        if fraction <= 0 or fewest < 2 or round(1.0 / fraction) <= fewest:
+            return fraction
+        raised = min(0.5, 1.0 / fewest)
+        self.log(
+            f"CNN {name}: validation share raised from {fraction:.2f} to {raised:.2f} "
+            f"(only {fewest} patients of the rarer class)"
+        )
+        return raised
+
+    def deep_features(self, model: DeepModel, idx: np.ndarray, variants: list[str]) -> DeepFeatures:
+        """The network's features of the cases ``idx``, for each contour variant."""
+        spec = CropSpec(**self.crop)
+        out: DeepFeatures = {}
+        if not len(idx):
+            return out
+        for v in variants:
+            crops = np.stack([lesion_crop(self.cohort.cases[i].variants[v], spec)[0] for i in idx])
+            feats = model.features(crops)
+            out.update({(int(i), v): feats[j] for j, i in enumerate(idx)})
+        return out
+
+    # -- signatures ----------------------------------------------------------------------------
+    def fit_signatures(self, idx: np.ndarray, deep: DeepFeatures | None) -> dict[str, Any]:
+        """Rad, DL and (early) DLR signatures fitted on the given training cases.
+
+        Rad trains on the radiomics variants (``contours.for_radiomics()``), DL and early fusion on
+        every contour variant.
+
+        Returns:
+            {"rad": Signature} and with deep features "reducer" (DeepFeatureReducer), "dl" and,
+            for early fusion, "dlr" (Signatures).
+        """
+        from ..models.signatures import DeepFeatureReducer, Signature, early_fusion
+
+        cfg = self.config
+        cohort = self.cohort
+        sel = selection_settings(cfg)
+        grid = None if cfg.model.grid_search else {}
+        kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
+        rad_pairs, rad_R = cohort.rows(idx, cfg.contours.for_radiomics())
+        out: dict[str, Any] = {
+            "rad": Signature("Rad", cohort.rad_names, cfg.model.rad_classifier, grid=grid, **kw)
+        }
+        out["rad"].fit(
+            pd.DataFrame(rad_R, columns=cohort.rad_names),
+            cohort.labels[[i for i, _ in rad_pairs]],
+            groups=cohort.groups[[i for i, _ in rad_pairs]],
+        )
+        pairs, R = cohort.rows(idx, self.variants)
+        y = cohort.labels[[i for i, _ in pairs]]
+        g = cohort.groups[[i for i, _ in pairs]]
+        frame = pd.DataFrame(R, columns=cohort.rad_names)
+        if deep is not None:
+            D = np.array([deep[p] for p in pairs])
+            n_comp = cfg.model.pca_components
+            reducer = DeepFeatureReducer(int(n_comp) if n_comp >= 1 else float(n_comp)).fit(D)
+            frame = pd.concat([frame, reducer.transform_frame(D)], axis=1)
+            out["reducer"] = reducer
+            out["dl"] = Signature("DL", reducer.names, cfg.model.dl_classifier, grid=grid, **kw).fit(
+                frame, y, groups=g
+            )
+            if cfg.model.fusion == "early":
+                out["dlr"] = early_fusion(
+                    cohort.rad_names,
+                    reducer.names,
+                    classifier="lr",
+                    selection=sel,
+                    cv=kw["cv"],
+                    seed=cfg.seed,
+                ).fit(frame, y, groups=g)
+        return out
+
+    def score(
+        self, sigs: dict[str, Any], pairs: list[Row], R: np.ndarray, deep: DeepFeatures | None
+    ) -> dict[str, np.ndarray]:
+        """Each signature's probability on these rows."""
+        frame = self.cohort.frame(pairs, R, deep, sigs.get("reducer"))
+        return {k: sigs[k].predict_proba(frame) for k in ("rad", "dl", "dlr") if k in sigs}
+
+    # -- cross-fitting ---------------------------------------------------------------------------
+    def out_of_fold(self, crops: np.ndarray | None) -> OofScores:
+        """Out-of-fold scores of every training row (saved to ``work/oof_scores.csv``).
+
+        Args:
+            crops: :meth:`crops` when the run trains networks, else None.
+        """
+        cohort = self.cohort
+        train = cohort.plan.train
+        oof_pairs: list[Row] = []
+        oof: dict[str, list[np.ndarray]] = {"rad": [], "dl": [], "dlr": []}
+        folds = cohort.plan.folds
+        for k, va_local in enumerate(folds):
+            va = train[va_local]
+            tr = np.setdiff1d(train, va)
+            self.log(f"fold {k + 1}/{len(folds)}: {len(tr)} training, {len(va)} out-of-fold cases")
+            deep = None
+            if crops is not None:
+                net = self.train_network(f"fold{k + 1}", tr, crops).model()
+                deep = self.deep_features(net, np.concatenate([tr, va]), self.variants)
+            sigs = self.fit_signatures(tr, deep)
+            pairs, R = cohort.rows(va, self.variants)
+            scores = self.score(sigs, pairs, R, deep)
+            oof_pairs += pairs
+            for name, s in scores.items():
+                oof[name].append(s)
+        result = OofScores(
+            pairs=oof_pairs,
+            scores={k: np.concatenate(v) for k, v in oof.items() if v},
+            y=cohort.labels[[i for i, _ in oof_pairs]],
+        )
+        self.save_oof(result)
+        return result
+
+    def save_oof(self, oof: OofScores) -> None:
+        """The out-of-fold signature scores, kept in the work folder to audit the fusion step.
+
+        Written whole or not at all (temporary file, then rename).
+        """
+        frame = pd.DataFrame(
+            {
+                "case_id": [self.cohort.cases[i].case_id for i, _ in oof.pairs],
+                "variant": [v for _, v in oof.pairs],
+                "label": oof.y,
+            }
+        )
+        for name, s in oof.scores.items():
+            frame[f"score_{name}"] = s
+        path = self.work / "oof_scores.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""What is fitted on the out-of-fold scores: the DLR fusion and the clinical combined model.
+
+Both learn from scores of models that never saw the row (:class:`run.OofScores`), so the weights
+they give each signature reflect how the signatures do on new cases, not on their own training
+cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..base.errors import DLRError
+from .config import TrainConfig
+from .run import ClinicalFit, OofScores, TrainingCohort
+
+
+@dataclass
+class FusionFit:
+    """The DLR fusion model and its out-of-fold score on every row (for the cutoffs)."""
+
+    model: Any  # StackingFusion, EnsembleFusion or the early-fusion Signature
+    oof: np.ndarray
+
+
+def fit_fusion(
+    config: TrainConfig, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray, rows: np.ndarray
+) -> FusionFit | None:
+    """Stacking meta-learner or ensemble weights, fitted on the out-of-fold rows ``rows``.
+
+    Args:
+        config: ``model.fusion``, ``model.stacking_inputs``, ``split.folds`` and ``seed``.
+        sigs: the final signatures ("rad", "dl", and "dlr" for early fusion).
+        oof: out-of-fold score per signature and row.
+        y: label per row.
+        rows: boolean mask of the rows the fusion learns from (``model.fusion_variants``).
+
+    Returns:
+        The fusion model and its out-of-fold score on every row, or None without a DL signature
+        (with early fusion: the early-fusion signature and its out-of-fold score).
+    """
+    from scipy.special import softmax
+
+    from ..models.fusion import EnsembleFusion, StackingFusion
+
+    if "dl" not in sigs or config.model.fusion == "early":
+        return FusionFit(sigs["dlr"], oof["dlr"]) if "dlr" in sigs else None
+    P = np.column_stack([oof["rad"], oof["dl"]])
+    members = [sigs["rad"], sigs["dl"]]
+    if config.model.fusion == "stacking":
+        model = StackingFusion(
+            members,
+            cv=config.split.folds,
+            seed=config.seed,
+            name="DLR",
+            inputs=config.model.stacking_inputs,
+        )
+        oof_dlr = model.fit_meta(P[rows], y[rows]).combine(P)
+    else:
+        model = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR")
+        model.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
+        model.weights = softmax(model.accuracies / model.temperature)
+        oof_dlr = P @ model.weights
+    return FusionFit(model, oof_dlr)
+
+
+def fit_clinical(
+    config: TrainConfig, cohort: TrainingCohort, oof: OofScores, *, log: Callable[[str], None]
+) -> ClinicalFit | None:
+    """The clinical combined model on the exact-contour out-of-fold rows, and its nomogram.
+
+    Args:
+        config: ``clinical.variables`` and ``clinical.univariable_p``.
+        cohort: the cases (their clinical values and labels).
+        oof: out-of-fold scores (the image score is "dlr" once the fusion is fitted, else "rad").
+        log: where a skipped model is reported.
+
+    Returns:
+        The fit, or None without clinical variables or with fewer than 20 training cases of
+        complete clinical values (or one class only).
+    """
+    from ..models.classifiers import proba_to_logit
+    from ..models.clinical_logistic import multivariable_logistic, select_predictors, univariable_logistic
+    from ..models.clinical_variables import ClinicalVariable, clinical_feature_names, encode_clinical
+    from ..models.combined import CombinedModel
+    from ..models.nomogram import Nomogram
+
+    variables = [ClinicalVariable(**v) for v in config.clinical.variables]
+    if not variables:
+        return None
+    image_model = "dlr" if "dlr" in oof.scores else "rad"
+    score = oof.scores[image_model][oof.exact]
+    oof_cases = oof.exact_cases
+    y = cohort.labels[oof_cases]
+    keep, X = [], []
+    for j, i in enumerate(oof_cases):
+        c = cohort.cases[i].clinical
+        try:
+            row = encode_clinical([{v.name: c.get(v.name) for v in variables}], variables)[0]
+        except DLRError:
+            continue  # cases with a missing clinical value do not inform the combined model
+        keep.append(j)
+        X.append(row)
+    if len(keep) < 20 or len(set(y[keep])) < 2:
+        log(f"clinical model skipped: only {len(keep)} training cases with complete clinical values")
+        return None
+    X = np.array(X)
+    names = clinical_feature_names(variables)
+    uni = univariable_logistic(X, y[keep], names)
+    chosen = select_predictors(uni, alpha=config.clinical.univariable_p)
+    cols = [names.index(n) for n in chosen]
+    multi = multivariable_logistic(X[:, cols], y[keep], chosen)
+    combined = CombinedModel(score_name="DLR score", score_scale="probability")
+    combined.fit(score[keep], X[:, cols], y[keep], chosen)
+    lg = proba_to_logit(score)
+    logit_range = (float(np.min(lg)), float(np.max(lg)))
+    nomo = Nomogram.from_combined(combined, variables, score_range=logit_range)
+    return ClinicalFit(
+        variables=variables,
+        univariable=uni,
+        multivariable=multi,
+        model=combined,
+        nomogram=nomo,
+        keep=np.array(keep),
+        oof=combined.predict_proba(score[keep], X[:, cols]),
+        logit_range=logit_range,
+    )
