@@ -97,7 +97,7 @@ def _classes() -> tuple[Any, Any, Any]:
             return self.relu(out + identity)
 
     class ResNet(nn.Module):
-        def __init__(self, block: type, layers: tuple[int, ...], num_classes: int, in_channels: int):
+        def __init__(self, block: Any, layers: tuple[int, ...], num_classes: int, in_channels: int):
             super().__init__()
             self.inplanes = 64
             self.dilation = 1
@@ -128,7 +128,7 @@ def _classes() -> tuple[Any, Any, Any]:
                 if initialise:
                     nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
 
-        def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        def _make_layer(self, block: Any, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
             downsample = None
             if stride != 1 or self.inplanes != planes * block.expansion:
                 downsample = nn.Sequential(

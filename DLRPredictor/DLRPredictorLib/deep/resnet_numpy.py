@@ -241,6 +241,7 @@ class ResNetInference:
             for b in range(count):
                 p = f"layer{stage + 1}.{b}"
                 stride = 2 if stage > 0 and b == 0 else 1
+                convs: tuple[_Conv, ...]
                 if kind == "basic":
                     convs = (_fold(arrays, f"{p}.conv1", f"{p}.bn1", stride, 1),
                              _fold(arrays, f"{p}.conv2", f"{p}.bn2", 1, 1))

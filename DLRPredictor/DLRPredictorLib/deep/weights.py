@@ -21,10 +21,17 @@ WEIGHTS_FORMAT = "dlrpredictor-resnet-v1"
 class StoredNetwork(Protocol):
     """What a ``deep_model.DeepModel`` offers for saving: its weights and the network they fit."""
 
-    tensors: Mapping[str, np.ndarray]
-    arch: str
-    in_channels: int
-    num_classes: int
+    @property
+    def tensors(self) -> Mapping[str, np.ndarray]: ...
+
+    @property
+    def arch(self) -> str: ...
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
 
 
 def as_numpy(value: Any) -> np.ndarray:

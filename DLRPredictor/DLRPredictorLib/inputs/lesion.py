@@ -129,8 +129,11 @@ def _placement(
     oi, oj, ok = (int(v) for v in np.round(offset))
     placed = np.zeros(reference.shape, dtype=np.uint8)
     ks, js, is_ = mask_kji.shape
-    dst = (slice(max(ok, 0), min(ok + ks, placed.shape[0])), slice(max(oj, 0), min(oj + js, placed.shape[1])))
-    dst = (*dst, slice(max(oi, 0), min(oi + is_, placed.shape[2])))
+    dst = (
+        slice(max(ok, 0), min(ok + ks, placed.shape[0])),
+        slice(max(oj, 0), min(oj + js, placed.shape[1])),
+        slice(max(oi, 0), min(oi + is_, placed.shape[2])),
+    )
     src = tuple(slice(d.start - o, d.stop - o) for d, o in zip_strict(dst, (ok, oj, oi)))
     if all(d.stop > d.start for d in dst):
         placed[dst] = mask_kji[src]

@@ -159,7 +159,8 @@ class CnnTrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown CNN training settings {unknown}; known: {sorted(known)}")
-        cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        cfg = cls(**settings)
         cfg.validate()
         return cfg
 

@@ -119,7 +119,7 @@ def crops_fingerprint(data: np.ndarray, y: np.ndarray, groups: np.ndarray | None
     """sha256 of crops, labels and groups: a checkpoint resumes only on the same data."""
     h = hashlib.sha256()
     h.update(repr(data.shape).encode())
-    h.update(memoryview(data).cast("B"))
+    h.update(data.data.cast("B"))  # the bytes in place (the crops are C-contiguous)
     h.update(y.tobytes())
     if groups is not None:
         h.update("\x1f".join(map(str, np.asarray(groups).tolist())).encode())

@@ -215,8 +215,8 @@ class CrossFitter:
         cfg = self.config
         cohort = self.cohort
         sel = selection_settings(cfg)
-        grid = None if cfg.model.grid_search else {}
-        kw = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
+        grid: dict[str, Any] | None = None if cfg.model.grid_search else {}
+        kw: dict[str, Any] = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
         rad_pairs, rad_R = cohort.rows(idx, cfg.contours.for_radiomics())
         out: dict[str, Any] = {
             "rad": Signature("Rad", cohort.rad_names, cfg.model.rad_classifier, grid=grid, **kw)

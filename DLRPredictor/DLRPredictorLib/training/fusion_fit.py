@@ -51,20 +51,18 @@ def fit_fusion(
     P = np.column_stack([oof["rad"], oof["dl"]])
     members = [sigs["rad"], sigs["dl"]]
     if config.model.fusion == "stacking":
-        model = StackingFusion(
+        stacking = StackingFusion(
             members,
             cv=config.split.folds,
             seed=config.seed,
             name="DLR",
             inputs=config.model.stacking_inputs,
         )
-        oof_dlr = model.fit_meta(P[rows], y[rows]).combine(P)
-    else:
-        model = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR")
-        model.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
-        model.weights = softmax(model.accuracies / model.temperature)
-        oof_dlr = P @ model.weights
-    return FusionFit(model, oof_dlr)
+        return FusionFit(stacking, stacking.fit_meta(P[rows], y[rows]).combine(P))
+    ensemble = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR")
+    ensemble.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
+    ensemble.weights = softmax(ensemble.accuracies / ensemble.temperature)
+    return FusionFit(ensemble, P @ ensemble.weights)
 
 
 def fit_clinical(
@@ -95,7 +93,8 @@ def fit_clinical(
     score = oof.scores[image_model][oof.exact]
     oof_cases = oof.exact_cases
     y = cohort.labels[oof_cases]
-    keep, X = [], []
+    keep: list[int] = []
+    encoded: list[np.ndarray] = []
     for j, i in enumerate(oof_cases):
         c = cohort.cases[i].clinical
         try:
@@ -103,11 +102,11 @@ def fit_clinical(
         except DLRError:
             continue  # cases with a missing clinical value do not inform the combined model
         keep.append(j)
-        X.append(row)
+        encoded.append(row)
     if len(keep) < 20 or len(set(y[keep])) < 2:
         log(f"clinical model skipped: only {len(keep)} training cases with complete clinical values")
         return None
-    X = np.array(X)
+    X = np.array(encoded)
     names = clinical_feature_names(variables)
     uni = univariable_logistic(X, y[keep], names)
     chosen = select_predictors(uni, alpha=config.clinical.univariable_p)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ConfigError, InputError
-from ..deep.deep_model import build_resnet, check_arch
+from ..deep.deep_model import build_resnet, check_arch, feature_dim
 from .checkpoints import (
     commit_checkpoint,
     optimizer_state,
@@ -166,7 +166,7 @@ def _as_crops(crops: np.ndarray, size: int) -> np.ndarray:
 def _fingerprint(data: np.ndarray, cfg: SslConfig) -> str:
     h = hashlib.sha256(json.dumps(cfg.key(), sort_keys=True).encode())
     h.update(repr(data.shape).encode())
-    h.update(memoryview(data).cast("B"))
+    h.update(data.data.cast("B"))  # the bytes in place (the crops are C-contiguous)
     return h.hexdigest()
 
 
@@ -206,14 +206,13 @@ def pretrain_simclr(
         )
     fingerprint = _fingerprint(data_np, cfg)
     # The views: the classifier's augmentation with the wider crop scale
-    view_cfg = replace(
-        CnnTrainConfig(arch=cfg.arch, input_size=cfg.input_size), rrc_scale=tuple(cfg.rrc_scale)
-    )
+    low, high = cfg.rrc_scale
+    view_cfg = replace(CnnTrainConfig(arch=cfg.arch, input_size=cfg.input_size), rrc_scale=(low, high))
     with torch_threads(cfg.num_threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
-            width = net.fc.in_features
+            width = feature_dim(cfg.arch)  # the fc layer's input: the average-pooled features
             nn = torch.nn
             head = nn.Sequential(
                 nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, PROJECTION_DIM)
@@ -247,7 +246,7 @@ def pretrain_simclr(
 
 
 def _epoch(
-    net: torch.nn.Module,
+    net: Any,  # a deep.resnet ResNet (its class is built lazily, with torch): net.pooled
     head: torch.nn.Module,
     opt: torch.optim.Optimizer,
     data: torch.Tensor,
