@@ -41,7 +41,7 @@ def _scalar_node(scene, volume, name="Image"):
 def _rgb_node(scene, volume, name="RGB image"):
     """A vector volume with R = G = B = the grey image: its luminance is the grey image itself."""
     grey = volume.array.astype(np.uint8)
-    assert np.array_equal(grey.astype(np.float32), volume.array)  # integer grey levels
+    assert np.array_equal(grey.astype(np.float32), volume.array)  # integer grey levels: exact in float32
     node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", name)
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(scene_io.ijk_to_ras_matrix(volume)))
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1)))
@@ -91,6 +91,7 @@ def _assert_same_scene(before: dict[str, tuple], after: dict[str, tuple], what: 
         cls2, name2, attributes2, data2 = after[node_id]
         assert (cls2, name2, attributes2) == (cls, name, attributes), (what, node_id)
         if isinstance(data, np.ndarray):
+            # Exact: the same node's voxels read twice; nothing may have written to them.
             assert np.array_equal(data2, data), (what, node_id)
         else:
             assert data2 == data, (what, node_id)
@@ -116,6 +117,7 @@ def test_rgb_vector_volume_predicts_like_its_luminance_scalar_volume(scene, tiny
     heat = scene.GetNodeByID(from_rgb.heatmap_node_id)
     assert heat.GetImageData().GetDimensions() == rgb.GetImageData().GetDimensions()
     assert heat.GetImageData().GetNumberOfScalarComponents() == 1
+    # Exact: write_heatmap copies the reference node's IJKToRAS matrix (no arithmetic on it).
     np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(rgb))
 
 
@@ -177,6 +179,8 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     assert len(rows) == features.GetNumberOfRows() > 20  # one row per feature, no duplicates
     assert {r[0] for r in _table_cells(features)} == {"Lesion"}
     # The same features computed through the array API, read back exactly from the text cells.
+    # Bit-identical: both APIs call Predictor.predict on the same float32 pixels, mask and spacing, and
+    # pyradiomics runs on one SimpleITK thread; the cells hold repr() text (exact round trip).
     reference = api.predict_arrays(volume.array[0], mask[0], spacing_mm=0.1, bundle_path=tiny_bundle)
     assert (
         float(rows[("original", "shape2D", "Elongation")])
@@ -188,6 +192,7 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     items = dict(scene_io.read_key_value_table(prediction))
     probability_rows = [k for k in items if k.startswith("Probability (")]
     assert len(probability_rows) == 1
+    # Exact: the table holds this result's own numbers as repr() text (scene_io.format_value).
     assert float(items[probability_rows[0]]) == res.probability
     assert items["Predicted label"] == res.label
     assert items["Model used"] == res.model_used
@@ -198,7 +203,7 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     heat = scene.GetNodeByID(res.heatmap_node_id)
     assert heat.IsA("vtkMRMLScalarVolumeNode") and not heat.IsA("vtkMRMLLabelMapVolumeNode")
     assert heat.GetImageData().GetDimensions() == image.GetImageData().GetDimensions()
-    np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(image))
+    np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(image))  # a copied matrix: exact
     values = slicer.util.arrayFromVolume(heat)
     assert values.min() >= 0.0 and values.max() <= 1.0 and values.max() > 0.0
     # Grad-CAM is computed on a crop around the lesion: nothing lights up far from it (the crop's
@@ -283,7 +288,7 @@ def test_image_only_contributions_add_up_to_each_signature_logit(scene, tiny_bun
 
     assert "image only" in res.model_used
     assert any("image-only" in w for w in res.warnings)  # the reader is told why
-    assert res.probability == res.signature_scores["dlr"]
+    assert res.probability == res.signature_scores["dlr"]  # the same number, reported twice
     groups = _terms_by_model(res.contributions)
     assert "combined" not in groups
     assert {"dlr", "rad", "dl"} <= set(groups)
@@ -301,7 +306,7 @@ def test_combined_contributions_add_up_to_the_probability_logit(scene, tiny_bund
 
     assert res.model_used.startswith("Combined")
     assert "image only" not in res.model_used
-    assert res.probability == res.signature_scores["combined"]
+    assert res.probability == res.signature_scores["combined"]  # the same number, reported twice
     groups = _terms_by_model(res.contributions)
     assert math.fsum(groups["combined"]) == pytest.approx(_logit(res.probability), abs=1e-6)
     # The image-only terms are still explained alongside.
@@ -319,6 +324,7 @@ def test_stability_reports_the_perturbed_contours_and_label_changes(scene, tiny_
 
     st = res.stability
     assert st is not None
+    # "as drawn" is the prediction's own probability, copied: exact.
     assert st.perturbations[0] == "as drawn" and st.probabilities[0] == res.probability
     assert len(st.perturbations) == len(st.probabilities) >= 3
     assert len(set(st.perturbations)) == len(st.perturbations)
@@ -335,5 +341,5 @@ def test_stability_reports_the_perturbed_contours_and_label_changes(scene, tiny_
     assert got == pytest.approx(direct.probability, rel=1e-9)
     # The spread is shown in the prediction table too.
     items = dict(scene_io.read_key_value_table(scene.GetNodeByID(res.prediction_table_node_id)))
-    assert float(items["Stability spread"]) == st.spread
+    assert float(items["Stability spread"]) == st.spread  # repr() text of this very number: exact
     assert items["Stability label changes"] == ("yes" if st.label_changes else "no")

@@ -76,7 +76,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _scores(rows: list[dict[str, str]]) -> dict[str, tuple[str, ...]]:
-    """Case -> the result cells that must be reproduced exactly (as text)."""
+    """Case -> the result cells that must be reproduced exactly (as text).
+
+    Bit-identity holds by design: every case runs the same code, pyradiomics on one SimpleITK
+    thread and the network on one BLAS thread per crop (README, deep_features._threads_for), so the
+    digits do not depend on the worker count, on resuming, or on the calling process.
+    """
     keys = [
         "probability",
         "predicted_label",
@@ -195,7 +200,8 @@ def test_mixed_cohort_reports_each_broken_case_in_its_row_and_writes_scenes(
         assert "\n" not in message and "\r" not in message, case_id
         assert where in message and what in message, (case_id, message)
         assert "internal error" not in message and "Traceback" not in message, (case_id, message)
-    # One worker with scenes (Grad-CAM computed too) gives the very digits of two workers without.
+    # One worker with scenes (Grad-CAM computed too) gives the very digits of two workers without
+    # (same code path, guaranteed digits: see _scores).
     assert _scores(rows) == _scores(reference_run)
 
     # One scene per successful case, none for the failed ones; each reloads with all its parts.
@@ -219,7 +225,7 @@ def _check_case_scene(scene, good: dict[str, str], row: dict[str, str]) -> None:
     heatmap = next(n for n in volumes if n.GetAttribute("DLRPredictor.table") == "heatmap")
     image_array = scene_io.image_from_volume_node(image).array
     expected = sitk.GetArrayFromImage(sitk.ReadImage(good["image"])).astype(np.float32)
-    np.testing.assert_array_equal(image_array[0], expected)
+    np.testing.assert_array_equal(image_array[0], expected)  # integer grey levels: exact in float32
     assert heatmap.GetImageData().GetDimensions() == image.GetImageData().GetDimensions()
 
     (segmentation,) = _nodes(scene, "vtkMRMLSegmentationNode")
@@ -233,7 +239,7 @@ def _check_case_scene(scene, good: dict[str, str], row: dict[str, str]) -> None:
     assert tables["features"].GetColumnName(3) == "Feature Name"
     items = dict(scene_io.read_key_value_table(tables["key-value"]))
     (probability_key,) = [k for k in items if k.startswith("Probability (")]
-    assert items[probability_key] == row["probability"]  # exactly the CSV's number
+    assert items[probability_key] == row["probability"]  # exactly the CSV's number (same repr() text)
 
 
 # --------------------------------------------------------------------------- resume
@@ -293,7 +299,8 @@ def test_interrupted_runs_resume_to_exactly_one_row_per_case(
     assert summary.n_skipped == 2  # one case from each interrupted run, none from the stale file
     assert (summary.n_ok, summary.n_error) == (N_GOOD, 1)
     assert rows[2]["status"] == "error" and "empty" in rows[2]["error"]
-    # Neither 0.5 (older model) nor 0.123 (torn line) was taken: every answer is this bundle's.
+    # Neither 0.5 (older model) nor 0.123 (torn line) was taken: every answer is this bundle's
+    # (resumed or not, the same digits: see _scores).
     assert _scores(rows) == _scores(reference_run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "results.csv"]  # no leftovers
 
@@ -323,6 +330,7 @@ def test_a_crashing_worker_fails_only_its_own_case(tiny_bundle, bundle_id, cohor
     assert crashed["status"] == "error"
     assert crashed["error"] == pool.CRASH_MESSAGE and "\n" not in crashed["error"]
     assert crashed["bundle_id"] == bundle_id
+    # Same digits as the reference run (see _scores).
     assert {cid: (r["status"], r.get("probability")) for cid, r in by_id.items()} == {
         r["case_id"]: ("ok", r["probability"]) for r in reference_run
     }
@@ -343,7 +351,7 @@ def test_in_process_run_gives_the_workers_results_and_isolates_case_errors(
     assert [r["case_id"] for r in rows] == [r["case_id"] for r in order]
     assert (summary.n_ok, summary.n_error) == (N_GOOD, 1)
     assert "does not exist" in rows[1]["error"]
-    assert _scores(rows) == _scores(reference_run)  # same digits as the worker processes
+    assert _scores(rows) == _scores(reference_run)  # same digits as the worker processes (see _scores)
 
 
 def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort):

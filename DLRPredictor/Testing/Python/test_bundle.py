@@ -134,9 +134,11 @@ def test_round_trip_returns_the_given_content(bundle_dir: Path) -> None:
     arrays = vb.read_arrays("fusion.npz")
     assert set(arrays) == set(ARRAYS)
     for k, v in ARRAYS.items():
-        np.testing.assert_array_equal(arrays[k], v)
+        np.testing.assert_array_equal(arrays[k], v)  # stored and read back in their own dtype: exact
         assert arrays[k].dtype == v.dtype
+    # 0.5 is exact in any float format, and storage does no arithmetic.
     np.testing.assert_array_equal(vb.read_arrays("weights.safetensors")["fc.weight"], np.full((2, 4), 0.5))
+    # The cutoff is the manifest's JSON number read back (shortest repr round trip): exact.
     assert vb.id == "test-bundle" and vb.version == "0.0.1" and vb.cutoff == 0.42
     assert vb.path == bundle_dir.resolve()
     assert vb.warnings == ()
@@ -168,7 +170,7 @@ def test_verified_bytes_are_used_even_if_the_disk_changes_later(bundle_dir: Path
 def test_manifest_copy_cannot_alter_the_bundle(bundle_dir: Path) -> None:
     vb = B.load_bundle(bundle_dir)
     vb.manifest["cutoff"] = 0.99
-    assert vb.cutoff == 0.42
+    assert vb.cutoff == 0.42  # the stored JSON number, read back: exact
 
 
 def test_unknown_file_name_is_a_bundle_error(bundle_dir: Path) -> None:
@@ -500,7 +502,7 @@ def test_failed_rewrite_keeps_the_existing_bundle(bundle_dir: Path) -> None:
         W.write_bundle(bundle_dir, man, _files())
     after = {p.name: p.read_bytes() for p in bundle_dir.iterdir() if p.is_file()}
     assert after == before
-    assert B.load_bundle(bundle_dir).cutoff == 0.42
+    assert B.load_bundle(bundle_dir).cutoff == 0.42  # the stored JSON number, read back: exact
     assert _leftovers(bundle_dir.parent) == []
 
 
@@ -531,7 +533,7 @@ def test_a_folder_that_is_not_a_bundle_is_never_overwritten(tmp_path: Path) -> N
 
 def test_numpy_values_in_manifest_are_stored_as_json(tmp_path: Path) -> None:
     man = _manifest()
-    man["cutoff"] = np.float32(0.25)
+    man["cutoff"] = np.float32(0.25)  # exact in float32, so == 0.25 below holds exactly
     man["training"]["counts"] = {"train": np.int64(12)}
     vb = B.load_bundle(W.write_bundle(tmp_path / "b", man, _files()))
     assert vb.cutoff == 0.25

@@ -51,6 +51,9 @@ def _tiny(**overrides: object) -> CnnTrainConfig:
 
 
 def _same_weights(a: TrainResult, b: TrainResult) -> bool:
+    """Bit-identical weights. Only used between runs of train_cnn that the project makes
+    reproducible: same crops, settings and seed, torch on ``num_threads`` (1 here) threads, resumed
+    or not; their metrics (``_metrics``) are then equal to the last bit too."""
     import torch
 
     return a.state_dict.keys() == b.state_dict.keys() and all(
@@ -143,7 +146,7 @@ def test_learns_a_separable_task_and_keeps_the_best_epoch() -> None:
     assert len(result.history) == 4
     assert result.best_score > 0.9  # validation AUC
     aucs = [h["val_auc"] for h in result.history]
-    assert result.best_score == max(aucs)
+    assert result.best_score == max(aucs)  # the best score is one of the history's numbers: exact
     assert result.history[result.best_epoch]["val_auc"] == result.best_score
     # the returned weights are those of the best epoch: they reproduce its validation AUC
     model = result.model()
@@ -269,7 +272,8 @@ def test_weight_average_is_validated_and_kept_without_changing_the_optimisation(
     groups = np.arange(48) // 2
     plain = train_cnn(x, y, _tiny(epochs=3), groups=groups)
     averaged = train_cnn(x, y, _tiny(epochs=3, ema_decay=0.8), groups=groups)
-    # The average only watches: the optimiser sees the same batches and losses.
+    # The average only watches: the optimiser sees the same batches and losses (the same seeded,
+    # single-threaded computation, so the same digits).
     assert [h["train_loss"] for h in plain.history] == [h["train_loss"] for h in averaged.history]
     # Validation and the kept weights are the average's, not the raw weights'.
     assert [h["val_loss"] for h in plain.history] != [h["val_loss"] for h in averaged.history]

@@ -187,6 +187,7 @@ def test_cnn_settings_reach_the_network_training(tmp_path):
 
     config = _load(tmp_path, "cnn: {ema_decay: 0.99, weight_decay: 0.001, patience: 3}\n")
     cnn = cnn_train_config(config, seed=5)
+    # Parsed YAML numbers, passed on unchanged: exact.
     assert (cnn.ema_decay, cnn.weight_decay, cnn.patience, cnn.seed) == (0.99, 0.001, 3, 5)
 
 

@@ -52,6 +52,7 @@ def test_features_shape_determinism_and_batching(arch: str, dim: int) -> None:
     first = model.features(crops)
     assert first.shape == (3, dim)
     assert first.dtype == np.float32
+    # Bit-identical: the same call twice (same batch, same BLAS threads, same kernels).
     np.testing.assert_array_equal(first, model.features(crops))
     single = np.concatenate([model.features(crops[i : i + 1]) for i in range(3)])
     # Batch size changes which BLAS kernels sum the convolutions (seen: 2e-6 on features ~1).
@@ -90,6 +91,8 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     path = save_safetensors(model, tmp_path / "cnn.safetensors")
     loaded = DeepModel.from_safetensors(path, "resnet18")
     crops = _crops(2, 64, seed=2)
+    # Bit-identical: safetensors stores the float32 weights as they are, and the same numpy network
+    # then runs on the same crops.
     np.testing.assert_array_equal(loaded.features(crops), model.features(crops))
     np.testing.assert_array_equal(loaded.probabilities(crops), model.probabilities(crops))
     # the loaded copy is not a fresh random network
@@ -173,7 +176,7 @@ def test_lesion_crop_uses_the_slice_bbox_and_rejects_empty_masks() -> None:
     crop, box = lesion_crop(lesion, CropSpec(size=32))
     ref, ref_box = crop_from_arrays(image, mask, None, CropSpec(size=32))
     assert box == ref_box
-    np.testing.assert_array_equal(crop, ref)
+    np.testing.assert_array_equal(crop, ref)  # lesion_crop is crop_from_arrays on the same arrays
     with pytest.raises(LesionError, match="empty"):
         crop_from_arrays(image, np.zeros_like(mask), None, CropSpec(size=32))
     with pytest.raises(ConfigError):
@@ -320,7 +323,7 @@ def test_heatmap_same_size_box_lands_pixel_exact() -> None:
     cam[20, 3] = 0.5
     out = heatmap_to_slice(cam, (10, 42, 60, 92), (80, 120))
     assert out.shape == (80, 120)
-    assert out[15, 87] == 1.0 and out[30, 63] == 0.5
+    assert out[15, 87] == 1.0 and out[30, 63] == 0.5  # a same-size resize is a copy: exact
     assert out.sum() == pytest.approx(1.5)
 
 
@@ -341,7 +344,7 @@ def test_heatmap_box_beyond_the_border_is_clipped_not_shifted() -> None:
     cam[20, 10] = 1.0  # inside the image after placement: (20 - 16, 100 + 10)
     cam[3, 25] = 0.7  # lands at (-13, 125): outside, must vanish
     out = heatmap_to_slice(cam, (-16, 16, 100, 132), (80, 120))
-    assert out[4, 110] == 1.0
+    assert out[4, 110] == 1.0  # a same-size resize is a copy: exact
     assert out.sum() == pytest.approx(1.0)
     assert not heatmap_to_slice(cam, (-50, -18, 0, 32), (80, 120)).any()
 
@@ -350,7 +353,7 @@ def test_heatmap_volume_places_the_slice_only() -> None:
     cam = np.random.default_rng(0).random((6, 7)).astype(np.float32)
     vol = heatmap_volume(cam, (4, 6, 7), 2)
     assert vol.shape == (4, 6, 7)
-    np.testing.assert_array_equal(vol[2], cam)
+    np.testing.assert_array_equal(vol[2], cam)  # placed, not computed: exact
     assert not vol[[0, 1, 3]].any()
     with pytest.raises(InputError):
         heatmap_volume(cam, (4, 7, 6), 2)

@@ -12,7 +12,11 @@ from DLRPredictorLib.inputs.images import read_image, to_luminance, volume_from_
 
 
 def _asymmetric(rows: int = 24, cols: int = 36) -> np.ndarray:
-    """Integer image whose every flip or transpose differs from itself."""
+    """Integer image whose every flip or transpose differs from itself.
+
+    Integer grey levels are exact in float32, so images read back are compared exactly (here and for
+    the other integer arrays of this module).
+    """
     rng = np.random.default_rng(7)
     return rng.integers(0, 256, size=(rows, cols)).astype(np.uint8)
 
@@ -69,6 +73,8 @@ def test_to_luminance_uses_bt601_weights_and_ignores_alpha():
     lum = to_luminance(rgba, 4)
     assert lum.dtype == np.float32
     np.testing.assert_allclose(lum, [[29.9, 117.4, 18.15]], rtol=1e-6)
+    # Exact: alpha is dropped before any arithmetic, so both run the same float64 product on the
+    # same RGB values.
     np.testing.assert_array_equal(to_luminance(rgba[..., :3], 3), lum)
 
 
@@ -76,7 +82,7 @@ def test_to_luminance_scalar_passthrough_and_bad_components():
     scalar = np.arange(6, dtype=np.uint16).reshape(2, 3)
     out = to_luminance(scalar, 1)
     assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, scalar)
+    np.testing.assert_array_equal(out, scalar)  # integers, converted only: exact
     with pytest.raises(InputError, match="2 values per pixel"):
         to_luminance(np.zeros((4, 4, 2)), 2)
 
@@ -90,7 +96,7 @@ def test_volume_from_array_shapes(shape, expected):
     volume = volume_from_array(array, spacing=0.25)
     assert volume.shape == expected
     assert volume.array.dtype == np.float32
-    assert volume.spacing == (0.25, 0.25, 1.0)
+    assert volume.spacing == (0.25, 0.25, 1.0)  # the given spacing, stored as it is
 
 
 def test_volume_from_array_rejects_4d_nan_inf_and_constant():
@@ -115,7 +121,7 @@ def test_png_keeps_orientation_and_assumes_1mm(tmp_path):
     volume = read_image(_write(array, tmp_path / "a.png"))
     assert volume.shape == (1, 24, 36)
     np.testing.assert_array_equal(volume.array[0], array)
-    assert volume.spacing == (1.0, 1.0, 1.0)
+    assert volume.spacing == (1.0, 1.0, 1.0)  # the assumed spacing, a constant: exact
     assert volume.metadata["spacing_source"] == "assumed 1 pixel = 1 mm"
 
 

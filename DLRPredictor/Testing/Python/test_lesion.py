@@ -189,9 +189,9 @@ def test_bbox_and_slice_contents():
     lesion = representative_slice(volume, mask)
     assert lesion.bbox == (10, 40, 12, 45)
     assert lesion.slice_index == 0
-    assert lesion.spacing == (0.1, 0.1)
+    assert lesion.spacing == (0.1, 0.1)  # the volume's own numbers, passed on: exact
     np.testing.assert_array_equal(lesion.mask, mask)
-    np.testing.assert_array_equal(lesion.image, volume.array[0])
+    np.testing.assert_array_equal(lesion.image, volume.array[0])  # the slice itself, no arithmetic
     assert lesion.warnings == ()
 
 
@@ -205,8 +205,8 @@ def test_3d_picks_largest_area_lowest_index_on_ties():
     lesion = representative_slice(volume, mask)
     assert lesion.slice_index == 1
     assert lesion.bbox == (5, 25, 5, 25)
-    assert lesion.spacing == (0.2, 0.3)
-    np.testing.assert_array_equal(lesion.image, volume.array[1])
+    assert lesion.spacing == (0.2, 0.3)  # the volume's own numbers, passed on: exact
+    np.testing.assert_array_equal(lesion.image, volume.array[1])  # the slice itself, no arithmetic
 
 
 def test_disconnected_lesion_keeps_largest_with_warning():

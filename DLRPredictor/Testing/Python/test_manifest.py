@@ -30,7 +30,7 @@ def test_reads_rows_with_all_optional_columns(tmp_path: Path) -> None:
     assert c1.resolved_image == tmp_path / "img" / "c1.png"
     assert c1.resolved_mask == tmp_path / "img" / "c1_mask.png"
     assert c1.segment is None and c2.segment == "Lesion"
-    assert c1.spacing_mm == 0.08 and c2.spacing_mm is None
+    assert c1.spacing_mm == 0.08 and c2.spacing_mm is None  # float("0.08") is the literal: exact
     assert (c1.label, c2.label) == (1, 0)
     assert c1.patient_id == "p1"
     assert c1.clinical == {"age": "54", "birads": "4a"}

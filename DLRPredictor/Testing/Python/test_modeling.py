@@ -89,10 +89,14 @@ def test_signature_uses_its_columns_and_round_trips(
     p = sig.predict_proba(X)
     assert p.shape == (len(y),) and np.all((p > 0) & (p < 1))
     np.testing.assert_allclose(sig.decision_logit(X), np.log(p / (1 - p)), rtol=1e-9)
-    # Extra and reordered columns are ignored.
-    np.testing.assert_array_equal(sig.predict_proba(X[DL + RAD[::-1]]), p)
+    # Extra and reordered columns are ignored. The selected columns are the same numbers, but the
+    # matrix built from another frame may be laid out differently, and BLAS then sums the
+    # classifier's dot products in another order: last bits only (rtol 1e-12, about 4500 ulp).
+    np.testing.assert_allclose(sig.predict_proba(X[DL + RAD[::-1]]), p, rtol=1e-12, atol=0)
     spec = json.loads(json.dumps(sig.to_spec()))
     again = Signature.from_spec(spec, sig.estimator)
+    # Bit-identical: the same estimator and the selector's float64 statistics through JSON (shortest
+    # repr, exact), applied by the same code to the same frame.
     np.testing.assert_array_equal(again.predict_proba(X), p)
     assert spec["classifier"] == "lr" and spec["columns"] == RAD
     with pytest.raises(InputError, match="missing"):
@@ -103,6 +107,7 @@ def test_signature_is_deterministic(table: tuple[pd.DataFrame, np.ndarray, np.nd
     X, y, groups = table
     a = Signature("Rad", RAD, "rf", selection=FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
     b = Signature("Rad", RAD, "rf", selection=FAST, cv=3, seed=4).fit(X, y, groups).predict_proba(X)
+    # Bit-identical: the same seeded fit twice on the same data, every estimator with n_jobs=1.
     np.testing.assert_array_equal(a, b)
 
 
@@ -125,6 +130,8 @@ def test_deep_feature_reducer() -> None:
     ref = PCA(n_components=len(red.names), svd_solver="full").fit((X[:30] - mean) / std)
     np.testing.assert_allclose(red.transform(X[30:]), ref.transform((X[30:] - mean) / std), atol=1e-9)
     again = DeepFeatureReducer.from_spec(json.loads(json.dumps(red.to_spec())))
+    # Bit-identical: JSON keeps every float64 digit, both component matrices are C-ordered copies,
+    # and the same transform runs on the same rows.
     np.testing.assert_array_equal(again.transform(X[30:]), red.transform(X[30:]))
     assert list(red.transform_frame(X[30:]).columns) == red.names
     assert len(DeepFeatureReducer(4).fit(X).names) == 4
@@ -169,6 +176,7 @@ def test_ensemble_weights_favour_accurate_member(
     np.testing.assert_allclose(ens.predict_proba(X), members @ ens.weights)
     spec = json.loads(json.dumps(ens.to_spec()))
     rebuilt = [Signature.from_spec(s, m.estimator) for s, m in zip(spec["members"], ens.members, strict=True)]
+    # Bit-identical: the spec's floats survive JSON exactly and the same code applies them.
     np.testing.assert_array_equal(
         EnsembleFusion.from_spec(spec, rebuilt).predict_proba(X), ens.predict_proba(X)
     )
@@ -194,6 +202,7 @@ def test_stacking_uses_out_of_fold_probabilities(
     assert np.all((p > 0) & (p < 1)) and roc_auc_score(y, p) > 0.7
     spec = json.loads(json.dumps(st.to_spec()))
     rebuilt = [Signature.from_spec(s, m.estimator) for s, m in zip(spec["members"], st.members, strict=True)]
+    # Bit-identical: the spec's floats survive JSON exactly and the same code applies them.
     np.testing.assert_array_equal(StackingFusion.from_spec(spec, rebuilt).predict_proba(X), p)
     with pytest.raises(ConfigError, match="expects members"):
         StackingFusion.from_spec(spec, rebuilt[::-1])
@@ -219,8 +228,9 @@ def test_stacking_on_logits_is_a_weighted_sum_of_member_logits(
     spec = json.loads(json.dumps(st.to_spec()))
     assert spec["inputs"] == "logit"
     rebuilt = [Signature.from_spec(s, m.estimator) for s, m in zip(spec["members"], st.members, strict=True)]
+    # Bit-identical: the spec's floats survive JSON exactly and the same code applies them.
     np.testing.assert_array_equal(StackingFusion.from_spec(spec, rebuilt).predict_proba(X), p)
-    # Specs written before the option existed stacked probabilities.
+    # Specs written before the option existed stacked probabilities (same members, same code: exact).
     old = {k: v for k, v in by_prob.to_spec().items() if k != "inputs"}
     np.testing.assert_array_equal(
         StackingFusion.from_spec(old, by_prob.members).predict_proba(X), by_prob.predict_proba(X)

@@ -67,7 +67,8 @@ def test_clinical_values_round_trip(parameter_node):
     ms.set_clinical_value(parameter_node, BIRADS, "4b")
     ms.set_clinical_value(parameter_node, SIZE, 0.0)  # 0 is a real value for a raw numeric variable
     ms.set_clinical_value(parameter_node, SIDE, "left")
-    assert (parameter_node.age, parameter_node.birads) == (54.0, "4b")  # typed fields of the bundle
+    # Typed fields of the bundle; the numbers are stored and read back unchanged (exact).
+    assert (parameter_node.age, parameter_node.birads) == (54.0, "4b")
     raw = parameter_node.parameterNode
     assert raw.GetParameter("clinical.side") == "left"
     assert float(raw.GetParameter("clinical.size_mm")) == 0.0

@@ -116,6 +116,7 @@ def test_spec_round_trip(fitted: dict) -> None:
     nom = Nomogram.from_combined(model, variables, score_range=(-3, 3))
     again = Nomogram.from_spec(json.loads(json.dumps(nom.to_spec())))
     values = {"DLR score": 0.7, "age": 52, "birads": "4b"}
+    # Bit-identical: the spec's floats survive JSON exactly (shortest repr) and the same code uses them.
     assert again.points(values) == nom.points(values)
     assert again.probability(values) == nom.probability(values)
     with pytest.raises(ConfigError):

@@ -18,6 +18,7 @@ def test_deterministic_for_a_seed():
     a_image, a_mask = make_phantom(seed=5)
     b_image, b_mask = make_phantom(seed=5)
     c_image, c_mask = make_phantom(seed=6)
+    # Bit-identical: the same seeded generator run twice (its images are integer grey levels too).
     np.testing.assert_array_equal(a_image.array, b_image.array)
     np.testing.assert_array_equal(a_mask, b_mask)
     assert not np.array_equal(a_image.array, c_image.array)
@@ -29,7 +30,7 @@ def test_bmode_values_and_hypoechoic_lesion(seed):
     volume, mask = make_phantom(seed=seed, shape=(256, 320), spacing_mm=0.1)
     assert volume.shape == (1, 256, 320) and mask.shape == (1, 256, 320)
     assert volume.array.dtype == np.float32 and mask.dtype == np.uint8
-    assert volume.spacing == (0.1, 0.1, 1.0)
+    assert volume.spacing == (0.1, 0.1, 1.0)  # the given spacing, stored as it is
     image, lesion = volume.array[0], mask[0].astype(bool)
     assert image.min() >= 0 and image.max() <= 255
     np.testing.assert_array_equal(image, np.round(image))  # integer grey levels, PNG-exact
@@ -76,6 +77,7 @@ def test_write_phantom_files_and_manifest(tmp_path):
     assert nrrd.GetSpacing() == pytest.approx((0.1, 0.1))
     from_nrrd = read_image(paths["image_nrrd"])
     from_png = read_image(paths["image_png"], spacing_mm=0.1)
+    # Exact: integer grey levels, written and read back without arithmetic.
     np.testing.assert_array_equal(from_nrrd.array, volume.array)
     np.testing.assert_array_equal(from_png.array, volume.array)
     assert from_nrrd.spacing == pytest.approx(from_png.spacing)
@@ -103,7 +105,7 @@ def test_write_phantom_is_reproducible(tmp_path):
     for key in ("image_nrrd", "image_png", "mask_nrrd", "mask_png"):
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(first[key])))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(second[key])))
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # the same seeded generator twice, integer pixels: exact
     assert first["manifest"].read_text() == second["manifest"].read_text()
 
 
@@ -121,6 +123,7 @@ def _below_vs_beside(image: np.ndarray, lesion: np.ndarray) -> float:
 def test_default_style_is_the_embedded_sample(seed):
     image, mask = make_phantom(seed=seed)
     styled, styled_mask = make_phantom(seed=seed, style=LesionStyle(), dynamic_range_db=48.0)
+    # Bit-identical: the defaults are these very settings, so the same code runs on the same numbers.
     np.testing.assert_array_equal(image.array, styled.array)
     np.testing.assert_array_equal(mask, styled_mask)
 

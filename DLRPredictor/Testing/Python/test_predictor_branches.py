@@ -28,6 +28,8 @@ def _predict(pred: predictor.Predictor, concurrent: bool, seed: int, **kw):
 def test_concurrent_and_inline_predictions_are_identical(pred, seed: int) -> None:
     a = _predict(pred, True, seed, heatmap=True, stability=True)
     b = _predict(pred, False, seed, heatmap=True, stability=True)
+    # Bit-identical by design: the same code on the same case, the network on one BLAS thread either
+    # way (deep_features._threads_for) and pyradiomics on one SimpleITK thread.
     assert a.probability == b.probability
     assert a.signature_scores == b.signature_scores
     assert a.contributions == b.contributions

@@ -164,7 +164,7 @@ def test_lesion_slice_is_one_valid_region_or_a_documented_error(image: np.ndarra
         and not kept[:, :col0].any()
         and not kept[:, col1:].any()
     )
-    np.testing.assert_array_equal(taken.image, volume.array[taken.slice_index])
+    np.testing.assert_array_equal(taken.image, volume.array[taken.slice_index])  # the slice itself: exact
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +216,7 @@ def test_predictor_probability_is_in_0_1_or_a_documented_error(
     event("predicted")
     assert 0.0 <= result.probability <= 1.0
     assert all(0.0 <= s <= 1.0 for s in result.signature_scores.values())
+    # The same number, reported twice: exact.
     assert result.probability == result.signature_scores[_model_key(result.model_used)]
     assert math.isfinite(result.ood_distance) and result.ood_distance >= 0.0
     assert result.out_of_distribution == (result.ood_distance > pred.pipeline.ood["threshold"])

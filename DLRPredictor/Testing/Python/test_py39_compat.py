@@ -1,7 +1,8 @@
 """What runs inside 3D Slicer stays Python 3.9 code (Slicer 5.4-5.8 embed 3.9, 5.10+ 3.12).
 
-In scope: DLRPredictor.py, every module of DLRPredictorLib (subpackages included) and Resources/Scripts/*.py. The tests themselves
-may use newer Python. Three checks, each shown able to fail on a sample:
+In scope: DLRPredictor.py, every module of DLRPredictorLib (subpackages included) and
+Resources/Scripts/*.py. The tests themselves may use newer Python. Three checks, each shown able
+to fail on a sample:
 (a) vermin (pinned in requirements.txt) finds no construct or library use newer than 3.9:
     ``zip(strict=)``, ``match``, ``int.bit_count``, ``itertools.pairwise``, ``typing.TypeAlias``,
     ``dataclass(slots=)``, ``tomllib``, ...;

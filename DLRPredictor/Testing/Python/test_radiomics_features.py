@@ -154,7 +154,10 @@ def test_lesion_window_gives_the_whole_image_features_on_phantoms(monkeypatch):
             ours = rf.extract_features(case, params)
             theirs = _full_image_features(case, params)
             assert list(ours) == list(theirs)
-            assert ours == theirs  # the same numbers to the last bit
+            # The same numbers to the last bit: pyradiomics crops image and mask to the mask's bounding
+            # box before any feature class (rf.lesion_window_is_exact), so the same code then runs on
+            # the same pixels whichever window it was handed.
+            assert ours == theirs
             # pyradiomics really was given the bounding box + 1 px (SimpleITK sizes are (x, y)).
             row0, row1, col0, col1 = bounding_box(m)
             expected = (min(cols, col1 + 1) - max(0, col0 - 1), min(rows, row1 + 1) - max(0, row0 - 1))
@@ -169,6 +172,7 @@ def test_lesion_window_gives_the_whole_image_features_busbra(busbra_cases, pick)
     volume = read_image(case.image)
     lesion = representative_slice(volume, read_mask(case.mask, volume), case.case_id)
     assert np.count_nonzero(lesion.mask) < lesion.mask.size / 4  # the window really is smaller
+    # Bit-identical for the reason given in the phantom test above.
     assert rf.extract_features(lesion, params) == _full_image_features(lesion, params)
 
 
@@ -220,6 +224,7 @@ def test_custom_parameters_and_extractor_cache(phantom_lesion):
     }
     features = rf.extract_features(phantom_lesion, params)
     assert list(features) == ["original_firstorder_Mean", "original_firstorder_Maximum"]
+    # Exact: a maximum selects one of the pixel values, no rounding.
     assert features["original_firstorder_Maximum"] == float(
         phantom_lesion.image[phantom_lesion.mask > 0].max()
     )
@@ -291,7 +296,7 @@ def test_feature_rows_split_like_slicer_radiomics():
         "log-sigma-1-0-mm-3D_firstorder_10Percentile": 3.0,
         "lbp-2D_ngtdm_Busyness": 4.0,
     }
-    assert rf.feature_rows(features) == [
+    assert rf.feature_rows(features) == [  # the values are passed through: exact
         ("original", "shape2D", "Elongation", 0.5),
         ("wavelet-LH", "glcm", "Contrast", 2.0),
         ("log-sigma-1-0-mm-3D", "firstorder", "10Percentile", 3.0),
@@ -352,6 +357,7 @@ def test_extraction_runs_simpleitk_single_threaded_and_restores_the_setting(phan
             t.join()
         assert seen == [1, 1, 1, 1]
         assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3  # the process's setting is back
+        # Bit-identical: the same extraction, on one SimpleITK thread in each caller.
         assert all(r == reference for r in results)
         # An extraction that fails restores it too.
         with pytest.raises(LesionError):

@@ -537,6 +537,8 @@ def test_catalogue_entry(cohort: CohortRun, case_id: str) -> None:
     if entry.ood is not None:
         assert row["out_of_distribution"] == str(entry.ood).lower(), row["ood_distance"]
     if entry.same_probability_as:
+        # Bit-identical: these inputs reach the predictor as the very same pixels and mask as the
+        # reference case, and a prediction's digits are reproducible (one thread per crop, README).
         assert row["probability"] == cohort.by_case[entry.same_probability_as]["probability"]
 
 

@@ -80,7 +80,7 @@ def test_metrics_csv_equals_stats_functions(written, cohort):
     for name, cutoff in (("DLR", 0.5), ("Rad", 0.4)):
         m = binary_metrics(y, scores[name], cutoff)
         row = table.loc[name]
-        assert row["cutoff"] == cutoff
+        assert row["cutoff"] == cutoff  # the given 0.5 / 0.4, written and parsed back: exact
         for key in ("tp", "fp", "tn", "fn"):
             assert row[key] == m[key]
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
@@ -161,6 +161,7 @@ def test_html_references_existing_pngs_and_escapes_text(written, cohort):
 def test_optimistic_cutoff_only_on_request_and_labelled(tmp_path, cohort):
     y, scores = cohort
     res = report.evaluate_scores(y, {"raw": scores["raw"]}, optimistic_youden=True)
+    # Exact: youden_cutoff returns one of the scores, chosen by integer counts, and it is the same call.
     assert res["scores"]["raw"]["cutoff"] == youden_cutoff(y, scores["raw"])
     assert res["scores"]["raw"]["cutoff_source"].startswith("optimistic")
     assert any("optimistic" in n for n in res["notes"])
@@ -273,7 +274,7 @@ def test_csv_report_excludes_errors_and_incomplete_rows(tmp_path, predictions_cs
         auc_delong(y[keep], probability).auc, rel=1e-12
     )
     # The file's frozen cutoff is used for 'probability', 0.5 (labelled) for the other score.
-    assert data["scores"]["probability"]["cutoff"] == 0.42
+    assert data["scores"]["probability"]["cutoff"] == 0.42  # the file's number, passed on: exact
     assert data["scores"]["Rad"]["cutoff_source"] == "default 0.5 (no cutoff given)"
 
 

@@ -65,6 +65,8 @@ def test_same_seed_gives_bit_identical_initial_weights(arch: str, in_channels: i
     torch.manual_seed(7)
     ours = dfe.build_resnet(arch, num_classes=2, in_channels=in_channels)
     a, b = theirs.state_dict(), ours.state_dict()
+    # Bit-identical: both builds draw from the same seeded generator through the same torch.nn.init
+    # calls in the same order (a different draw would give unrelated numbers, not other last bits).
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -77,7 +79,7 @@ def test_initialisation_follows_torchvision_scheme() -> None:
     w = convs[-1].weight
     expected = (2.0 / (w.shape[0] * w.shape[2] * w.shape[3])) ** 0.5
     assert abs(float(w.std()) - expected) / expected < 0.05
-    assert all(float(m.weight.min()) == 1.0 and float(m.bias.abs().max()) == 0.0 for m in bns)
+    assert all(float(m.weight.min()) == 1.0 and float(m.bias.abs().max()) == 0.0 for m in bns)  # constants
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -91,10 +93,12 @@ def test_a_network_built_for_loading_draws_no_random_numbers_and_loads_exactly(a
     trained.eval()
     rng_before = torch.get_rng_state()
     model = dfe.DeepModel.from_state_dict(trained.state_dict(), arch, in_channels=1)
-    # No draw from the global generator: a training seeded after a load is unaffected.
+    # No draw from the global generator: a training seeded after a load is unaffected (a byte state).
     assert torch.equal(torch.get_rng_state(), rng_before)
     loaded = model.network
     a, b = trained.state_dict(), loaded.state_dict()
+    # Bit-identical: the tensors are copied, and the same torch modules then run on the same input with
+    # the same thread count.
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.randn(2, 1, 64, 64)
     with torch.no_grad():

@@ -122,6 +122,8 @@ def test_single_crop_digits_repeat_and_agree_with_batches() -> None:
     with threadpool_limits(limits=1, user_api="blas"):  # as every prediction runs
         first = [model.features_and_gradcam(c) for c in crops]
         again = [model.features_and_gradcam(c) for c in crops[::-1]][::-1]
+    # Bit-identical by design: one crop always runs on one BLAS thread through the same code
+    # (deep_features._threads_for), whatever else ran before it.
     for (f1, c1, p1), (f2, c2, p2) in zip(first, again, strict=True):
         assert np.array_equal(f1, f2) and np.array_equal(c1, c2) and p1 == p2
     batched = model.features(crops)
@@ -183,7 +185,7 @@ def test_network_property_rebuilds_the_same_torch_network(tmp_path) -> None:
     assert rebuilt is not net and not rebuilt.training
     assert not any(p.requires_grad for p in rebuilt.parameters())
     for key, value in net.state_dict().items():
-        assert torch.equal(rebuilt.state_dict()[key], value), key
+        assert torch.equal(rebuilt.state_dict()[key], value), key  # float32 stored as it is: exact
 
 
 # --------------------------------------------------------------------------- thread limits

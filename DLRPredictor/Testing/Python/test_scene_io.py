@@ -23,6 +23,7 @@ def _rotated_image(flip_k: bool = True) -> sitk.Image:
 
     With ``flip_k`` the slice axis points down: a left-handed index frame.
     """
+    # Integer voxel values (exact in float32): read back, they are compared exactly below.
     image = sitk.GetImageFromArray(np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7))
     image.SetSpacing((0.3, 0.45, 2.5))
     image.SetOrigin((12.0, -7.5, 3.25))
@@ -118,7 +119,7 @@ def test_lesion_and_heatmap_on_an_rgba_vector_volume(scene):
     heat = scene_io.write_heatmap(scene, np.full((1, 5, 7), 0.5, np.float32), vector_node, "heat")
     assert heat.GetImageData().GetDimensions() == (7, 5, 1)
     assert heat.GetImageData().GetNumberOfScalarComponents() == 1
-    np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(vector_node))
+    np.testing.assert_array_equal(_ijk_to_ras(heat), _ijk_to_ras(vector_node))  # a copied matrix: exact
 
 
 def test_volume_without_image_data_is_an_input_error(scene):
@@ -261,6 +262,7 @@ def test_features_table_has_the_slicerradiomics_layout_and_exact_values(scene):
         "firstorder",
         "Mean",
     )
+    # Exact (here and below): the cells hold repr() text, which reads back as the very same float.
     assert [float(node.GetCellText(r, 4)) for r in range(3)] == [row[3] for row in FEATURE_ROWS]
     assert scene_io.read_features_table(node) == FEATURE_ROWS
     assert node.GetAttribute("DLRPredictor.provenance.bundle_id") == "dlr-default 1.0"
@@ -273,7 +275,7 @@ def test_rewriting_a_table_by_name_updates_it_without_adding_nodes(scene):
     second = scene_io.write_features_table(scene, FEATURE_ROWS[:1], {"new": "y"}, "features")
     assert second.GetID() == first.GetID()
     assert scene.GetNumberOfNodes() == count
-    assert scene_io.read_features_table(second) == FEATURE_ROWS[:1]
+    assert scene_io.read_features_table(second) == FEATURE_ROWS[:1]  # repr() round trip: exact
     assert scene_io.read_provenance(second) == {"new": "y"}
 
     table = scene_io.write_key_value_table(scene, [("a", 1.0)], "prediction")
@@ -299,7 +301,7 @@ def test_key_value_table_keeps_text_and_exact_numbers(scene):
     assert rows[1][1] == "malignant"
     for (_, text), (_, value) in zip(rows, items, strict=True):
         if not isinstance(value, str):
-            assert float(text) == value
+            assert float(text) == value  # repr() round trip: exact
 
 
 # --------------------------------------------------------------------------- heatmap
@@ -316,7 +318,7 @@ def test_heatmap_has_the_image_grid_colour_map_and_is_the_foreground(scene, imag
     node = scene_io.write_heatmap(scene, heat, image_node, "Grad-CAM", opacity=0.4)
 
     assert node.GetImageData().GetDimensions() == image_node.GetImageData().GetDimensions()
-    np.testing.assert_array_equal(_ijk_to_ras(node), _ijk_to_ras(image_node))
+    np.testing.assert_array_equal(_ijk_to_ras(node), _ijk_to_ras(image_node))  # a copied matrix: exact
     assert node.GetSpacing() == pytest.approx(image_node.GetSpacing())
     assert node.GetOrigin() == pytest.approx(image_node.GetOrigin())
     np.testing.assert_allclose(slicer.util.arrayFromVolume(node), heat)
@@ -398,11 +400,14 @@ def _check_reloaded(loaded, image_array, mask, items, heat) -> None:
     seg_node = loaded.GetFirstNodeByName("Lesion segmentation")
     segment_id = seg_node.GetSegmentation().GetSegmentIdBySegmentName("Lesion")
     np.testing.assert_array_equal(scene_io.mask_from_segment(seg_node, segment_id, image_node), mask)
+    # Exact: the numbers are stored as repr() text (scene_io.format_value) and read back.
     assert scene_io.read_features_table(loaded.GetFirstNodeByName("features")) == FEATURE_ROWS
     assert scene_io.read_provenance(loaded.GetFirstNodeByName("features")) == {"bundle_id": "b;1:x"}
     rows = scene_io.read_key_value_table(loaded.GetFirstNodeByName("prediction"))
-    assert float(rows[0][1]) == items[0][1] and rows[1] == ("Label", "benign")
+    assert float(rows[0][1]) == items[0][1] and rows[1] == ("Label", "benign")  # repr() text: exact
     heat_node = loaded.GetFirstNodeByName("Grad-CAM")
+    # Exact: float32 voxels stored and read back as float32; both matrices are read by the same
+    # reader from headers written by the same writer from one and the same matrix.
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(heat_node), heat)
     np.testing.assert_array_equal(_ijk_to_ras(heat_node), _ijk_to_ras(image_node))
     assert heat_node.GetDisplayNode().GetColorNodeID() == scene_io.HEATMAP_COLOR_NODE_ID
@@ -459,7 +464,7 @@ def test_left_handed_image_reloads_with_reversed_slices_at_the_same_place(scene,
             scene_io.mask_from_segment(seg_node, segment_id, image_node), mask[::-1]
         )
         heat_node = loaded.GetFirstNodeByName("Grad-CAM")
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(heat_node), heat[::-1])
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(heat_node), heat[::-1])  # stored float32
         np.testing.assert_allclose(_ijk_to_ras(heat_node), _ijk_to_ras(image_node), atol=1e-9)
     finally:
         loaded.Clear(1)

@@ -112,7 +112,8 @@ def test_transform_uses_training_statistics(
     train = X.iloc[:200][names].to_numpy()
     expected = (X.iloc[200:][names].to_numpy() - train.mean(axis=0)) / train.std(axis=0)
     np.testing.assert_allclose(fitted.transform(X.iloc[200:]), expected, rtol=1e-12)
-    # Column order of the input does not matter for a DataFrame.
+    # Column order of the input does not matter for a DataFrame. Exact: columns are picked by name
+    # and z-scored elementwise (correctly rounded per element, whatever the layout).
     shuffled = X.iloc[200:, ::-1]
     np.testing.assert_array_equal(fitted.transform(shuffled), fitted.transform(X.iloc[200:]))
 
@@ -134,6 +135,7 @@ def test_spec_round_trip_through_json(data: tuple[pd.DataFrame, np.ndarray], fit
     X, _ = data
     again = FeatureSelector.from_spec(json.loads(json.dumps(fitted.to_spec())))
     assert again.selected_names == fitted.selected_names
+    # Bit-identical: mean and std survive JSON exactly, and the same elementwise code applies them.
     np.testing.assert_array_equal(again.transform(X.iloc[200:]), fitted.transform(X.iloc[200:]))
     pd.testing.assert_frame_equal(again.report(), fitted.report())
     with pytest.raises(ConfigError):
@@ -166,7 +168,7 @@ def test_variants_recover_signal(data: tuple[pd.DataFrame, np.ndarray], config: 
     out = sel.transform(X.iloc[200:])
     assert out.shape == (100, len(sel.selected_names))
     if not config.standardize:
-        np.testing.assert_array_equal(out, X.iloc[200:][sel.selected_names].to_numpy())
+        np.testing.assert_array_equal(out, X.iloc[200:][sel.selected_names].to_numpy())  # copied columns
 
 
 def test_pure_noise_still_selects_at_least_one() -> None:

@@ -52,6 +52,8 @@ def test_predictions_on_real_cases_equal_the_pinned_ones(shared_data, pins):
 def test_two_runs_give_identical_predictions(shared_data):
     first = pin_predictions.predict_all(shared_data)
     second = pin_predictions.predict_all(shared_data)
+    # Bit-identical: the same code twice; one crop runs on one BLAS thread, pyradiomics on one
+    # SimpleITK thread (README), so a prediction's digits do not vary between runs.
     assert [c["probability"] for c in first] == [c["probability"] for c in second]
 
 

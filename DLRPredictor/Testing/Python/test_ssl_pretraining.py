@@ -77,6 +77,7 @@ def test_pretraining_lowers_the_loss_and_leaves_the_classifier_layer_alone() -> 
         net = build_resnet("resnet18", num_classes=2, in_channels=1)
     init = {k: v.numpy() for k, v in net.state_dict().items()}
     assert result.state_dict.keys() == init.keys()
+    # Bit-identical: the same seeded build draws the same initial weights, and fc is never updated.
     np.testing.assert_array_equal(result.state_dict["fc.weight"], init["fc.weight"])
     assert not np.array_equal(result.state_dict["conv1.weight"], init["conv1.weight"])
 
@@ -86,6 +87,7 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     a = pretrain_simclr(crops, _tiny(epochs=1))
     b = pretrain_simclr(crops, _tiny(epochs=1))
     c = pretrain_simclr(crops, _tiny(epochs=1, seed=6))
+    # Identical digests: the same seeded, single-threaded run twice (the project's reproducibility).
     assert a.digest() == b.digest()
     assert a.digest() != c.digest()
 
@@ -106,6 +108,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     resumed = pretrain_simclr(crops, _tiny(epochs=3), checkpoint_dir=tmp_path, log=lines.append)
     assert resumed.resumed_from_epoch == 2  # as train_cnn counts: epochs done before this call
     assert lines[0].startswith("resuming self-supervised pretraining at epoch 3")
+    # Identical digests and losses: a resumed run reproduces the uninterrupted one (by design).
     assert resumed.digest() == whole.digest()
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
 

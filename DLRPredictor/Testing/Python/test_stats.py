@@ -113,6 +113,8 @@ def test_pairwise_delong_all_pairs_match_direct(tied_data):
 def test_identical_scores_give_no_difference(tied_data):
     y, a, _ = tied_data
     res = delong_test(y, a, a.copy())
+    # Exact: both AUCs are the same computation on equal rows, and a zero variance of the difference
+    # gives z = 0, p = 1 by definition (evaluation.auc._paired).
     assert res.diff == 0.0
     assert res.z == 0.0
     assert res.p == 1.0
@@ -121,6 +123,8 @@ def test_identical_scores_give_no_difference(tied_data):
 def test_perfect_separation_auc_one_with_clipped_ci():
     y = np.array([0, 0, 0, 1, 1, 1])
     res = auc_delong(y, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    # Exact: midranks of 6 cases are small halves and integers, so the AUC and its variance are
+    # computed without rounding.
     assert res.auc == 1.0
     assert res.ci_high <= 1.0
     assert res.se == 0.0
@@ -182,7 +186,7 @@ def test_youden_tie_returns_smallest_cutoff():
     # Candidates 0.1..0.6; J = 0, 1/3, 2/3, 1/3, 2/3, 1/3 -> tie between 0.3 and 0.5.
     y = [0, 0, 1, 0, 1, 1]
     p = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    assert youden_cutoff(y, p) == 0.3
+    assert youden_cutoff(y, p) == 0.3  # one of the given scores, chosen by integer counts: exact
 
 
 def test_youden_reaches_brute_force_maximum(tied_data):

@@ -139,6 +139,7 @@ def test_real_bundle_predicts_and_evaluates_unseen_cases(real_run, evaluation):
     if "score_combined" in results:
         # A case lacking a clinical value the nomogram needs is answered by the image-only model.
         missing = results["score_combined"].isna()
+        # Exact: the probability is the answering model's score, the same number written twice.
         assert (results.loc[missing, "probability"] == results.loc[missing, image_only]).all()
         assert results.loc[missing, "model_used"].str.contains("image only").all()
         assert (results.loc[~missing, "probability"] == results.loc[~missing, "score_combined"]).all()
