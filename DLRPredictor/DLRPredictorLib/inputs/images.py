@@ -97,7 +97,7 @@ def to_luminance(array: np.ndarray, components: int) -> np.ndarray:
 
 
 def _as_triplet(value: float | Sequence[float], name: str, default_last: float) -> tuple[float, float, float]:
-    values = [float(value)] * 2 if np.isscalar(value) else [float(v) for v in value]  # type: ignore[union-attr]
+    values = [float(value)] * 2 if np.isscalar(value) else [float(v) for v in value]  # type: ignore[union-attr, arg-type]
     if len(values) == 2:
         values.append(default_last)
     if len(values) != 3:
@@ -181,7 +181,7 @@ def volume_from_array(
     array: np.ndarray,
     spacing: float | Sequence[float] = (1.0, 1.0, 1.0),
     origin: Sequence[float] = (0.0, 0.0, 0.0),
-    direction: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+    direction: Sequence[float] | np.ndarray = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
     *,
     components: int | None = None,
     description: str = "",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -60,6 +61,7 @@ class _Patient:
 
 def _style(rng: np.random.Generator, malignant_look: bool) -> LesionStyle:
     """A lesion look: class-dependent features from overlapping ranges, the rest class-free."""
+    look: dict[str, Any]
     if malignant_look:
         look = {
             "irregularity": rng.uniform(0.7, 1.6),

@@ -136,7 +136,7 @@ def grid_search(
     grid: Mapping[str, Sequence[Any]] | None = None,
     cv: int = 5,
     seed: int = 0,
-    groups: Sequence[Any] | None = None,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> GridResult:
     """Tune a classifier by grid search on stratified (patient-grouped) folds, scoring roc_auc.
 
@@ -203,7 +203,7 @@ def fit_classifier(
     grid: Mapping[str, Sequence[Any]] | None = None,
     cv: int = 5,
     seed: int = 0,
-    groups: Sequence[Any] | None = None,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> BaseEstimator:
     """Grid-searched classifier refitted on all given cases (see :func:`grid_search`).
 

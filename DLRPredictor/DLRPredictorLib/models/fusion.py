@@ -45,7 +45,7 @@ def out_of_fold_proba(
     factory: Callable[[], ProbabilityModel],
     X: Any,
     y: Any,
-    groups: Sequence[Any] | None = None,
+    groups: Sequence[Any] | np.ndarray | None = None,
     *,
     cv: int = 5,
     seed: int = 0,
@@ -125,7 +125,7 @@ class EnsembleFusion:
         self,
         X: Any,
         y: Any,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
     ) -> EnsembleFusion:
         """Out-of-fold accuracies -> weights, then refit every member on all cases."""
@@ -230,7 +230,7 @@ class StackingFusion:
         self,
         X: Any,
         y: Any,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
     ) -> StackingFusion:
         """Meta-learner on out-of-fold probabilities, then refit every member on all cases."""

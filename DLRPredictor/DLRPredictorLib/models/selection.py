@@ -107,7 +107,9 @@ class SelectionConfig:
         return cls(**dict(data))
 
 
-def stratified_folds(y: np.ndarray, groups: Sequence[Any] | None, n_splits: int, seed: int) -> Folds:
+def stratified_folds(
+    y: np.ndarray, groups: Sequence[Any] | np.ndarray | None, n_splits: int, seed: int
+) -> Folds:
     """Stratified (group-aware when ``groups`` is given) shuffled k-fold splits.
 
     The number of folds is reduced to what the data allow (smallest class, number of groups).
@@ -318,7 +320,7 @@ class FeatureSelector:
         X: Any,
         y: Any,
         feature_names: Sequence[str] | None = None,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
     ) -> FeatureSelector:
         """Fit every step on the given (training) cases.
 
@@ -413,7 +415,9 @@ class FeatureSelector:
         ]
         return self
 
-    def _lasso(self, Z: np.ndarray, y: np.ndarray, groups: Sequence[Any] | None) -> tuple[np.ndarray, float]:
+    def _lasso(
+        self, Z: np.ndarray, y: np.ndarray, groups: Sequence[Any] | np.ndarray | None
+    ) -> tuple[np.ndarray, float]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LassoCV, LogisticRegressionCV
 
@@ -468,7 +472,7 @@ class FeatureSelector:
         X: Any,
         y: Any,
         feature_names: Sequence[str] | None = None,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
     ) -> np.ndarray:
         """``fit`` then ``transform`` on the same cases."""
         return self.fit(X, y, feature_names, groups).transform(X, feature_names)

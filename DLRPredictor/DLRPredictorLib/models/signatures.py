@@ -88,7 +88,7 @@ class Signature:
         self,
         X: Any,
         y: Any,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
     ) -> Signature:
         """Select features and tune the classifier on the training cases.

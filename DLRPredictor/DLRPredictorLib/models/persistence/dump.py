@@ -371,5 +371,5 @@ def save_model(path_prefix: str | Path, estimator: Any) -> tuple[Path, Path]:
     json_path, npz_path = model_file_paths(path_prefix)
     json_path.write_text(json.dumps(spec, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     with open(npz_path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # stubs: a key could be allow_pickle
     return json_path, npz_path

@@ -91,7 +91,7 @@ class SafeKNN(ClassifierBase):
             weight[rows] = exact[rows]
         labels = self.fit_y[ind]
         proba = np.zeros((X.shape[0], 2))
-        rows = np.arange(X.shape[0])
+        every_row = np.arange(X.shape[0])
         for i in range(ind.shape[1]):
-            proba[rows, labels[:, i]] += weight[:, i]
+            proba[every_row, labels[:, i]] += weight[:, i]
         return proba / proba.sum(axis=1, keepdims=True)
