@@ -9,6 +9,8 @@ logit, mean pooled features) for fuse.py.
 
 Usage: python scripts/experiments/cnn_flip.py --tag m15s96e99 --size 96 --margin 0.15
 (size and margin must be those the run was trained with).
+
+Backs: docs/EXPERIMENTS.md section 5: no test-time flip (not adopted).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ P_<v> (malignancy probability) of every case. Checkpoints go to out/exp/ckpt_TAG
 checkpoint there is resumed, so delete the folder to start over.
 
 Usage: python scripts/experiments/cnn_margin.py --tag m15s96 --size 96 --margin 0.15 --epochs 16 --patience 5
+
+Backs: docs/EXPERIMENTS.md sections 3, 5 and 6: crop margin 0.15 (adopted), the weight
+average and the 128 px input (not adopted); it also trains the networks the other CNN scripts read.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ The cohort is the one the bundled model was built on (see scripts/make_manifests
 ``out/manifests/combined_train.csv`` (BUS-BRA official folds 1-4 + 70 % of BrEaST) and
 ``out/manifests/combined_test.csv``; results are reported on the BUS-BRA part of the test
 manifest (official fold 5).
+
+Backs: shared by every script here; each script names the decision of docs/EXPERIMENTS.md it
+backs.
 """
 
 from __future__ import annotations

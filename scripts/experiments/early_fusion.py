@@ -20,6 +20,9 @@ Those outputs hold the exact and ellipse crops only, so DL and DLR early train o
 variants.
 
 Usage: python scripts/experiments/early_fusion.py out/exp/cnn_m15s96e99.npz [--log]
+
+Backs: docs/EXPERIMENTS.md section 10: late (stacking) fusion rather than early fusion, and
+no signed-log transform in the library's signature (neither adopted).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ results; the bundle's fusion weights are fitted without the test fold.
 
 Input: out/exp/orig.npz (prepare_features.py) and one or more out/exp/cnn_TAG.npz.
 Usage: python scripts/experiments/fuse.py out/exp/cnn_m15s96.npz [out/exp/cnn_m30s96.npz ...]
+
+Backs: docs/EXPERIMENTS.md sections 4-6: one CNN in the fusion (adopted), and the fused
+figures of the weight-average and 128 px trials.
 """
 
 from __future__ import annotations

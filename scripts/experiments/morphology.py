@@ -14,6 +14,8 @@ the CNN score (weight examined on the test fold: optimistic, as fuse.py).
 
 Usage: python scripts/experiments/morphology.py [--cnn out/exp/cnn_m15s96.npz]
 Input: out/exp/orig.npz (prepare_features.py).
+
+Backs: docs/EXPERIMENTS.md section 5: no morphology descriptors (not adopted).
 """
 
 from __future__ import annotations

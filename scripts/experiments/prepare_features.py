@@ -19,6 +19,9 @@ Usage:
 
 e.g. ``... DLRPredictor/Resources/Models/BreastUS-Malignancy/radiomics.yaml
 exact,ellipse,jitter,dilate2,erode2 orig 128``.
+
+Backs: every radiomics experiment of docs/EXPERIMENTS.md (sections 1, 2, 5 and 8): it
+writes the feature caches they read.
 """
 
 from __future__ import annotations

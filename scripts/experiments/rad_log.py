@@ -8,6 +8,8 @@ the held-out BUS-BRA AUC. No log transform of the features.
 Input: out/exp/loge.npz (prepare_features.py with scripts/experiments/radiomics_log.yaml, exact
 contours only); out/exp/orig.npz is only read to check that both caches hold the same cases.
 Usage: python scripts/experiments/rad_log.py [--npz out/exp/loge.npz] [--orig out/exp/orig.npz]
+
+Backs: docs/EXPERIMENTS.md section 2: no LoG image type in the bundle's radiomics (not adopted).
 """
 
 from __future__ import annotations

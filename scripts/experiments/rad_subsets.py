@@ -14,6 +14,9 @@ optimistic; they only compare variant sets with one another.
 
 Input: out/exp/orig.npz (prepare_features.py) and one out/exp/cnn_TAG.npz (cnn_margin.py).
 Usage: python scripts/experiments/rad_subsets.py out/exp/cnn_m15s96e99.npz
+
+Backs: docs/EXPERIMENTS.md section 8: which contour variants train the Rad signature of a
+fused bundle (`contours.radiomics_variants`; the shipped bundle keeps all five).
 """
 
 from __future__ import annotations

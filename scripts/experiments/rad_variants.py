@@ -12,6 +12,9 @@ L2 logistic regression (C = 0.1), both after standardisation, and LightGBM (num_
 
 Input: out/exp/orig.npz from prepare_features.py (Original radiomics of the five variants).
 Usage: python scripts/experiments/rad_variants.py [--log] [--npz out/exp/orig.npz]
+
+Backs: docs/EXPERIMENTS.md section 1: the Rad signature trains on five contour variants
+(adopted) and without the signed-log transform.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Does self-supervised pretraining on the training crops help the CNN (SimCLR, CPU)?
 
-No pretrained ImageNet weights can be obtained here, and the network trained from scratch reaches
-about 0.88-0.89 held-out. This pretrains the same grayscale ResNet with SimCLR
+No pretrained ImageNet ResNet weights can be obtained here, and the network trained from scratch
+reaches about 0.88-0.89 held-out. This pretrains the same grayscale ResNet with SimCLR
 (``DLRPredictorLib.training.ssl``, which the trainer runs for ``cnn.pretrain``) on the lesion
 crops of the TRAINING split only (labels unused; the held-out fold is never seen), then saves the
 backbone for fine-tuning with ``cnn_margin.py --init out/exp/ssl_TAG.safetensors``.
@@ -11,6 +11,9 @@ Each view draws the exact or the ellipse crop of its case, so the contour varian
 of one another. The checkpoint goes to out/exp/ckpt_ssl_TAG and is resumed.
 
 Usage: python scripts/experiments/ssl_pretrain.py --tag s96 --epochs 30
+
+Backs: docs/EXPERIMENTS.md sections 7 and 9: SimCLR pretraining on the training crops
+(kept as the `cnn.pretrain` option; the bundle rebuilt from it was not adopted).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ The choice between the two is made on the out-of-fold rows; the held-out lines o
 
 Usage: python scripts/experiments/stacking_inputs.py out/bundle.work/oof_scores.csv \
            [--heldout out/eval/predictions.csv]
+
+Backs: docs/EXPERIMENTS.md sections 8 and 9: the stacking meta-learner reads probabilities
+on every row (`model.stacking_inputs`, `model.fusion_variants`; log-odds not adopted).
 """
 
 from __future__ import annotations
