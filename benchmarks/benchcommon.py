@@ -35,7 +35,7 @@ class BenchCase:
 
 @dataclass(frozen=True)
 class Target:
-    """A performance target of the issue and the value measured for it."""
+    """A performance target of the project and the value measured for it."""
 
     name: str
     value: float
@@ -226,7 +226,7 @@ def print_targets(targets: Sequence[Target]) -> bool:
     Returns:
         True when every target passed.
     """
-    print("\nTargets (issue 'Prediction end to end'; 2 CPU cores, typical 2D ultrasound images):")
+    print("\nTargets (prediction end to end; 2 CPU cores, typical 2D ultrasound images):")
     rows = []
     for t in targets:
         op = ">=" if t.higher_is_better else "<="

@@ -1,7 +1,7 @@
-"""training.py end to end on the synthetic cohort: a real bundle, no leakage, tamper refusal, evaluation.
+"""Training end to end on the synthetic cohort: a real bundle, no leakage, tamper refusal, evaluation.
 
-Uses the session fixtures ``synthetic_cohort`` (40 labelled synthetic images) and ``tiny_bundle``
-(a real bundle trained on it with TINY_CONFIG), and no shared data.
+Uses the fixtures built once per test run, ``synthetic_cohort`` (40 labelled synthetic images)
+and ``tiny_bundle`` (a real bundle trained on it with TINY_CONFIG), and no shared data.
 """
 
 from __future__ import annotations
