@@ -31,6 +31,14 @@ def _new_figure(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _save_figure(fig: Any, ax: Any, path: Path, *, ylim: tuple[float, float], legend_loc: str) -> None:
+    # Every figure's x axis is a probability (or 1 - specificity) in [0, 1].
+    ax.set_xlim(0, 1)
+    ax.set_ylim(*ylim)
+    ax.legend(loc=legend_loc, fontsize="small")
+    fig.savefig(path, format="png")
+
+
 def plot_roc(result: Mapping[str, Any], path: Path) -> None:
     """ROC curves of every score, with AUC and CI in the legend."""
     fig, ax = _new_figure("ROC curves", "1 - specificity", "Sensitivity")
@@ -39,10 +47,7 @@ def plot_roc(result: Mapping[str, Any], path: Path) -> None:
         label = f"{name} (AUC {a['auc']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}])"
         ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], drawstyle="default", label=label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.savefig(path, format="png")
+    _save_figure(fig, ax, path, ylim=(0, 1.01), legend_loc="lower right")
 
 
 def plot_calibration(result: Mapping[str, Any], path: Path) -> None:
@@ -55,10 +60,7 @@ def plot_calibration(result: Mapping[str, Any], path: Path) -> None:
         bins = r["calibration"]["bins"]
         label = f"{name} (slope {r['calibration']['slope']:.2f}, Brier {r['calibration']['brier']:.3f})"
         ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], marker="o", label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize="small")
-    fig.savefig(path, format="png")
+    _save_figure(fig, ax, path, ylim=(0, 1), legend_loc="upper left")
 
 
 def plot_decision(result: Mapping[str, Any], path: Path) -> None:
@@ -74,10 +76,7 @@ def plot_decision(result: Mapping[str, Any], path: Path) -> None:
     if treat_all is not None:
         ax.plot(treat_all["threshold"], treat_all["treat_all"], color="grey", label="treat all")
         ax.plot(treat_all["threshold"], treat_all["treat_none"], color="black", label="treat none")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.05, result["prevalence"] + 0.05)
-    ax.legend(loc="upper right", fontsize="small")
-    fig.savefig(path, format="png")
+    _save_figure(fig, ax, path, ylim=(-0.05, result["prevalence"] + 0.05), legend_loc="upper right")
 
 
 def write_figures(result: Mapping[str, Any], folder: Path) -> list[str]:
