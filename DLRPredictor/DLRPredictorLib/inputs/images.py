@@ -311,13 +311,21 @@ def _first_line(exc: BaseException, path: Path | None = None) -> str:
     return re.sub(r"\(?0x[0-9a-fA-F]{6,}\)?", "", text).strip() or type(exc).__name__
 
 
-def _dicom_has_spacing(path: Path) -> bool:
-    """Whether a DICOM file states its pixel size (GDCM uses 1 mm silently when it does not)."""
+def read_header(path: Path) -> sitk.ImageFileReader | None:
+    """A reader holding the file's header (size, metadata keys), or None when it cannot be read."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
+        return None
+    return reader
+
+
+def _dicom_has_spacing(path: Path) -> bool:
+    """Whether a DICOM file states its pixel size (GDCM uses 1 mm silently when it does not)."""
+    reader = read_header(path)
+    if reader is None:
         return False
     return any(reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip() for tag in _DICOM_SPACING_TAGS)
 
@@ -327,11 +335,8 @@ def _refuse_cine_loop(path: Path, image: sitk.Image) -> None:
     frames = image.GetSize()[2] if image.GetDimension() == 3 else 1
     if frames <= 1:
         return
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+    reader = read_header(path)
+    if reader is None:
         return
     sop = reader.GetMetaData("0008|0016").strip().rstrip("\x00") if reader.HasMetaDataKey("0008|0016") else ""
     timed = any(reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip() for tag in _CINE_TAGS)

@@ -146,11 +146,8 @@ def _is_segmentation(path: Path) -> bool:
         return True
     if not name.endswith(".nrrd"):
         return False
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+    reader = images.read_header(path)
+    if reader is None:
         return False
     return reader.HasMetaDataKey("Segment0_ID") or reader.HasMetaDataKey("Segment0_Name")
 

@@ -3,8 +3,10 @@
 A checkpoint is a safetensors file of tensors (model, optimiser moments, ...) plus a JSON record
 (epoch, history, settings, data fingerprint) that names it: nothing is pickled. The record is
 written last, so it commits the tensors (:func:`commit_checkpoint`); reading checks that the
-checkpoint belongs to the same settings and data (:func:`read_checkpoint`). Each trainer decides
-which tensors and entries its record holds (``cnn.py``, ``ssl.py``).
+checkpoint belongs to the same settings and data (:func:`read_checkpoint`). Both trainers save
+named state dicts plus one optimiser (:func:`save_training_checkpoint`) and get them back with
+:func:`load_training_checkpoint`; each decides which state dicts and record entries it keeps
+(``cnn.py``, ``ssl.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +143,93 @@ def read_checkpoint(
             "use an empty checkpoint folder or delete it to restart"
         )
     return record, tensors
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """What one trainer's checkpoints are called.
+
+    Attributes:
+        fmt: the format the record and the tensor file declare.
+        stem: the tensor file's name before the 4-digit epoch.
+        json_name: the record's file name.
+        what: the kind of run, for messages (e.g. "CNN training").
+    """
+
+    fmt: str
+    stem: str
+    json_name: str
+    what: str
+
+
+def save_training_checkpoint(
+    folder: Path,
+    files: CheckpointFiles,
+    *,
+    epoch: int,
+    states: Mapping[str, Mapping[str, Any]],
+    opt: torch.optim.Optimizer,
+    record: Mapping[str, Any],
+) -> None:
+    """State dicts and an optimiser's state after ``epoch``, committed by :func:`commit_checkpoint`.
+
+    Args:
+        folder: the checkpoint folder.
+        files: the trainer's file names and format.
+        epoch: the 0-based epoch just done.
+        states: state dicts by prefix (their tensors are stored as ``<prefix>.<name>``).
+        opt: the optimiser; its tensors and parameter groups are stored too.
+        record: the trainer's JSON entries; the optimiser's follow them.
+    """
+    tensors = {
+        f"{prefix}.{name}": value.detach().clone().contiguous()
+        for prefix, state in states.items()
+        for name, value in state.items()
+    }
+    optim_tensors, scalars, param_groups = optimizer_state(opt)
+    tensors.update(optim_tensors)
+    full = {**record, "optimizer_param_groups": param_groups, "optimizer_scalars": scalars}
+    commit_checkpoint(
+        folder, tensors, full, fmt=files.fmt, stem=files.stem, epoch=epoch, json_name=files.json_name
+    )
+
+
+def load_training_checkpoint(
+    folder: Path,
+    files: CheckpointFiles,
+    *,
+    key: Mapping[str, Any],
+    modules: Mapping[str, torch.nn.Module],
+    opt: torch.optim.Optimizer,
+) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]] | None:
+    """Restore what :func:`save_training_checkpoint` saved, after :func:`read_checkpoint`'s checks.
+
+    Args:
+        folder: the checkpoint folder.
+        files: the trainer's file names and format.
+        key: record entries that must match (settings, data fingerprint).
+        modules: modules by prefix, loaded strictly from their state dicts.
+        opt: the optimiser to restore.
+
+    Returns:
+        (record, the other state dicts by prefix), or None when the folder holds no checkpoint.
+
+    Raises:
+        ConfigError: unreadable files, another format or another run's checkpoint.
+    """
+    found = read_checkpoint(folder, json_name=files.json_name, fmt=files.fmt, what=files.what, key=key)
+    if found is None:
+        return None
+    record, tensors = found
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        prefix, rest = name.split(".", 1)
+        if prefix != "optim":
+            states.setdefault(prefix, {})[rest] = value
+    for prefix, module in modules.items():
+        module.load_state_dict(states.pop(prefix, {}), strict=True)
+    restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])
+    return record, states
 
 
 def weights_digest(state: Mapping[str, Any]) -> str:

@@ -22,10 +22,9 @@ import numpy as np
 from ..deep.deep_model import build_resnet
 from ..deep.weights import load_weights
 from .checkpoints import (
-    commit_checkpoint,
-    optimizer_state,
-    read_checkpoint,
-    restore_optimizer,
+    CheckpointFiles,
+    load_training_checkpoint,
+    save_training_checkpoint,
     torch_threads,
     weights_digest,
 )
@@ -48,6 +47,9 @@ LogCallback = Callable[[str], None]
 
 CHECKPOINT_FORMAT = "dlrpredictor-cnn-checkpoint-v1"
 CHECKPOINT_JSON = "checkpoint.json"
+_FILES = CheckpointFiles(
+    fmt=CHECKPOINT_FORMAT, stem="checkpoint_epoch", json_name=CHECKPOINT_JSON, what="CNN training"
+)
 
 
 @dataclass
@@ -102,16 +104,7 @@ def _save_checkpoint(
     cfg: CnnTrainConfig,
     fingerprint: str,
 ) -> None:
-    """Model, best / averaged weights and optimiser state, committed by ``commit_checkpoint``."""
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in net.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().clone().contiguous()
-    for k, v in (state.best_state or {}).items():
-        tensors[f"best.{k}"] = v.clone().contiguous()
-    for k, v in (state.ema_state or {}).items():
-        tensors[f"ema.{k}"] = v.clone().contiguous()
-    optim_tensors, scalars, param_groups = optimizer_state(opt)
-    tensors.update(optim_tensors)
+    """Model, best / averaged weights and optimiser state, committed by ``save_training_checkpoint``."""
     record = {
         "epoch": epoch,
         "next_epoch": state.next_epoch,
@@ -128,18 +121,9 @@ def _save_checkpoint(
         },
         "config": cfg.resume_key(),
         "data_sha256": fingerprint,
-        "optimizer_param_groups": param_groups,
-        "optimizer_scalars": scalars,
     }
-    commit_checkpoint(
-        folder,
-        tensors,
-        record,
-        fmt=CHECKPOINT_FORMAT,
-        stem="checkpoint_epoch",
-        epoch=epoch,
-        json_name=CHECKPOINT_JSON,
-    )
+    states = {"model": net.state_dict(), "best": state.best_state or {}, "ema": state.ema_state or {}}
+    save_training_checkpoint(folder, _FILES, epoch=epoch, states=states, opt=opt, record=record)
 
 
 def _load_checkpoint(
@@ -150,20 +134,11 @@ def _load_checkpoint(
     fingerprint: str,
 ) -> _RunState | None:
     """Restore model, optimiser and run state; None when the folder holds no checkpoint."""
-    found = read_checkpoint(
-        folder,
-        json_name=CHECKPOINT_JSON,
-        fmt=CHECKPOINT_FORMAT,
-        what="CNN training",
-        key={"config": cfg.resume_key(), "data_sha256": fingerprint},
-    )
+    key = {"config": cfg.resume_key(), "data_sha256": fingerprint}
+    found = load_training_checkpoint(folder, _FILES, key=key, modules={"model": net}, opt=opt)
     if found is None:
         return None
-    record, tensors = found
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])
-    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    record, states = found
     return _RunState(
         next_epoch=int(record["next_epoch"]),
         best_epoch=int(record["best_epoch"]),
@@ -172,8 +147,8 @@ def _load_checkpoint(
         finished=bool(record["finished"]),
         stopped_early=bool(record["stopped_early"]),
         history=list(record["history"]),
-        best_state=best or None,
-        ema_state=ema or None,
+        best_state=states.get("best"),
+        ema_state=states.get("ema"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,59 @@ def _is_int(value: Any, minimum: int) -> bool:
     return not isinstance(value, bool) and int(value) == value and value >= minimum
 
 
+def _is_count(value: Any, minimum: int) -> bool:
+    # An int, not merely a whole number: epochs and batch size go to range(), which refuses 30.0.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= minimum)
+
+
 def _is_range(pair: Any) -> bool:
     values = tuple(float(v) for v in pair)
     return len(values) == 2 and all(math.isfinite(v) for v in values) and 0 < values[0] <= values[1]
+
+
+#: One setting's check: (name, whether its value is valid, what a valid value is).
+SettingCheck = tuple[str, bool, str]
+
+
+def optimiser_checks(settings: Any) -> list[SettingCheck]:
+    """The checks of the settings both trainers (CNN and SimCLR) share: the epochs and AdamW's."""
+    return [
+        ("epochs", _is_count(settings.epochs, 1), "an integer >= 1"),
+        ("batch_size", _is_count(settings.batch_size, 2), "an integer >= 2"),
+        ("lr", math.isfinite(settings.lr) and settings.lr > 0, "a number > 0"),
+        ("weight_decay", math.isfinite(settings.weight_decay) and settings.weight_decay >= 0, ">= 0"),
+    ]
+
+
+def rrc_scale_check(settings: Any) -> SettingCheck:
+    """The check of the random resized crop's area range (both trainers augment with it)."""
+    return (
+        "rrc_scale",
+        _is_range(settings.rrc_scale) and settings.rrc_scale[1] <= 1,
+        "(low, high), 0 < low <= high <= 1",
+    )
+
+
+def check_settings(settings: Any, what: str, checks: Callable[[Any], list[SettingCheck]]) -> None:
+    """Run ``checks(settings)`` and raise on the first invalid setting.
+
+    Args:
+        settings: the settings object (its attributes are named by the checks).
+        what: the kind of run, for messages (e.g. "CNN training").
+        checks: returns the checks, in the order they are reported.
+
+    Raises:
+        ConfigError: naming the first invalid setting, its value and what a valid one is.
+    """
+    try:
+        rows = checks(settings)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {what} setting: a value has the wrong type ({exc})") from exc
+    for name, ok, requirement in rows:
+        if not ok:
+            raise ConfigError(
+                f"invalid {what} setting: {name} must be {requirement}, got {getattr(settings, name)!r}"
+            )
 
 
 @dataclass
@@ -102,43 +153,7 @@ class CnnTrainConfig:
             ConfigError: naming the first invalid setting and its allowed values.
         """
         check_arch(self.arch)
-        try:
-            checks = [
-                ("input_size", _is_int(self.input_size, MIN_CROP_SIZE), f"an integer >= {MIN_CROP_SIZE}"),
-                ("epochs", _is_int(self.epochs, 1), "an integer >= 1"),
-                ("batch_size", _is_int(self.batch_size, 2), "an integer >= 2"),
-                ("lr", math.isfinite(self.lr) and self.lr > 0, "a number > 0"),
-                ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
-                ("schedule", self.schedule in _SCHEDULES, f"one of {_SCHEDULES}"),
-                ("warmup_epochs", _is_int(self.warmup_epochs, 0), "an integer >= 0"),
-                ("step_size", _is_int(self.step_size, 1), "an integer >= 1"),
-                ("step_gamma", 0 < self.step_gamma <= 1, "in (0, 1]"),
-                ("min_lr_fraction", 0 <= self.min_lr_fraction <= 1, "in [0, 1]"),
-                ("patience", _is_int(self.patience, 1), "an integer >= 1"),
-                ("monitor", self.monitor in _MONITORS, f"one of {_MONITORS}"),
-                ("val_fraction", 0 <= self.val_fraction < 0.9, "in [0, 0.9)"),
-                ("balance", self.balance in _BALANCES, f"one of {_BALANCES}"),
-                ("label_smoothing", 0 <= self.label_smoothing < 0.5, "in [0, 0.5)"),
-                ("seed", _is_int(self.seed, 0) and self.seed < 2**32, "an integer in [0, 2**32)"),
-                (
-                    "rrc_scale",
-                    _is_range(self.rrc_scale) and self.rrc_scale[1] <= 1,
-                    "(low, high), 0 < low <= high <= 1",
-                ),
-                ("rrc_ratio", _is_range(self.rrc_ratio), "(low, high) with 0 < low <= high"),
-                ("gamma_range", _is_range(self.gamma_range), "(low, high) with 0 < low <= high"),
-                ("contrast_range", _is_range(self.contrast_range), "(low, high) with 0 < low <= high"),
-                ("noise_std", math.isfinite(self.noise_std) and self.noise_std >= 0, ">= 0"),
-                ("num_threads", self.num_threads is None or _is_int(self.num_threads, 1), "None or >= 1"),
-                ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
-            ]
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid CNN training setting: a value has the wrong type ({exc})") from exc
-        for name, ok, requirement in checks:
-            if not ok:
-                raise ConfigError(
-                    f"invalid CNN training setting: {name} must be {requirement}, got {getattr(self, name)!r}"
-                )
+        check_settings(self, "CNN training", _cnn_checks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -163,6 +178,31 @@ class CnnTrainConfig:
         cfg = cls(**settings)
         cfg.validate()
         return cfg
+
+
+def _cnn_checks(cfg: CnnTrainConfig) -> list[SettingCheck]:
+    return [
+        ("input_size", _is_int(cfg.input_size, MIN_CROP_SIZE), f"an integer >= {MIN_CROP_SIZE}"),
+        *optimiser_checks(cfg),
+        ("schedule", cfg.schedule in _SCHEDULES, f"one of {_SCHEDULES}"),
+        ("warmup_epochs", _is_int(cfg.warmup_epochs, 0), "an integer >= 0"),
+        ("step_size", _is_int(cfg.step_size, 1), "an integer >= 1"),
+        ("step_gamma", 0 < cfg.step_gamma <= 1, "in (0, 1]"),
+        ("min_lr_fraction", 0 <= cfg.min_lr_fraction <= 1, "in [0, 1]"),
+        ("patience", _is_int(cfg.patience, 1), "an integer >= 1"),
+        ("monitor", cfg.monitor in _MONITORS, f"one of {_MONITORS}"),
+        ("val_fraction", 0 <= cfg.val_fraction < 0.9, "in [0, 0.9)"),
+        ("balance", cfg.balance in _BALANCES, f"one of {_BALANCES}"),
+        ("label_smoothing", 0 <= cfg.label_smoothing < 0.5, "in [0, 0.5)"),
+        ("seed", _is_int(cfg.seed, 0) and cfg.seed < 2**32, "an integer in [0, 2**32)"),
+        rrc_scale_check(cfg),
+        ("rrc_ratio", _is_range(cfg.rrc_ratio), "(low, high) with 0 < low <= high"),
+        ("gamma_range", _is_range(cfg.gamma_range), "(low, high) with 0 < low <= high"),
+        ("contrast_range", _is_range(cfg.contrast_range), "(low, high) with 0 < low <= high"),
+        ("noise_std", math.isfinite(cfg.noise_std) and cfg.noise_std >= 0, ">= 0"),
+        ("num_threads", cfg.num_threads is None or _is_int(cfg.num_threads, 1), "None or >= 1"),
+        ("ema_decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
+    ]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..base.errors import InputError
+from ..base.labels import validate_labels
 from ..inputs.crops import MIN_CROP_SIZE
 from .cnn_config import CnnTrainConfig
 
@@ -49,14 +50,15 @@ def as_labels(labels: np.ndarray, n: int) -> np.ndarray:
     """0/1 labels of ``n`` cases as int64.
 
     Raises:
-        InputError: another shape or values other than 0 and 1.
+        InputError: another shape, or values other than 0 and 1 (``base.labels.validate_labels``).
     """
     y = np.asarray(labels)
     if y.shape != (n,):
         raise InputError(f"labels must have shape ({n},) like the crops, got {y.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise InputError(f"labels must be 0/1 (1 = positive class), got values {sorted(set(y.tolist()))[:5]}")
-    return y.astype(np.int64)
+    if y.size == 0:  # no cases: the split says what training needs (validate_labels would say "evaluate")
+        return y.astype(np.int64)
+    # A single class passes here: the inner split names the counts each class needs.
+    return validate_labels(y, need_both=False).astype(np.int64)
 
 
 def split_train_val(

@@ -31,17 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..base.errors import ConfigError, InputError
+from ..base.errors import InputError
 from ..deep.deep_model import build_resnet, check_arch, feature_dim
 from .checkpoints import (
-    commit_checkpoint,
-    optimizer_state,
-    read_checkpoint,
-    restore_optimizer,
+    CheckpointFiles,
+    load_training_checkpoint,
+    save_training_checkpoint,
     torch_threads,
     weights_digest,
 )
-from .cnn_config import CnnTrainConfig
+from .cnn_config import CnnTrainConfig, SettingCheck, check_settings, optimiser_checks, rrc_scale_check
 from .cnn_data import as_variants, augment, zscore_batch
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -49,6 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 CHECKPOINT_FORMAT = "dlrpredictor-ssl-checkpoint-v1"
 CHECKPOINT_JSON = "ssl_checkpoint.json"
+_FILES = CheckpointFiles(
+    fmt=CHECKPOINT_FORMAT, stem="ssl_epoch", json_name=CHECKPOINT_JSON, what="pretraining"
+)
 PROJECTION_DIM = 128
 
 
@@ -83,30 +85,18 @@ class SslConfig:
     def validate(self) -> None:
         """Raises ConfigError naming the first invalid setting."""
         check_arch(self.arch)
-        checks = [
-            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 2, "an integer >= 2"),
-            ("lr", self.lr > 0, "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("temperature", self.temperature > 0, "> 0"),
-            (
-                "rrc_scale",
-                0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1,
-                "(low, high), 0 < low <= high <= 1",
-            ),
-        ]
-        for name, ok, requirement in checks:
-            if not ok:
-                raise ConfigError(
-                    f"invalid self-supervised pretraining setting: {name} must be {requirement}, "
-                    f"got {getattr(self, name)!r}"
-                )
+        check_settings(self, "self-supervised pretraining", _ssl_checks)
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the result (a checkpoint resumes only under the same key)."""
         values = asdict(self)
         values.pop("num_threads")  # the thread count does not change the result
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _ssl_checks(cfg: SslConfig) -> list[SettingCheck]:
+    temperature = ("temperature", math.isfinite(cfg.temperature) and cfg.temperature > 0, "> 0")
+    return [*optimiser_checks(cfg), temperature, rrc_scale_check(cfg)]
 
 
 @dataclass
@@ -290,28 +280,11 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     fingerprint: str,
 ) -> None:
-    """Network, head and optimiser state, committed by ``checkpoints.commit_checkpoint``."""
+    """Network, head and optimiser state, committed by ``checkpoints.save_training_checkpoint``."""
     net, head, opt = modules
-    tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    tensors.update({f"head.{k}": v.detach().clone().contiguous() for k, v in head.state_dict().items()})
-    optim_tensors, scalars, groups = optimizer_state(opt)
-    tensors.update(optim_tensors)
-    record = {
-        "next_epoch": epoch + 1,
-        "history": history,
-        "data_sha256": fingerprint,
-        "optimizer_param_groups": groups,
-        "optimizer_scalars": scalars,
-    }
-    commit_checkpoint(
-        folder,
-        tensors,
-        record,
-        fmt=CHECKPOINT_FORMAT,
-        stem="ssl_epoch",
-        epoch=epoch,
-        json_name=CHECKPOINT_JSON,
-    )
+    record = {"next_epoch": epoch + 1, "history": history, "data_sha256": fingerprint}
+    states = {"net": net.state_dict(), "head": head.state_dict()}
+    save_training_checkpoint(folder, _FILES, epoch=epoch, states=states, opt=opt, record=record)
 
 
 def _load_checkpoint(
@@ -322,17 +295,9 @@ def _load_checkpoint(
     fingerprint: str,
 ) -> tuple[int, list[dict[str, float]]] | None:
     """Restore network, head and optimiser; (next epoch, history), or None without a checkpoint."""
-    found = read_checkpoint(
-        folder,
-        json_name=CHECKPOINT_JSON,
-        fmt=CHECKPOINT_FORMAT,
-        what="pretraining",
-        key={"data_sha256": fingerprint},
-    )
+    key = {"data_sha256": fingerprint}
+    found = load_training_checkpoint(folder, _FILES, key=key, modules={"net": net, "head": head}, opt=opt)
     if found is None:
         return None
-    record, tensors = found
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
-    head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")}, strict=True)
-    restore_optimizer(opt, tensors, record.get("optimizer_scalars", {}), record["optimizer_param_groups"])
+    record, _ = found
     return int(record["next_epoch"]), list(record["history"])

@@ -127,7 +127,7 @@ def test_split_rejects_a_class_with_a_single_case() -> None:
 
 def test_bad_training_inputs_raise_input_error() -> None:
     x, y = _blob_task(12, 0)
-    with pytest.raises(InputError, match="0/1"):
+    with pytest.raises(InputError, match=r"Labels must be 0 \(negative\) or 1 \(positive\)"):
         train_cnn(x, y * 2, _tiny())
     bad = x.copy()
     bad[0, 0, 0] = np.inf
