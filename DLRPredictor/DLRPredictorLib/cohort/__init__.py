@@ -1,7 +1,8 @@
 """Cohorts: a cohort CSV (the CLI's MANIFEST.csv) in, a results CSV out.
 
 - ``rows``: cohort CSV rows -> jobs -> predictions -> results CSV rows;
-- ``journal``: the append-only journal that makes a run resumable;
+- ``journal``: the append-only journal that makes a run resumable, and when a row is reused;
+- ``fingerprint``: a row's input fingerprint (file bytes, clinical values, bundle content, options);
 - ``pool``: the worker processes (fork server, crash-surviving pool);
 - ``worker_server``: readies the fork server (bundle loaded once, GC frozen);
 - ``batch``: a whole run: predict_cohort, predict_cohort_in_process, evaluate_cohort.

@@ -4,8 +4,10 @@ The CLI calls the cohort CSV MANIFEST.csv (``dlrpredictor predict MANIFEST.csv``
 cohort CSV, so as not to confuse it with a bundle's manifest.json.
 
 How a run survives interruption: every finished case is journalled (``journal``) and a rerun
-skips the cases already done. The results file itself is written only at the end, in the cohort
-CSV's order, to a temporary name renamed into place, so it is never half-written.
+reuses the rows whose input fingerprint (``fingerprint``: image and mask bytes, clinical values,
+segment, spacing, bundle content, options) is unchanged; the other cases are predicted again.
+The results file itself is written only at the end, in the cohort CSV's order, to a temporary
+name renamed into place, so it is never half-written.
 
 Per-case failures never stop the cohort: expected errors (DLRError) give their message; a worker
 process that dies is detected and the case it was running is reported in its own row (``pool``).
@@ -14,15 +16,17 @@ process that dies is detected and the case it was running is reported in its own
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import ManifestError
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
-from .journal import Journal, done_rows, journal_path, reusable
+from .fingerprint import bundle_digest, input_digest
+from .journal import Journal, done_rows, journal_path, reuse_verdict
 from .pool import default_jobs, run_pool, start_worker_server
 from .rows import (
     PredictJob,
@@ -36,17 +40,32 @@ from .rows import (
 
 @dataclass
 class BatchSummary:
-    """Counts of a finished batch."""
+    """Counts of a finished batch.
+
+    Attributes:
+        n_skipped: cases whose previous row was reused (not predicted again).
+        recomputed: why previous rows were not reused -> how many (``journal.reuse_verdict``).
+    """
 
     n_cases: int
     n_ok: int
     n_error: int
     n_skipped: int
     out: Path
+    recomputed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_recomputed(self) -> int:
+        """Cases that had a previous row and were predicted again."""
+        return sum(self.recomputed.values())
 
     def line(self) -> str:
-        """One human-readable line for the terminal."""
-        resumed = f", {self.n_skipped} already done" if self.n_skipped else ""
+        """One line for the terminal, e.g. ``...; 3 reused, 2 recomputed (2 inputs changed): out.csv``."""
+        resumed = ""
+        if self.n_skipped or self.recomputed:
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.recomputed.items()))
+            resumed = f"; {self.n_skipped} reused, {self.n_recomputed} recomputed"
+            resumed += f" ({why})" if why else ""
         return f"{self.n_ok} of {self.n_cases} cases predicted, {self.n_error} failed{resumed}: {self.out}"
 
 
@@ -66,8 +85,10 @@ class _Run:
     rows: list[Any]
     columns: list[str]
     out: Path
-    done: dict[str, dict[str, str]]
+    done: dict[str, dict[str, Any]]
     todo: list[dict[str, Any]]
+    digests: dict[str, str]
+    recomputed: dict[str, int]
 
 
 def _start_run(
@@ -86,9 +107,25 @@ def _start_run(
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {cid: r for cid, r in done_rows(out).items() if reusable(r, pred.bundle_id, stability)}
-    todo = [job_from_cohort_row(r) for r in rows if r.case_id not in done]
-    return _Run(pred, rows, result_columns(pred), out, done, todo)
+    jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
+    # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
+    # because the reuse decision is taken before any job is handed out.
+    bundle = bundle_digest(pred.manifest)
+    digests = {cid: input_digest(job, bundle, stability=stability) for cid, job in jobs.items()}
+    previous = done_rows(out)
+    done: dict[str, dict[str, Any]] = {}
+    recomputed: Counter[str] = Counter()
+    for cid, job in jobs.items():
+        if cid not in previous:
+            continue
+        why = reuse_verdict(previous[cid], pred.bundle_id, digests[cid])
+        if why:
+            recomputed[why] += 1
+        else:
+            # The label is no input of the prediction: a corrected label is taken from the manifest.
+            done[cid] = {**previous[cid], "label": job["label"]}
+    todo = [jobs[r.case_id] for r in rows if r.case_id not in done]
+    return _Run(pred, rows, result_columns(pred), out, done, todo, digests, dict(recomputed))
 
 
 def _finish_run(
@@ -102,6 +139,7 @@ def _finish_run(
     results: dict[str, dict[str, Any]] = dict(run.done)
 
     def on_row(row: dict[str, Any]) -> None:
+        row["input_digest"] = run.digests[row["case_id"]]
         journal.write(row)
         results[row["case_id"]] = row
         if bar is not None:
@@ -119,7 +157,7 @@ def _finish_run(
     journal_path(run.out).unlink(missing_ok=True)
     n_ok = sum(1 for r in ordered if r.get("status") == "ok")
     n = len(run.rows)
-    return BatchSummary(n, n_ok, n - n_ok, n - len(run.todo), run.out)
+    return BatchSummary(n, n_ok, n - n_ok, n - len(run.todo), run.out, run.recomputed)
 
 
 def predict_cohort(

@@ -2,8 +2,9 @@
 
 Every finished case is appended as one complete CSV line to a journal (``RESULTS.csv.journal``),
 flushed and fsynced. A rerun reads the journal (a torn last line is ignored) and the previous
-results file, and reuses the cases already done with status ``ok`` by the same bundle (and with
-stability columns when asked); the others are retried.
+results file, and reuses a case's row only when it has status ``ok`` and the input fingerprint of
+the case now (``fingerprint``: files, clinical values, bundle content, options); the others are
+predicted again.
 """
 
 from __future__ import annotations
@@ -40,11 +41,38 @@ def done_rows(out: Path) -> dict[str, dict[str, str]]:
     return done
 
 
-def reusable(row: dict[str, str], bundle_id: str, stability: bool) -> bool:
-    """Whether a previous row answers this run: same bundle, status ok, stability when asked."""
-    if row.get("status") != "ok" or row.get("bundle_id") != bundle_id:
-        return False  # an error is retried; another bundle's answer is not this bundle's
-    return not stability or bool(row.get("stability_min"))
+#: Why a previous row of a case was not reused (the summary line counts each reason).
+FAILED_BEFORE = "failed before"
+OTHER_BUNDLE = "other bundle"
+NO_DIGEST = "no input digest"
+INPUTS_CHANGED = "inputs changed"
+
+
+def reuse_verdict(row: dict[str, str], bundle_id: str, digest: str) -> str:
+    """Whether a previous row answers this run: "" when it does, else why not.
+
+    A row is reused only when it has status ok, this bundle's id and the input fingerprint
+    computed now (``fingerprint.input_digest``: image and mask bytes, clinical values, segment,
+    spacing, the bundle's content and the stability option).
+
+    Args:
+        row: the previous row (results CSV or journal).
+        bundle_id: this run's bundle id (id@version).
+        digest: this case's input fingerprint now.
+
+    Returns:
+        "" (reuse), or one of FAILED_BEFORE, OTHER_BUNDLE, NO_DIGEST (a row written before
+        fingerprints existed), INPUTS_CHANGED.
+    """
+    if row.get("status") != "ok":
+        return FAILED_BEFORE  # an error is retried
+    if row.get("bundle_id") != bundle_id:
+        return OTHER_BUNDLE
+    if not row.get("input_digest"):
+        return NO_DIGEST
+    if row["input_digest"] != digest:
+        return INPUTS_CHANGED
+    return ""
 
 
 class Journal:

@@ -106,8 +106,14 @@ def _safe_name(case_id: str) -> str:
 
 
 def result_columns(pred: Predictor) -> list[str]:
-    """Columns of the results CSV for this bundle (one score column per signature)."""
-    return [*BASE_COLUMNS, *[f"score_{s}" for s in pred.signature_names], *EXTRA_COLUMNS, "label"]
+    """Columns of the results CSV for this bundle (one score column per signature).
+
+    ``input_digest`` comes last (after ``label``): the fingerprint a rerun compares before it
+    reuses the row (``fingerprint``); it is in the results file, not only in the journal, because
+    a finished run deletes its journal and a rerun after a corrected manifest reads the file.
+    """
+    scores = [f"score_{s}" for s in pred.signature_names]
+    return [*BASE_COLUMNS, *scores, *EXTRA_COLUMNS, "label", "input_digest"]
 
 
 def _fmt(x: float | None) -> str:

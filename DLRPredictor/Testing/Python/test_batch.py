@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +304,76 @@ def test_interrupted_runs_resume_to_exactly_one_row_per_case(
     # (resumed or not, the same digits: see _scores).
     assert _scores(rows) == _scores(reference_run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv", "results.csv"]  # no leftovers
+
+
+def test_rerun_reuses_a_row_only_when_everything_that_determines_it_is_unchanged(
+    tmp_path, tiny_bundle, cohort
+):
+    """A corrected manifest (BI-RADS typo, another mask), a mask replaced in place or another bundle
+    under the same id@version: those rows are predicted again; a row whose files are byte-identical
+    (even under another path) and whose values are the same is reused."""
+    a, b, c = (dict(g) for g in cohort.good)
+    mask_b = tmp_path / f"b_{Path(b['mask']).name}"
+    mask_b.write_bytes(Path(b["mask"]).read_bytes())
+    b["mask"] = str(mask_b)
+    c["birads"] = "3"  # the typo
+    m = _write_manifest(tmp_path / "cohort.csv", [a, b, c])
+    out = tmp_path / "results.csv"
+    first = batch.predict_cohort_in_process(m, out, tiny_bundle, show_progress=False)
+    assert (first.n_ok, first.n_skipped, first.recomputed) == (3, 0, {})
+    before = {r["case_id"]: r for r in _read_csv(out)}
+    assert all(len(r["input_digest"]) == 64 for r in before.values())
+
+    # The user fixes the manifest: c's BI-RADS, a's image now named through a byte-identical copy
+    # (same content: still reusable), and b's mask file is replaced in place by a smaller lesion.
+    c["birads"] = "5"
+    image_a = tmp_path / f"a_{Path(a['image']).name}"
+    image_a.write_bytes(Path(a["image"]).read_bytes())
+    a["image"] = str(image_a)
+    original = sitk.ReadImage(str(mask_b))
+    pixels = sitk.GetArrayFromImage(original)
+    top = int(np.argwhere(pixels)[:, -2].min())
+    pixels[..., top : top + 2, :] = 0  # two rows off the top of the lesion
+    smaller = sitk.GetImageFromArray(pixels)
+    smaller.CopyInformation(original)
+    sitk.WriteImage(smaller, str(mask_b))
+    _write_manifest(m, [a, b, c])
+
+    rerun = batch.predict_cohort_in_process(m, out, tiny_bundle, show_progress=False)
+
+    assert (rerun.n_ok, rerun.n_skipped, rerun.recomputed) == (3, 1, {"inputs changed": 2})
+    line = f"3 of 3 cases predicted, 0 failed; 1 reused, 2 recomputed (2 inputs changed): {out}"
+    assert rerun.line() == line
+    after = {r["case_id"]: r for r in _read_csv(out)}
+    assert after[a["case_id"]] == before[a["case_id"]]
+    fresh = tmp_path / "fresh.csv"
+    batch.predict_cohort_in_process(m, fresh, tiny_bundle, show_progress=False)
+    assert _read_csv(out) == _read_csv(fresh)  # every cell as a run from scratch gives it
+    for case in (b, c):
+        assert after[case["case_id"]]["probability"] != before[case["case_id"]]["probability"]
+
+    # Another bundle with the same id@version (here only its manifest's title differs): nothing is
+    # reused, because the bundle's content digest is part of every row's fingerprint.
+    other = tmp_path / "same_id_other_bundle"
+    shutil.copytree(tiny_bundle, other)
+    doc = json.loads((other / "manifest.json").read_text())
+    doc["title"] = f"{doc.get('title', doc['id'])} (rebuilt)"
+    (other / "manifest.json").write_text(json.dumps(doc, indent=1))
+    again = batch.predict_cohort_in_process(m, out, other, show_progress=False)
+    assert (again.n_skipped, again.recomputed) == (0, {"inputs changed": 3})
+    assert {r["bundle_id"] for r in _read_csv(out)} == {after[a["case_id"]]["bundle_id"]}
+
+
+def test_rows_written_before_fingerprints_are_predicted_again(tmp_path, tiny_bundle, cohort, reference_run):
+    m = _write_manifest(tmp_path / "cohort.csv", cohort.good)
+    out = tmp_path / "results.csv"
+    old = [{k: v for k, v in r.items() if k != "input_digest"} for r in reference_run]
+    rows_mod.write_csv_atomic(out, old, [k for k in reference_run[0] if k != "input_digest"])
+
+    summary = batch.predict_cohort_in_process(m, out, tiny_bundle, show_progress=False)
+
+    assert (summary.n_skipped, summary.recomputed) == (0, {"no input digest": N_GOOD})
+    assert _scores(_read_csv(out)) == _scores(reference_run)
 
 
 # --------------------------------------------------------------------------- worker crash

@@ -214,4 +214,5 @@ def test_batch_with_a_failed_case_exits_1_and_a_clean_rerun_exits_0(
     # The broken row removed, the rerun resumes: the finished case is not predicted again.
     _write_manifest(cohort, [first_case])
     assert cli.main(argv) == 0
-    assert capsys.readouterr().out.strip() == f"1 of 1 cases predicted, 0 failed, 1 already done: {out}"
+    expected = f"1 of 1 cases predicted, 0 failed; 1 reused, 0 recomputed: {out}"
+    assert capsys.readouterr().out.strip() == expected
