@@ -259,7 +259,11 @@ def predict_cohort_in_process(
 def evaluate_cohort(
     cohort_path: Path, report_dir: Path, bundle_path: Path | None = None, *, jobs: int | None = None
 ) -> Path:
-    """Predict a labelled cohort CSV and write the statistics report at the bundle's frozen cutoff.
+    """Predict a labelled cohort CSV and write the statistics report at the bundle's frozen cutoffs.
+
+    Each row's ``probability`` is scored at the cutoff of the model that answered it (the results
+    CSV's ``cutoff`` column: the combined model's where clinical values were given, the image-only
+    model's elsewhere), as its ``predicted_label`` was; each signature score at its own cutoff.
 
     Returns:
         The report folder.
@@ -271,7 +275,8 @@ def evaluate_cohort(
     predictions = report_dir.with_name(report_dir.name + "_predictions.csv")
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
-    cutoffs = {"probability": pred.cutoff, **{f"score_{s}": c for s, c in pred.signature_cutoffs.items()}}
+    # No single cutoff for 'probability': report_csv takes each row's own from the 'cutoff' column.
+    cutoffs = {f"score_{s}": c for s, c in pred.signature_cutoffs.items()}
     return report_csv.report_from_predictions_csv(
         predictions,
         "label",

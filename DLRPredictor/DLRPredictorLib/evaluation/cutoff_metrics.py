@@ -47,7 +47,9 @@ def _proportion(num: int, den: int) -> tuple[float, float, float]:
 
 
 def binary_metrics(
-    y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, cutoff: float
+    y: Sequence[int] | np.ndarray,
+    prob: Sequence[float] | np.ndarray,
+    cutoff: float | Sequence[float] | np.ndarray,
 ) -> dict[str, float | int]:
     """Confusion counts and accuracy, sensitivity, specificity, PPV, NPV at a cutoff.
 
@@ -59,26 +61,32 @@ def binary_metrics(
     Args:
         y: 0/1 labels.
         prob: one finite score per case (probabilities or any score on the cutoff's scale).
-        cutoff: decision threshold.
+        cutoff: decision threshold, or one threshold per case (when the cases were labelled by
+            different models, e.g. the combined model where clinical values were given and the
+            image-only model elsewhere: each case is called as its own model called it).
 
     Returns:
-        dict with cutoff, n, tp, fp, tn, fn and, for accuracy, sensitivity, specificity, ppv,
-        npv: the value, ``_ci_low``, ``_ci_high``, ``_num`` and ``_den``.
+        dict with cutoff (NaN when per case), n, tp, fp, tn, fn and, for accuracy, sensitivity,
+        specificity, ppv, npv: the value, ``_ci_low``, ``_ci_high``, ``_num`` and ``_den``.
 
     Raises:
-        InputError: invalid labels or scores, or a non-finite cutoff.
+        InputError: invalid labels or scores, a non-finite cutoff, or per-case cutoffs of
+            another length.
     """
     lab = validate_labels(y, need_both=False)
     s = validate_scores(prob, lab.size)
-    if not np.isfinite(cutoff):
+    cut = np.asarray(cutoff, dtype=float)
+    if cut.ndim == 1:
+        cut = validate_scores(cut, lab.size, "cutoff")
+    elif not np.isfinite(cut):
         raise InputError(f"The cutoff must be a finite number; got {cutoff!r}.")
-    pred = s >= cutoff
+    pred = s >= cut
     tp = int(np.sum(pred & (lab == 1)))
     fp = int(np.sum(pred & (lab == 0)))
     tn = int(np.sum(~pred & (lab == 0)))
     fn = int(np.sum(~pred & (lab == 1)))
     out: dict[str, float | int] = {
-        "cutoff": float(cutoff),
+        "cutoff": float(cut) if cut.ndim == 0 else float("nan"),
         "n": int(lab.size),
         "tp": tp,
         "fp": fp,

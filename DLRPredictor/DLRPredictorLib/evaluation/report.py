@@ -35,6 +35,8 @@ from .validation import validate_scores
 
 DEFAULT_CUTOFF = 0.5
 SOURCE_GIVEN = "pre-specified"
+#: Start of the source of per-case cutoffs (each case called at its own model's cutoff).
+SOURCE_PER_CASE = "pre-specified per case"
 SOURCE_DEFAULT = "default 0.5 (no cutoff given)"
 SOURCE_OPTIMISTIC = "optimistic: Youden cutoff chosen on these same data"
 SOURCE_NONE = "none (not a probability and no cutoff given)"
@@ -43,7 +45,7 @@ SOURCE_NONE = "none (not a probability and no cutoff given)"
 def evaluate_scores(
     y: Sequence[int] | np.ndarray,
     scores: Mapping[str, Sequence[float] | np.ndarray],
-    cutoffs: Mapping[str, float] | None = None,
+    cutoffs: Mapping[str, float | Sequence[float] | np.ndarray] | None = None,
     *,
     optimistic_youden: bool = False,
     n_bins: int = 10,
@@ -59,7 +61,10 @@ def evaluate_scores(
     Args:
         y: 0/1 labels (both classes required).
         scores: name -> one score per case (same cases, same order).
-        cutoffs: name -> pre-specified cutoff (positive when score >= cutoff).
+        cutoffs: name -> pre-specified cutoff (positive when score >= cutoff), or one cutoff per
+            case when the cases were called by different models (a results CSV's ``cutoff``
+            column): the cutoff metrics then count each case as its own model called it, and
+            ``cutoff`` is None with ``cutoff_source`` listing the cutoffs used.
         optimistic_youden: for scores without a given cutoff, choose Youden's cutoff on these same
             data (labelled optimistic) instead of 0.5.
         n_bins: bins of the calibration curve (equal width on [0, 1]).
@@ -123,7 +128,7 @@ def _evaluate_one(
     lab: np.ndarray,
     s: np.ndarray,
     name: str,
-    cutoff: float | None,
+    given: float | Sequence[float] | np.ndarray | None,
     *,
     optimistic: bool,
     n_bins: int,
@@ -133,7 +138,19 @@ def _evaluate_one(
     is_prob = bool(s.min() >= 0.0 and s.max() <= 1.0)
     auc = auc_delong(lab, s)
     fpr, tpr, thr = roc_curve_points(lab, s)
-    if cutoff is not None:
+    cutoff: float | None = None
+    per_case: np.ndarray | None = None
+    if given is not None and np.ndim(given) == 1:
+        per_case = validate_scores(given, lab.size, f"cutoff of '{name}'")
+        values, counts = np.unique(per_case, return_counts=True)
+        if values.size == 1:
+            cutoff, per_case = float(values[0]), None  # one cutoff after all
+    elif given is not None:
+        cutoff = float(np.asarray(given, dtype=float))
+    if per_case is not None:
+        used = ", ".join(f"{v:.4g} for {int(c)} cases" for v, c in zip_strict(values, counts))
+        source = f"{SOURCE_PER_CASE} (the cutoff of the model that called each case: {used})"
+    elif cutoff is not None:
         source = SOURCE_GIVEN
     elif optimistic:
         cutoff, source = youden_cutoff(lab, s), SOURCE_OPTIMISTIC
@@ -147,13 +164,14 @@ def _evaluate_one(
     else:
         source = SOURCE_NONE
         notes.append(f"'{name}' is not a probability in [0, 1]: only AUC/ROC reported (no cutoff given).")
+    called_at = per_case if per_case is not None else cutoff
     out: dict[str, Any] = {
         "is_probability": is_prob,
         "auc": {"auc": auc.auc, "se": auc.se, "ci_low": auc.ci_low, "ci_high": auc.ci_high},
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()},
         "cutoff": None if cutoff is None else float(cutoff),
         "cutoff_source": source,
-        "metrics": None if cutoff is None else binary_metrics(lab, s, float(cutoff)),
+        "metrics": None if called_at is None else binary_metrics(lab, s, called_at),
         "calibration": None,
         "hosmer_lemeshow": None,
         "decision_curve": None,
@@ -211,7 +229,7 @@ def write_report(
     report_dir: str | Path,
     y: Sequence[int] | np.ndarray,
     scores: Mapping[str, Sequence[float] | np.ndarray],
-    cutoffs: Mapping[str, float] | None = None,
+    cutoffs: Mapping[str, float | Sequence[float] | np.ndarray] | None = None,
     *,
     title: str = "",
     notes: list[str] | None = None,
@@ -229,7 +247,7 @@ def write_report(
         report_dir: destination folder.
         y: 0/1 labels.
         scores: name -> one score per case.
-        cutoffs: name -> pre-specified cutoff.
+        cutoffs: name -> pre-specified cutoff, or one cutoff per case (see :func:`evaluate_scores`).
         title: page title.
         notes: extra lines shown first in the notes (e.g. how many rows were excluded).
         optimistic_youden: see :func:`evaluate_scores`.

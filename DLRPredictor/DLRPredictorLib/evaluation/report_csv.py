@@ -53,6 +53,31 @@ def _parse_labels(col: pd.Series, column: str, positive_label: str | int | None)
     return num, f"Label column '{column}': 1 = positive, 0 = negative."
 
 
+def _row_cutoffs(df: pd.DataFrame, notes: list[str]) -> dict[str, float | np.ndarray]:
+    """The 'probability' cutoff from the file's 'cutoff' column: one value, or one per row.
+
+    A results CSV labels each row at the cutoff of the model that answered it (``model_used``);
+    scoring every row at one model's cutoff would report metrics of labels nobody was given.
+    """
+    per_row = pd.to_numeric(df["cutoff"], errors="coerce")
+    frozen = per_row.dropna().unique()
+    if frozen.size == 1:
+        notes.append(f"Cutoff {frozen[0]:.4g} for 'probability' taken from the file's 'cutoff' column.")
+        return {"probability": float(frozen[0])}
+    if frozen.size == 0 or per_row.isna().any():
+        return {}  # no usable cutoff for every row: the report's default applies (and says so)
+    if "model_used" in df.columns:
+        groups = df.assign(_cut=per_row).groupby(["model_used", "_cut"], sort=True).size()
+        used = "; ".join(f"{model}: {c:.4g} ({int(n)} rows)" for (model, c), n in groups.items())
+    else:
+        used = "; ".join(f"{c:.4g} ({int(n)} rows)" for c, n in per_row.value_counts().sort_index().items())
+    notes.append(
+        "Each row of 'probability' is called at its own cutoff from the file's 'cutoff' column (the "
+        f"cutoff of the model that answered it, as its predicted label was): {used}."
+    )
+    return {"probability": per_row.to_numpy(dtype=float)}
+
+
 def report_from_predictions_csv(
     csv_path: str | Path,
     label_column: str,
@@ -70,8 +95,10 @@ def report_from_predictions_csv(
     Rows whose ``status`` column (if present) is ``error`` are excluded; rows with a missing label or
     a missing value in any of the score columns are dropped, so that all scores are compared on the
     same cases. Both counts appear in the report's notes. When ``probability`` is scored without a
-    given cutoff and the CSV has a ``cutoff`` column holding one value (the bundle's frozen cutoff
-    in a DLRPredictor results CSV), that cutoff is used.
+    given cutoff and the CSV has a ``cutoff`` column (a DLRPredictor results CSV: the frozen cutoff
+    of the model that answered each row), each row is called at its own cutoff, as its
+    ``predicted_label`` was: the combined model's where clinical values were given, the image-only
+    model's elsewhere.
 
     Args:
         csv_path: the CSV file.
@@ -141,12 +168,9 @@ def report_from_predictions_csv(
         )
     if not complete.any():
         raise InputError(f"No rows of {csv_path.name} have both a label and every score {score_columns}.")
-    cut = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
+    cut: dict[str, float | np.ndarray] = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
     if "probability" in score_columns and "probability" not in cut and "cutoff" in df.columns:
-        frozen = pd.to_numeric(df.loc[complete, "cutoff"], errors="coerce").dropna().unique()
-        if frozen.size == 1:
-            cut["probability"] = float(frozen[0])
-            notes.append(f"Cutoff {frozen[0]:.4g} for 'probability' taken from the file's 'cutoff' column.")
+        cut.update(_row_cutoffs(df[complete], notes))
     return write_report(
         report_dir,
         labels[complete].to_numpy(dtype=int),

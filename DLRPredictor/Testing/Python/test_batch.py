@@ -376,6 +376,76 @@ def test_rows_written_before_fingerprints_are_predicted_again(tmp_path, tiny_bun
     assert _scores(_read_csv(out)) == _scores(reference_run)
 
 
+def _assert_metrics_are_those_of_the_predicted_labels(metrics: dict, rows: list[dict], positive: str) -> None:
+    """The report's sensitivity / specificity equal a count of each row's own predicted label."""
+    truth = [int(r["label"]) for r in rows]
+    called = [r["predicted_label"] == positive for r in rows]  # the labels the user was given
+    tp = sum(c and t == 1 for c, t in zip(called, truth, strict=True))
+    tn = sum(not c and t == 0 for c, t in zip(called, truth, strict=True))
+    n_pos, n_neg = sum(truth), len(truth) - sum(truth)
+    m = metrics["metrics"]
+    assert (m["n"], m["sensitivity_num"], m["sensitivity_den"]) == (len(rows), tp, n_pos)
+    assert (m["specificity_num"], m["specificity_den"]) == (tn, n_neg)
+    assert (m["sensitivity"], m["specificity"]) == (tp / n_pos, tn / n_neg)
+
+
+def test_evaluate_scores_each_row_at_the_cutoff_of_the_model_that_labelled_it(
+    tmp_path, tiny_bundle, synthetic_cohort
+):
+    """Rows with clinical values are called by the combined model, rows without by the image-only
+    model, each at its own cutoff: the report's sensitivity and specificity of 'probability' are
+    those of the predicted labels in the results CSV (mixed cohort, and a cohort without any
+    clinical values, where the combined model's cutoff was wrongly applied)."""
+    from DLRPredictorLib.evaluation import report_csv
+
+    rows = manifest.read_cohort_csv(synthetic_cohort, clinical_names=None, label_values=LABELS)[:10]
+    cases = [
+        {
+            "case_id": r.case_id,
+            "image": str(r.resolved_image),
+            "mask": str(r.resolved_mask),
+            "spacing_mm": "" if r.spacing_mm is None else repr(r.spacing_mm),
+            "age": str(45 + 3 * i) if i % 2 == 0 else "",
+            "birads": ("3", "4a", "4c", "5")[i % 4] if i % 2 == 0 else "",
+            "label": r.label_raw,
+        }
+        for i, r in enumerate(rows)
+    ]
+    doc = json.loads((tiny_bundle / "manifest.json").read_text())
+    positive = doc["task"]["positive_class"]
+    for name, subset in (("mixed", cases), ("no_clinical", cases[1::2])):
+        with open(tmp_path / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "label"])
+            writer.writeheader()
+            writer.writerows(subset)
+
+    # Mixed cohort: two models, two cutoffs. evaluate compares every score on the same cases, so
+    # 'probability' is scored on the rows that have the combined score; 'report' over probability
+    # and the image-only score uses every row, each at its own cutoff.
+    report = batch.evaluate_cohort(tmp_path / "mixed.csv", tmp_path / "mixed", tiny_bundle, jobs=1)
+    results = _read_csv(tmp_path / "mixed_predictions.csv")
+    assert all(r["status"] == "ok" for r in results)
+    assert len({(r["model_used"], r["cutoff"]) for r in results}) == 2
+    scored = json.loads((report / "metrics.json").read_text())["scores"]["probability"]
+    with_combined = [r for r in results if r["score_combined"]]
+    _assert_metrics_are_those_of_the_predicted_labels(scored, with_combined, positive)
+    both = report_csv.report_from_predictions_csv(
+        tmp_path / "mixed_predictions.csv", "label", ["probability", "score_dlr"], tmp_path / "both"
+    )
+    scored = json.loads((both / "metrics.json").read_text())["scores"]["probability"]
+    assert scored["cutoff"] is None and scored["cutoff_source"].startswith("pre-specified per case")
+    _assert_metrics_are_those_of_the_predicted_labels(scored, results, positive)
+
+    # No clinical values at all: every row is the image-only model's, at its cutoff.
+    report = batch.evaluate_cohort(tmp_path / "no_clinical.csv", tmp_path / "none", tiny_bundle, jobs=1)
+    results = _read_csv(tmp_path / "none_predictions.csv")
+    (cutoff,) = {r["cutoff"] for r in results}
+    assert {r["model_used"] for r in results} == {"DLR (image only)"}
+    scored = json.loads((report / "metrics.json").read_text())["scores"]["probability"]
+    assert (scored["cutoff"], scored["cutoff_source"]) == (float(cutoff), "pre-specified")
+    _assert_metrics_are_those_of_the_predicted_labels(scored, results, positive)
+
+
 # --------------------------------------------------------------------------- worker crash
 
 
