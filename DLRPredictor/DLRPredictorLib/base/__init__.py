@@ -8,4 +8,5 @@
 - version: the package version.
 - labels: validate_labels, the one check of 0/1 label arrays (training and evaluation).
 - json_values: to_json_value, plain JSON values from numpy, pandas and Python objects.
+- outputs: refuse_overwriting_inputs, the check that no output path overwrites an input.
 """

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import ManifestError
+from ..base.outputs import refuse_overwriting_inputs
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
 from .fingerprint import bundle_digest, input_digest
@@ -91,12 +92,26 @@ class _Run:
     recomputed: dict[str, int]
 
 
+def _refuse_overwriting(
+    cohort_path: Path, rows: list[Any], bundle_folder: Path, outputs: dict[str, Path | None]
+) -> None:
+    """Refuse outputs that are the cohort CSV, an image or mask, or inside the bundle or a DICOM folder."""
+    files: list[Path | None] = [Path(cohort_path)]
+    folders: list[Path | None] = [bundle_folder]
+    for r in rows:
+        for p in (r.resolved_image, r.resolved_mask):
+            (folders if p is not None and p.is_dir() else files).append(p)
+    refuse_overwriting_inputs(outputs, files, folders)
+
+
 def _start_run(
     cohort_path: Path,
     out: Path,
     bundle_path: Path | None,
     stability: bool,
     warn: Callable[[str], None] | None,
+    *,
+    scenes_dir: Path | None = None,
 ) -> _Run:
     pred = load_predictor(bundle_path)  # verify the bundle once, before any work
     rows = read_cohort_csv(
@@ -106,6 +121,7 @@ def _start_run(
         warn=warn or (lambda line: print(f"warning: {line}", file=sys.stderr)),
     )
     out = Path(out)
+    _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--out": out, "--scenes": scenes_dir})
     out.parent.mkdir(parents=True, exist_ok=True)
     jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
     # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
@@ -196,7 +212,7 @@ def predict_cohort(
     if jobs < 1:
         raise ManifestError("--jobs must be at least 1")
     start_worker_server(bundle_path)
-    run = _start_run(cohort_path, out, bundle_path, stability, warn)
+    run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
 
     def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
         # One thread per worker: --jobs N uses N cores, and N workers scale N-fold. (In one
@@ -273,6 +289,8 @@ def evaluate_cohort(
     pred = load_predictor(bundle_path)
     report_dir = Path(report_dir)
     predictions = report_dir.with_name(report_dir.name + "_predictions.csv")
+    rows = read_cohort_csv(cohort_path, clinical_names=None)  # only its paths, before any work
+    _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--report": report_dir, "--out": predictions})
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     # No single cutoff for 'probability': report_csv takes each row's own from the 'cutoff' column.

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..base.errors import InputError
 from ..base.labels import validate_labels
+from ..base.outputs import refuse_overwriting_inputs
 from .report import write_report
 
 
@@ -121,6 +122,7 @@ def report_from_predictions_csv(
             scores that cannot be used, or no usable rows.
     """
     csv_path = Path(csv_path)
+    refuse_overwriting_inputs({"--report": report_dir}, [csv_path])
     score_columns = [str(c).strip() for c in score_columns if str(c).strip()]
     if not score_columns:
         raise InputError("Give at least one score column to evaluate.")

@@ -7,6 +7,7 @@ an unusable input (manifest, bundle, arguments) with exactly one line on stderr 
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,51 @@ def test_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert code == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rerun the same command to resume" in err[0]
+
+
+@pytest.mark.parametrize(
+    "case", ["predict_out_is_manifest", "predict_out_is_image", "scenes_in_bundle", "evaluate", "report"]
+)
+def test_an_output_that_would_overwrite_an_input_is_refused_before_any_work(
+    tmp_path, capsys, tiny_bundle, first_case, case
+):
+    image = tmp_path / f"image{''.join(Path(first_case['image']).suffixes)}"
+    mask = tmp_path / f"mask{''.join(Path(first_case['mask']).suffixes)}"
+    shutil.copyfile(first_case["image"], image)
+    shutil.copyfile(first_case["mask"], mask)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    # evaluate writes REPORT_predictions.csv next to the report: here that is the manifest.
+    cohort = _write_manifest(
+        tmp_path / "rep_predictions.csv", [{**first_case, "image": str(image), "mask": str(mask)}]
+    )
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    predict = ["predict", str(cohort), "--bundle", str(bundle), "--no-progress"]
+    argv, option, what = {
+        "predict_out_is_manifest": ([*predict, "--out", str(cohort)], "--out", "would be overwritten"),
+        "predict_out_is_image": ([*predict, "--out", str(image)], "--out", "would be overwritten"),
+        "scenes_in_bundle": (
+            [*predict, "--out", str(tmp_path / "r.csv"), "--scenes", str(bundle / "scenes")],
+            "--scenes",
+            "inside the input folder",
+        ),
+        "evaluate": (
+            ["evaluate", str(cohort), "--bundle", str(bundle), "--report", str(tmp_path / "rep")],
+            "--out",
+            "would be overwritten",
+        ),
+        "report": (
+            ["report", str(cohort), "--label", "case_id", "--scores", "mask", "--report", str(cohort)],
+            "--report",
+            "would be overwritten",
+        ),
+    }[case]
+
+    assert cli.main(argv) == 2
+
+    line = _one_error_line(capsys.readouterr().err, argv[0])
+    assert f"error: {option} '" in line and what in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
 
 
 # --------------------------------------------------------------------------- batch statuses
