@@ -11,6 +11,15 @@ pixels (R, G, B spread of at least ``COLOUR_SPREAD_MIN`` grey levels, which no g
 B-mode map reaches) are summarised as regions in ``metadata["colour_regions"]`` so that the
 lesion layer can warn when such marks lie inside the lesion crop.
 
+Pictures as viewers show them: a JPEG or PNG whose EXIF Orientation tag (274) is not 1 is turned
+upright (as ``PIL.ImageOps.exif_transpose`` and every viewer do) before use; a TIFF with such a
+tag is refused, because the TIFF decoder applies only its flips, not its rotation. Alpha is ignored
+in images (RGBA: luminance of RGB; grey + alpha: the grey). Masks read alpha: see :mod:`lesion`.
+
+Size limit: a file declaring more than ``MAX_PICTURE_PIXELS`` (PNG/JPEG/BMP/TIFF) or
+``MAX_VOLUME_VOXELS`` (volumes) is refused from its header, before it is decoded (a decompression
+bomb: a few kB that decode to gigabytes).
+
 Cine loops: a multi-frame DICOM whose frames are successive times (Ultrasound Multi-frame
 Image Storage, or with Frame Time / Frame Time Vector / Cine Rate) is refused, because its frames
 are not a spatial volume; other multi-frame DICOM files (e.g. Enhanced US Volume) are volumes.
@@ -20,7 +29,9 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +73,24 @@ _US_MULTIFRAME_SOP = "1.2.840.10008.5.1.4.1.1.3.1"
 _CINE_TAGS = ("0018|1063", "0018|1065", "0018|0040")  # Frame Time, Frame Time Vector, Cine Rate
 
 _DAMAGED = "it may be damaged or incomplete: export or copy it again"
+
+# Decompression bombs. Ultrasound screen captures are at most ~8 megapixels (a 4K screen); 100
+# megapixels leaves a 12x margin, and decoded as RGBA plus float32 luminance it needs ~0.8 GB.
+# Volumes: an automated breast ultrasound volume is ~150 million voxels; 400 million as float32
+# is 1.6 GB, about what a workstation running Slicer can add without swapping.
+MAX_PICTURE_PIXELS = 100_000_000
+MAX_VOLUME_VOXELS = 400_000_000
+# EXIF Orientation (tag 274): 1 = stored upright; 2-8 = mirrored and/or rotated (EXIF 2.32, 4.6.4).
+EXIF_ORIENTATION_TAG = 0x0112
+_ORIENTATION_TEXT = {
+    2: "mirrored left-right",
+    3: "rotated 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored and rotated 90 degrees",
+    6: "rotated 90 degrees",
+    7: "mirrored and rotated 270 degrees",
+    8: "rotated 270 degrees",
+}
 
 SPACING_FROM_FILE = "file"
 SPACING_GIVEN = "given"
@@ -258,10 +287,11 @@ def read_with_io(path: Path, io_name: str) -> sitk.Image:
     return reader.Execute()
 
 
-def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
+def _read_sitk(path: Path) -> tuple[sitk.Image | None, str, bool, Path | None, Picture | None]:
     """Read a file or a DICOM series folder.
 
-    Returns (image, format name, whether the file states the pixel size, a DICOM file or None).
+    Returns (image, format name, whether the file states the pixel size, a DICOM file or None, the
+    upright picture for PNG/JPEG/BMP/TIFF or None); the image is None when PIL decoded the picture.
     """
     if path.is_dir():
         ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
@@ -272,6 +302,7 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
                 f"the folder '{path}' contains {len(ids)} DICOM series; give a folder with a single series"
             )
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), ids[0])
+        check_size(Path(files[0]), "volume", slices=len(files))
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files)
         try:
@@ -279,22 +310,25 @@ def _read_sitk(path: Path) -> tuple[sitk.Image, str, bool, Path | None]:
         except RuntimeError as exc:
             reason = f"the DICOM series could not be decoded ({_first_line(exc, path)}); {_DAMAGED}"
             raise _read_failed(path, reason) from exc
-        return image, "DICOM series", _dicom_has_spacing(Path(files[0])), Path(files[0])
+        return image, "DICOM series", _dicom_has_spacing(Path(files[0])), Path(files[0]), None
     if not path.is_file():
         raise _read_failed(path, "the file does not exist")
     io_name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
     if not io_name:
         raise _read_failed(path, "the file format is not recognised")
+    if io_name not in _PICTURE_IOS:
+        check_size(path, "volume")
     try:
+        if io_name in _PICTURE_IOS:
+            picture = read_picture(path, io_name)
+            return picture.image, _PICTURE_IOS[io_name], False, None, picture
         image = read_with_io(path, io_name)
     except RuntimeError as exc:
         reason = f"the file could not be decoded ({_first_line(exc, path)}); {_DAMAGED}"
         raise _read_failed(path, reason) from exc
-    if io_name in _PICTURE_IOS:
-        return image, _PICTURE_IOS[io_name], False, None
     if io_name == "GDCMImageIO":
-        return image, "DICOM", _dicom_has_spacing(path), path
-    return image, _VOLUME_IOS.get(io_name, io_name.replace("ImageIO", "")), True, None
+        return image, "DICOM", _dicom_has_spacing(path), path, None
+    return image, _VOLUME_IOS.get(io_name, io_name.replace("ImageIO", "")), True, None, None
 
 
 def _first_line(exc: BaseException, path: Path | None = None) -> str:
@@ -320,6 +354,169 @@ def read_header(path: Path) -> sitk.ImageFileReader | None:
     except RuntimeError:
         return None
     return reader
+
+
+def check_size(path: Path, kind: str, what: str = "image", slices: int = 1) -> None:
+    """Refuse a file whose header declares more pixels than the limit, before it is decoded.
+
+    Args:
+        path: the file (for a DICOM series: its first file).
+        kind: ``"picture"`` (limit ``MAX_PICTURE_PIXELS``) or ``"volume"`` (``MAX_VOLUME_VOXELS``).
+        what: ``"image"`` or ``"mask"``, for the message.
+        slices: number of files of a DICOM series (one slice each).
+
+    Raises:
+        ImageReadError: the declared width x height x depth is above the limit.
+    """
+    reader = read_header(path)
+    if reader is None:
+        return  # an unreadable header: the decoder names the damage
+    size = [int(v) for v in reader.GetSize()] + ([slices] if slices > 1 else [])
+    total = 1
+    for v in size:
+        total *= v  # Python int: no overflow for absurd declared sizes
+    limit, unit = (MAX_PICTURE_PIXELS, "pixels") if kind == "picture" else (MAX_VOLUME_VOXELS, "voxels")
+    if total > limit:
+        raise ImageReadError(
+            f"cannot read {what} '{path}': its header declares {' x '.join(map(str, size))} {unit} "
+            f"({total / 1e6:.0f} million), above the limit of {limit // 1_000_000} million {unit} "
+            "(no ultrasound image is that large: a damaged file or a decompression bomb); check the "
+            "file, or crop or downsample a genuine image first."
+        )
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded PNG/JPEG/BMP/TIFF picture, upright as viewers show it.
+
+    Attributes:
+        array: (rows, cols[, components]) or (frames, rows, cols[, components]) pixel values; palette
+            indices when ``palette`` is set.
+        components: values per pixel (1; 2 grey + alpha; 3 RGB; 4 RGBA).
+        pixel_type: the stored pixel type, in words.
+        image: SimpleITK's decoded image (geometry of the stored picture), None when PIL decoded it.
+        palette: (entries, 4) RGBA palette of a palette picture read as indices, else None.
+        orientation: the EXIF orientation that was applied (1: none).
+    """
+
+    array: np.ndarray
+    components: int
+    pixel_type: str
+    image: sitk.Image | None = None
+    palette: np.ndarray | None = None
+    orientation: int = 1
+
+
+def upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a picture stored with an EXIF orientation upright (as ``ImageOps.exif_transpose``).
+
+    Args:
+        array: (rows, cols[, components]).
+        orientation: EXIF Orientation value 1-8; any other value is taken as 1 (viewers ignore it).
+
+    Returns:
+        The upright array (rows and columns swapped for orientations 5-8).
+    """
+    a = np.asarray(array)
+    turned = {
+        2: lambda: a[:, ::-1],
+        3: lambda: a[::-1, ::-1],
+        4: lambda: a[::-1],
+        5: lambda: a.swapaxes(0, 1),
+        6: lambda: np.rot90(a, -1, axes=(0, 1)),
+        7: lambda: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda: np.rot90(a, 1, axes=(0, 1)),
+    }.get(orientation)
+    return np.ascontiguousarray(turned()) if turned is not None else a
+
+
+def orientation_text(orientation: int) -> str:
+    """EXIF orientation in words, e.g. ``"6 (rotated 90 degrees)"``."""
+    return f"{orientation} ({_ORIENTATION_TEXT.get(orientation, 'upright')})"
+
+
+def _palette_rgba(pil: object) -> np.ndarray:
+    """(256, 4) RGBA palette of a PIL palette image; tRNS transparency as alpha (default opaque)."""
+    rgb = np.asarray(pil.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)  # type: ignore[attr-defined]
+    rgba = np.full((256, 4), 255, dtype=np.uint8)
+    rgba[:, :3] = 0
+    rgba[: min(len(rgb), 256), :3] = rgb[:256]
+    transparency = pil.info.get("transparency")  # type: ignore[attr-defined]
+    if isinstance(transparency, int):
+        rgba[transparency, 3] = 0
+    elif isinstance(transparency, (bytes, bytearray)):
+        alpha = np.frombuffer(bytes(transparency), dtype=np.uint8)[:256]
+        rgba[: alpha.size, 3] = alpha
+    return rgba
+
+
+def read_picture(path: Path, io_name: str, *, what: str = "image", palette_indices: bool = False) -> Picture:
+    """Decode a PNG/JPEG/BMP/TIFF picture, upright as viewers show it.
+
+    Pixels come from SimpleITK, as for every other format. PIL reads what SimpleITK ignores: the
+    EXIF orientation (applied to JPEG and PNG; a TIFF with one is refused, its decoder applies
+    only the flips), the palette of a palette picture (``palette_indices``), and grey + alpha
+    PNGs, which SimpleITK cannot decode.
+
+    Args:
+        path: the picture.
+        io_name: its SimpleITK ImageIO (``GetImageIOFromFileName``).
+        what: ``"image"`` or ``"mask"``, for messages.
+        palette_indices: return a palette picture's indices and palette instead of its colours.
+
+    Returns:
+        The upright picture.
+
+    Raises:
+        ImageReadError: above ``MAX_PICTURE_PIXELS`` (PIL's own decompression-bomb error
+            included), or a TIFF whose orientation is not 1.
+        RuntimeError: SimpleITK cannot decode the file (the caller words the message).
+    """
+    check_size(path, "picture", what)
+    from PIL import Image  # pictures only; Pillow is in the stack (torchvision, scikit-image)
+
+    orientation, indices, palette, grey_alpha = 1, None, None, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # own limit checked above
+            with Image.open(path) as pil:
+                orientation = int(pil.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+                if pil.mode == "P" and palette_indices:
+                    indices, palette = np.asarray(pil), _palette_rgba(pil)
+                elif pil.mode in ("LA", "La"):
+                    grey_alpha = np.asarray(pil.convert("LA"))
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"cannot read {what} '{path}': {_first_line(exc, path)}") from exc
+    except Exception:  # PIL's parsers raise many types on damage; SimpleITK's decode names it below
+        pass
+    if orientation not in _ORIENTATION_TEXT:
+        orientation = 1
+    if io_name == "TIFFImageIO" and orientation != 1:
+        raise ImageReadError(
+            f"cannot read {what} '{path}': the TIFF Orientation tag (274) is "
+            f"{orientation_text(orientation)}; viewers turn the picture, but the TIFF decoder used here "
+            "applies only part of it. Save the image and its mask upright as PNG and use those files."
+        )
+    image: sitk.Image | None = None
+    if indices is not None and palette is not None:
+        array, components, pixel_type = indices, 1, "8-bit palette indices"
+    else:
+        try:
+            image = read_with_io(path, io_name)
+        except RuntimeError:
+            if grey_alpha is None:
+                raise
+            array, components, pixel_type = grey_alpha, 2, "8-bit grey + alpha"
+        else:
+            components = image.GetNumberOfComponentsPerPixel()
+            array = sitk.GetArrayFromImage(image)
+            if components == 1 and array.ndim == image.GetDimension() + 1:
+                array = array[..., 0]  # a vector image with a single component
+            pixel_type = image.GetPixelIDTypeAsString()
+    spatial = array.ndim - (1 if components > 1 else 0)
+    if orientation != 1 and spatial == 2:
+        array = upright(array, orientation)
+    return Picture(array, components, pixel_type, image, palette, orientation if spatial == 2 else 1)
 
 
 def _dicom_has_spacing(path: Path) -> bool:
@@ -394,9 +591,11 @@ def read_image(path: str | Path, spacing_mm: float | None = None) -> ImageVolume
     path = Path(path)
     if spacing_mm is not None and not (np.isfinite(spacing_mm) and spacing_mm > 0):
         raise InputError(f"the pixel size (spacing_mm) must be a positive number of mm, got {spacing_mm}")
-    image, fmt, has_spacing, dicom_file = _read_sitk(path)
-    if fmt == "DICOM" and dicom_file is not None:
+    image, fmt, has_spacing, dicom_file, picture = _read_sitk(path)
+    if fmt == "DICOM" and dicom_file is not None and image is not None:
         _refuse_cine_loop(path, image)
+    if image is None:  # a grey + alpha PNG decoded by PIL: a picture without geometry
+        image = sitk.Image(1, 1, sitk.sitkUInt8)
     dim = image.GetDimension()
     if dim not in (2, 3):
         raise InputError(
@@ -422,10 +621,20 @@ def read_image(path: str | Path, spacing_mm: float | None = None) -> ImageVolume
             source = SPACING_GIVEN if spacing_mm is not None else SPACING_ASSUMED
             spacing[0] = spacing[1] = float(spacing_mm) if spacing_mm is not None else 1.0
 
-    components = image.GetNumberOfComponentsPerPixel()
-    array = sitk.GetArrayFromImage(image)
-    if components == 1 and array.ndim == dim + 1:
-        array = array[..., 0]  # a vector image with a single component
+    turned = ""
+    if picture is not None:
+        array, components, pixel_type = picture.array, picture.components, picture.pixel_type
+        if components == 2:  # grey + alpha: the grey, alpha ignored like an RGBA image's
+            array, components = array[..., 0], 1
+            pixel_type += ", alpha ignored"
+        if picture.orientation != 1:
+            turned = f", turned upright (EXIF orientation {orientation_text(picture.orientation)})"
+    else:
+        components = image.GetNumberOfComponentsPerPixel()
+        array = sitk.GetArrayFromImage(image)
+        if components == 1 and array.ndim == dim + 1:
+            array = array[..., 0]  # a vector image with a single component
+        pixel_type = image.GetPixelIDTypeAsString()
     kind = {1: "grayscale", 3: "RGB", 4: "RGBA"}.get(components, f"{components}-component")
     try:
         volume = volume_from_array(
@@ -434,11 +643,13 @@ def read_image(path: str | Path, spacing_mm: float | None = None) -> ImageVolume
             origin=origin,
             direction=direction.ravel(),
             components=components,
-            description=f"{fmt} {kind} image" + (", converted to luminance" if components in (3, 4) else ""),
+            description=f"{fmt} {kind} image"
+            + (", converted to luminance" if components in (3, 4) else "")
+            + turned,
             metadata={
                 "format": fmt,
                 "spacing_source": source,
-                "pixel_type": image.GetPixelIDTypeAsString(),
+                "pixel_type": pixel_type,
                 "components": str(components),
             },
         )

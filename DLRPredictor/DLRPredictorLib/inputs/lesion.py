@@ -1,9 +1,30 @@
 """Lesion masks: reading, validation and the representative slice (contour variants: :mod:`contours`).
 
-Masks are uint8 (k, j, i) arrays of 0/1 on the image's grid. Sources: PNG/JPEG/BMP/TIFF pictures
-(grayscale or RGB(A): any non-zero colour is lesion, alpha is ignored), NRRD/NIfTI/MetaImage
-labelmaps (any non-zero label, or one chosen label) and Slicer ``.seg.nrrd`` segmentations (one
-segment chosen by name).
+Masks are uint8 (k, j, i) arrays of 0/1 on the image's grid. Sources: PNG/JPEG/BMP/TIFF pictures,
+NRRD/NIfTI/MetaImage labelmaps (any non-zero label, or one chosen label) and Slicer ``.seg.nrrd``
+segmentations (one segment chosen by name).
+
+Mask pictures are read as a viewer shows them (turned upright by their EXIF orientation, see
+:mod:`images`): a transparent pixel is never lesion.
+
+- grey or RGB: any non-black pixel is lesion (JPEG: above half the brightest value, against
+  compression noise);
+- with an alpha channel (grey + alpha, RGBA) that varies: lesion = visible (alpha > 0) and
+  non-black; when every visible pixel is black (black ink on a transparent layer), the visible
+  pixels. A constant alpha > 0 carries nothing: the colour rule applies; alpha 0 everywhere
+  (nothing visible) is refused;
+- palette pictures: the same rule on the palette's colours and transparency; when the picture
+  uses no black or transparent entry, index 0 is background (the label-picture convention).
+
+A mask covering more than ``MAX_LESION_FRACTION`` of the image (on any slice) is refused: it is
+an inverted mask, a mask whose background is not black or transparent, or the image given as the
+mask, not a lesion outline (a lesion seen in ultrasound is always surrounded by tissue).
+
+Geometry: a labelmap or segmentation whose origin, spacing or axes differ from the image's is
+placed (when only the origin shifts by whole pixels) or resampled (nearest neighbour) onto the
+image grid, with a warning for the resampling; one that does not overlap the image is refused.
+Images read without geometry (pictures, or a pixel size given or assumed) take a mask of their size
+pixel for pixel.
 
 Disconnected lesions: features are computed on one connected region. When the lesion on the
 representative slice has several parts (8-connectivity), the largest is kept and the
@@ -33,7 +54,12 @@ MIN_LESION_PIXELS = 30
 MIN_LESION_EXTENT = 3
 # Context around the lesion box checked for colour marks: the CNN crop's default margin (15 %).
 COLOUR_CHECK_MARGIN = 0.15
+# A mask covering more than this share of a slice is not a lesion outline (see the module notes).
+MAX_LESION_FRACTION = 0.95
+# ImageVolume.metadata key through which read_mask hands a note (mask resampled) to the prediction.
+MASK_NOTE_KEY = "mask_note"
 
+_PICTURE_IOS = ("PNGImageIO", "JPEGImageIO", "BMPImageIO", "TIFFImageIO")
 _MASK_FORMATS = (
     "PNG/JPEG/BMP/TIFF mask pictures, NRRD/NIfTI/MetaImage labelmaps or Slicer .seg.nrrd segmentations"
 )
@@ -82,15 +108,54 @@ def validate_mask(mask: np.ndarray, volume: ImageVolume, case: str = "") -> np.n
             f"{_prefix(case)}the lesion segment is empty: paint the lesion in the Segment Editor "
             "(or check that the mask file belongs to this image)."
         )
+    fractions = binary.reshape(binary.shape[0], -1).mean(axis=1)
+    k = int(np.argmax(fractions))
+    if fractions[k] > MAX_LESION_FRACTION:
+        where = f" slice {k} of" if binary.shape[0] > 1 else ""
+        raise LesionError(
+            f"{_prefix(case)}the lesion mask covers {100 * fractions[k]:.1f} % of{where} the image (more "
+            f"than {100 * MAX_LESION_FRACTION:.0f} %): that is not a lesion outline but an inverted mask, "
+            "a mask whose background is not black or transparent, or the image given as the mask. "
+            "Draw only the lesion (background black or transparent)."
+        )
     return binary
+
+
+def picture_lesion(colour: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Lesion pixels of a mask picture as a viewer shows it (rule in the module notes).
+
+    Args:
+        colour: per-pixel brightest colour value (grey, or max of R, G, B); non-zero is non-black.
+        alpha: per-pixel alpha, or None without an alpha channel.
+
+    Returns:
+        Boolean lesion array of ``colour``'s shape.
+
+    Raises:
+        LesionError: the alpha channel is 0 everywhere (nothing is visible).
+    """
+    coloured = np.asarray(colour) != 0
+    if alpha is None:
+        return coloured
+    alpha = np.asarray(alpha)
+    if alpha.size and np.all(alpha == alpha.flat[0]) and alpha.flat[0] > 0:
+        return coloured  # a constant alpha carries nothing
+    visible = alpha > 0
+    if not visible.any():
+        raise LesionError(
+            "the mask picture is fully transparent (alpha 0 everywhere): nothing is drawn on it; "
+            "export the lesion mask again"
+        )
+    lesion = visible & coloured
+    return lesion if lesion.any() else visible  # black ink on a transparent layer
 
 
 def mask_from_array(array: np.ndarray, reference: ImageVolume, case: str = "") -> np.ndarray:
     """Make a validated 0/1 mask from an array (boolean, labels, or an RGB(A) picture).
 
     Args:
-        array: (rows, cols), (slices, rows, cols), or (rows, cols, 3|4) for a 2D reference, where
-            any non-zero colour (alpha ignored) is lesion.
+        array: (rows, cols), (slices, rows, cols), or (rows, cols, 3|4) for a 2D reference, read
+            like a mask picture (:func:`picture_lesion`: non-black and, with alpha, visible).
         reference: the image the mask belongs to.
         case: case identifier used in messages.
 
@@ -103,8 +168,18 @@ def mask_from_array(array: np.ndarray, reference: ImageVolume, case: str = "") -
     data = np.asarray(array)
     is_picture = data.ndim == 3 and data.shape[-1] in (3, 4) and data.shape[:2] == reference.shape[1:]
     if is_picture and reference.shape[0] == 1:
-        data = np.any(data[..., :3] != 0, axis=-1)
+        alpha = data[..., 3] if data.shape[-1] == 4 else None
+        try:
+            data = picture_lesion(np.abs(data[..., :3]).max(axis=-1), alpha)
+        except LesionError as exc:
+            raise LesionError(f"{_prefix(case)}{exc}") from exc
     return validate_mask(data, reference, case)
+
+
+def _geometry_text(matrix: np.ndarray) -> str:
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    origin = ", ".join(f"{v:g}" for v in np.round(matrix[:3, 3], 3))
+    return f"origin ({origin}) mm, pixel size {' x '.join(f'{v:g}' for v in np.round(spacing, 4))} mm"
 
 
 def _placement(
@@ -113,31 +188,76 @@ def _placement(
     reference: ImageVolume,
     path: Path,
 ) -> np.ndarray:
-    """Put a mask with its own geometry onto the reference grid (same spacing and axes)."""
-    if mask_kji.shape == reference.shape:
-        return mask_kji
+    """Put a mask with its own geometry onto the reference grid (rule in the module notes).
+
+    Returns the mask on the reference grid; a resampling leaves a note in
+    ``reference.metadata[MASK_NOTE_KEY]``.
+    """
     ref_dir = np.asarray(reference.direction, dtype=float).reshape(3, 3)
-    ref_matrix = ref_dir @ np.diag(reference.spacing)
-    same_axes = np.allclose(ijk_to_lps[:3, :3], ref_matrix, rtol=1e-3, atol=1e-4)
-    offset = np.linalg.solve(ref_matrix, ijk_to_lps[:3, 3] - np.asarray(reference.origin))
-    if not same_axes or not np.allclose(offset, np.round(offset), atol=1e-2):
+    ref_matrix = np.eye(4)
+    ref_matrix[:3, :3] = ref_dir @ np.diag(reference.spacing)
+    ref_matrix[:3, 3] = reference.origin
+    matrix = np.array(ijk_to_lps, dtype=float)
+    if mask_kji.shape[0] == 1 and reference.shape[0] == 1:
+        # Two single-slice grids: the slice axis (thickness, depth) has no meaning; compare in-plane.
+        matrix[:3, 2] = ref_matrix[:3, 2]
+        depth = np.linalg.solve(ref_matrix[:3, :3], matrix[:3, 3] - ref_matrix[:3, 3])[2]
+        matrix[:3, 3] -= ref_matrix[:3, 2] * depth
+    same_axes = np.allclose(matrix[:3, :3], ref_matrix[:3, :3], rtol=1e-3, atol=1e-4)
+    offset = np.linalg.solve(ref_matrix[:3, :3], matrix[:3, 3] - ref_matrix[:3, 3])
+    whole = np.allclose(offset, np.round(offset), atol=1e-2)
+    source = reference.metadata.get("spacing_source", images.SPACING_FROM_FILE)
+    has_geometry = source == images.SPACING_FROM_FILE  # pictures and given/assumed pixel sizes have none
+    same_grid = same_axes and np.allclose(offset, 0, atol=1e-2)
+    if mask_kji.shape == reference.shape and (same_grid or not has_geometry):
+        return mask_kji  # same grid, or an image without geometry: pixel for pixel
+    if same_axes and whole:
+        oi, oj, ok = (int(v) for v in np.round(offset))
+        placed = np.zeros(reference.shape, dtype=np.uint8)
+        ks, js, is_ = mask_kji.shape
+        dst = (
+            slice(max(ok, 0), min(ok + ks, placed.shape[0])),
+            slice(max(oj, 0), min(oj + js, placed.shape[1])),
+            slice(max(oi, 0), min(oi + is_, placed.shape[2])),
+        )
+        src = tuple(slice(d.start - o, d.stop - o) for d, o in zip_strict(dst, (ok, oj, oi)))
+        if all(d.stop > d.start for d in dst):
+            placed[dst] = mask_kji[src]
+    elif not has_geometry:
         raise LesionError(
             f"the mask '{path}' is {_size_text(mask_kji.shape)} but the image is "
             f"{_size_text(reference.shape)}, and its geometry does not match the image grid; "
             "save the segmentation with the image as reference geometry."
         )
-    oi, oj, ok = (int(v) for v in np.round(offset))
-    placed = np.zeros(reference.shape, dtype=np.uint8)
-    ks, js, is_ = mask_kji.shape
-    dst = (
-        slice(max(ok, 0), min(ok + ks, placed.shape[0])),
-        slice(max(oj, 0), min(oj + js, placed.shape[1])),
-        slice(max(oi, 0), min(oi + is_, placed.shape[2])),
-    )
-    src = tuple(slice(d.start - o, d.stop - o) for d, o in zip_strict(dst, (ok, oj, oi)))
-    if all(d.stop > d.start for d in dst):
-        placed[dst] = mask_kji[src]
+    else:
+        placed = _resample(mask_kji, matrix, reference)
+        reference.metadata[MASK_NOTE_KEY] = (
+            f"the lesion mask has another geometry than the image (mask {_geometry_text(matrix)}; image "
+            f"{_geometry_text(ref_matrix)}); it was resampled onto the image grid (nearest neighbour): "
+            "check that the outline lies on the lesion"
+        )
+    if mask_kji.any() and not placed.any():
+        raise LesionError(
+            f"the mask '{path}' does not overlap the image: its lesion lies outside the image's extent "
+            f"(mask {_geometry_text(matrix)}; image {_geometry_text(ref_matrix)}); save the segmentation "
+            "with the image as reference geometry, or check that the mask belongs to this image."
+        )
     return placed
+
+
+def _resample(mask_kji: np.ndarray, ijk_to_lps: np.ndarray, reference: ImageVolume) -> np.ndarray:
+    """Nearest-neighbour resampling of a mask with the given voxel-to-LPS matrix onto the image grid."""
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    source = sitk.GetImageFromArray(np.ascontiguousarray(mask_kji, dtype=np.uint8))
+    source.SetSpacing([float(v) for v in spacing])
+    source.SetOrigin([float(v) for v in ijk_to_lps[:3, 3]])
+    source.SetDirection([float(v) for v in (ijk_to_lps[:3, :3] / spacing).ravel()])
+    grid = sitk.Image([int(v) for v in reference.shape[::-1]], sitk.sitkUInt8)
+    grid.SetSpacing([float(v) for v in reference.spacing])
+    grid.SetOrigin([float(v) for v in reference.origin])
+    grid.SetDirection([float(v) for v in reference.direction])
+    resampled = sitk.Resample(source, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(resampled).astype(np.uint8)
 
 
 def _is_segmentation(path: Path) -> bool:
@@ -154,6 +274,8 @@ def _is_segmentation(path: Path) -> bool:
 
 def _read_segmentation(path: Path, reference: ImageVolume, segment: str | None) -> np.ndarray:
     import slicerio
+
+    images.check_size(path, "volume", "mask")
 
     try:
         seg = slicerio.read_segmentation(str(path))
@@ -204,6 +326,9 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
     io_name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
     if not io_name:
         raise ImageReadError(f"cannot read mask '{path}': unknown file format. Supported: {_MASK_FORMATS}.")
+    if io_name in _PICTURE_IOS:
+        return _select_label(_picture_values(path, io_name), path, segment)  # no geometry: pixel for pixel
+    images.check_size(path, "volume", "mask")
     try:
         image = images.read_with_io(path, io_name)
     except RuntimeError as exc:
@@ -221,9 +346,47 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
         values = array[..., 0] if array.ndim == image.GetDimension() + 1 else array
     else:
         raise InputError(f"the mask '{path}' has {components} values per pixel; use a grayscale or RGB mask")
-    if io_name == "JPEGImageIO":
-        # Lossy compression leaves small non-zero values around the outline: threshold at half range.
-        values = (values > 0.5 * float(values.max())).astype(np.uint8)
+    return _placement(_select_label(values, path, segment), _sitk_ijk_to_lps(image), reference, path)
+
+
+def _picture_values(path: Path, io_name: str) -> np.ndarray:
+    """Lesion values of a mask picture, upright: grey levels, or 0/1 after the colour/alpha rule."""
+    try:
+        picture = images.read_picture(path, io_name, what="mask", palette_indices=True)
+    except RuntimeError as exc:
+        raise ImageReadError(
+            f"cannot read mask '{path}': the file could not be decoded; it may be damaged or incomplete: "
+            f"export or copy it again. Supported: {_MASK_FORMATS}."
+        ) from exc
+    data, components = picture.array, picture.components
+    try:
+        if picture.palette is not None:
+            entries = picture.palette[np.unique(data)]
+            if not np.any((entries[:, :3].max(axis=1) == 0) | (entries[:, 3] == 0)):
+                return (data != 0).astype(np.uint8)  # no black or transparent entry: index 0 is background
+            rgba = picture.palette[data]
+            return picture_lesion(rgba[..., :3].max(axis=-1), rgba[..., 3]).astype(np.uint8)
+        if components == 1:
+            values = data
+            if io_name == "JPEGImageIO":
+                # Lossy compression leaves small non-zero values around the outline: half range.
+                values = (values > 0.5 * float(values.max())).astype(np.uint8)
+            return values
+        if components not in (2, 3, 4):
+            raise InputError(
+                f"the mask '{path}' has {components} values per pixel; use a grayscale or RGB mask"
+            )
+        colour = data[..., :-1].max(axis=-1) if components in (2, 4) else data.max(axis=-1)
+        if io_name == "JPEGImageIO":
+            colour = colour > 0.5 * float(colour.max())
+        alpha = data[..., -1] if components in (2, 4) else None
+        return picture_lesion(colour, alpha).astype(np.uint8)
+    except LesionError as exc:
+        raise LesionError(f"mask '{path}': {exc}") from exc
+
+
+def _select_label(values: np.ndarray, path: Path, segment: str | None) -> np.ndarray:
+    """0/1 (k, j, i) mask of every non-zero label, or of the label ``segment`` names."""
     if segment is not None:
         try:
             label = int(segment)
@@ -240,19 +403,17 @@ def _read_labelmap(path: Path, reference: ImageVolume, segment: str | None) -> n
             )
         values = values == label
     mask = (values != 0).astype(np.uint8)
-    if mask.ndim == 2:
-        mask = mask[np.newaxis]
-    if io_name in ("PNGImageIO", "JPEGImageIO", "BMPImageIO", "TIFFImageIO"):
-        return mask  # pictures have no geometry: pixel-to-pixel correspondence with the image
-    return _placement(mask, _sitk_ijk_to_lps(image), reference, path)
+    return mask[np.newaxis] if mask.ndim == 2 else mask
 
 
 def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = None) -> np.ndarray:
     """Read a lesion mask onto the grid of ``reference``.
 
-    A mask of the image's size is taken voxel for voxel (pictures have no geometry). A labelmap or
-    segmentation of another size, e.g. a segmentation saved cropped to the lesion, is placed on the
-    image grid by its origin when its spacing and axes match the image's.
+    Pictures are read upright, transparent pixels as background (module notes) and taken pixel for
+    pixel. A labelmap or segmentation on another grid (a segmentation saved cropped to the lesion,
+    another pixel size, origin or axes) is placed or resampled onto the image grid; a resampling
+    leaves a note in ``reference.metadata[MASK_NOTE_KEY]`` that :func:`representative_slice` turns
+    into a warning of the prediction.
 
     Args:
         path: mask picture, labelmap (NRRD/NIfTI/MetaImage) or Slicer ``.seg.nrrd`` file.
@@ -265,9 +426,11 @@ def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = No
 
     Raises:
         ImageReadError: missing or unreadable file.
-        LesionError: unknown or ambiguous segment, size or geometry mismatch, empty lesion.
+        LesionError: unknown or ambiguous segment, size mismatch, a mask outside the image, a fully
+            transparent picture, an empty lesion or one covering the image.
     """
     path = Path(path)
+    reference.metadata.pop(MASK_NOTE_KEY, None)  # a note belongs to the mask read last
     if not path.is_file():
         raise ImageReadError(
             f"cannot read mask '{path}': the file does not exist. Supported: {_MASK_FORMATS}."
@@ -379,7 +542,7 @@ def representative_slice(volume: ImageVolume, mask: np.ndarray, case: str = "") 
     k = int(np.argmax(areas))  # argmax returns the first maximum: lowest index on ties
     kept, count = largest_component(binary[k])
     npx = int(kept.sum())
-    warnings: list[str] = []
+    warnings: list[str] = [volume.metadata[MASK_NOTE_KEY]] if volume.metadata.get(MASK_NOTE_KEY) else []
     where = f" on slice {k}" if volume.shape[0] > 1 else ""
     spanned = np.flatnonzero(areas)
     if spanned.size > 1:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from DLRPredictorLib.base.errors import ImageReadError, InputError
-from DLRPredictorLib.inputs.images import read_image, to_luminance, volume_from_array
+from DLRPredictorLib.inputs.images import orientation_text, read_image, to_luminance, volume_from_array
 
 
 def _asymmetric(rows: int = 24, cols: int = 36) -> np.ndarray:
@@ -287,3 +287,126 @@ def test_nan_and_constant_files(tmp_path):
 def test_bad_given_spacing(tmp_path):
     with pytest.raises(InputError, match="spacing_mm"):
         read_image(_write(_asymmetric(), tmp_path / "a.png"), spacing_mm=0.0)
+
+
+# ---------------------------------------------------------------- read as viewers show it (EXIF, alpha, size)
+
+
+def _exif_picture(array: np.ndarray, path: Path, orientation: int) -> Path:
+    """A real PNG/JPEG/TIFF written by PIL with an EXIF Orientation tag (274)."""
+    from PIL import Image
+
+    picture = Image.fromarray(array)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    options = {"quality": 100, "subsampling": 0} if path.suffix == ".jpg" else {}
+    picture.save(path, exif=exif, **options)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_png_exif_orientation_is_applied_like_pil(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    path = _exif_picture(_asymmetric(), tmp_path / "o.png", orientation)
+    with Image.open(path) as pil:
+        expected = np.asarray(ImageOps.exif_transpose(pil))
+    volume = read_image(path)
+    np.testing.assert_array_equal(volume.array[0], expected.astype(np.float32))
+    turned = (
+        f", turned upright (EXIF orientation {orientation_text(orientation)})" if orientation != 1 else ""
+    )
+    assert volume.description == "PNG grayscale image" + turned
+
+
+def test_jpeg_exif_rotation_is_applied(tmp_path):
+    stored = np.zeros((40, 60), np.uint8)
+    stored[2:10, 3:20] = 220  # a bright block near the stored top-left corner
+    volume = read_image(_exif_picture(stored, tmp_path / "r.jpg", 6))  # 6: shown rotated 90 degrees clockwise
+    assert volume.shape == (1, 60, 40)
+    rows, cols = np.nonzero(volume.array[0] > 110)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 19, 30, 37)
+    assert (
+        volume.description == "JPEG grayscale image, turned upright (EXIF orientation 6 (rotated 90 degrees))"
+    )
+
+
+def test_tiff_with_an_orientation_tag_is_refused(tmp_path):
+    path = _exif_picture(_asymmetric(), tmp_path / "o.tif", 6)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"cannot read image '{path}': the TIFF Orientation tag (274) is 6 (rotated 90 degrees); viewers turn "
+        "the picture, but the TIFF decoder used here applies only part of it. Save the image and its mask "
+        "upright as PNG and use those files."
+    )
+    np.testing.assert_array_equal(
+        read_image(_exif_picture(_asymmetric(), tmp_path / "u.tif", 1)).array[0], _asymmetric()
+    )
+
+
+def test_alpha_is_ignored_in_images(tmp_path):
+    from PIL import Image
+
+    grey = _asymmetric()
+    alpha = np.zeros_like(grey)
+    alpha[5:15, 5:25] = 255  # alpha says nothing about an ultrasound image's grey levels
+    # Grey + alpha (LA): SimpleITK cannot decode it; PIL does.
+    Image.fromarray(np.stack([grey, alpha], axis=-1), "LA").save(tmp_path / "la.png")
+    volume = read_image(tmp_path / "la.png")
+    np.testing.assert_array_equal(volume.array[0], grey.astype(np.float32))
+    assert volume.metadata["pixel_type"] == "8-bit grey + alpha, alpha ignored"
+    rgba = np.stack([grey, grey, grey, alpha], axis=-1)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.png").array[0], grey.astype(np.float32), atol=1e-3)
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A real PNG whose IHDR (CRC recomputed) declares width x height: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(_asymmetric()).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decompression_bomb_is_refused_from_the_header(tmp_path):
+    path = _png_declaring(tmp_path / "bomb.png", 20_000, 6_000)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"cannot read image '{path}': its header declares 20000 x 6000 pixels (120 million), above the limit "
+        "of 100 million pixels (no ultrasound image is that large: a damaged file or a decompression bomb); "
+        "check the file, or crop or downsample a genuine image first."
+    )
+    header = tmp_path / "big.mhd"  # a MetaImage header; its data file need not exist to be refused
+    header.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 1000 1000 500\nElementType = MET_UCHAR\n"
+        "ElementDataFile = big.raw\n"
+    )
+    with pytest.raises(
+        ImageReadError, match=r"1000 x 1000 x 500 voxels \(500 million\), above the limit of 400 "
+    ):
+        read_image(header)
+
+
+def test_pil_decompression_bomb_error_is_an_image_read_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = _write(_asymmetric(), tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses above twice this: 864 pixels here
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"cannot read image '{path}': Image size (864 pixels) exceeds limit of 200 pixels, could be "
+        "decompression bomb DOS attack."
+    )
+    assert "\n" not in str(info.value)

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from DLRPredictorLib.base.errors import ImageReadError, InputError, LesionError
 from DLRPredictorLib.inputs.contours import dilate_mask, ellipse_mask, erode_mask, jitter_contour
-from DLRPredictorLib.inputs.images import volume_from_array
+from DLRPredictorLib.inputs.images import read_image, volume_from_array
 from DLRPredictorLib.inputs.lesion import (
     MIN_LESION_PIXELS,
     bounding_box,
@@ -311,3 +311,178 @@ def test_jitter_stays_connected_and_is_reproducible():
     assert abs(int(first.sum()) - int(mask.sum())) / mask.sum() < 0.25
     # The outline moves by at most about the amplitude.
     assert np.all(dilate_mask(mask, 4)[first > 0]) and np.all(first[erode_mask(mask, 4) > 0])
+
+
+# ---------------------------------------------------------------- mask pictures read as viewers show them
+
+
+def _pil_png(
+    array: np.ndarray, path: Path, mode: str, *, palette=None, transparency=None, orientation=None
+) -> Path:
+    """A real PNG written by PIL (RGBA, grey + alpha, palette with tRNS, EXIF orientation)."""
+    from PIL import Image
+
+    picture = Image.fromarray(array, mode)
+    if palette is not None:
+        picture.putpalette([v for entry in palette for v in entry])
+    options = {} if transparency is None else {"transparency": transparency}
+    if orientation is not None:
+        exif = picture.getexif()
+        exif[0x0112] = orientation
+        options["exif"] = exif
+    picture.save(path, **options)
+    return path
+
+
+def test_transparent_background_that_is_not_black_is_never_lesion(tmp_path):
+    mask = _l_shape()
+    rgba = np.zeros((ROWS, COLS, 4), np.uint8)
+    rgba[..., :3] = 255  # white, fully transparent background (alpha 0)
+    rgba[mask > 0] = (255, 0, 0, 255)  # opaque red lesion
+    np.testing.assert_array_equal(read_mask(_pil_png(rgba, tmp_path / "rgba.png", "RGBA"), _image())[0], mask)
+    grey_alpha = np.stack([np.full((ROWS, COLS), 200, np.uint8), mask * 255], axis=-1)
+    np.testing.assert_array_equal(
+        read_mask(_pil_png(grey_alpha, tmp_path / "la.png", "LA"), _image())[0], mask
+    )
+    ink = np.zeros((ROWS, COLS, 4), np.uint8)
+    ink[mask > 0, 3] = 255  # black ink on a transparent layer: the visible pixels
+    np.testing.assert_array_equal(read_mask(_pil_png(ink, tmp_path / "ink.png", "RGBA"), _image())[0], mask)
+    red_clear = np.zeros((ROWS, COLS, 4), np.uint8)
+    red_clear[..., 0] = 255  # red everywhere, alpha 0 everywhere: nothing visible
+    clear = _pil_png(red_clear, tmp_path / "clear.png", "RGBA")
+    with pytest.raises(LesionError) as info:
+        read_mask(clear, _image())
+    assert str(info.value) == (
+        f"mask '{clear}': the mask picture is fully transparent (alpha 0 everywhere): nothing is drawn on "
+        "it; export the lesion mask again"
+    )
+
+
+def test_palette_mask_background_is_the_black_or_transparent_entry_else_index_0(tmp_path):
+    mask = _l_shape()
+    # No black or transparent entry: index 0 (white here) is background.
+    white_red = _pil_png(mask, tmp_path / "p.png", "P", palette=[(255, 255, 255), (255, 0, 0)])
+    np.testing.assert_array_equal(read_mask(white_red, _image())[0], mask)
+    # A black entry is background wherever it stands (index 1 here; the lesion is index 0).
+    inverted = (1 - mask).astype(np.uint8)
+    black_1 = _pil_png(inverted, tmp_path / "b.png", "P", palette=[(0, 255, 0), (0, 0, 0)])
+    np.testing.assert_array_equal(read_mask(black_1, _image())[0], mask)
+    # A transparent entry (tRNS) is background even when its colour is white.
+    clear_1 = _pil_png(
+        inverted, tmp_path / "t.png", "P", palette=[(0, 255, 0), (255, 255, 255)], transparency=1
+    )
+    np.testing.assert_array_equal(read_mask(clear_1, _image())[0], mask)
+
+
+def test_exif_orientation_applies_to_image_and_mask_alike(tmp_path):
+    from PIL import Image
+
+    upright = _l_shape()
+    stored = np.rot90(upright, 1)  # stored turned 90 degrees anticlockwise; EXIF 6 turns it back
+    image_path = tmp_path / "us.png"
+    picture = Image.fromarray((stored * 150 + 40).astype(np.uint8))
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    picture.save(image_path, exif=exif)
+    volume = read_image(image_path)
+    assert volume.shape == (1, ROWS, COLS)
+    np.testing.assert_array_equal(volume.array[0], (upright * 150 + 40).astype(np.float32))
+    drawn_upright = _write(upright * 255, tmp_path / "upright_mask.png")  # drawn on the viewer's view
+    np.testing.assert_array_equal(read_mask(drawn_upright, volume)[0], upright)
+    same_exif = _pil_png((stored * 255).astype(np.uint8), tmp_path / "exif_mask.png", "L", orientation=6)
+    np.testing.assert_array_equal(read_mask(same_exif, volume)[0], upright)
+
+
+def test_mask_covering_the_image_is_refused(tmp_path):
+    full = _write(np.full((ROWS, COLS), 255, np.uint8), tmp_path / "full.png")
+    with pytest.raises(LesionError) as info:
+        read_mask(full, _image())
+    assert str(info.value) == (
+        f"mask '{full}': the lesion mask covers 100.0 % of the image (more than 95 %): that is not a lesion "
+        "outline but an inverted mask, a mask whose background is not black or transparent, or the image "
+        "given as the mask. Draw only the lesion (background black or transparent)."
+    )
+    almost = np.ones((ROWS, COLS), np.uint8)
+    almost[:, : int(COLS * 0.05)] = 0  # 95.0 %: still accepted
+    assert validate_mask(almost, _image()).sum() == almost.sum()
+    almost[0, int(COLS * 0.05)] = 0
+    almost[0, 0] = 1
+    almost[0, 1] = 1  # 95.04 %: refused
+    with pytest.raises(
+        LesionError, match=r"case c: the lesion mask covers 95\.0 % of the image \(more than 95 %\)"
+    ):
+        validate_mask(almost, _image(), case="c")
+
+
+# ---------------------------------------------------------------- labelmaps with another geometry
+
+
+def _nrrd(array: np.ndarray, path: Path, spacing, origin=(0.0, 0.0), direction=None) -> Path:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _nrrd_image(tmp_path: Path):
+    grey = np.random.default_rng(0).integers(0, 256, (ROWS, COLS)).astype(np.uint8)
+    return read_image(_nrrd(grey, tmp_path / "us.nrrd", (0.1, 0.1)))
+
+
+def test_labelmap_with_other_spacing_is_resampled_with_a_warning(tmp_path):
+    volume = _nrrd_image(tmp_path)
+    coarse = np.zeros((ROWS // 2, COLS // 2), np.uint8)
+    coarse[5:20, 6:22] = 1  # 0.2 mm pixels: covers rows 10-39, columns 12-43 of the 0.1 mm image
+    read = read_mask(_nrrd(coarse, tmp_path / "coarse.nrrd", (0.2, 0.2), (0.05, 0.05)), volume)
+    expected = np.zeros((ROWS, COLS), np.uint8)
+    expected[10:40, 12:44] = 1
+    np.testing.assert_array_equal(read[0], expected)
+    note = (
+        "the lesion mask has another geometry than the image (mask origin (0.05, 0.05, 0) mm, pixel size "
+        "0.2 x 0.2 x 1 mm; image origin (0, 0, 0) mm, pixel size 0.1 x 0.1 x 1 mm); it was resampled onto "
+        "the image grid (nearest neighbour): check that the outline lies on the lesion"
+    )
+    assert representative_slice(volume, read).warnings[0] == note
+    same = read_mask(_nrrd(expected, tmp_path / "same.nrrd", (0.1, 0.1)), volume)  # the note is cleared
+    assert representative_slice(volume, same).warnings == ()
+
+
+def test_labelmap_shifted_or_flipped_lands_on_the_lesion(tmp_path):
+    volume = _nrrd_image(tmp_path)
+    lesion = _l_shape()
+    # Same size, origin 2 columns and 3 rows further: shifted, not taken voxel for voxel.
+    shifted = read_mask(_nrrd(lesion, tmp_path / "shift.nrrd", (0.1, 0.1), (0.2, 0.3)), volume)
+    np.testing.assert_array_equal(shifted[0], np.roll(np.roll(lesion, 3, axis=0), 2, axis=1))
+    # Columns stored right to left (direction -x), origin at the last column: the same lesion.
+    flipped = _nrrd(
+        lesion[:, ::-1].copy(), tmp_path / "flip.nrrd", (0.1, 0.1), (0.1 * (COLS - 1), 0.0), (-1, 0, 0, 1)
+    )
+    np.testing.assert_array_equal(read_mask(flipped, volume)[0], lesion)
+
+
+def test_labelmap_outside_the_image_is_refused(tmp_path):
+    volume = _nrrd_image(tmp_path)
+    far = _nrrd(_l_shape(), tmp_path / "far.nrrd", (0.1, 0.1), (50.0, 50.0))
+    with pytest.raises(LesionError) as info:
+        read_mask(far, volume)
+    assert str(info.value) == (
+        f"the mask '{far}' does not overlap the image: its lesion lies outside the image's extent (mask "
+        "origin (50, 50, 0) mm, pixel size 0.1 x 0.1 x 1 mm; image origin (0, 0, 0) mm, pixel size 0.1 x 0.1 "
+        "x 1 mm); save the segmentation with the image as reference geometry, or check that the mask belongs "
+        "to this image."
+    )
+
+
+def test_picture_image_takes_a_labelmap_of_its_size_pixel_for_pixel(tmp_path):
+    volume = read_image(
+        _write(np.random.default_rng(1).integers(0, 256, (ROWS, COLS)).astype(np.uint8), tmp_path / "us.png")
+    )
+    lesion = _l_shape()
+    read = read_mask(
+        _nrrd(lesion, tmp_path / "m.nrrd", (0.3, 0.3), (4.0, 4.0)), volume
+    )  # no geometry to compare
+    np.testing.assert_array_equal(read[0], lesion)
+    assert representative_slice(volume, read).warnings == ()

@@ -168,13 +168,30 @@ def _mask_other_size(folder: Path, b: Base) -> Row:
     return {**_good(folder, b), "mask": _png(b.mask[::2, ::2] * 255, folder / "half_mask.png")}
 
 
+def _labelmap(array: np.ndarray, path: Path, spacing: float, origin: tuple[float, float]) -> str:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((spacing, spacing))
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(path))
+    return path.name
+
+
 def _mask_other_geometry(folder: Path, b: Base) -> Row:
-    """A labelmap cropped to the lesion, saved with another pixel size: it cannot be placed."""
+    """A labelmap cropped to the lesion, with another pixel size and an origin far from the image."""
     rows, cols = np.nonzero(b.mask)
     crop = b.mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     return {
         "image": _write(b.image.astype(np.uint8), folder / "geo_image.nrrd", spacing=(b.spacing, b.spacing)),
-        "mask": _write(crop, folder / "geo_mask.nrrd", spacing=(2.5 * b.spacing, 2.5 * b.spacing)),
+        "mask": _labelmap(crop, folder / "geo_mask.nrrd", 2.5 * b.spacing, (1000.0, 1000.0)),
+    }
+
+
+def _mask_resampled(folder: Path, b: Base) -> Row:
+    """A labelmap whose origin is shifted by 0.3 pixel: resampled (nearest neighbour) onto the same pixels."""
+    shift = 0.3 * b.spacing
+    return {
+        "image": _write(b.image.astype(np.uint8), folder / "rs_image.nrrd", spacing=(b.spacing, b.spacing)),
+        "mask": _labelmap(b.mask, folder / "rs_mask.nrrd", b.spacing, (shift, shift)),
     }
 
 
@@ -330,7 +347,15 @@ CATALOGUE: tuple[Entry, ...] = (
         "mask_other_geometry",
         _mask_other_geometry,
         "error",
-        ("geo_mask.nrrd", "geometry does not match the image grid", "image as reference geometry"),
+        ("geo_mask.nrrd", "does not overlap the image", "image as reference geometry"),
+    ),
+    Entry(
+        "mask_resampled",
+        _mask_resampled,
+        "ok",
+        warnings=("another geometry than the image", "resampled onto the image grid (nearest neighbour)"),
+        same_probability_as="good",
+        ood=False,
     ),
     Entry(
         "empty_mask",
