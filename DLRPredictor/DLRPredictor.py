@@ -580,12 +580,19 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 predictor = self._predictor
                 self.ui.bundleStatusLabel.text = _(
-                    "Verified: {title} ({bundleId}). Predicts '{positiveClass}'; cut-off {cutoff:.3f}."
+                    "Verified: {title} ({bundleId}, digest {digest}; {trust}). Predicts "
+                    "'{positiveClass}'; cut-off {cutoff:.3f}."
                 ).format(
                     title=predictor.title,
                     bundleId=predictor.bundle_id,
+                    digest=predictor.bundle_digest[:16],
+                    trust=predictor.bundle_trust,
                     positiveClass=predictor.positive_class,
                     cutoff=predictor.cutoff,
+                )
+                # The full digest, for comparing with the one the bundle's publisher gives.
+                self.ui.bundleStatusLabel.toolTip = _("Bundle content digest (sha256): {digest}").format(
+                    digest=predictor.bundle_digest
                 )
                 self.ui.probabilityTitleLabel.text = _("Probability ({positiveClass}):").format(
                     positiveClass=predictor.positive_class

@@ -48,12 +48,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
     p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--trusted-keys",
+        type=Path,
+        default=None,
+        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
+    )
 
     t = sub.add_parser("train", help="train a model bundle from a labelled manifest")
     t.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label (patient_id, clinical)")
     t.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     t.add_argument("--config", type=Path, default=None, help="training YAML (defaults otherwise)")
     t.add_argument("--work", type=Path, default=None, help="folder for caches and checkpoints (resumable)")
+    t.add_argument("--sign-key", type=Path, default=None, help="Ed25519 private key (PEM) to sign the bundle")
+
+    s = sub.add_parser("sign", help="sign a model bundle (writes its signature.json)")
+    s.add_argument("bundle", type=Path, help="model bundle folder")
+    s.add_argument("--key", type=Path, required=True, help="Ed25519 private key, PEM (openssl genpkey)")
 
     e = sub.add_parser("evaluate", help="predict a labelled manifest and write an evaluation report")
     e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
@@ -64,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="worker processes, one core each (default: one per core, at most 4)",
+    )
+    e.add_argument(
+        "--trusted-keys",
+        type=Path,
+        default=None,
+        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
     )
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
@@ -77,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     d.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
+    d.add_argument(
+        "--trusted-keys",
+        type=Path,
+        default=None,
+        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
+    )
     return parser
 
 
@@ -94,6 +117,12 @@ def _parse_cutoffs(text: str | None) -> dict[str, float] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "trusted_keys", None) is not None:
+        import os
+
+        from .bundle.trust import TRUSTED_KEYS_ENV
+
+        os.environ[TRUSTED_KEYS_ENV] = str(args.trusted_keys)  # the batch workers inherit it
     if args.command == "predict":
         from .cohort import batch
 
@@ -111,8 +140,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from .training import trainer as training
 
-        path = training.train_from_manifest(args.manifest, args.out, args.config, work_dir=args.work)
-        print(f"bundle written to {path}")
+        path = training.train_from_manifest(
+            args.manifest, args.out, args.config, work_dir=args.work, sign_key=args.sign_key
+        )
+        from .bundle.verify import load_bundle
+
+        # The model card cannot hold the digest (the digest covers the card): it is given here.
+        written = load_bundle(path)
+        print(f"bundle written to {path}; content digest {written.digest} ({written.trust})")
+        return 0
+    if args.command == "sign":
+        from .bundle.sign import sign_bundle
+
+        signed = sign_bundle(args.bundle, args.key)
+        print(f"bundle {signed.path} {signed.trust}; content digest {signed.digest}")
         return 0
     if args.command == "evaluate":
         from .cohort import batch

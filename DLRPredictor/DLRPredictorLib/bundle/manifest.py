@@ -23,10 +23,13 @@ import numpy as np
 from ..base.errors import BundleError, ConfigError
 from ..inputs.cohort_csv import RESERVED_COLUMNS
 from ..models.clinical_variables import ClinicalVariable
+from .limits import MAX_NESTING, check_nesting
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MODEL_CARD_NAME = "model_card.md"
+#: The signature beside manifest.json (bundle.signature); never listed in it.
+SIGNATURE_NAME = "signature.json"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Schemas" / "bundle.schema.json"
 
 #: The end of every message about a damaged bundle.
@@ -40,11 +43,24 @@ class VerifiedBundle:
     never the files on disk again.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], data: dict[str, bytes], warnings: list[str]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        data: dict[str, bytes],
+        warnings: list[str],
+        *,
+        digest: str = "",
+        trust: str = "",
+        trust_warnings: tuple[str, ...] = (),
+    ):
         self._path = path
         self._manifest = manifest
         self._data = data
         self._warnings = tuple(warnings)
+        self._digest = digest
+        self._trust = trust
+        self._trust_warnings = tuple(trust_warnings)
 
     def __repr__(self) -> str:
         return f"VerifiedBundle(id={self.id!r}, version={self.version!r}, path={str(self._path)!r})"
@@ -83,6 +99,21 @@ class VerifiedBundle:
     def warnings(self) -> tuple[str, ...]:
         """Non-fatal findings of verification (e.g. a different scikit-learn major version)."""
         return self._warnings
+
+    @property
+    def digest(self) -> str:
+        """The content digest (``trust.content_digest``): sha256 hex over the manifest and every file."""
+        return self._digest
+
+    @property
+    def trust(self) -> str:
+        """Why it is trusted: a pinned shipped bundle, signed by a trusted or unknown key, or unsigned."""
+        return self._trust
+
+    @property
+    def trust_warnings(self) -> tuple[str, ...]:
+        """Warnings every prediction with this bundle carries (unsigned, or signed by an unknown key)."""
+        return self._trust_warnings
 
     @property
     def clinical_variables(self) -> tuple[ClinicalVariable, ...]:
@@ -268,7 +299,7 @@ def decode_manifest(data: bytes) -> dict[str, Any]:
 
 
 def parse_json(text: str, name: str) -> Any:
-    """Parse a bundle file's JSON text, refusing duplicate keys and NaN/Infinity."""
+    """Parse a bundle file's JSON text, refusing duplicate keys, NaN/Infinity and deep nesting."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)  # built in C: a key-by-key loop took 0.1 s of every load
@@ -284,11 +315,20 @@ def parse_json(text: str, name: str) -> Any:
         raise ValueError(f"{c} is not a number")
 
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
     except json.JSONDecodeError as e:
         raise BundleError(f"bundle file '{name}' is not valid JSON (line {e.lineno}): {REINSTALL}") from e
     except ValueError as e:
         raise BundleError(f"bundle file '{name}' is not valid JSON ({e}): {REINSTALL}") from e
+    except RecursionError as e:  # the C parser's own guard, far below any stack overflow
+        raise BundleError(
+            f"bundle file '{name}' is refused: it is nested more than {MAX_NESTING} levels deep"
+        ) from e
+    try:
+        check_nesting(value)
+    except ValueError as e:
+        raise BundleError(f"bundle file '{name}' is refused: {e}") from e
+    return value
 
 
 def check_relative_name(name: str) -> None:
@@ -298,8 +338,8 @@ def check_relative_name(name: str) -> None:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise BundleError(f"bundle file '{name}' points outside the bundle folder or is malformed: refused")
-    if name == MANIFEST_NAME:
-        raise BundleError(f"bundle file list must not include '{MANIFEST_NAME}' itself")
+    if name in (MANIFEST_NAME, SIGNATURE_NAME):
+        raise BundleError(f"bundle file list must not include '{name}' itself")
 
 
 def one_line(e: object) -> str:

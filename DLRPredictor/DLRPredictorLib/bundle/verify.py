@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import stat
 import zipfile
@@ -35,7 +34,17 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import BundleError
-from .manifest import MANIFEST_NAME, REINSTALL, VerifiedBundle, decode_manifest, one_line, validate_manifest
+from . import limits, trust
+from .manifest import (
+    MANIFEST_NAME,
+    REINSTALL,
+    SIGNATURE_NAME,
+    VerifiedBundle,
+    decode_manifest,
+    one_line,
+    parse_json,
+    validate_manifest,
+)
 from .software import check_software
 
 #: The only file types a bundle may hold: none of them runs code when read.
@@ -67,13 +76,24 @@ _CODE_REASONS = {
 }
 
 
-def load_bundle(path: Path | str, *, expected_manifest_sha256: str | None = None) -> VerifiedBundle:
+def load_bundle(
+    path: Path | str,
+    *,
+    expected_manifest_sha256: str | None = None,
+    expected_digest: str | None = None,
+    trusted_keys: Path | str | None = None,
+) -> VerifiedBundle:
     """Verify a bundle folder completely and return its verified content.
+
+    A bundle folder shipped with DLRPredictor must have its pinned digest
+    (``trust.SHIPPED_BUNDLE_DIGESTS``) whatever the arguments.
 
     Args:
         path: the bundle folder (or its manifest.json).
-        expected_manifest_sha256: when given (e.g. the pinned hash of the bundle shipped with
-            the extension), manifest.json must have exactly this sha256.
+        expected_manifest_sha256: when given, manifest.json must have exactly this sha256.
+        expected_digest: when given, the bundle's content digest must be exactly this.
+        trusted_keys: folder of trusted public keys (PEM) for signature.json; default
+            ``$DLR_TRUSTED_KEYS``.
 
     Returns:
         The verified bundle, holding the bytes of every listed file.
@@ -81,11 +101,22 @@ def load_bundle(path: Path | str, *, expected_manifest_sha256: str | None = None
     Raises:
         BundleError: anything that makes the bundle unsafe or unusable (see the module notes).
     """
-    return verify_folder(Path(path), expected_manifest_sha256, check_versions=True)
+    return verify_folder(
+        Path(path),
+        expected_manifest_sha256,
+        check_versions=True,
+        expected_digest=expected_digest,
+        trusted_keys=trust.trusted_keys_dir(trusted_keys),
+    )
 
 
 def verify_folder(
-    root: Path, expected_manifest_sha256: str | None, *, check_versions: bool
+    root: Path,
+    expected_manifest_sha256: str | None,
+    *,
+    check_versions: bool,
+    expected_digest: str | None = None,
+    trusted_keys: Path | None = None,
 ) -> VerifiedBundle:
     """:func:`load_bundle`; ``check_versions=False`` skips the software comparison (for the writer)."""
     if root.name == MANIFEST_NAME and root.is_file():
@@ -115,7 +146,7 @@ def verify_folder(
     listed: dict[str, dict[str, Any]] = manifest["files"]
     for name in sorted(found | set(listed)):
         check_code_type(name)
-    for name in sorted(found - set(listed) - {MANIFEST_NAME}):
+    for name in sorted(found - set(listed) - {MANIFEST_NAME, SIGNATURE_NAME}):
         raise BundleError(
             f"bundle folder '{root}' holds the file '{name}' that {MANIFEST_NAME} does not list: "
             f"refused; remove it or reinstall the bundle"
@@ -124,6 +155,12 @@ def verify_folder(
         check_allowed_type(name)
     for name in sorted(set(listed) - found):
         raise BundleError(f"bundle file '{name}' listed in {MANIFEST_NAME} is missing; {REINSTALL}")
+    total = sum(int(entry["bytes"]) for entry in listed.values())
+    if total > limits.MAX_BUNDLE_BYTES:
+        raise BundleError(
+            f"bundle '{root}' lists {total} bytes of files, more than the {limits.MAX_BUNDLE_BYTES} "
+            f"a bundle may hold: refused"
+        )
 
     data: dict[str, bytes] = {}
     for name, entry in listed.items():
@@ -138,8 +175,30 @@ def verify_folder(
         check_content(name, content)
         data[name] = content
 
+    digest = trust.content_digest(manifest, {name: entry["sha256"] for name, entry in listed.items()})
+    pin = expected_digest or trust.shipped_pin(root)
+    if pin is not None and digest != pin.lower():
+        raise BundleError(
+            f"bundle '{root}' is not the expected one: its content digest is {digest}, not the "
+            f"pinned {pin.lower()} (a file or manifest.json was changed, even with its sha256 "
+            f"updated): {REINSTALL}"
+        )
+    level = trust.UNSIGNED
+    trust_warnings: tuple[str, ...] = (trust.UNSIGNED_WARNING,)
+    if SIGNATURE_NAME in found:
+        from .signature import MAX_SIGNATURE_BYTES, check_signature
+
+        signed = _read_regular(root, SIGNATURE_NAME, limit=MAX_SIGNATURE_BYTES)
+        if len(signed) > MAX_SIGNATURE_BYTES:
+            raise BundleError(f"bundle file '{SIGNATURE_NAME}' is larger than a signature: refused")
+        level, warning = check_signature(signed, digest, trusted_keys)
+        trust_warnings = () if warning is None else (warning,)
+    if pin is not None:
+        level, trust_warnings = trust.PINNED, ()
     warnings = check_software(manifest["software"]) if check_versions else []
-    return VerifiedBundle(root.resolve(), manifest, data, warnings)
+    return VerifiedBundle(
+        root.resolve(), manifest, data, warnings, digest=digest, trust=level, trust_warnings=trust_warnings
+    )
 
 
 def sha256_file(path: Path | str) -> str:
@@ -185,34 +244,43 @@ def check_allowed_type(name: str) -> None:
 
 
 def check_content(name: str, content: bytes) -> None:
-    """Refuse array files whose loading would need pickle, and malformed safetensors headers."""
+    """Refuse a file whose reading would run code, or hang or exhaust the machine (``limits``).
+
+    Array files needing pickle, malformed or lying array headers, zip bombs, deeply nested JSON
+    and YAML alias bombs are refused here, at verification, from their structure alone.
+    """
     suffix = Path(name).suffix.lower()
     try:
         if suffix == ".npz":
-            with zipfile.ZipFile(io.BytesIO(content)) as z:
-                members = z.namelist()
-            if any(not m.endswith(".npy") for m in members):
-                raise ValueError("it holds members that are not arrays")
+            limits.check_npz(content)
             with np.load(io.BytesIO(content), allow_pickle=False) as npz:
                 for key in npz.files:
                     npz[key]  # raises ValueError for object arrays (they need pickle)
         elif suffix == ".npy":
+            limits.check_npy(content)
             np.load(io.BytesIO(content), allow_pickle=False)
         elif suffix == ".safetensors":
-            n = int.from_bytes(content[:8], "little")
-            if (
-                len(content) < 8
-                or n > len(content) - 8
-                or not isinstance(json.loads(content[8 : 8 + n]), dict)
-            ):
-                raise ValueError("its header is malformed")
+            limits.check_safetensors(content, lambda text: parse_json(text, name))
+        elif suffix == ".json":
+            parse_json(_utf8(name, content), name)
+        elif suffix in (".yaml", ".yml"):
+            limits.check_yaml(_utf8(name, content))
     except ValueError as e:
+        if suffix in (".json", ".yaml", ".yml"):
+            raise BundleError(f"bundle file '{name}' is refused: {one_line(e)}") from e
         why = "holds an object array, which needs pickle (it can run code when loaded)"
         if "pickle" not in str(e).lower():
             why = f"is not a valid array file ({one_line(e)})"
         raise BundleError(f"bundle file '{name}' {why}: refused") from e
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise BundleError(f"bundle file '{name}' is not a valid array file ({one_line(e)}): refused") from e
+
+
+def _utf8(name: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"bundle file '{name}' is not UTF-8 text ({e.reason}); {REINSTALL}") from e
 
 
 def _scan_folder(root: Path) -> set[str]:

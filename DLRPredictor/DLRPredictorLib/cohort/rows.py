@@ -108,12 +108,13 @@ def _safe_name(case_id: str) -> str:
 def result_columns(pred: Predictor) -> list[str]:
     """Columns of the results CSV for this bundle (one score column per signature).
 
-    ``input_digest`` comes last (after ``label``): the fingerprint a rerun compares before it
+    ``input_digest`` comes after ``label``: the fingerprint a rerun compares before it
     reuses the row (``fingerprint``); it is in the results file, not only in the journal, because
     a finished run deletes its journal and a rerun after a corrected manifest reads the file.
+    ``bundle_digest`` comes last: the verified bundle's content digest (``bundle.trust``).
     """
     scores = [f"score_{s}" for s in pred.signature_names]
-    return [*BASE_COLUMNS, *scores, *EXTRA_COLUMNS, "label", "input_digest"]
+    return [*BASE_COLUMNS, *scores, *EXTRA_COLUMNS, "label", "input_digest", "bundle_digest"]
 
 
 def _fmt(x: float | None) -> str:
@@ -137,6 +138,7 @@ def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = 
         "ood_distance": _fmt(res.ood_distance),
         "warnings": " | ".join(res.warnings),
         "label": label,
+        "bundle_digest": pred.bundle_digest,
     }
     for name in pred.signature_names:
         row[f"score_{name}"] = _fmt(res.signature_scores.get(name))

@@ -74,6 +74,16 @@ class Predictor:
         return f"{self.manifest['id']}@{self.manifest['version']}"
 
     @property
+    def bundle_digest(self) -> str:
+        """The verified bundle's content digest (``bundle.trust``), shown wherever the id is."""
+        return str(self.bundle.digest)
+
+    @property
+    def bundle_trust(self) -> str:
+        """Why the bundle is trusted: pinned shipped bundle, signed (by whom), or unsigned."""
+        return str(self.bundle.trust)
+
+    @property
     def title(self) -> str:
         return str(self.manifest.get("title", self.manifest["id"]))
 
@@ -172,12 +182,13 @@ class Predictor:
         positive = res.probability >= res.cutoff
         provenance = {
             "bundle_id": self.bundle_id,
+            "bundle_digest": self.bundle_digest,
             **rf.provenance(lesion, self.pipeline.radiomics_parameters),
             "slice_index": str(lesion.slice_index),
         }
         return CasePrediction.extend(
             res,
-            warnings=[*lesion.warnings, *res.warnings],
+            warnings=[*lesion.warnings, *res.warnings, *self.bundle.trust_warnings],
             label=self.positive_class if positive else self.negative_class,
             predicted_positive=bool(positive),
             provenance=provenance,

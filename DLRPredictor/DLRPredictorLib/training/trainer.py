@@ -134,6 +134,7 @@ def train_from_manifest(
     work_dir: Path | None = None,
     log: Log | None = None,
     test_manifest: Path | None = None,
+    sign_key: Path | None = None,
 ) -> Path:
     """Train a bundle from a labelled manifest (see the module docstring for the method).
 
@@ -144,15 +145,20 @@ def train_from_manifest(
         work_dir: caches and checkpoints (resumable); default ``<out>.work``.
         log: one line per step (default: print with a time stamp).
         test_manifest: external test manifest (overrides the config's split).
+        sign_key: Ed25519 private key (PEM) that signs the bundle (``bundle.sign``); checked
+            before training starts.
 
     Returns:
         The bundle folder.
     """
+    from ..bundle.sign import check_signing_key, sign_bundle
     from ..features import radiomics as rf
     from ..inputs import cohort_csv as manifest_mod
     from .bundle_export import write_trained_bundle
 
     log = log or _print_log
+    if sign_key is not None:
+        check_signing_key(sign_key)  # a bad key is refused now, not after the training
     config = load_config(config_path)
     start = time.time()
     work = Path(work_dir) if work_dir else Path(str(out) + ".work")
@@ -215,6 +221,8 @@ def train_from_manifest(
     }
     run = _fit(config, cohort, work, log, started=start, record=record)
     path = write_trained_bundle(out, run)
+    if sign_key is not None:
+        log(f"bundle signed: {sign_bundle(path, sign_key).trust}")
     log(f"bundle written to {path} in {time.time() - start:.0f} s")
     return path
 
