@@ -24,6 +24,16 @@ import numpy as np
 
 from .base.case import ImageVolume
 from .base.errors import InputError, LesionError
+from .inference.input_checks import (
+    check_bundle_path,
+    check_callback,
+    check_flag,
+    check_fraction,
+    check_image_array,
+    check_mask_array,
+    check_spacing_pair,
+    check_text,
+)
 from .inference.predictor import default_bundle_path, load_predictor
 from .inference.results import CasePrediction, PredictionResult, StabilityResult
 
@@ -45,24 +55,47 @@ def _progress(progress: ProgressCallback | None, fraction: float, text: str) -> 
         progress(fraction, text)
 
 
+def _lesion_segment_id(segmentation_node: Any, segment_id: Any, labelmap_node: Any) -> str | None:
+    """Check the lesion arguments before any work; the segment id to read (None for a labelmap)."""
+    from .scene.segmentations import lesion_segment_id
+    from .scene.volumes import check_volume_node
+
+    if segmentation_node is not None:
+        return lesion_segment_id(segmentation_node, segment_id)
+    if labelmap_node is not None:
+        check_volume_node(labelmap_node, "labelmap_node", labelmap=True)
+        return None
+    raise LesionError(
+        "no lesion given: choose a segmentation and its segment (segmentation_node, segment_id) "
+        "or a labelmap (labelmap_node)"
+    )
+
+
 def _lesion_mask(
     volume_node: Any, segmentation_node: Any, segment_id: str | None, labelmap_node: Any
 ) -> np.ndarray:
     from .scene.segmentations import mask_from_labelmap, mask_from_segment
 
-    if segmentation_node is not None:
-        seg = segmentation_node.GetSegmentation()
-        if not segment_id:
-            if seg.GetNumberOfSegments() != 1:
-                raise LesionError(
-                    f"segmentation '{segmentation_node.GetName()}' has {seg.GetNumberOfSegments()} segments: "
-                    "choose the lesion segment"
-                )
-            segment_id = seg.GetNthSegmentID(0)
+    if segment_id is not None:  # a segmentation, checked by _lesion_segment_id
         return mask_from_segment(segmentation_node, segment_id, volume_node)
-    if labelmap_node is not None:
-        return mask_from_labelmap(labelmap_node, volume_node)
-    raise LesionError("no lesion given: choose a segmentation and segment, or a labelmap")
+    return mask_from_labelmap(labelmap_node, volume_node)
+
+
+def _check_node_options(
+    output_prefix: Any, heatmap_opacity: Any, stability: Any, progress: Any, output_nodes: dict[str, Any]
+) -> None:
+    """The options of predict_nodes, checked before any work (InputError naming the argument)."""
+    from .scene.volumes import is_node, refuse_node
+
+    check_text(output_prefix, "output_prefix")
+    check_fraction(heatmap_opacity, "heatmap_opacity")
+    check_flag(stability, "stability")
+    check_callback(progress, "progress")
+    for argument, node in output_nodes.items():
+        table = argument != "heatmap_node"
+        kind = "vtkMRMLTableNode" if table else "vtkMRMLScalarVolumeNode"
+        if node is not None and (not is_node(node, kind) or is_node(node, "vtkMRMLLabelMapVolumeNode")):
+            raise refuse_node(node, argument, "a table node" if table else "a scalar volume node")
 
 
 def predict_nodes(
@@ -100,14 +133,32 @@ def predict_nodes(
         The prediction with the output node ids.
 
     Raises:
-        InputError: unusable volume, lesion or clinical values; BundleError: bad bundle.
+        InputError: an unusable argument (the message names it: a node of the wrong kind or
+            without data, a segment id that is not one, bad clinical values or options);
+        BundleError: bad bundle.
     """
     from .scene.case_scene import write_outputs
-    from .scene.volumes import image_from_volume_node
+    from .scene.volumes import check_volume_node, image_from_volume_node
 
-    if volume_node is None:
-        raise InputError("no input volume: choose the ultrasound image")
+    check_volume_node(volume_node, "volume_node")
     scene = volume_node.GetScene()
+    if scene is None:
+        raise InputError(
+            f"volume_node '{volume_node.GetName()}' belongs to no scene: add it to the scene first"
+        )
+    _check_node_options(
+        output_prefix,
+        heatmap_opacity,
+        stability,
+        progress,
+        {
+            "features_table_node": features_table_node,
+            "prediction_table_node": prediction_table_node,
+            "heatmap_node": heatmap_node,
+        },
+    )
+    check_bundle_path(bundle_path)
+    segment_id = _lesion_segment_id(segmentation_node, segment_id, labelmap_node)
     _progress(progress, 0.05, "Verifying the model bundle")
     pred = load_predictor(bundle_path)
     _progress(progress, 0.15, "Reading the image and the lesion")
@@ -148,18 +199,28 @@ def predict_arrays(
 ) -> CasePrediction:
     """Predict from plain arrays: a 2D (rows, cols) or RGB(A) image and a same-sized mask.
 
+    Args:
+        image: grey levels (rows, cols) or (slices, rows, cols), or RGB(A) with colour last.
+        mask: 0 outside the lesion, 1 (or True, or a positive label number) inside.
+        spacing_mm: the pixel size in mm: one number, or two (the cohort CSV's rule for each).
+        clinical: clinical values by the bundle's variable names.
+        bundle_path: model bundle folder; None for the bundled default.
+        stability: also predict on eroded / dilated contours.
+        heatmap: compute the Grad-CAM heatmap.
+
     Returns:
         The prediction; `heatmap` is (1, rows, cols) like the image.
+
+    Raises:
+        InputError: an unusable argument (the message names it); BundleError: bad bundle.
     """
     from .inputs import images
 
-    sp = np.ravel(np.asarray(spacing_mm, dtype=float))  # one number for both axes, or (rows, cols)
-    if sp.size == 1:
-        sp = np.repeat(sp, 2)
-    volume: ImageVolume = images.volume_from_array(
-        np.asarray(image), spacing=(float(sp[0]), float(sp[1]), 1.0)
-    )
-    m = np.asarray(mask)
+    pixels = check_image_array(image)
+    m = check_mask_array(mask)
+    sp = check_spacing_pair(spacing_mm)
+    check_bundle_path(bundle_path)
+    volume: ImageVolume = images.volume_from_array(pixels, spacing=(sp[0], sp[1], 1.0))
     if m.ndim == 2:
         m = m[None]
     binary = (m > 0).astype(np.uint8)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,7 @@ class FrozenPipeline:
         )
 
     # -- clinical --------------------------------------------------------------------------------
-    def check_clinical(self, clinical: dict[str, Any], case: str = "") -> dict[str, Any]:
+    def check_clinical(self, clinical: Mapping[str, Any], case: str = "") -> dict[str, Any]:
         """Validate clinical values by the bundle's declared variables.
 
         Args:
@@ -155,13 +155,24 @@ class FrozenPipeline:
             as not given, e.g. empty or "unknown" cells, are dropped).
 
         Raises:
-            ClinicalValueError: an unknown name, a non-numeric or out-of-range value.
+            ClinicalValueError: not a mapping, a name that is not text or unknown, a
+                non-numeric or out-of-range value.
         """
         where = f" for case {case}" if case else ""
         known = {v.name: v for v in self.clinical_variables}
+        names = ", ".join(known) or "none"
+        if not isinstance(clinical, Mapping):
+            raise ClinicalValueError(
+                f"clinical values{where} must be a dict of variable name -> value (e.g. {{'age': 54}}; "
+                f"this model knows {names}), got {type(clinical).__name__} {clinical!r:.40}"
+            )
+        not_text = [k for k in clinical if not isinstance(k, str)]
+        if not_text:
+            raise ClinicalValueError(
+                f"clinical variable names must be text{where}, got {not_text[0]!r}: this model knows {names}"
+            )
         unknown = [k for k in clinical if k not in known]
         if unknown:
-            names = ", ".join(known) or "none"
             raise ClinicalValueError(
                 f"unknown clinical variable(s) {', '.join(unknown)}{where}: this model knows {names}; "
                 "rename the value to one of these or leave it out"

@@ -20,6 +20,7 @@ from ..base.case import ImageVolume, LesionSlice
 from ..base.errors import InputError
 from ..inputs import contours
 from ..inputs import lesion as lesion_mod
+from .input_checks import check_bundle_path, check_flag, check_mask_array, check_volume
 from .results import CasePrediction, StabilityResult
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
@@ -151,10 +152,15 @@ class Predictor:
             The prediction.
 
         Raises:
-            InputError: unusable image, lesion or clinical values (message says which and why).
+            InputError: unusable image, lesion, clinical values or options (the message names the
+                argument and says why).
         """
+        check_volume(volume)
+        check_mask_array(mask)
+        check_flag(stability, "stability")
+        check_flag(heatmap, "heatmap")
         lesion = self.lesion_slice(volume, mask, case)
-        values = self.pipeline.check_clinical(clinical or {}, case=case)
+        values = self.pipeline.check_clinical({} if clinical is None else clinical, case=case)
         out = self._predict_lesion(lesion, values, heatmap, volume.shape)
         if stability:
             out.stability = self._stability(lesion, values, out)
@@ -263,10 +269,12 @@ def load_predictor(bundle_path: str | Path | None = None) -> Predictor:
     """Verify and load a bundle (cached per folder and content).
 
     Raises:
+        InputError: ``bundle_path`` is not text or a path.
         BundleError: the bundle is missing, damaged or incompatible.
     """
     from ..bundle import verify as bundle_mod
 
+    check_bundle_path(bundle_path)
     path = Path(bundle_path) if bundle_path else default_bundle_path()
     # Re-hashing a 45 MB CNN on every call costs ~150 ms. The cache is keyed on the stat of every
     # file in the folder: any change (content, size, time, an added file) re-verifies in full, and

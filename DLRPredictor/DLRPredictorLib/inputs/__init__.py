@@ -6,6 +6,7 @@
 - crops: the CNN's lesion crop (CropSpec, lesion_crop, crop_from_arrays, zscore), numpy only.
 - resample: bilinear resizing in numpy (resize_bilinear).
 - cohort_csv: the labelled cohort CSV (manifest) reader.
+- spacing: the pixel-size rule (parse_spacing_mm) of cohort CSVs and the array API.
 - phantom: the bundled synthetic phantom case.
 - synthetic_cohort: synthetic labelled cohorts for tests and demos.
 """

@@ -22,13 +22,13 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import ManifestError
+from .spacing import parse_spacing_mm
 
 #: Column names with a fixed meaning; every other column is a clinical value.
 RESERVED_COLUMNS = ("case_id", "image", "mask", "segment", "spacing_mm", "label", "patient_id")
@@ -157,16 +157,7 @@ def _row(
 
     spacing = None
     if values.get("spacing_mm"):
-        raw = values["spacing_mm"]
-        try:
-            spacing = float(raw)
-        except ValueError:
-            spacing = math.nan
-        if not (math.isfinite(spacing) and spacing > 0):
-            raise ManifestError(
-                f"{where}: spacing_mm '{raw}' is not a positive number of millimetres "
-                f"(use a dot as decimal separator, e.g. 0.08)"
-            )
+        spacing = parse_spacing_mm(values["spacing_mm"], where, ManifestError)
 
     label = None
     label_raw = values.get("label") or None

@@ -14,6 +14,53 @@ import numpy as np
 from ..base.compat import zip_strict
 from ..base.errors import LesionError
 from .geometry import node_ijk_to_ras, node_shape_kji
+from .volumes import is_node, refuse_node
+
+
+def lesion_segment_id(
+    segmentation_node: Any,
+    segment_id: Any,
+    argument: str = "segmentation_node",
+    id_argument: str = "segment_id",
+) -> str:
+    """Check a segmentation node and a segment id given by a caller; the id of the lesion segment.
+
+    Args:
+        segmentation_node: what was given as the segmentation.
+        segment_id: the segment id given, or None / "" for the only segment.
+        argument, id_argument: the two arguments' names, for messages.
+
+    Returns:
+        ``segment_id``, or the id of the segmentation's only segment.
+
+    Raises:
+        InputError: not a segmentation node; a segment id that is not text.
+        LesionError: no such segment (the message gives the id when a segment has that name), or
+            no id given for a segmentation that does not have exactly one segment.
+    """
+    if not is_node(segmentation_node, "vtkMRMLSegmentationNode"):
+        raise refuse_node(segmentation_node, argument, "a segmentation node (the lesion)")
+    if segment_id is not None and not isinstance(segment_id, str):
+        raise refuse_node(segment_id, id_argument, "the segment's id as text (or None for the only segment)")
+    seg_name = segmentation_node.GetName()
+    segmentation = segmentation_node.GetSegmentation()
+    if not segment_id:
+        count = segmentation.GetNumberOfSegments()
+        if count != 1:
+            raise LesionError(
+                f"segmentation '{seg_name}' has {count} segments: choose the lesion segment ({id_argument})"
+            )
+        return str(segmentation.GetNthSegmentID(0))
+    if segmentation.GetSegment(segment_id) is None:
+        by_name = segmentation.GetSegmentIdBySegmentName(segment_id)
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        hint = (
+            f"'{segment_id}' is the name of segment '{by_name}': give its id"
+            if by_name
+            else f"its segment ids are {', '.join(repr(i) for i in ids) or 'none'}"
+        )
+        raise LesionError(f"{id_argument} '{segment_id}' is not a segment of '{seg_name}': {hint}")
+    return segment_id
 
 
 def oriented_image_from_mask(mask: np.ndarray, reference_volume_node: Any) -> Any:

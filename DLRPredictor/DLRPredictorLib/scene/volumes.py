@@ -12,7 +12,68 @@ import numpy as np
 
 from ..base.case import ImageVolume
 from ..base.errors import InputError
+from ..inference.input_checks import describe
 from .geometry import ijk_to_ras_matrix, lps_geometry, node_ijk_to_ras, node_shape_kji
+
+#: The node classes that each node argument of ``api.predict_nodes`` takes, most specific first.
+NODE_ARGUMENTS = (
+    ("vtkMRMLSegmentationNode", "segmentation_node"),
+    ("vtkMRMLLabelMapVolumeNode", "labelmap_node"),
+    ("vtkMRMLScalarVolumeNode", "volume_node"),  # vector (RGB) volumes are scalar volumes too
+    ("vtkMRMLTableNode", "features_table_node or prediction_table_node"),
+)
+
+
+def is_node(value: Any, class_name: str) -> bool:
+    """Whether a value is an MRML node of this class (or a subclass); False for any other object."""
+    is_a = getattr(value, "IsA", None)
+    return callable(is_a) and bool(is_a(class_name))
+
+
+def refuse_node(value: Any, argument: str, expected: str) -> InputError:
+    """The error for a value that is not the node an argument takes, saying where it belongs.
+
+    Args:
+        value: what was given.
+        argument: the argument's name.
+        expected: what it takes, e.g. "a segmentation node (the lesion)".
+    """
+    hint = ""
+    for class_name, belongs in NODE_ARGUMENTS:
+        if is_node(value, class_name):
+            if argument not in belongs.split(" or "):
+                hint = f"; that node belongs in {belongs}"
+            break
+    return InputError(f"{argument} must be {expected}, got {describe(value)}{hint}")
+
+
+def check_volume_node(node: Any, argument: str = "volume_node", *, labelmap: bool = False) -> None:
+    """Refuse what cannot be read as the image (or, with ``labelmap``, as a lesion labelmap).
+
+    Args:
+        node: the node given.
+        argument: its argument name, for the message.
+        labelmap: the node is a lesion labelmap (a labelmap or single-component scalar volume)
+            rather than the image (a scalar or vector volume, not a labelmap).
+
+    Raises:
+        InputError: None, not a volume node, a labelmap as the image or a colour volume as the
+            labelmap, a node without image data.
+    """
+    if labelmap:
+        expected = "a labelmap volume node (the lesion)"
+        wrong_kind = is_node(node, "vtkMRMLVectorVolumeNode")
+    else:
+        expected = "a scalar or vector volume node (the ultrasound image)"
+        wrong_kind = is_node(node, "vtkMRMLLabelMapVolumeNode")
+    if node is None:
+        raise InputError(f"{argument} is missing: it must be {expected}")
+    if wrong_kind or not is_node(node, "vtkMRMLScalarVolumeNode"):
+        raise refuse_node(node, argument, expected)
+    if node.GetImageData() is None:
+        raise InputError(
+            f"{argument}: volume '{node.GetName()}' has no image data: load an image into it first"
+        )
 
 
 def get_or_create_node(scene: Any, class_name: str, name: str) -> Any:
