@@ -202,7 +202,8 @@ def predict_arrays(
     Args:
         image: grey levels (rows, cols) or (slices, rows, cols), or RGB(A) with colour last.
         mask: 0 outside the lesion, 1 (or True, or a positive label number) inside.
-        spacing_mm: the pixel size in mm: one number, or two (the cohort CSV's rule for each).
+        spacing_mm: the pixel size in mm: one number, or two in SimpleITK's order (column width,
+            row height), as ``ImageVolume.spacing[:2]``; the cohort CSV's rule for each.
         clinical: clinical values by the bundle's variable names.
         bundle_path: model bundle folder; None for the bundled default.
         stability: also predict on eroded / dilated contours.
