@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--scores", required=True, help="comma-separated score columns (probabilities)")
     r.add_argument("--report", type=Path, required=True, help="report folder to create")
     r.add_argument("--positive", default=None, help="label value meaning positive (default 1)")
+    r.add_argument(
+        "--negative", default=None, help="label value meaning negative (default: the one other value)"
+    )
     r.add_argument("--cutoffs", default=None, help="frozen cutoffs, e.g. probability=0.42,rad=0.5")
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
@@ -171,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
             scores,
             args.report,
             positive_label=args.positive,
+            negative_label=args.negative,
             cutoffs=_parse_cutoffs(args.cutoffs),
         )
         print(f"report written to {path / 'index.html'}")

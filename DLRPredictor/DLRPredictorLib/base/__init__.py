@@ -6,7 +6,9 @@
 - compat: Python 3.9 stand-ins for newer built-ins.
 - thread_limits: process-wide thread limits held while a prediction needs them.
 - version: the package version.
-- labels: validate_labels, the one check of 0/1 label arrays (training and evaluation).
+- labels: validate_labels, the one check of 0/1 label arrays; code_label, the one rule reading label texts.
+- case_ids: which texts may be a case id (case_id_problem) and its scene file name (case_file_stem).
 - json_values: to_json_value, plain JSON values from numpy, pandas and Python objects.
-- outputs: refuse_overwriting_inputs, the check that no output path overwrites an input.
+- outputs: the checks that no output path overwrites, or replaces a folder holding, an input, and
+  that an output folder can be written.
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import ManifestError
-from ..base.outputs import refuse_overwriting_inputs
+from ..base.outputs import refuse_overwriting_inputs, refuse_unwritable_folder
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
 from .fingerprint import bundle_digest, input_digest
@@ -122,6 +122,7 @@ def _start_run(
     )
     out = Path(out)
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--out": out, "--scenes": scenes_dir})
+    refuse_unwritable_folder("--scenes", scenes_dir)  # not found out case by case
     out.parent.mkdir(parents=True, exist_ok=True)
     jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
     # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
@@ -289,7 +290,9 @@ def evaluate_cohort(
     pred = load_predictor(bundle_path)
     report_dir = Path(report_dir)
     predictions = report_dir.with_name(report_dir.name + "_predictions.csv")
-    rows = read_cohort_csv(cohort_path, clinical_names=None)  # only its paths, before any work
+    # only its paths, before any work; its labels read as predict_cohort reads them
+    labels = {pred.positive_class: 1, pred.negative_class: 0}
+    rows = read_cohort_csv(cohort_path, clinical_names=None, label_values=labels)
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--report": report_dir, "--out": predictions})
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..base.case_ids import case_file_stem
 from ..base.errors import DLRError
 from ..inference.predictor import Predictor
 from ..inference.results import CasePrediction
@@ -73,8 +74,10 @@ def predict_cohort_row(
         pred: the loaded bundle.
         job: from :func:`job_from_cohort_row`.
         stability: also predict on eroded / dilated contours.
-        scenes_dir: when given, the case's scene is written there as ``<case_id>.mrb`` (the
-            heatmap is computed only then).
+        scenes_dir: when given, the case's scene is written there as ``<stem>.mrb``, the stem
+            being ``base.case_ids.case_file_stem`` of the case id (the id itself when it is a
+            plain lower-case name; else a cleaned id plus a digest of it); the heatmap is
+            computed only then.
 
     Returns:
         The prediction.
@@ -97,12 +100,9 @@ def predict_cohort_row(
     if scenes_dir is not None:
         from ..scene.case_scene import write_case_scene
 
-        write_case_scene(Path(scenes_dir) / f"{_safe_name(job['case_id'])}.mrb", volume, mask, pred, result)
+        path = Path(scenes_dir) / f"{case_file_stem(job['case_id'])}.mrb"
+        write_case_scene(path, volume, mask, pred, result)
     return result
-
-
-def _safe_name(case_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)
 
 
 def result_columns(pred: Predictor) -> list[str]:

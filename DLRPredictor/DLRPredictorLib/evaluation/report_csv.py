@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..base.errors import InputError
-from ..base.labels import validate_labels
+from ..base.labels import code_label, label_codes, label_key
 from ..base.outputs import refuse_overwriting_inputs
 from .report import write_report
 
@@ -18,40 +18,81 @@ def _read_csv(csv_path: Path) -> pd.DataFrame:
     if not csv_path.is_file():
         raise InputError(f"Predictions file not found: {csv_path}.")
     try:
-        df = pd.read_csv(csv_path, dtype=str, skipinitialspace=True)
+        # Blank lines kept, then dropped: the index + 2 is each row's number in the file, the
+        # header being row 1, as the cohort CSV reader and a spreadsheet count them.
+        df = pd.read_csv(csv_path, dtype=str, skipinitialspace=True, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"Cannot read {csv_path} as a CSV file: {exc}") from None
     df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
+    df = df.apply(lambda col: col.str.strip())
+    return df[df.notna().any(axis=1)]
 
 
-def _parse_labels(col: pd.Series, column: str, positive_label: str | int | None) -> tuple[pd.Series, str]:
-    """The label column as 1.0 / 0.0 / NaN (missing), and the note saying how it was read."""
+def _row_number(index: object) -> int:
+    return int(str(index)) + 2
+
+
+def _parse_labels(
+    col: pd.Series,
+    column: str,
+    positive_label: str | int | None,
+    negative_label: str | int | None = None,
+    *,
+    file_name: str = "",
+) -> tuple[pd.Series, str]:
+    """The label column as 1.0 / 0.0 / NaN (missing), and the note saying how it was read.
+
+    Each label is read by ``base.labels.code_label``, as the cohort CSV reader reads its label
+    cells: case and surrounding blanks ignored, numeric 0/1 accepted, any other text refused with
+    its row. When only the positive class is named, the negative class is the one other value
+    the column holds; several other values are refused (name the negative class).
+    """
     present = col.dropna()
+    names: dict[str, int] = {}
     if positive_label is not None:
         pos = str(positive_label).strip()
-        values = sorted(present.unique().tolist())
-        if pos not in values:
+        if not present.map(label_key).eq(label_key(pos)).any():
+            values = sorted(present.unique().tolist())
             raise InputError(
                 f"The positive label '{pos}' does not occur in column '{column}'; its values are {values}."
             )
-        counts = present.value_counts()
-        desc = ", ".join(f"'{v}' = {int(counts[v])}" for v in values)
-        note = f"Label column '{column}': positive class '{pos}'; every other value is negative ({desc})."
-        return col.map(lambda v: np.nan if pd.isna(v) else float(v == pos)), note
-    num = pd.to_numeric(col, errors="coerce")
-    given = col.notna()  # missing labels are allowed here: their rows are dropped later
-    try:
-        if given.any():
-            # Text that is not a number is NaN in ``num``: refused like any other non-0/1 label.
-            validate_labels(num[given].to_numpy(), need_both=False)
-    except InputError:
-        found = sorted(col[given & ~num.isin([0.0, 1.0])].unique().tolist())[:5]
+        names[pos] = 1
+        if negative_label is not None:
+            names[str(negative_label).strip()] = 0
+        else:
+            others = present[present.map(label_key) != label_key(pos)]
+            first = others.groupby(others.map(label_key), sort=True).head(1)
+            if first.size > 1:
+                listed = ", ".join(f"'{v}' (row {_row_number(i)})" for i, v in first.items())
+                raise InputError(
+                    f"Label column '{column}' holds {first.size} values besides the positive class "
+                    f"'{pos}': {listed}; name the negative class (negative_label, --negative) and "
+                    "correct the other labels."
+                )
+            # the other value is the negative class, unless it is 0/1 (already coded)
+            names.update({str(v): 0 for v in first.tolist() if code_label(v, label_codes()) is None})
+    codes = label_codes(names)
+    coded = present.map(lambda v: code_label(v, codes))
+    unknown = coded[coded.isna()]
+    if not unknown.empty:
+        i = unknown.index[0]
+        accepted = ", ".join(f"'{k}'" for k in codes)
+        hint = "" if names else " Recode it as 0/1 values, or name the positive class (positive_label)."
         raise InputError(
-            f"Label column '{column}' must hold 0/1 values; found {found}. "
-            "Recode it as 0/1, or name the positive class (positive_label)."
-        ) from None
-    return num, f"Label column '{column}': 1 = positive, 0 = negative."
+            f"{file_name or 'The predictions file'} row {_row_number(i)}: label '{present[i]}' in "
+            f"column '{column}' is not one of {accepted} ({unknown.size} such row(s)).{hint}"
+        )
+    labels = col.map(lambda v: np.nan if pd.isna(v) else float(code_label(v, codes) or 0))
+    if not names:
+        return labels, f"Label column '{column}': 1 = positive, 0 = negative."
+    counts = present.groupby(present.map(label_key), sort=True).size()
+    desc = ", ".join(f"'{k}' = {int(n)}" for k, n in counts.items())
+    classes = ", ".join(f"'{k}' = {'positive' if v else 'negative'}" for k, v in label_codes(names).items())
+    note = (
+        f"Label column '{column}' read without case or surrounding blanks: {classes}; any other "
+        f"value is refused (rows per value: {desc})."
+    )
+    return labels, note
 
 
 def _row_cutoffs(df: pd.DataFrame, notes: list[str]) -> dict[str, float | np.ndarray]:
@@ -86,6 +127,7 @@ def report_from_predictions_csv(
     report_dir: str | Path,
     positive_label: str | int | None = None,
     *,
+    negative_label: str | int | None = None,
     cutoffs: Mapping[str, float] | None = None,
     optimistic_youden: bool = False,
     title: str | None = None,
@@ -106,7 +148,10 @@ def report_from_predictions_csv(
         label_column: column with 0/1 labels, or with strings when ``positive_label`` is given.
         score_columns: the score columns to evaluate and compare.
         report_dir: destination folder of the report.
-        positive_label: the label value of the positive class (all other values are negative).
+        positive_label: the label value of the positive class.
+        negative_label: the label value of the negative class (default: the one other value in
+            the column). Labels are compared without case or surrounding blanks; 0/1 are always
+            accepted; any other value is refused with its row (``base.labels``).
         cutoffs: score column -> pre-specified cutoff.
         optimistic_youden: see :func:`evaluate_scores`.
         title: page title (default "Evaluation of <file name>").
@@ -148,7 +193,7 @@ def report_from_predictions_csv(
             first = bad.idxmax()
             raise InputError(
                 f"Score column '{c}' has {int(bad.sum())} non-numeric value(s), e.g. '{df.at[first, c]}' "
-                f"on line {int(first) + 2} of {csv_path.name}; scores must be numbers."
+                f"on row {_row_number(first)} of {csv_path.name}; scores must be numbers."
             )
         numeric[c] = num
     skipped: list[str] = []
@@ -158,7 +203,9 @@ def report_from_predictions_csv(
             skipped = empty
             score_columns = [c for c in score_columns if c not in empty]
             notes.append(f"Score column(s) {empty} have no value in any row and are not evaluated.")
-    labels, label_note = _parse_labels(df[label_column], label_column, positive_label)
+    labels, label_note = _parse_labels(
+        df[label_column], label_column, positive_label, negative_label, file_name=csv_path.name
+    )
     notes.append(label_note)
     complete = labels.notna()
     for c in score_columns:

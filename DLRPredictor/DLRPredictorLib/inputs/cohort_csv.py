@@ -27,7 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..base.case_ids import case_id_problem
 from ..base.errors import ManifestError
+from ..base.labels import code_label, label_codes
 from .spacing import parse_spacing_mm
 
 #: Column names with a fixed meaning; every other column is a clinical value.
@@ -88,8 +90,9 @@ def read_cohort_csv(
         clinical_names: the bundle's clinical variable names; other unreserved columns are
             reported through ``warn`` and kept in ``CohortRow.extra``. None accepts every
             unreserved column as clinical (e.g. before a bundle exists).
-        label_values: accepted label texts besides "0"/"1", compared without case, e.g.
-            {"malignant": 1, "benign": 0} (the bundle's positive class -> 1).
+        label_values: accepted label texts besides "0"/"1", e.g. {"malignant": 1, "benign": 0}
+            (the bundle's positive class -> 1); read by ``base.labels.code_label`` (case and
+            surrounding blanks ignored, any other text refused with its row).
         warn: called once per unknown column with a message for the user.
 
     Returns:
@@ -97,7 +100,8 @@ def read_cohort_csv(
 
     Raises:
         ManifestError: unreadable or empty file, missing columns, empty required or case_id
-            cells, duplicate case ids, a bad spacing_mm or label.
+            cells, duplicate case ids, a case id with a control character or a leading
+            ``= + - @`` (``base.case_ids``), a NUL character anywhere, a bad spacing_mm or label.
     """
     path = Path(path)
     name = path.name
@@ -121,7 +125,7 @@ def read_cohort_csv(
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             warn(f"column '{col}' is not a clinical variable of this bundle{hint}; it is ignored")
 
-    labels = {"0": 0, "1": 1, **{k.strip().lower(): int(v) for k, v in (label_values or {}).items()}}
+    labels = label_codes(label_values)
     base = path.parent
     rows: list[CohortRow] = []
     for row_number, cells in records:
@@ -151,6 +155,10 @@ def _row(
     where = f"manifest '{name}' row {row_number}" + (f" (case '{case_id}')" if case_id else "")
     if "case_id" in values and not case_id:
         raise ManifestError(f"manifest '{name}' row {row_number} has an empty case_id; every case needs one")
+    problem = case_id_problem(case_id) if case_id else None
+    if problem:
+        # the id is not repeated: it is what cannot be printed or written safely
+        raise ManifestError(f"manifest '{name}' row {row_number}: the case_id {problem}")
     for col in required:
         if not values.get(col):
             raise ManifestError(f"{where} has an empty '{col}' cell")
@@ -162,7 +170,7 @@ def _row(
     label = None
     label_raw = values.get("label") or None
     if label_raw is not None:
-        label = labels.get(label_raw.lower())
+        label = code_label(label_raw, labels)
         if label is None:
             accepted = ", ".join(f"'{k}'" for k in labels)
             raise ManifestError(f"{where}: label '{label_raw}' is not one of {accepted}")
@@ -213,6 +221,12 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise ManifestError(
             f"manifest '{path.name}' is not UTF-8 text (byte {e.start}); save it as 'CSV UTF-8'"
         ) from e
+    if "\x00" in text:
+        # csv refuses NUL before Python 3.11 and keeps it since: refused here alike, with its line.
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ManifestError(
+            f"manifest '{path.name}' line {line} holds a NUL character; a CSV holds printable text"
+        )
     if not text.strip():
         raise ManifestError(
             f"manifest '{path.name}' is empty: it needs a header row (case_id, image, mask, ...) "

@@ -126,6 +126,25 @@ def _fit(
     )
 
 
+def _refuse_overwriting_inputs(
+    out: Path, work: Path, files: list[Path | str | None], rows: list[Any]
+) -> None:
+    """Before any work: --out and --work must not be an input, and --out (a folder replaced as a
+    whole by the new bundle) must not hold one: the manifests, config, radiomics parameters,
+    initial weights, signing key, and every image and mask (a DICOM series is a folder)."""
+    from ..base.outputs import refuse_overwriting_inputs, refuse_replacing_inputs
+
+    inputs: list[Path | str | None] = list(files)
+    folders: list[Path | str | None] = []
+    for r in rows:
+        for p in (r.resolved_image, r.resolved_mask):
+            inputs.append(p)
+            if p is not None and p.is_dir():
+                folders.append(p)
+    refuse_overwriting_inputs({"--out": out, "--work": work}, inputs, folders)
+    refuse_replacing_inputs({"--out": out}, inputs)
+
+
 def train_from_manifest(
     manifest_path: Path,
     out: Path,
@@ -150,6 +169,10 @@ def train_from_manifest(
 
     Returns:
         The bundle folder.
+
+    Raises:
+        InputError: before any work, when ``out`` or ``work_dir`` is an input, or ``out`` holds
+            one (``base.outputs``).
     """
     from ..bundle.sign import check_signing_key, sign_bundle
     from ..features import radiomics as rf
@@ -162,7 +185,6 @@ def train_from_manifest(
     config = load_config(config_path)
     start = time.time()
     work = Path(work_dir) if work_dir else Path(str(out) + ".work")
-    work.mkdir(parents=True, exist_ok=True)
     base = Path(config_path).parent if config_path else Path.cwd()  # config paths are relative to it
     params_path = base / config.radiomics_parameters if config.radiomics_parameters else rf.DEFAULT_PARAMETERS
     if config.cnn.init_weights:
@@ -185,6 +207,13 @@ def train_from_manifest(
     rows = read(manifest_path)
     ext_path = test_manifest or (base / config.split.test_manifest if config.split.test_manifest else None)
     ext_rows = read(ext_path) if ext_path is not None else []
+    _refuse_overwriting_inputs(
+        out,
+        work,
+        [manifest_path, ext_path, config_path, params_path, config.cnn.init_weights or None, sign_key],
+        [*rows, *ext_rows],
+    )
+    work.mkdir(parents=True, exist_ok=True)
     cases, excluded = [], []
     n_ext = 0
     for source, rs in (("train", rows), ("test", ext_rows)):

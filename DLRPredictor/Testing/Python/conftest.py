@@ -168,6 +168,21 @@ def synthetic_cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def first_case(synthetic_cohort: Path) -> dict[str, str]:
+    """The first case of the synthetic cohort as a cohort CSV row (absolute paths, no label)."""
+    from DLRPredictorLib.inputs import cohort_csv
+
+    labels = {"malignant": 1, "benign": 0}  # label texts of the synthetic cohort
+    row = cohort_csv.read_cohort_csv(synthetic_cohort, clinical_names=None, label_values=labels)[0]
+    return {
+        "case_id": row.case_id,
+        "image": str(row.resolved_image),
+        "mask": str(row.resolved_mask),
+        "spacing_mm": "" if row.spacing_mm is None else repr(row.spacing_mm),
+    }
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, synthetic_cohort: Path) -> Path:
     """A real bundle trained by `train_from_manifest` on the synthetic cohort (about a minute)."""
     from DLRPredictorLib.training import trainer as training

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 from DLRPredictorLib import cli
 from DLRPredictorLib.cohort import batch
-from DLRPredictorLib.inputs import cohort_csv as manifest
 
-LABELS = {"malignant": 1, "benign": 0}  # label texts of the synthetic cohort
 # The options the design card promises for each command.
 COMMAND_OPTIONS = {
     "predict": ["--out", "--bundle", "--jobs", "--scenes"],
@@ -53,17 +51,6 @@ def _write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-@pytest.fixture(scope="module")
-def first_case(synthetic_cohort: Path) -> dict[str, str]:
-    row = manifest.read_cohort_csv(synthetic_cohort, clinical_names=None, label_values=LABELS)[0]
-    return {
-        "case_id": row.case_id,
-        "image": str(row.resolved_image),
-        "mask": str(row.resolved_mask),
-        "spacing_mm": "" if row.spacing_mm is None else repr(row.spacing_mm),
-    }
 
 
 # --------------------------------------------------------------------------- help

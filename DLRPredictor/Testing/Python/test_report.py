@@ -320,7 +320,7 @@ def test_csv_non_numeric_score_leaves_no_report(tmp_path, predictions_csv):
     df = pd.read_csv(predictions_csv, dtype=str, keep_default_na=False)
     df.loc[5, "Rad"] = "high"
     df.to_csv(predictions_csv, index=False)
-    with pytest.raises(InputError, match=r"'Rad'.*'high' on line 7"):
+    with pytest.raises(InputError, match=r"'Rad'.*'high' on row 7"):
         report_csv.report_from_predictions_csv(
             predictions_csv, "pathology", ["Rad"], tmp_path / "r", positive_label="malignant"
         )
