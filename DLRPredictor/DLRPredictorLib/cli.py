@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .base.errors import DLRError
+from .base.interrupts import Interrupted, terminate_as_interrupt
 
 EPILOG = "Documentation: README.md of the DLRPredictor extension."
 
@@ -191,17 +192,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dlrpredictor` console script.
 
     Returns:
-        0 on success, 1 when a batch finished with failed cases, 2 on an expected error.
+        0 on success, 1 when a batch finished with failed cases, 2 on an expected error,
+        130 after Ctrl-C and 143 after SIGTERM (128 + the signal, as a shell reports it).
     """
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        # SIGTERM (kill) ends a command like Ctrl-C: workers stopped, journal kept, one line.
+        with terminate_as_interrupt():
+            return _run(args)
     except DLRError as exc:
         print(f"dlrpredictor {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"dlrpredictor {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        progress = exc.progress() if isinstance(exc, Interrupted) else ""
+        what = f"interrupted: {progress}" if progress else "interrupted"
+        print(f"dlrpredictor {args.command}: {what}; rerun the same command to resume", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, Interrupted) else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..base.errors import ManifestError
+from ..base.interrupts import Interrupted, signal_of
 from ..base.outputs import refuse_overwriting_inputs, refuse_unwritable_folder
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
 from .fingerprint import bundle_digest, input_digest
 from .journal import Journal, done_rows, journal_path, reuse_verdict
-from .pool import default_jobs, run_pool, start_worker_server
+from .pool import run_pool, start_worker_server, worker_count
+from .results_file import ResultsLock, check_results_path, write_failed
 from .rows import (
     PredictJob,
     job_from_cohort_row,
@@ -90,6 +91,11 @@ class _Run:
     todo: list[dict[str, Any]]
     digests: dict[str, str]
     recomputed: dict[str, int]
+    lock: ResultsLock
+
+
+def _warn_on_stderr(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
 
 
 def _refuse_overwriting(
@@ -118,18 +124,24 @@ def _start_run(
         cohort_path,
         clinical_names=[v.name for v in pred.clinical_variables],
         label_values={pred.positive_class: 1, pred.negative_class: 0},
-        warn=warn or (lambda line: print(f"warning: {line}", file=sys.stderr)),
+        warn=warn or _warn_on_stderr,
     )
     out = Path(out)
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--out": out, "--scenes": scenes_dir})
     refuse_unwritable_folder("--scenes", scenes_dir)  # not found out case by case
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_results_path(out)
     jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
     # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
     # because the reuse decision is taken before any job is handed out.
     bundle = bundle_digest(pred.manifest)
     digests = {cid: input_digest(job, bundle, stability=stability) for cid, job in jobs.items()}
-    previous = done_rows(out)
+    # Held from before reading what a previous run left until the results are written (_finish_run).
+    lock = ResultsLock(out).acquire()
+    try:
+        previous = done_rows(out)
+    except BaseException:
+        lock.release()
+        raise
     done: dict[str, dict[str, Any]] = {}
     recomputed: Counter[str] = Counter()
     for cid, job in jobs.items():
@@ -142,7 +154,7 @@ def _start_run(
             # The label is no input of the prediction: a corrected label is taken from the manifest.
             done[cid] = {**previous[cid], "label": job["label"]}
     todo = [jobs[r.case_id] for r in rows if r.case_id not in done]
-    return _Run(pred, rows, result_columns(pred), out, done, todo, digests, dict(recomputed))
+    return _Run(pred, rows, result_columns(pred), out, done, todo, digests, dict(recomputed), lock)
 
 
 def _finish_run(
@@ -150,14 +162,36 @@ def _finish_run(
     execute: Callable[[list[dict[str, Any]], Callable[[dict[str, Any]], None]], None],
     show_progress: bool,
 ) -> BatchSummary:
-    """Run the jobs left (journalled row by row), then write the results CSV in cohort CSV order."""
-    journal = Journal(journal_path(run.out), run.columns)
+    """Run the jobs left (journalled row by row), then write the results CSV in cohort CSV order.
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM; it says how many cases were done (all kept in the journal).
+        InputError: a journal or results write failed (disk full): the rows so far are kept.
+    """
+    try:
+        return _journalled_run(run, execute, show_progress)
+    finally:
+        run.lock.release()
+
+
+def _journalled_run(
+    run: _Run,
+    execute: Callable[[list[dict[str, Any]], Callable[[dict[str, Any]], None]], None],
+    show_progress: bool,
+) -> BatchSummary:
+    try:
+        journal = Journal(journal_path(run.out), run.columns)
+    except OSError as exc:
+        raise write_failed(run.out, exc) from exc
     bar = _progress_bar(len(run.rows), len(run.rows) - len(run.todo), show_progress)
     results: dict[str, dict[str, Any]] = dict(run.done)
 
     def on_row(row: dict[str, Any]) -> None:
         row["input_digest"] = run.digests[row["case_id"]]
-        journal.write(row)
+        try:
+            journal.write(row)
+        except OSError as exc:
+            raise write_failed(run.out, exc) from exc
         results[row["case_id"]] = row
         if bar is not None:
             bar.update(1)
@@ -165,12 +199,17 @@ def _finish_run(
     try:
         if run.todo:
             execute(run.todo, on_row)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(signal_of(exc), len(results), len(run.rows)) from None
     finally:
         journal.close()
         if bar is not None:
             bar.close()
     ordered = [results[r.case_id] for r in run.rows]
-    write_csv_atomic(run.out, ordered, run.columns)
+    try:
+        write_csv_atomic(run.out, ordered, run.columns)
+    except OSError as exc:
+        raise write_failed(run.out, exc) from exc
     journal_path(run.out).unlink(missing_ok=True)
     n_ok = sum(1 for r in ordered if r.get("status") == "ok")
     n = len(run.rows)
@@ -195,8 +234,9 @@ def predict_cohort(
             optional columns).
         out: results CSV path.
         bundle_path: model bundle folder; None for the bundled default.
-        jobs: worker processes, single-threaded, one per core (None: :func:`default_jobs`);
-            1 runs in a single worker process too, for crash isolation.
+        jobs: worker processes, single-threaded, one per core (None: ``pool.default_jobs``);
+            1 runs in a single worker process too, for crash isolation. More than the usable
+            cores (or ``pool.MAX_JOBS``) is reduced to them, with a warning.
         scenes_dir: when given, one .mrb scene per case is written there.
         stability: also re-predict on eroded/dilated contours and report the spread.
         show_progress: draw a progress bar on stderr.
@@ -208,10 +248,11 @@ def predict_cohort(
     Raises:
         ManifestError: the cohort CSV itself is unusable (columns, duplicate ids).
         BundleError: the bundle fails verification.
+        InputError: ``jobs`` below 1; ``out`` a folder or not writable; another run writing
+            ``out``; a write failing during the run (disk full).
+        Interrupted: Ctrl-C or SIGTERM (the journal keeps every finished row).
     """
-    jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise ManifestError("--jobs must be at least 1")
+    jobs = worker_count(jobs, warn or _warn_on_stderr)
     start_worker_server(bundle_path)
     run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
 

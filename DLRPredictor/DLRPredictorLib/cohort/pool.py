@@ -4,12 +4,19 @@ On Linux the workers are forked from a fork server that has imported pyradiomics
 bundle once (``worker_server``); elsewhere they are spawned. Each worker runs one case at a time,
 single-threaded. A worker process that dies (a library fault, out of memory) is detected and the
 case it was running is reported in its own row; the other cases go on.
+
+Stopping: Ctrl-C reaches only the driver (the server and the workers ignore SIGINT, which the
+terminal sends to them too); an interrupted driver kills its workers at once instead of waiting for
+the cases in flight (they are not journalled, so a rerun predicts them). A driver killed outright
+takes its server and workers with it (``worker_server.bind_worker_to_server``).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,6 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import InputError
 from .rows import error_row, predict_cohort_row, safe_row
 
 # --- worker side -------------------------------------------------------------------------------
@@ -27,6 +35,12 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(bundle_path: str | None, threads: int, scenes_dir: str | None, stability: bool) -> None:
     """Load the bundle once per worker process (from the fork server's cache on Linux)."""
     from ..inference import predictor
+    from .worker_server import bind_worker_to_server
+
+    # Ctrl-C is the driver's to handle (it stops the workers): a worker that took it too would
+    # die on its queue and print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    bind_worker_to_server()
 
     predictor.set_threads(threads)
     _WORKER["predictor"] = predictor.load_predictor(bundle_path)
@@ -103,9 +117,16 @@ def start_worker_server(bundle_path: Path | None = None) -> None:
         # that moment, so nothing else started by this process sees it.
         previous = os.environ.get(BUNDLE_ENV)
         os.environ[BUNDLE_ENV] = path
+        # Started with SIGINT ignored (inherited through exec), so that a Ctrl-C during its
+        # imports, seconds long, does not print the server's traceback: it would ignore SIGINT
+        # only once they are done. Handlers can be set in the main thread only.
+        in_main = threading.current_thread() is threading.main_thread()
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:
             forkserver.ensure_running()
         finally:
+            if in_main:
+                signal.signal(signal.SIGINT, sigint)
             if previous is None:
                 os.environ.pop(BUNDLE_ENV, None)
             else:
@@ -171,12 +192,69 @@ def run_pool(
                     retry.extend(in_flight.values())
                     in_flight.clear()
                     break
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed journal write: stop now, not after the cases in flight
+            # (they are not journalled: a rerun predicts them).
+            _kill_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if broken and any(j.get("_crashed") for j in retry):
             n_workers = 1
 
 
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's worker processes (SIGKILL); the pool then sees them gone and shuts down at once."""
+    # The executor has no public way to do this before Python 3.14 (kill_workers).
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError):
+            pass  # already gone (or already closed)
+
+
+#: The most worker processes a run starts, whatever the machine (each holds about 0.5 GB).
+MAX_JOBS = 32
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def default_jobs() -> int:
     """Worker processes when none are asked for: one per core, at most 4 (about 0.5 GB each)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    return max(1, min(usable_cores(), 4))
+
+
+def worker_count(requested: int | None, warn: Callable[[str], None]) -> int:
+    """The worker processes of a run: ``--jobs`` capped at the usable cores and :data:`MAX_JOBS`.
+
+    Workers are single-threaded and CPU-bound, so more than one per core only adds memory.
+
+    Args:
+        requested: ``--jobs`` (None: :func:`default_jobs`).
+        warn: receives one line when the request is reduced.
+
+    Returns:
+        The number of workers, at least 1.
+
+    Raises:
+        InputError: ``requested`` is 0 or negative.
+    """
+    if requested is None:
+        return default_jobs()
+    if requested < 1:
+        raise InputError(f"--jobs must be at least 1 (got {requested})")
+    cores = usable_cores()
+    if requested > min(cores, MAX_JOBS):
+        if cores > MAX_JOBS:
+            warn(
+                f"--jobs {requested} is more than the limit of {MAX_JOBS} worker processes; using {MAX_JOBS}"
+            )
+            return MAX_JOBS
+        warn(f"--jobs {requested} is more than the {cores} usable cores of this machine; using {cores}")
+        return cores
+    return requested

@@ -522,10 +522,18 @@ def test_in_process_predict_job_errors_become_rows(tmp_path, tiny_bundle, cohort
 # --------------------------------------------------------------------------- workers
 
 
-@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (3, 3), (16, 4), (None, 1)])
+@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (3, 3), (16, 4)])
 def test_default_jobs_is_one_worker_per_core_at_most_four(monkeypatch, cores, expected):
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(pool, "usable_cores", lambda: cores)
     assert pool.default_jobs() == expected
+
+
+def test_usable_cores_are_the_affinity_else_the_count(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    assert pool.usable_cores() == 2
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert pool.usable_cores() == 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
