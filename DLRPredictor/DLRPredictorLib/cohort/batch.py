@@ -26,7 +26,7 @@ from ..base.interrupts import Interrupted, signal_of
 from ..base.outputs import refuse_overwriting_inputs, refuse_unwritable_folder
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
-from .fingerprint import bundle_digest, input_digest
+from .fingerprint import input_digest
 from .journal import Journal, done_rows, journal_path, reuse_verdict
 from .pool import run_pool, start_worker_server, worker_count
 from .results_file import ResultsLock, check_results_path, write_failed
@@ -133,7 +133,7 @@ def _start_run(
     jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
     # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
     # because the reuse decision is taken before any job is handed out.
-    bundle = bundle_digest(pred.manifest)
+    bundle = pred.bundle_digest
     digests = {cid: input_digest(job, bundle, stability=stability) for cid, job in jobs.items()}
     # Held from before reading what a previous run left until the results are written (_finish_run).
     lock = ResultsLock(out).acquire()

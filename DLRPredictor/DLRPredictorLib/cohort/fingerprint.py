@@ -75,28 +75,13 @@ def file_digest(path: str | Path | None) -> str:
     return h.hexdigest()
 
 
-def bundle_digest(manifest: Mapping[str, Any]) -> str:
-    """The content digest of a verified bundle: sha256 of its manifest.json content.
-
-    The manifest lists every bundle file with its sha256, verified against the bytes at load, so
-    this digest changes with any file of the bundle (also under the same id and version).
-
-    Args:
-        manifest: the verified manifest (``Predictor.manifest``).
-
-    Returns:
-        The lowercase hex digest.
-    """
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
 def input_digest(job: Mapping[str, Any], bundle: str, *, stability: bool) -> str:
     """The fingerprint of one case's results row.
 
     Args:
         job: the case (``rows.job_from_cohort_row``): image, mask, segment, spacing_mm, clinical.
-        bundle: :func:`bundle_digest` of the bundle that predicts it.
+        bundle: the content digest of the bundle that predicts it (``Predictor.bundle_digest``,
+            from ``bundle.trust``: manifest.json and every file).
         stability: whether the row holds the contour-stability columns.
 
     Returns:
