@@ -407,15 +407,26 @@ class FrozenPipeline:
     def from_bundle(cls, bundle: Any) -> FrozenPipeline:
         """Rebuild from a VerifiedBundle (its bytes were checked against the manifest)."""
         doc = bundle.read_json("pipeline.json")
+        if not isinstance(doc, dict):  # valid JSON, but no object (a forged or damaged file)
+            raise BundleError(
+                f"pipeline.json holds a JSON {type(doc).__name__}, not an object; rebuild the bundle"
+            )
         if doc.get("format") != PIPELINE_FORMAT:
             raise BundleError(
                 f"pipeline.json has format {doc.get('format')}; this DLRPredictor reads {PIPELINE_FORMAT}"
             )
         arrays = bundle.read_arrays("pipeline.npz")
         params_name = bundle.manifest.get("extra", {}).get("radiomics_parameters", "radiomics.yaml")
+        if not isinstance(params_name, str):  # the schema leaves "extra" free-form
+            raise BundleError(
+                f"manifest.json extra.radiomics_parameters must name a bundle file, not a JSON "
+                f"{type(params_name).__name__}; rebuild the bundle"
+            )
         try:
             return cls._from_doc(doc, arrays, bundle.read_yaml(params_name))
-        except (KeyError, TypeError, ValueError) as exc:
+        # Any shape pipeline.json can take that the writer never gives (a list for an object, a
+        # short list) is the bundle's fault: one BundleError line, not a traceback.
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ClinicalValueError):
                 raise
             raise BundleError(

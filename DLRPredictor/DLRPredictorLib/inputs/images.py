@@ -294,7 +294,14 @@ def _read_sitk(path: Path) -> tuple[sitk.Image | None, str, bool, Path | None, P
     upright picture for PNG/JPEG/BMP/TIFF or None); the image is None when PIL decoded the picture.
     """
     if path.is_dir():
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        # ITK prints a multi-line "No Series were found" warning on stderr for a folder without
+        # DICOM; the error below says it in one line (the CLI's one line per problem).
+        warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
+        try:
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        finally:
+            sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
         if not ids:
             raise _read_failed(path, "the folder contains no DICOM series")
         if len(ids) > 1:
