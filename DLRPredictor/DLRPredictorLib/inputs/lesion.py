@@ -432,9 +432,8 @@ def read_mask(path: str | Path, reference: ImageVolume, segment: str | None = No
     path = Path(path)
     reference.metadata.pop(MASK_NOTE_KEY, None)  # a note belongs to the mask read last
     if not path.is_file():
-        raise ImageReadError(
-            f"cannot read mask '{path}': the file does not exist. Supported: {_MASK_FORMATS}."
-        )
+        what = "is a folder, not a mask file" if path.is_dir() else "the file does not exist"
+        raise ImageReadError(f"cannot read mask '{path}': {what}. Supported: {_MASK_FORMATS}.")
     if _is_segmentation(path):
         mask = _read_segmentation(path, reference, segment)
     else:

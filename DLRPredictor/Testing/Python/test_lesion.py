@@ -161,8 +161,11 @@ def test_mask_file_size_mismatch(tmp_path):
 
 
 def test_missing_and_unreadable_mask(tmp_path):
-    with pytest.raises(ImageReadError, match=r"nothing\.png"):
+    with pytest.raises(ImageReadError, match=r"nothing\.png': the file does not exist"):
         read_mask(tmp_path / "nothing.png", _image())
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(ImageReadError, match=r"masks': is a folder, not a mask file"):
+        read_mask(tmp_path / "masks", _image())
     broken = tmp_path / "broken.nrrd"
     broken.write_text("NRRD0004\ngarbage\n")
     with pytest.raises(ImageReadError):
