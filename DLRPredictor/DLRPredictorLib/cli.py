@@ -27,6 +27,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_bundle_arguments(parser: argparse.ArgumentParser, *, jobs: bool) -> None:
+    """--bundle and --trusted-keys (and --jobs) as every command that predicts takes them."""
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
+    if jobs:
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=None,
+            help="worker processes, one core each (default: one per core, at most 4)",
+        )
+    parser.add_argument(
+        "--trusted-keys",
+        type=Path,
+        default=None,
+        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     # Sub-command parsers are made by add_subparsers with the same class, so they inherit error().
     parser = _Parser(
@@ -39,22 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict every case of a manifest CSV into a results CSV")
     p.add_argument("manifest", type=Path, help="CSV with case_id, image, mask (and optional columns)")
     p.add_argument("--out", type=Path, required=True, help="results CSV (resumed if it exists)")
-    p.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="worker processes, one core each (default: one per core, at most 4)",
-    )
+    _add_bundle_arguments(p, jobs=True)
     p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
     p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--trusted-keys",
-        type=Path,
-        default=None,
-        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
-    )
 
     t = sub.add_parser("train", help="train a model bundle from a labelled manifest")
     t.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label (patient_id, clinical)")
@@ -69,20 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="predict a labelled manifest and write an evaluation report")
     e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
-    e.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
     e.add_argument("--report", type=Path, required=True, help="report folder to create")
-    e.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="worker processes, one core each (default: one per core, at most 4)",
-    )
-    e.add_argument(
-        "--trusted-keys",
-        type=Path,
-        default=None,
-        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
-    )
+    _add_bundle_arguments(e, jobs=True)
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
     r.add_argument("predictions", type=Path, help="CSV with a label column and score columns")
@@ -97,13 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
-    d.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled)")
-    d.add_argument(
-        "--trusted-keys",
-        type=Path,
-        default=None,
-        help="folder of trusted public keys, *.pem (default: $DLR_TRUSTED_KEYS)",
-    )
+    _add_bundle_arguments(d, jobs=False)
     return parser
 
 
