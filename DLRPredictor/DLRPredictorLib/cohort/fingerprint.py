@@ -7,9 +7,9 @@ previously written row only when its fingerprint is the one computed now (``jour
 
 Files are hashed by content, not by name or time: a corrected manifest that names another file,
 a file replaced in place, or a bundle rebuilt under the same id and version all give another
-fingerprint. The bundle's content digest is the sha256 of its verified manifest.json content,
-which lists the sha256 of every bundle file (checked by ``bundle.verify.load_bundle``), so it
-covers every file of the bundle.
+fingerprint. The bundle part is the verified bundle's content digest (``bundle.trust``: the
+canonical manifest.json plus the sha256 of every file, ``Predictor.bundle_digest``), the same
+digest the results CSV shows in ``bundle_digest``.
 """
 
 from __future__ import annotations
