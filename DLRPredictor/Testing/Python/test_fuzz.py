@@ -32,7 +32,7 @@ of them set ``DLR_FUZZ_EXAMPLES=200``; record anything found with ``@example(...
 
 Most runs are in process (``cli.main``, stderr captured at the file-descriptor level); a few are
 real subprocesses, the only place that sees a traceback printed by the interpreter itself.
-Runtime: about a minute on two cores beside the tiny bundle's training (session fixture).
+Runtime: about a minute on two cores beside the tiny bundle's training (a fixture built once per test run).
 """
 
 from __future__ import annotations
