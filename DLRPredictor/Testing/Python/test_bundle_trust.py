@@ -233,6 +233,50 @@ def test_signed_by_an_unknown_key_warns(
     assert warning.startswith("signed by an unknown key (fingerprint ")
 
 
+def test_missing_or_bad_trusted_keys_folder_is_refused_with_one_line(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private, _ = _keys(tmp_path / "k")
+    S.sign_bundle(bundle_dir, private)
+    missing = tmp_path / "nonexistent"
+    expected = f"the trusted keys folder '{missing}' does not exist; check $DLR_TRUSTED_KEYS"
+    # setenv first, so that the variable the CLI sets is undone after the test.
+    monkeypatch.setenv(T.TRUSTED_KEYS_ENV, str(missing))
+    with pytest.raises(BundleError) as info:
+        B.load_bundle(bundle_dir)
+    assert str(info.value) == expected
+    monkeypatch.setenv(T.TRUSTED_KEYS_ENV, "")
+    code = cli.main(
+        ["evaluate", str(tmp_path / "none.csv"), "--bundle", str(bundle_dir), "--trusted-keys", str(missing),
+         "--report", str(tmp_path / "r")]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(expected)
+    # A .pem in the folder that is a public key, but not Ed25519 (an EC P-256 key).
+    keys = tmp_path / "keys"
+    _keys(keys, "mine")
+    ec_pem = keys / "ec.pem"
+    ec_pem.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(BundleError) as info:
+        B.load_bundle(bundle_dir, trusted_keys=keys)
+    assert str(info.value) == f"trusted key '{ec_pem}' is not an Ed25519 public key"
+    # A .pem that is no public key at all (here the private key) is refused with the reader's reason.
+    ec_pem.unlink()
+    shutil.copy(private, keys / "private.pem")
+    with pytest.raises(BundleError) as info:
+        B.load_bundle(bundle_dir, trusted_keys=keys)
+    assert str(info.value).startswith(f"trusted key '{keys / 'private.pem'}' is not a public key in PEM (")
+    assert "\n" not in str(info.value)
+
+
 def test_bundle_changed_after_signing_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
     private, _ = _keys(tmp_path / "k")
     S.sign_bundle(bundle_dir, private)

@@ -489,3 +489,21 @@ def test_picture_image_takes_a_labelmap_of_its_size_pixel_for_pixel(tmp_path):
     )  # no geometry to compare
     np.testing.assert_array_equal(read[0], lesion)
     assert representative_slice(volume, read).warnings == ()
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+def test_picture_image_refuses_a_labelmap_of_another_size(tmp_path, suffix):
+    # A PNG has no geometry (1 pixel = 1 mm assumed): a labelmap of another size and pixel size
+    # cannot be placed on it, and taking it pixel for pixel would put the lesion anywhere.
+    volume = read_image(
+        _write(np.random.default_rng(1).integers(0, 256, (ROWS, COLS)).astype(np.uint8), tmp_path / "us.png")
+    )
+    small = np.zeros((40, 50), np.uint8)
+    small[10:20, 10:30] = 1
+    path = _nrrd(small, tmp_path / f"m{suffix}", (0.25, 0.25))
+    with pytest.raises(LesionError) as info:
+        read_mask(path, volume)
+    assert str(info.value) == (
+        f"the mask '{path}' is 50 x 40 pixels but the image is {COLS} x {ROWS} pixels, and its geometry "
+        "does not match the image grid; save the segmentation with the image as reference geometry."
+    )

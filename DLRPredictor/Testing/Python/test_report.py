@@ -278,6 +278,44 @@ def test_csv_report_excludes_errors_and_incomplete_rows(tmp_path, predictions_cs
     assert data["scores"]["Rad"]["cutoff_source"] == "default 0.5 (no cutoff given)"
 
 
+def test_cli_report_given_cutoff_wins_over_the_cutoff_column(tmp_path, cohort, capsys):
+    from DLRPredictorLib import cli
+
+    y, scores = cohort
+    probability = np.round(scores["DLR"], 6)
+    row_cutoffs = np.where(np.arange(y.size) % 2 == 0, 0.42, 0.3)  # a mixed cohort: two models
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {
+            "case_id": [f"c{i:03d}" for i in range(y.size)],
+            "pathology": np.where(y == 1, "malignant", "benign"),
+            "probability": [f"{v:.6f}" for v in probability],
+            "cutoff": row_cutoffs,
+        }
+    ).to_csv(path, index=False)
+    given = 0.6
+    code = cli.main(
+        ["report", str(path), "--label", "pathology", "--positive", "malignant", "--scores", "probability",
+         "--cutoffs", f"probability={given}", "--report", str(tmp_path / "rep")]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    row = pd.read_csv(tmp_path / "rep" / "metrics.csv").set_index("score").loc["probability"]
+    # Independent count at the given cutoff (positive when score >= cutoff), every row alike.
+    called = probability >= given
+    tp, fn = int((called & (y == 1)).sum()), int((~called & (y == 1)).sum())
+    tn, fp = int((~called & (y == 0)).sum()), int((called & (y == 0)).sum())
+    assert (row["tp"], row["fp"], row["tn"], row["fn"]) == (tp, fp, tn, fn)
+    assert row["sensitivity"] == pytest.approx(tp / (tp + fn), rel=1e-12)
+    assert row["specificity"] == pytest.approx(tn / (tn + fp), rel=1e-12)
+    per_row = probability >= row_cutoffs  # what the file's 'cutoff' column would have given
+    assert int((per_row & (y == 1)).sum()) != tp  # so the check above tells the two apart
+    assert row["cutoff"] == given and row["cutoff_source"] == report.SOURCE_GIVEN
+    data = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert data["scores"]["probability"]["cutoff_source"] == "pre-specified"
+    notes = " ".join(data["notes"])
+    assert "'cutoff' column" not in notes and "no cutoff given" not in notes
+
+
 def test_csv_score_column_empty_in_every_row(tmp_path, predictions_csv):
     # A cohort without clinical data has no combined score anywhere (dlrpredictor evaluate).
     df = pd.read_csv(predictions_csv, dtype=str, keep_default_na=False)
