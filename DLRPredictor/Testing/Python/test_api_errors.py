@@ -260,4 +260,6 @@ def test_valid_variants_still_predict_alike() -> None:
     for variant in variants:
         kwargs = {"mask": MASK2D, "spacing_mm": 0.1, **variant}
         out = api.predict_arrays(IMAGE2D, heatmap=False, **kwargs)
+        # Exact: every variant becomes the same uint8 mask and the same float spacing before the one
+        # deterministic predict path runs (one BLAS thread per crop, see the README).
         assert out.probability == reference.probability, variant
