@@ -196,15 +196,21 @@ def _journalled_run(
         if bar is not None:
             bar.update(1)
 
+    stopped: KeyboardInterrupt | None = None
     try:
         if run.todo:
             execute(run.todo, on_row)
     except KeyboardInterrupt as exc:
-        raise Interrupted(signal_of(exc), len(results), len(run.rows)) from None
+        stopped = exc
     finally:
         journal.close()
         if bar is not None:
             bar.close()
+    if stopped is not None:
+        # What the journal holds once closed: a signal inside on_row may land after the row was
+        # written but before it was counted here.
+        done = len(run.done) + journal.rows_added()
+        raise Interrupted(signal_of(stopped), done, len(run.rows)) from None
     ordered = [results[r.case_id] for r in run.rows]
     try:
         write_csv_atomic(run.out, ordered, run.columns)

@@ -90,6 +90,8 @@ class Journal:
                 existing = False
             else:
                 self._truncate_torn_line(path)
+        self.path = path
+        self._records_at_open = _count_records(path) if existing else 1  # the header
         self.file = open(path, "a", encoding="utf-8", newline="")  # closed in close()
         self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
         if not existing:
@@ -115,3 +117,19 @@ class Journal:
     def close(self) -> None:
         """Close the file (the journal stays until the results CSV is written)."""
         self.file.close()
+
+    def rows_added(self) -> int:
+        """Rows this journal object put on disk, counted in the file after :meth:`close`.
+
+        Counted from the file, not from the calls to :meth:`write`: a signal that lands inside a
+        write (between the row reaching the file and the caller's bookkeeping) must not make a
+        run report fewer finished cases than the journal holds.
+        """
+        return _count_records(self.path) - self._records_at_open
+
+
+def _count_records(path: Path) -> int:
+    """CSV records (header included) in a journal file; a torn last line does not count."""
+    data = path.read_text(encoding="utf-8")
+    complete = data[: data.rfind("\n") + 1]
+    return sum(1 for _ in csv.reader(io.StringIO(complete, newline="")))

@@ -365,3 +365,21 @@ def test_zero_or_negative_jobs_are_refused_with_exit_2(tmp_path, capsys, two_cas
         f"dlrpredictor predict: error: --jobs must be at least 1 (got {requested})"
     )
     assert not out.exists()
+
+
+def test_the_interrupted_count_is_what_the_journal_holds(tmp_path):
+    """A row that reached the file counts even when the signal came before its caller counted it."""
+    path = tmp_path / "results.csv.journal"
+    columns = ["case_id", "status"]
+    first = journal_mod.Journal(path, columns)
+    first.write({"case_id": "a", "status": "ok"})
+    first.writer.writerow({"case_id": "b", "status": "ok"})  # written, then interrupted before sync
+    first.close()
+    assert first.rows_added() == 2
+    again = journal_mod.Journal(path, columns)  # a resumed run appends to the same journal
+    again.write({"case_id": "c", "status": "ok"})
+    again.close()
+    assert again.rows_added() == 1
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("d,o")  # a torn last line (killed mid-write) is not a row
+    assert again.rows_added() == 1
