@@ -457,6 +457,31 @@ def _palette_rgba(pil: object) -> np.ndarray:
     return rgba
 
 
+def _png_has_chunks_after_pixels(path: Path) -> bool:
+    """Whether a PNG has chunks between its pixel data (IDAT) and IEND; True when unsure.
+
+    PIL's ``getexif`` on a PNG without an eXIf chunk before the pixels decodes the whole picture to
+    look for one after them (SimpleITK decodes it again); only such trailing chunks can add to it.
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return True
+            seen_pixels = False
+            while len(head := f.read(8)) == 8:
+                length, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind == b"IEND":
+                    return False
+                if kind == b"IDAT":
+                    seen_pixels = True
+                elif seen_pixels:
+                    return True
+                f.seek(length + 4, 1)  # the data and its CRC
+    except OSError:
+        pass
+    return True  # no IEND: damaged or cut short, let PIL's decode say what it finds
+
+
 def read_picture(path: Path, io_name: str, *, what: str = "image", palette_indices: bool = False) -> Picture:
     """Decode a PNG/JPEG/BMP/TIFF picture, upright as viewers show it.
 
@@ -487,7 +512,11 @@ def read_picture(path: Path, io_name: str, *, what: str = "image", palette_indic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # own limit checked above
             with Image.open(path) as pil:
-                orientation = int(pil.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+                if pil.format == "PNG" and "exif" not in pil.info and not _png_has_chunks_after_pixels(path):
+                    exif = Image.Image.getexif(pil)  # all PIL's load could find is read already
+                else:
+                    exif = pil.getexif()
+                orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
                 if pil.mode == "P" and palette_indices:
                     indices, palette = np.asarray(pil), _palette_rgba(pil)
                 elif pil.mode in ("LA", "La"):

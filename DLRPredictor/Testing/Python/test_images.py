@@ -120,6 +120,7 @@ def test_png_keeps_orientation_and_assumes_1mm(tmp_path):
     array = _asymmetric()
     volume = read_image(_write(array, tmp_path / "a.png"))
     assert volume.shape == (1, 24, 36)
+    # Exact: integer grey levels stored as float32, no arithmetic (also below).
     np.testing.assert_array_equal(volume.array[0], array)
     assert volume.spacing == (1.0, 1.0, 1.0)  # the assumed spacing, a constant: exact
     assert volume.metadata["spacing_source"] == "assumed 1 pixel = 1 mm"
@@ -131,6 +132,7 @@ def test_png_spacing_given_and_png_phys_ignored(tmp_path):
     given = read_image(path, spacing_mm=0.08)
     assert given.spacing == pytest.approx((0.08, 0.08, 1.0))
     assert given.metadata["spacing_source"] == "given"
+    # Exact: the default spacing literal, copied unchanged.
     assert read_image(path).spacing == (1.0, 1.0, 1.0)
 
 
@@ -147,6 +149,7 @@ def test_rgba_png_becomes_luminance(tmp_path):
 def test_lossless_pictures(tmp_path, suffix):
     array = _asymmetric()
     volume = read_image(_write(array, tmp_path / f"a{suffix}"))
+    # Exact: integer grey levels, lossless, read back without arithmetic.
     np.testing.assert_array_equal(volume.array[0], array)
     assert volume.metadata["spacing_source"] == "assumed 1 pixel = 1 mm"
 
@@ -167,6 +170,7 @@ def test_nrrd_spacing_from_file_wins_over_given(tmp_path):
     volume = read_image(_write(array, tmp_path / "a.nrrd", spacing=(0.3, 0.4)), spacing_mm=0.9)
     assert volume.spacing == pytest.approx((0.3, 0.4, 1.0))
     assert volume.metadata["spacing_source"] == "file"
+    # Exact: integer grey levels, read back without arithmetic.
     np.testing.assert_array_equal(volume.array[0], array)
 
 
@@ -178,6 +182,7 @@ def test_3d_volumes_keep_geometry(tmp_path, suffix):
     image.SetOrigin((10.0, -5.0, 3.0))
     sitk.WriteImage(image, str(tmp_path / f"v{suffix}"))
     volume = read_image(tmp_path / f"v{suffix}")
+    # Exact: the voxels written, read back without arithmetic.
     np.testing.assert_array_equal(volume.array, array)
     assert volume.spacing == pytest.approx((0.5, 0.6, 2.0))
     assert volume.origin == pytest.approx((10.0, -5.0, 3.0))
@@ -194,6 +199,7 @@ def test_dicom_file_spacing_and_no_patient_tags(tmp_path):
     image.SetMetaData("0010|0020", "PID-98765")
     writer.Execute(image)
     volume = read_image(tmp_path / "a.dcm", spacing_mm=0.9)
+    # Exact: integer grey levels, read back without arithmetic.
     np.testing.assert_array_equal(volume.array[0], array)
     assert volume.spacing == pytest.approx((0.3, 0.4, 1.0))
     assert volume.metadata["spacing_source"] == "file"
@@ -206,6 +212,7 @@ def test_ultrasound_dicom_region_calibration(tmp_path):
     volume = read_image(_us_dicom(tmp_path / "us.dcm", pixels, regions=True))
     assert volume.spacing == pytest.approx((0.125, 0.150, 1.0))
     assert volume.metadata["spacing_source"] == "file"
+    # Exact: integer pixel values, read back without arithmetic.
     np.testing.assert_array_equal(volume.array[0], pixels)
     assert "Doe" not in repr(volume.metadata) + volume.description
 
@@ -236,6 +243,7 @@ def test_dicom_series_folder(tmp_path):
         writer.Execute(sl)
     volume = read_image(folder)
     assert volume.shape == (3, 16, 20)
+    # Exact: the voxels written, read back without arithmetic.
     np.testing.assert_array_equal(volume.array, array)
     assert volume.spacing == pytest.approx((0.5, 0.5, 1.5))
 
@@ -304,6 +312,37 @@ def _exif_picture(array: np.ndarray, path: Path, orientation: int) -> Path:
     return path
 
 
+def _chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks, each whole (length, type, data, CRC), after the 8-byte signature."""
+    chunks, at = [], 8
+    while at < len(data):
+        end = at + 12 + int.from_bytes(data[at : at + 4], "big")
+        chunks.append(data[at:end])
+        at = end
+    return chunks
+
+
+def test_png_exif_after_the_pixels_is_applied(tmp_path):
+    """An eXIf chunk after IDAT (allowed by PNG 1.5 extensions) turns the picture as one before it."""
+    from DLRPredictorLib.inputs import images
+
+    before = _exif_picture(_asymmetric(), tmp_path / "before.png", 6)
+    data = before.read_bytes()
+    chunks = _chunks(data)
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif) == 1 and rest[-1][4:8] == b"IEND"
+    after = tmp_path / "after.png"
+    after.write_bytes(data[:8] + b"".join(rest[:-1] + exif + rest[-1:]))
+    assert not images._png_has_chunks_after_pixels(before)  # no trailing chunk: PIL need not decode
+    assert images._png_has_chunks_after_pixels(after)
+    expected = read_image(before)
+    assert expected.description.endswith("turned upright (EXIF orientation 6 (rotated 90 degrees))")
+    moved = read_image(after)
+    assert moved.description == expected.description
+    np.testing.assert_array_equal(moved.array, expected.array)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_png_exif_orientation_is_applied_like_pil(tmp_path, orientation):
     from PIL import Image, ImageOps
@@ -312,6 +351,7 @@ def test_png_exif_orientation_is_applied_like_pil(tmp_path, orientation):
     with Image.open(path) as pil:
         expected = np.asarray(ImageOps.exif_transpose(pil))
     volume = read_image(path)
+    # Exact: integer grey levels, only transposed (no arithmetic).
     np.testing.assert_array_equal(volume.array[0], expected.astype(np.float32))
     turned = (
         f", turned upright (EXIF orientation {orientation_text(orientation)})" if orientation != 1 else ""
@@ -340,6 +380,7 @@ def test_tiff_with_an_orientation_tag_is_refused(tmp_path):
         "the picture, but the TIFF decoder used here applies only part of it. Save the image and its mask "
         "upright as PNG and use those files."
     )
+    # Exact: integer grey levels, read back without arithmetic.
     np.testing.assert_array_equal(
         read_image(_exif_picture(_asymmetric(), tmp_path / "u.tif", 1)).array[0], _asymmetric()
     )
@@ -354,6 +395,7 @@ def test_alpha_is_ignored_in_images(tmp_path):
     # Grey + alpha (LA): SimpleITK cannot decode it; PIL does.
     Image.fromarray(np.stack([grey, alpha], axis=-1), "LA").save(tmp_path / "la.png")
     volume = read_image(tmp_path / "la.png")
+    # Exact: integer grey levels; alpha dropped, no arithmetic.
     np.testing.assert_array_equal(volume.array[0], grey.astype(np.float32))
     assert volume.metadata["pixel_type"] == "8-bit grey + alpha, alpha ignored"
     rgba = np.stack([grey, grey, grey, alpha], axis=-1)
