@@ -196,6 +196,7 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     assert float(items[probability_rows[0]]) == res.probability
     assert items["Predicted label"] == res.label
     assert items["Model used"] == res.model_used
+    # Exact: the cutoff and scores are this result's own numbers as repr() text (round trip).
     assert float(items["Cutoff (frozen at training)"]) == res.cutoff
     for name, value in res.signature_scores.items():
         assert float(items[f"Score {name}"]) == value

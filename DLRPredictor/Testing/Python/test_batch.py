@@ -386,7 +386,8 @@ def _assert_metrics_are_those_of_the_predicted_labels(metrics: dict, rows: list[
     m = metrics["metrics"]
     assert (m["n"], m["sensitivity_num"], m["sensitivity_den"]) == (len(rows), tp, n_pos)
     assert (m["specificity_num"], m["specificity_den"]) == (tn, n_neg)
-    assert (m["sensitivity"], m["specificity"]) == (tp / n_pos, tn / n_neg)
+    # Tolerance: the test's own division against the report's (the counts above are exact).
+    assert (m["sensitivity"], m["specificity"]) == pytest.approx((tp / n_pos, tn / n_neg), rel=1e-12, abs=0)
 
 
 def test_evaluate_scores_each_row_at_the_cutoff_of_the_model_that_labelled_it(
@@ -442,6 +443,7 @@ def test_evaluate_scores_each_row_at_the_cutoff_of_the_model_that_labelled_it(
     (cutoff,) = {r["cutoff"] for r in results}
     assert {r["model_used"] for r in results} == {"DLR (image only)"}
     scored = json.loads((report / "metrics.json").read_text())["scores"]["probability"]
+    # Exact: both hold the same cutoff, written as repr() text to the CSV and to JSON.
     assert (scored["cutoff"], scored["cutoff_source"]) == (float(cutoff), "pre-specified")
     _assert_metrics_are_those_of_the_predicted_labels(scored, results, positive)
 

@@ -127,6 +127,7 @@ def test_digest_covers_the_manifest_and_every_file(bundle_dir: Path) -> None:
     assert B.load_bundle(bundle_dir).digest == first.digest
     _change_cutoff(bundle_dir)
     changed = B.load_bundle(bundle_dir)  # accepted (nothing pins it) but no longer the same bundle
+    # Exact inequality: one digit of the cutoff's text was changed, so the parsed float differs.
     assert changed.cutoff != first.cutoff and changed.digest != first.digest
     _rewrite_file(bundle_dir, "model_card.md", b"# Trust test, edited\n")
     assert B.load_bundle(bundle_dir).digest not in (first.digest, changed.digest)

@@ -71,8 +71,10 @@ def test_encoding_values() -> None:
     np.testing.assert_array_equal(ordinal, [[45, 4], [60.5, 7], [10, 1]])
     assert clinical_feature_names([AGE, BIRADS_1HOT]) == ["age", "birads=3", "birads=4", "birads=5"]
     rows1 = [{"age": 45, "birads": "2"}, {"age": 45, "birads": "4"}]
+    # Exact: integer-valued codes stored as float.
     np.testing.assert_array_equal(encode_clinical(rows1, [AGE, BIRADS_1HOT]), [[45, 0, 0, 0], [45, 0, 1, 0]])
     custom = ClinicalVariable("birads", "categorical", allowed=("3", "4", "5"), ordinal_values=(3, 4, 5))
+    # Exact: an integer ordinal value stored as float.
     np.testing.assert_array_equal(encode_clinical([{"birads": "4"}], [custom]), [[4.0]])
 
 

@@ -95,6 +95,7 @@ def test_learning_rate_warmup_and_cosine_endpoints() -> None:
     lrs = [learning_rate(cfg, e) for e in range(1, 11)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
     step = CnnTrainConfig(lr=1.0, schedule="step", step_size=2, step_gamma=0.5, warmup_epochs=0)
+    # Exact: lr 1.0 times powers of gamma 0.5 are powers of two.
     assert [learning_rate(step, e) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
 
 

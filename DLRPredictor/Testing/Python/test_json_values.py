@@ -93,6 +93,7 @@ def test_paths_become_posix_strings() -> None:
 
 
 def test_dataclasses_become_dicts() -> None:
+    # Exact: 1.5 is exactly representable in float32.
     assert to_json_value(Point(np.float32(1.5), ("a", "b"))) == {"x": 1.5, "tags": ["a", "b"]}
     with pytest.raises(TypeError, match="type is not JSON-serialisable"):
         to_json_value(Point)  # the class itself is not data

@@ -389,6 +389,7 @@ def test_exif_orientation_applies_to_image_and_mask_alike(tmp_path):
     picture.save(image_path, exif=exif)
     volume = read_image(image_path)
     assert volume.shape == (1, ROWS, COLS)
+    # Exact: integer grey levels (150 * 0/1 + 40), only rotated back.
     np.testing.assert_array_equal(volume.array[0], (upright * 150 + 40).astype(np.float32))
     drawn_upright = _write(upright * 255, tmp_path / "upright_mask.png")  # drawn on the viewer's view
     np.testing.assert_array_equal(read_mask(drawn_upright, volume)[0], upright)

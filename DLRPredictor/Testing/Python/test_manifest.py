@@ -96,6 +96,7 @@ def test_semicolon_delimiter_with_bom(tmp_path: Path) -> None:
     )
     rows = read_cohort_csv(path, clinical_names=("age",))
     assert [r.case_id for r in rows] == ["c1", "c2"]
+    # Exact: the float parsed from the literal "0.1" written in the CSV.
     assert rows[0].spacing_mm == 0.1 and rows[0].clinical == {"age": "61"}
     assert rows[1].image == "x;y.png"
 

@@ -71,6 +71,7 @@ def test_clinical_values_round_trip(parameter_node):
     assert (parameter_node.age, parameter_node.birads) == (54.0, "4b")
     raw = parameter_node.parameterNode
     assert raw.GetParameter("clinical.side") == "left"
+    # Exact: the 0.0 default, stored and read back unchanged.
     assert float(raw.GetParameter("clinical.size_mm")) == 0.0
     assert ms.clinical_values(parameter_node, variables) == {
         "age": 54.0,
@@ -82,6 +83,7 @@ def test_clinical_values_round_trip(parameter_node):
     for variable in variables:
         ms.set_clinical_value(parameter_node, variable, None)
     assert ms.clinical_values(parameter_node, variables) == {}
+    # Exact: the 0.0 default, no arithmetic.
     assert (parameter_node.age, parameter_node.birads) == (0.0, "")
     assert raw.GetParameter("clinical.side") == ""
 
@@ -103,6 +105,7 @@ def test_a_typed_name_with_another_type_uses_a_raw_parameter(parameter_node):
     categorical_age = ClinicalVariable("age", "categorical", allowed=("<40", "40-49", ">=50"))
     assert not ms.has_typed_field(categorical_age)
     ms.set_clinical_value(parameter_node, categorical_age, "40-49")
+    # Exact: the 0.0 default, no arithmetic.
     assert parameter_node.age == 0.0
     assert ms.get_clinical_value(parameter_node, categorical_age) == "40-49"
 

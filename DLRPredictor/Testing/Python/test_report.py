@@ -309,6 +309,7 @@ def test_cli_report_given_cutoff_wins_over_the_cutoff_column(tmp_path, cohort, c
     assert row["specificity"] == pytest.approx(tn / (tn + fp), rel=1e-12)
     per_row = probability >= row_cutoffs  # what the file's 'cutoff' column would have given
     assert int((per_row & (y == 1)).sum()) != tp  # so the check above tells the two apart
+    # Exact: the float parsed back from the literal 0.6 the test passed in.
     assert row["cutoff"] == given and row["cutoff_source"] == report.SOURCE_GIVEN
     data = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert data["scores"]["probability"]["cutoff_source"] == "pre-specified"

@@ -74,6 +74,7 @@ def test_volume_ijk_to_ras_matches_simpleitk_physical_points(scene):
         lps = np.array(image.TransformIndexToPhysicalPoint(index))
         ras = matrix @ np.array([*index, 1.0])
         np.testing.assert_allclose(ras[:3], [-lps[0], -lps[1], lps[2]], atol=1e-9)
+    # Exact: the same float32 voxels copied into the node, no arithmetic.
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), sitk.GetArrayFromImage(image))
     assert node.GetDisplayNode() is not None
 
@@ -85,6 +86,7 @@ def test_image_from_volume_node_gives_back_the_lps_geometry(scene):
     np.testing.assert_allclose(back.spacing, image.GetSpacing(), atol=1e-9)
     np.testing.assert_allclose(back.origin, image.GetOrigin(), atol=1e-9)
     np.testing.assert_allclose(back.direction, image.GetDirection(), atol=1e-9)
+    # Exact: the same float32 voxels copied back, no arithmetic.
     np.testing.assert_array_equal(back.array, sitk.GetArrayFromImage(image))
     assert back.array.dtype == np.float32
 
@@ -396,6 +398,7 @@ def _full_scene(scene, flip_k: bool = False):
 
 def _check_reloaded(loaded, image_array, mask, items, heat) -> None:
     image_node = loaded.GetFirstNodeByName("Image")
+    # Exact: float32 voxels saved and reloaded unchanged.
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(image_node), image_array)
     seg_node = loaded.GetFirstNodeByName("Lesion segmentation")
     segment_id = seg_node.GetSegmentation().GetSegmentIdBySegmentName("Lesion")
@@ -453,6 +456,7 @@ def test_left_handed_image_reloads_with_reversed_slices_at_the_same_place(scene,
     loaded = scene_io.load_scene(scene_io.save_scene(scene, tmp_path / "left.mrb"))
     try:
         image_node = loaded.GetFirstNodeByName("Image")
+        # Exact: float32 voxels saved and reloaded, only reordered.
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(image_node), image_array[::-1])
         last_slice = original_matrix @ np.array([0.0, 0.0, image_array.shape[0] - 1, 1.0])
         np.testing.assert_allclose(

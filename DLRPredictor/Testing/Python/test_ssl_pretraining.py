@@ -79,6 +79,7 @@ def test_pretraining_lowers_the_loss_and_leaves_the_classifier_layer_alone() -> 
     assert result.state_dict.keys() == init.keys()
     # Bit-identical: the same seeded build draws the same initial weights, and fc is never updated.
     np.testing.assert_array_equal(result.state_dict["fc.weight"], init["fc.weight"])
+    # Exact inequality: any change at all shows training moved the weights.
     assert not np.array_equal(result.state_dict["conv1.weight"], init["conv1.weight"])
 
 

@@ -135,6 +135,7 @@ def test_patients_with_several_views_share_label_and_clinical_values(cohorts):
     first, second = multi[0][:2]
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(root / first["image"])))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(root / second["image"])))
+    # Exact inequality: any difference at all shows the two cases got different images.
     assert not np.array_equal(a, b)
 
 

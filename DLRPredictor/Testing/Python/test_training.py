@@ -96,6 +96,7 @@ def test_tiny_bundle_cutoffs_and_models(tiny_bundle):
     assert set(models["cutoffs"]) <= {"rad", "dl", "dlr", "combined"}
     assert all(0.0 < c < 1.0 for c in models["cutoffs"].values())
     assert 0.0 < manifest["cutoff"] < 1.0
+    # Exact: the manifest copies the default model's cutoff (no arithmetic).
     assert manifest["cutoff"] == models["cutoffs"][models["default"]]
     assert models["image_only"] == "dlr"
     # nomogram.png ships only with a combined model, which needs its own frozen cutoff.

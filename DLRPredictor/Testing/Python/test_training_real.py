@@ -142,6 +142,7 @@ def test_real_bundle_predicts_and_evaluates_unseen_cases(real_run, evaluation):
         # Exact: the probability is the answering model's score, the same number written twice.
         assert (results.loc[missing, "probability"] == results.loc[missing, image_only]).all()
         assert results.loc[missing, "model_used"].str.contains("image only").all()
+        # Exact: the same number written twice, as above.
         assert (results.loc[~missing, "probability"] == results.loc[~missing, "score_combined"]).all()
     assert set(results["predicted_label"]) <= {"malignant", "benign"}
     assert results["bundle_id"].str.startswith("real-tiny@").all()
