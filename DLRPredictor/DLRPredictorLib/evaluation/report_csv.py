@@ -82,7 +82,7 @@ def _parse_labels(
             f"{file_name or 'The predictions file'} row {_row_number(i)}: label '{present[i]}' in "
             f"column '{column}' is not one of {accepted} ({unknown.size} such row(s)).{hint}"
         )
-    labels = col.map(lambda v: np.nan if pd.isna(v) else float(code_label(v, codes) or 0))
+    labels = coded.reindex(col.index).astype(float)  # missing labels: NaN
     if not names:
         return labels, f"Label column '{column}': 1 = positive, 0 = negative."
     counts = present.groupby(present.map(label_key), sort=True).size()

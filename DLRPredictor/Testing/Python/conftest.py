@@ -123,6 +123,23 @@ def run_python_probe(code: str, *args: str, timeout: float) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def write_listed_file(root: Path, name: str, content: bytes) -> None:
+    """Write a bundle file AND list it in manifest.json with its correct sha256 and size (its role
+    kept; "model" for a new file), as a careful tamperer would: only the rule under test can refuse it.
+    """
+    import hashlib
+    import json
+
+    target = root.joinpath(*name.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+    path = root / "manifest.json"
+    man = json.loads(path.read_text(encoding="utf-8"))
+    entry = man["files"].setdefault(name, {"role": "model"})
+    entry.update(sha256=hashlib.sha256(content).hexdigest(), bytes=len(content))
+    path.write_text(json.dumps(man, indent=2), encoding="utf-8")
+
+
 @pytest.fixture
 def scene():
     """A fresh plain-Python MRML scene (slicer-core) that behaves like the application's."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import write_listed_file
 from DLRPredictorLib.base.errors import BundleError
 from DLRPredictorLib.bundle import manifest as M
 from DLRPredictorLib.bundle import software as S
@@ -92,15 +93,6 @@ def _edit_manifest(root: Path, change) -> None:
     man = json.loads(path.read_text(encoding="utf-8"))
     change(man)
     path.write_text(json.dumps(man, indent=2), encoding="utf-8")
-
-
-def _add_listed_file(root: Path, name: str, content: bytes) -> None:
-    """Add a file AND list it with its correct hash, so only the type rules can refuse it."""
-    target = root / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content)
-    entry = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content), "role": "model"}
-    _edit_manifest(root, lambda m: m["files"].__setitem__(name, entry))
 
 
 def _leftovers(parent: Path) -> list[str]:
@@ -327,7 +319,7 @@ def test_listed_unsafe_file_is_refused_even_with_a_correct_hash(
         buf = io.BytesIO()
         np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
         content = buf.getvalue()
-    _add_listed_file(bundle_dir, name, content)
+    write_listed_file(bundle_dir, name, content)  # a correct hash: only the type rules refuse it
     with pytest.raises(BundleError, match=expected):
         B.load_bundle(bundle_dir)
 

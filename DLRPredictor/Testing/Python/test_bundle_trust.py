@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import write_listed_file
 from DLRPredictorLib import cli
 from DLRPredictorLib.base.errors import BundleError, ConfigError
 from DLRPredictorLib.bundle import sign as S
@@ -94,15 +95,6 @@ def _keys(folder: Path, name: str = "me") -> tuple[Path, Path]:
     return private, public
 
 
-def _rewrite_file(root: Path, name: str, content: bytes) -> None:
-    """Replace a listed file AND record its new sha256 and size, as a careful tamperer would."""
-    (root / name).write_bytes(content)
-    path = root / "manifest.json"
-    man = json.loads(path.read_text(encoding="utf-8"))
-    man["files"][name].update(sha256=hashlib.sha256(content).hexdigest(), bytes=len(content))
-    path.write_text(json.dumps(man, indent=2), encoding="utf-8")
-
-
 def _change_cutoff(root: Path) -> None:
     """One changed byte of manifest.json: the cutoff's last digit."""
     path = root / "manifest.json"
@@ -129,14 +121,14 @@ def test_digest_covers_the_manifest_and_every_file(bundle_dir: Path) -> None:
     changed = B.load_bundle(bundle_dir)  # accepted (nothing pins it) but no longer the same bundle
     # Exact inequality: one digit of the cutoff's text was changed, so the parsed float differs.
     assert changed.cutoff != first.cutoff and changed.digest != first.digest
-    _rewrite_file(bundle_dir, "model_card.md", b"# Trust test, edited\n")
+    write_listed_file(bundle_dir, "model_card.md", b"# Trust test, edited\n")
     assert B.load_bundle(bundle_dir).digest not in (first.digest, changed.digest)
 
 
 def test_expected_digest_refuses_another_bundle(bundle_dir: Path) -> None:
     digest = B.load_bundle(bundle_dir).digest
     assert B.load_bundle(bundle_dir, expected_digest=digest).trust == T.PINNED
-    _rewrite_file(bundle_dir, "pipeline.json", json.dumps({"steps": ["other"]}).encode())
+    write_listed_file(bundle_dir, "pipeline.json", json.dumps({"steps": ["other"]}).encode())
     with pytest.raises(BundleError, match="not the expected one: its content digest is"):
         B.load_bundle(bundle_dir, expected_digest=digest)
 
@@ -188,7 +180,7 @@ def test_changed_cutoff_in_shipped_bundle_is_refused(shipped_copy: Path) -> None
 def test_edited_shipped_file_with_recomputed_hashes_is_refused(shipped_copy: Path) -> None:
     card = (shipped_copy / "model_card.md").read_bytes()
     (shipped_copy / "model_card.md").unlink()  # a hard link: never write through it
-    _rewrite_file(shipped_copy, "model_card.md", card.replace(b"Not for", b"Now for", 1) + b"\n")
+    write_listed_file(shipped_copy, "model_card.md", card.replace(b"Not for", b"Now for", 1) + b"\n")
     with pytest.raises(BundleError, match="pinned"):
         predictor.load_predictor()
 
@@ -324,7 +316,7 @@ def test_cli_sign_then_predict_path_refuses_a_changed_bundle(
     assert cli.main(["sign", str(bundle_dir), "--key", str(private)]) == 0
     out = capsys.readouterr().out
     assert "signed by unknown key" in out and B.load_bundle(bundle_dir).digest in out
-    _rewrite_file(bundle_dir, "model_card.md", b"# edited\n")
+    write_listed_file(bundle_dir, "model_card.md", b"# edited\n")
     code = cli.main(
         ["evaluate", str(tmp_path / "none.csv"), "--bundle", str(bundle_dir), "--report", str(tmp_path / "r")]
     )
@@ -350,19 +342,6 @@ def test_prediction_carries_the_trust_warning_and_the_digest(
 
 
 # --- bounds: files crafted to hang or exhaust the reader -------------------------------------------
-
-
-def _add_file(root: Path, name: str, content: bytes) -> None:
-    """Add (or replace) a listed file with its correct sha256, so only the bounds can refuse it."""
-    (root / name).write_bytes(content)
-    path = root / "manifest.json"
-    man = json.loads(path.read_text(encoding="utf-8"))
-    man["files"][name] = {
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "bytes": len(content),
-        "role": "model",
-    }
-    path.write_text(json.dumps(man, indent=2), encoding="utf-8")
 
 
 def _refused(root: Path, expected: str) -> str:
@@ -392,17 +371,17 @@ def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
 def test_yaml_alias_bomb_is_refused(bundle_dir: Path) -> None:
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]  # 10**10 values
-    _add_file(bundle_dir, "radiomics.yaml", ("\n".join(lines) + "\n").encode())
+    write_listed_file(bundle_dir, "radiomics.yaml", ("\n".join(lines) + "\n").encode())
     _refused(bundle_dir, "bundle file 'radiomics.yaml' is refused: its aliases expand to more than 100000")
 
 
 def test_deep_yaml_is_refused(bundle_dir: Path) -> None:
-    _add_file(bundle_dir, "radiomics.yaml", b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    write_listed_file(bundle_dir, "radiomics.yaml", b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n")
     _refused(bundle_dir, "bundle file 'radiomics.yaml' is refused: it is nested more than 64 levels deep")
 
 
 def test_yaml_anchors_within_bounds_are_accepted(bundle_dir: Path) -> None:
-    _add_file(bundle_dir, "radiomics.yaml", b"base: &b {binWidth: 25}\nsetting: *b\n")
+    write_listed_file(bundle_dir, "radiomics.yaml", b"base: &b {binWidth: 25}\nsetting: *b\n")
     assert B.load_bundle(bundle_dir).read_yaml("radiomics.yaml")["setting"] == {"binWidth": 25}
 
 
@@ -414,7 +393,7 @@ def test_npz_zip_bomb_is_refused(bundle_dir: Path) -> None:
         zeros = bytes(1 << 20)
         for _ in range(n >> 20):
             f.write(zeros)
-    _add_file(bundle_dir, "pipeline.npz", buf.getvalue())
+    write_listed_file(bundle_dir, "pipeline.npz", buf.getvalue())
     message = _refused(
         bundle_dir, "bundle file 'pipeline.npz' is not a valid array file (its arrays would take"
     )
@@ -425,13 +404,13 @@ def test_npz_zip_bomb_is_refused(bundle_dir: Path) -> None:
 def test_npy_header_declaring_a_huge_shape_is_refused(bundle_dir: Path, where: str) -> None:
     npy = _npy_header((10**12,)) + bytes(8)  # 8 TB declared, 8 bytes held
     if where == "npy":
-        _add_file(bundle_dir, "extra.npy", npy)
+        write_listed_file(bundle_dir, "extra.npy", npy)
         name = "extra.npy"
     else:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as z:
             z.writestr("mean.npy", npy)
-        _add_file(bundle_dir, "pipeline.npz", buf.getvalue())
+        write_listed_file(bundle_dir, "pipeline.npz", buf.getvalue())
         name = "pipeline.npz"
     message = _refused(bundle_dir, f"bundle file '{name}' is not a valid array file (array ")
     assert "declares shape (1000000000000,) of float64 (8000000000000 bytes) but holds 8 bytes" in message
@@ -448,7 +427,7 @@ def test_deeply_nested_json_is_refused(bundle_dir: Path, name: str, depth: int) 
             text.replace('"cutoff":', f'"extra": {{"x": {nested}}}, "cutoff":', 1), encoding="utf-8"
         )
     else:
-        _add_file(bundle_dir, name, f'{{"steps": {nested}}}'.encode())
+        write_listed_file(bundle_dir, name, f'{{"steps": {nested}}}'.encode())
     _refused(bundle_dir, f"bundle file '{name}' is refused: it is nested more than 64 levels deep")
 
 
@@ -479,13 +458,13 @@ def _safetensors(header: dict[str, Any], data: bytes) -> bytes:
 def test_malformed_safetensors_is_refused(
     bundle_dir: Path, header: dict[str, Any], data: bytes, expected: str
 ) -> None:
-    _add_file(bundle_dir, "cnn.safetensors", _safetensors(header, data))
+    write_listed_file(bundle_dir, "cnn.safetensors", _safetensors(header, data))
     message = _refused(bundle_dir, "bundle file 'cnn.safetensors' is not a valid array file (")
     assert expected in message
 
 
 def test_safetensors_header_longer_than_the_file_is_refused(bundle_dir: Path) -> None:
-    _add_file(bundle_dir, "cnn.safetensors", struct.pack("<Q", 1 << 40) + b"{}")
+    write_listed_file(bundle_dir, "cnn.safetensors", struct.pack("<Q", 1 << 40) + b"{}")
     _refused(bundle_dir, "its header is malformed (it declares 1099511627776 bytes")
 
 
@@ -500,7 +479,7 @@ def test_bundle_listing_more_than_the_limit_is_refused_before_reading(bundle_dir
 def test_a_bomb_exits_the_cli_with_2_and_one_line(
     bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _add_file(bundle_dir, "pipeline.json", ("[" * 200_000 + "]" * 200_000).encode())
+    write_listed_file(bundle_dir, "pipeline.json", ("[" * 200_000 + "]" * 200_000).encode())
     start = time.perf_counter()
     code = cli.main(
         ["evaluate", str(tmp_path / "none.csv"), "--bundle", str(bundle_dir), "--report", str(tmp_path / "r")]
