@@ -65,6 +65,7 @@ def ood_reference(run: TrainingRun) -> dict[str, Any]:
 def build_pipeline(run: TrainingRun) -> FrozenPipeline:
     """The FrozenPipeline of a training run."""
     from ..inference.pipeline import FrozenPipeline
+    from .crossfit import crop_settings
 
     sigs = run.signatures
     clin = run.clinical
@@ -86,7 +87,7 @@ def build_pipeline(run: TrainingRun) -> FrozenPipeline:
         default_model="combined" if clin else ("dlr" if "dlr" in sigs else "rad"),
         ood=ood_reference(run),
         pixel_units=cfg.image.pixel_units,
-        crop=run.crop,
+        crop=crop_settings(cfg),
         cnn=cnn,
         dlr_logit_range=clin.logit_range if clin else None,
     )

@@ -42,8 +42,6 @@ def fit_fusion(
         The fusion model and its out-of-fold score on every row, or None without a DL signature
         (with early fusion: the early-fusion signature and its out-of-fold score).
     """
-    from scipy.special import softmax
-
     from ..models.fusion import EnsembleFusion, StackingFusion
 
     if "dl" not in sigs or config.model.fusion == "early":
@@ -60,9 +58,7 @@ def fit_fusion(
         )
         return FusionFit(stacking, stacking.fit_meta(P[rows], y[rows]).combine(P))
     ensemble = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR")
-    ensemble.accuracies = ((P[rows] >= 0.5).astype(int) == y[rows, None]).mean(axis=0)
-    ensemble.weights = softmax(ensemble.accuracies / ensemble.temperature)
-    return FusionFit(ensemble, P @ ensemble.weights)
+    return FusionFit(ensemble, ensemble.fit_meta(P[rows], y[rows]).combine(P))
 
 
 def fit_clinical(

@@ -129,7 +129,6 @@ class TrainingRun:
         config: the training configuration (paths resolved).
         cohort: cases, labels, groups, split plan and radiomics.
         work: the work folder (caches, checkpoints, reports).
-        crop: the lesion crop settings (``inputs.crops.CropSpec`` fields).
         signatures: the final models by name: "rad", and with the CNN "reducer", "dl", "dlr"
             (the fusion model, or the early-fusion signature).
         oof: out-of-fold scores ("dlr" is the fusion's once fitted).
@@ -150,7 +149,6 @@ class TrainingRun:
     config: TrainConfig
     cohort: TrainingCohort
     work: Path
-    crop: dict[str, Any]
     signatures: dict[str, Any]
     oof: OofScores
     clinical: ClinicalFit | None

@@ -113,7 +113,6 @@ def _fit(
         config=config,
         cohort=cohort,
         work=work,
-        crop=fitter.crop,
         signatures=sigs,
         oof=oof,
         clinical=fit_clinical(config, cohort, oof, log=log),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +227,20 @@ def test_architecture_map_names_every_module():
     layers = "|".join(RANKS)
     named = set(re.findall(rf"\b((?:{layers})/[\w/]+\.py)\b", text))
     assert sorted(named - on_disk) == [], "docs/ARCHITECTURE.md names modules that do not exist"
+
+
+def test_an_import_of_the_package_root_is_caught(lib_copy: Path):
+    """``from .. import x`` loads the package face, whose only content is the version and aliases."""
+    before = set(layering_violations(lib_copy))
+    _append(lib_copy / "base" / "numeric.py", "\n\ndef _late():\n    from .. import __version__\n")
+    new = sorted(set(layering_violations(lib_copy)) - before)
+    assert len(new) == 1 and new[0].startswith("DLRPredictorLib.base.numeric:")
+    assert new[0].endswith("imports the package root; import the module itself")
+
+
+def test_code_in_a_package_face_is_caught(lib_copy: Path, monkeypatch: pytest.MonkeyPatch):
+    """test_package_faces_hold_no_code is not vacuous: a function in an __init__ fails it."""
+    _append(lib_copy / "models" / "__init__.py", "\n\ndef helper():\n    return 1\n")
+    monkeypatch.setattr(sys.modules[__name__], "LIB", lib_copy)
+    with pytest.raises(AssertionError, match=r"models/__init__\.py defines \['helper'\]"):
+        test_package_faces_hold_no_code()
