@@ -73,17 +73,27 @@ def restore_optimizer(
     opt.load_state_dict({"state": per_param, "param_groups": groups})
 
 
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """What one trainer's checkpoints are called.
+
+    Attributes:
+        fmt: the format the record and the tensor file declare.
+        stem: the tensor file's name before the 4-digit epoch.
+        json_name: the record's file name.
+        what: the kind of run, for messages (e.g. "CNN training").
+    """
+
+    fmt: str
+    stem: str
+    json_name: str
+    what: str
+
+
 def commit_checkpoint(
-    folder: Path,
-    tensors: Mapping[str, Any],
-    record: dict[str, Any],
-    *,
-    fmt: str,
-    stem: str,
-    epoch: int,
-    json_name: str,
+    folder: Path, files: CheckpointFiles, tensors: Mapping[str, Any], record: dict[str, Any], *, epoch: int
 ) -> None:
-    """Tensors to a new ``<stem><epoch>.safetensors``, then the JSON record that commits it.
+    """Tensors to a new ``<files.stem><epoch>.safetensors``, then the JSON record that commits it.
 
     Both are written to temporary names and renamed, so a run killed at any moment leaves the
     previous checkpoint or the new one, never a mix; older tensor files are removed afterwards.
@@ -91,29 +101,27 @@ def commit_checkpoint(
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    weights_name = f"{stem}{epoch:04d}.safetensors"
+    weights_name = f"{files.stem}{epoch:04d}.safetensors"
     tmp = folder / (weights_name + ".tmp")
-    save_file(dict(tensors), str(tmp), metadata={"format": fmt, "epoch": str(epoch)})
+    save_file(dict(tensors), str(tmp), metadata={"format": files.fmt, "epoch": str(epoch)})
     os.replace(tmp, folder / weights_name)
-    record = {"format": fmt, **record, "weights_file": weights_name}
-    tmp_json = folder / (json_name + ".tmp")
+    record = {"format": files.fmt, **record, "weights_file": weights_name}
+    tmp_json = folder / (files.json_name + ".tmp")
     tmp_json.write_text(json.dumps(record, indent=1))
-    os.replace(tmp_json, folder / json_name)
-    for old in folder.glob(f"{stem}*.safetensors*"):
+    os.replace(tmp_json, folder / files.json_name)
+    for old in folder.glob(f"{files.stem}*.safetensors*"):
         if old.name != weights_name:
             old.unlink(missing_ok=True)
 
 
 def read_checkpoint(
-    folder: Path, *, json_name: str, fmt: str, what: str, key: Mapping[str, Any]
+    folder: Path, files: CheckpointFiles, *, key: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
     """The JSON record and tensors that :func:`commit_checkpoint` wrote, checked.
 
     Args:
         folder: the checkpoint folder.
-        json_name: the record's file name.
-        fmt: the format the record must declare.
-        what: the kind of run, for messages (e.g. "CNN training").
+        files: the record's file name, the format it must declare and the kind of run.
         key: record entries that must equal these values (settings, data fingerprint): a
             checkpoint resumes only the run it came from.
 
@@ -125,7 +133,8 @@ def read_checkpoint(
     """
     from safetensors.torch import load_file
 
-    path = folder / json_name
+    fmt, what = files.fmt, files.what
+    path = folder / files.json_name
     if not path.is_file():
         return None
     try:
@@ -143,23 +152,6 @@ def read_checkpoint(
             "use an empty checkpoint folder or delete it to restart"
         )
     return record, tensors
-
-
-@dataclass(frozen=True)
-class CheckpointFiles:
-    """What one trainer's checkpoints are called.
-
-    Attributes:
-        fmt: the format the record and the tensor file declare.
-        stem: the tensor file's name before the 4-digit epoch.
-        json_name: the record's file name.
-        what: the kind of run, for messages (e.g. "CNN training").
-    """
-
-    fmt: str
-    stem: str
-    json_name: str
-    what: str
 
 
 def save_training_checkpoint(
@@ -189,9 +181,7 @@ def save_training_checkpoint(
     optim_tensors, scalars, param_groups = optimizer_state(opt)
     tensors.update(optim_tensors)
     full = {**record, "optimizer_param_groups": param_groups, "optimizer_scalars": scalars}
-    commit_checkpoint(
-        folder, tensors, full, fmt=files.fmt, stem=files.stem, epoch=epoch, json_name=files.json_name
-    )
+    commit_checkpoint(folder, files, tensors, full, epoch=epoch)
 
 
 def load_training_checkpoint(
@@ -217,7 +207,7 @@ def load_training_checkpoint(
     Raises:
         ConfigError: unreadable files, another format or another run's checkpoint.
     """
-    found = read_checkpoint(folder, json_name=files.json_name, fmt=files.fmt, what=files.what, key=key)
+    found = read_checkpoint(folder, files, key=key)
     if found is None:
         return None
     record, tensors = found
