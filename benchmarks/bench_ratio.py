@@ -51,7 +51,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _parameter_file(bundle: Path) -> Path:
+def parameter_file(bundle: Path) -> Path:
+    """The bundle's pyradiomics parameter file (``extra.radiomics_parameters`` of its manifest)."""
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     return bundle / manifest.get("extra", {}).get("radiomics_parameters", "radiomics.yaml")
 
@@ -65,7 +66,7 @@ class Sides:
 
         self.pred = predictor.load_predictor(bundle)
         self.known = [v.name for v in self.pred.clinical_variables]
-        self.params = _parameter_file(bundle)
+        self.params = parameter_file(bundle)
         self.extractor = RadiomicsFeatureExtractor(str(self.params))
         self.label = int(self.extractor.settings.get("label", 1))
 

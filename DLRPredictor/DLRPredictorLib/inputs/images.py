@@ -158,6 +158,27 @@ def check_values(array: np.ndarray) -> None:
         )
 
 
+def component_extreme(op: np.ufunc, array: np.ndarray, count: int) -> np.ndarray:
+    """``op`` (``np.maximum`` or ``np.minimum``) of the first ``count`` components of each pixel.
+
+    The same values as ``array[..., :count].max(axis=-1)`` (or ``min``), computed component by
+    component: numpy reduces a last axis of 3 or 4 values pixel by pixel, which took 20 ms on a
+    470 x 430 RGBA picture, against 0.4 ms this way.
+
+    Args:
+        op: ``np.maximum`` or ``np.minimum``.
+        array: pixel values, the components on the last axis.
+        count: how many leading components take part (at least 1).
+
+    Returns:
+        The per-pixel extreme, without the component axis.
+    """
+    out = array[..., 0]
+    for index in range(1, count):
+        out = op(out, array[..., index])
+    return out
+
+
 def colour_regions(array: np.ndarray, components: int) -> list[tuple[int, int, int, int, int, int]]:
     """Regions of strongly coloured pixels of an RGB(A) image (likely burned-in annotations).
 
@@ -173,10 +194,12 @@ def colour_regions(array: np.ndarray, components: int) -> list[tuple[int, int, i
         return []
     from scipy import ndimage  # colour images only: scipy.ndimage costs 0.3 s to import
 
-    rgb = np.asarray(array)[..., :3].astype(np.float32)
+    rgb = np.asarray(array)
+    if rgb.dtype.kind != "u":  # unsigned: max - min cannot overflow, and the spread is exact
+        rgb = rgb.astype(np.float32)
     if rgb.ndim == 3:
         rgb = rgb[np.newaxis]
-    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    spread = component_extreme(np.maximum, rgb, 3) - component_extreme(np.minimum, rgb, 3)
     regions: list[tuple[int, int, int, int, int, int]] = []
     for k in range(spread.shape[0]):
         coloured = spread[k] >= COLOUR_SPREAD_MIN

@@ -376,7 +376,7 @@ def _picture_values(path: Path, io_name: str) -> np.ndarray:
             raise InputError(
                 f"the mask '{path}' has {components} values per pixel; use a grayscale or RGB mask"
             )
-        colour = data[..., :-1].max(axis=-1) if components in (2, 4) else data.max(axis=-1)
+        colour = images.component_extreme(np.maximum, data, 3 if components in (3, 4) else 1)
         if io_name == "JPEGImageIO":
             colour = colour > 0.5 * float(colour.max())
         alpha = data[..., -1] if components in (2, 4) else None

@@ -452,3 +452,46 @@ def test_pil_decompression_bomb_error_is_an_image_read_error(tmp_path, monkeypat
         "decompression bomb DOS attack."
     )
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("components", [1, 2, 3, 4])
+def test_component_extreme_is_numpys_max_and_min_over_the_last_axis(dtype, components):
+    from DLRPredictorLib.inputs.images import component_extreme
+
+    rng = np.random.default_rng(components)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    low, high = (info.min, info.max) if info else (-300.0, 300.0)
+    array = rng.uniform(low, high, size=(2, 9, 11, 4)).astype(dtype)
+    for count in range(1, components + 1):
+        # Same values picked, not computed: exact for every dtype.
+        assert np.array_equal(component_extreme(np.maximum, array, count), array[..., :count].max(axis=-1))
+        assert np.array_equal(component_extreme(np.minimum, array, count), array[..., :count].min(axis=-1))
+
+
+def test_colour_regions_of_8_bit_pictures_match_the_float_spread():
+    """The spread in the picture's own unsigned type marks the same pixels as in float32."""
+    from DLRPredictorLib.inputs.images import COLOUR_SPREAD_MIN, colour_regions
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, size=(40, 50), dtype=np.uint8)
+    rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1)
+    rgba[5:9, 30:44, 0] = 255  # a yellow caliper mark (R, G high, B low)
+    rgba[5:9, 30:44, 1] = 255
+    rgba[5:9, 30:44, 2] = 0
+    rgba[20, 3:6, 2] = np.uint8(min(255, int(grey[20, 3:6].max()) + COLOUR_SPREAD_MIN + 1))
+    rgba[20, 3:6, :2] = 0
+    rgb = rgba[..., :3].astype(np.float32)
+    coloured = (rgb.max(axis=-1) - rgb.min(axis=-1)) >= COLOUR_SPREAD_MIN
+    labels, count = ndimage.label(coloured, structure=np.ones((3, 3), dtype=bool))
+    expected = sorted(
+        (
+            (0, box[0].start, box[0].stop, box[1].start, box[1].stop, int((labels == k).sum()))
+            for k, box in enumerate(ndimage.find_objects(labels), start=1)
+        ),
+        key=lambda r: (-r[5], r[:5]),
+    )
+    assert count >= 2
+    assert colour_regions(rgba, 4) == expected
+    assert colour_regions(rgba[..., :3].astype(np.float64), 3) == expected
