@@ -17,6 +17,10 @@ from .base.errors import DLRError
 from .base.interrupts import Interrupted, terminate_as_interrupt
 
 EPILOG = "Documentation: README.md of the DLRPredictor extension."
+SCHEDULER_HELP = (
+    "run the cases on a Dask cluster: its scheduler address (tcp://host:8786) or local:N for N "
+    "local worker processes (default: $DLR_SCHEDULER; without either, this machine's workers)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
     p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
     t = sub.add_parser("train", help="train a model bundle from a labelled manifest")
     t.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label (patient_id, clinical)")
@@ -117,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ[TRUSTED_KEYS_ENV] = str(args.trusted_keys)  # the batch workers inherit it
     if args.command == "predict":
         from .cohort import batch
+        from .cohort.dask_runner import scheduler_option
 
         summary = batch.predict_cohort(
             args.manifest,
@@ -126,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
             scenes_dir=args.scenes,
             stability=args.stability,
             show_progress=not args.no_progress,
+            scheduler=scheduler_option(args.scheduler),
         )
         print(summary.line())
         return 0 if summary.n_error == 0 else 1

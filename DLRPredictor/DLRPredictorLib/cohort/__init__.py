@@ -6,5 +6,7 @@
 - ``pool``: the worker processes (fork server, crash-surviving pool, stopped at once on Ctrl-C);
 - ``results_file``: the results CSV's place checked before a run, locked during it;
 - ``worker_server``: readies the fork server (bundle loaded once, GC frozen), ties workers to it;
-- ``batch``: a whole run: predict_cohort, predict_cohort_in_process, evaluate_cohort.
+- ``batch``: a whole run: predict_cohort, predict_cohort_in_process, evaluate_cohort;
+- ``dask_runner``: the same run on a Dask cluster (``--scheduler``): connect, ship the bundle, tasks;
+- ``dask_worker``: the worker side of it: the shipped bundle loaded once per worker, the case task.
 """

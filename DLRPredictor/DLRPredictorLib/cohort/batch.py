@@ -232,6 +232,7 @@ def predict_cohort(
     stability: bool = False,
     show_progress: bool = True,
     warn: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
 ) -> BatchSummary:
     """Predict every row of a cohort CSV into a results CSV (resuming a previous run).
 
@@ -247,6 +248,8 @@ def predict_cohort(
         stability: also re-predict on eroded/dilated contours and report the spread.
         show_progress: draw a progress bar on stderr.
         warn: receives cohort CSV warnings (unknown columns); default: stderr.
+        scheduler: a Dask scheduler address, or ``local:N``: the cases run there instead
+            (``dask_runner``; ``jobs`` is then not used). None: the local pool.
 
     Returns:
         Counts of the run.
@@ -257,7 +260,14 @@ def predict_cohort(
         InputError: ``jobs`` below 1; ``out`` a folder or not writable; another run writing
             ``out``; a write failing during the run (disk full).
         Interrupted: Ctrl-C or SIGTERM (the journal keeps every finished row).
+        SchedulerError: the Dask scheduler is unreachable or lost (``dask_runner``).
     """
+    if scheduler:
+        from .dask_runner import local_workers
+
+        local_workers(scheduler)  # a malformed local:N is refused before any work
+        run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
+        return _finish_on_scheduler(scheduler, run, stability, scenes_dir, show_progress)
     jobs = worker_count(jobs, warn or _warn_on_stderr)
     start_worker_server(bundle_path)
     run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
@@ -272,6 +282,20 @@ def predict_cohort(
             stability,
         )
         run_pool(todo, min(jobs, len(todo)), init, on_row, bundle_id=run.pred.bundle_id)
+
+    return _finish_run(run, execute, show_progress)
+
+
+def _finish_on_scheduler(
+    scheduler: str, run: _Run, stability: bool, scenes_dir: Path | None, show_progress: bool
+) -> BatchSummary:
+    """:func:`_finish_run` with the cases run on a Dask cluster (``dask_runner``)."""
+    from . import dask_runner
+
+    def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
+        dask_runner.run_on_scheduler(
+            scheduler, run.pred, todo, on_row, stability=stability, scenes_dir=scenes_dir
+        )
 
     return _finish_run(run, execute, show_progress)
 

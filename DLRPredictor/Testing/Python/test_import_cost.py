@@ -22,6 +22,7 @@ from DLRPredictorLib.inputs import phantom
 FORBIDDEN = (
     "torch", "torchvision", "sklearn", "pandas", "scipy", "statsmodels", "lightgbm", "xgboost", "matplotlib",
     "cryptography",  # only checking or making a signature needs it; the tiny bundle is unsigned
+    "dask", "distributed",  # only a run given a Dask scheduler (--scheduler) needs them
 )
 
 _PROBE = r"""
@@ -70,6 +71,12 @@ summary = batch.predict_cohort_in_process(paths["manifest"], work / "results.csv
 facts["batch_ok"] = summary.n_ok
 facts["batch_cases"] = summary.n_cases
 record("batch rows")
+
+from DLRPredictorLib import cli
+from DLRPredictorLib.cohort import dask_runner
+
+facts["scheduler"] = dask_runner.scheduler_option(None)  # what `predict` asks without --scheduler
+record("cli + scheduler option")
 
 from DLRPredictorLib.scene import adapter as scene_adapter, scene_io
 
