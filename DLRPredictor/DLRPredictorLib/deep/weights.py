@@ -95,11 +95,11 @@ def load_weights(
     """Copy ``state_dict`` tensors into a torch network after checking them (names, shapes, values).
 
     Raises:
-        BundleError: the tensors do not fit the declared network (see ``resnet_numpy.check_tensors``).
+        BundleError: the tensors do not fit the declared network (see ``engines.check_tensors``).
     """
     import torch
 
-    from .resnet_numpy import check_tensors
+    from .engines import check_tensors
 
     arrays = check_tensors(
         {k: as_numpy(v) for k, v in tensors.items()}, arch, in_channels, num_classes, source

@@ -25,7 +25,7 @@ def _torchvision_net(arch: str, in_channels: int, num_classes: int = 2) -> torch
     return net
 
 
-@pytest.mark.parametrize("arch", dfe.ARCHITECTURES)
+@pytest.mark.parametrize("arch", resnet.LAYOUTS)
 def test_state_dict_layout_matches_torchvision(arch: str) -> None:
     ours = dfe.build_resnet(arch, num_classes=2, in_channels=1).state_dict()
     theirs = _torchvision_net(arch, 1).state_dict()
