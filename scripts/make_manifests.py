@@ -2,7 +2,7 @@
 """Write DLRPredictor manifests for the public datasets in ../shared/data (paths, not copies).
 
 Outputs (in --out, default out/manifests):
-  busbra_all.csv                  every BUS-BRA image (patient_id = Case, official 5-fold column)
+  busbra_all.csv                  every BUS-BRA image (patient_id = Case, device, official 5-fold column)
   busbra_train.csv, busbra_test.csv   official fold --test-fold held out (patient-level)
   breast_all.csv                  BrEaST cases with a tumour mask (age, BI-RADS, spacing_mm)
   breast_train.csv, breast_test.csv   a patient-disjoint held-out part (seeded, stratified)
@@ -18,7 +18,9 @@ import csv
 import random
 from pathlib import Path
 
-COLUMNS = ["case_id", "image", "mask", "label", "patient_id", "spacing_mm", "age", "birads", "dataset"]
+COLUMNS = [
+    "case_id", "image", "mask", "label", "patient_id", "spacing_mm", "age", "birads", "dataset", "device"
+]
 
 
 def busbra_rows(root: Path) -> list[dict[str, str]]:
@@ -40,6 +42,7 @@ def busbra_rows(root: Path) -> list[dict[str, str]]:
                 # BUS-BRA's BI-RADS is 2-5 without 4a/4b/4c; "4" means unspecified 4.
                 "birads": r["BIRADS"],
                 "dataset": "BUS-BRA",
+                "device": r["Device"],  # the scanner: `evaluate --group-column device`
                 "fold": folds[r["ID"]],
             })
     return rows

@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="predict a labelled manifest and write an evaluation report")
     e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
     e.add_argument("--report", type=Path, required=True, help="report folder to create")
+    e.add_argument("--group-column", default=None, help="manifest column (e.g. device): AUC per value")
     _add_bundle_arguments(e, jobs=True)
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "--negative", default=None, help="label value meaning negative (default: the one other value)"
     )
     r.add_argument("--cutoffs", default=None, help="frozen cutoffs, e.g. probability=0.42,rad=0.5")
+    r.add_argument("--group-column", default=None, help="column (e.g. device, site): AUC per value")
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
@@ -157,7 +159,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from .cohort import batch
 
-        path = batch.evaluate_cohort(args.manifest, args.report, bundle_path=args.bundle, jobs=args.jobs)
+        path = batch.evaluate_cohort(
+            args.manifest,
+            args.report,
+            bundle_path=args.bundle,
+            jobs=args.jobs,
+            group_column=args.group_column,
+        )
         print(f"report written to {path}")
         return 0
     if args.command == "report":
@@ -172,6 +180,7 @@ def _run(args: argparse.Namespace) -> int:
             positive_label=args.positive,
             negative_label=args.negative,
             cutoffs=_parse_cutoffs(args.cutoffs),
+            group_column=args.group_column,
         )
         print(f"report written to {path / 'index.html'}")
         return 0

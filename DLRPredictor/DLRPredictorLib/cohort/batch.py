@@ -345,16 +345,25 @@ def predict_cohort_in_process(
 
 
 def evaluate_cohort(
-    cohort_path: Path, report_dir: Path, bundle_path: Path | None = None, *, jobs: int | None = None
+    cohort_path: Path,
+    report_dir: Path,
+    bundle_path: Path | None = None,
+    *,
+    jobs: int | None = None,
+    group_column: str | None = None,
 ) -> Path:
     """Predict a labelled cohort CSV and write the statistics report at the bundle's frozen cutoffs.
 
     Each row's ``probability`` is scored at the cutoff of the model that answered it (the results
     CSV's ``cutoff`` column: the combined model's where clinical values were given, the image-only
     model's elsewhere), as its ``predicted_label`` was; each signature score at its own cutoff.
+    ``group_column`` names a cohort CSV column (scanner, site) for per-group AUCs.
 
     Returns:
         The report folder.
+
+    Raises:
+        InputError: ``group_column`` is not a column of the cohort CSV.
     """
     from ..evaluation import report_csv
 
@@ -365,6 +374,7 @@ def evaluate_cohort(
     labels = {pred.positive_class: 1, pred.negative_class: 0}
     rows = read_cohort_csv(cohort_path, clinical_names=None, label_values=labels)
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--report": report_dir, "--out": predictions})
+    by_case = None if group_column is None else _group_by_case(rows, group_column)
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     # No single cutoff for 'probability': report_csv takes each row's own from the 'cutoff' column.
@@ -377,4 +387,15 @@ def evaluate_cohort(
         cutoffs=cutoffs,
         title=f"Evaluation of {pred.bundle_id} on {Path(cohort_path).name}",
         skip_empty_scores=True,  # e.g. no combined score for a cohort without clinical data
+        group_column=group_column,
+        group_by_case=by_case,
     )
+
+
+def _group_by_case(rows: list[Any], column: str) -> dict[str, str]:
+    """case_id -> the value of a cohort CSV column (read before any prediction is made)."""
+    from ..base.errors import InputError
+
+    if not any(column in r.extra or column in r.clinical for r in rows):
+        raise InputError(f"--group-column: the cohort CSV has no column '{column}'")
+    return {r.case_id: r.extra.get(column) or r.clinical.get(column) or "" for r in rows}

@@ -26,7 +26,7 @@ from ..base.errors import InputError
 from ..base.json_values import to_json_value
 from ..base.labels import validate_labels
 from ..base.version import __version__
-from . import report_figures, report_html, report_tables
+from . import report_figures, report_html, report_tables, subgroups
 from .auc import auc_delong, pairwise_delong, roc_curve_points
 from .calibration import calibration, hosmer_lemeshow
 from .cutoff_metrics import binary_metrics, youden_cutoff
@@ -234,6 +234,8 @@ def write_report(
     title: str = "",
     notes: list[str] | None = None,
     optimistic_youden: bool = False,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    group_column: str = "group",
 ) -> Path:
     """Write an evaluation report: index.html, PNG figures, CSV tables and metrics.json.
 
@@ -251,6 +253,9 @@ def write_report(
         title: page title.
         notes: extra lines shown first in the notes (e.g. how many rows were excluded).
         optimistic_youden: see :func:`evaluate_scores`.
+        groups: one group value per case (e.g. the scanner): adds the per-group AUCs
+            (``subgroups.csv``, a page section and ``subgroups`` in metrics.json).
+        group_column: the name of the grouping, as the report shows it.
 
     Returns:
         The report folder.
@@ -261,6 +266,7 @@ def write_report(
     target = Path(report_dir).expanduser().resolve()
     replace = _check_destination(target)
     result = evaluate_scores(y, scores, cutoffs, optimistic_youden=optimistic_youden)
+    per_group = None if groups is None else subgroups.subgroup_rows(y, scores, groups)
     all_notes = [*(notes or []), *result["notes"]]
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -274,9 +280,14 @@ def write_report(
             **result,
             "notes": all_notes,
         }
+        if per_group is not None:
+            payload["subgroups"] = {"column": group_column, "rows": per_group}
+            subgroups.write_subgroups(tmp, per_group, group_column)
         (tmp / "metrics.json").write_text(json.dumps(to_json_value(payload), indent=1, allow_nan=False))
         figures = report_figures.write_figures(result, tmp)
         html = report_html.render_html(result, metrics, title, all_notes, figures)
+        if per_group is not None:
+            html = subgroups.add_section(html, subgroups.subgroups_html(per_group, group_column))
         (tmp / "index.html").write_text(html, encoding="utf-8")
         _move_into_place(tmp, target, replace)
     except BaseException:

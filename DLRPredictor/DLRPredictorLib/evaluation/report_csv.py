@@ -11,6 +11,7 @@ import pandas as pd
 from ..base.errors import InputError
 from ..base.labels import code_label, label_codes, label_key
 from ..base.outputs import refuse_overwriting_inputs
+from . import subgroups
 from .report import write_report
 
 
@@ -132,6 +133,8 @@ def report_from_predictions_csv(
     optimistic_youden: bool = False,
     title: str | None = None,
     skip_empty_scores: bool = False,
+    group_column: str | None = None,
+    group_by_case: Mapping[str, str] | None = None,
 ) -> Path:
     """Evaluation report from any CSV with a label column and score columns (``dlrpredictor report``).
 
@@ -158,6 +161,10 @@ def report_from_predictions_csv(
         skip_empty_scores: leave out (with a note) score columns with no value in any usable row,
             such as the combined model's score of a cohort without clinical data; otherwise such
             a column leaves no complete row and is an error.
+        group_column: a column whose values are groups (scanner, site): per-group AUCs are
+            added (``evaluation.subgroups``).
+        group_by_case: case_id -> group value, when the groups are not in the CSV (e.g. read from
+            the cohort manifest); joined on its ``case_id`` column.
 
     Returns:
         The report folder.
@@ -220,6 +227,9 @@ def report_from_predictions_csv(
     cut: dict[str, float | np.ndarray] = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
     if "probability" in score_columns and "probability" not in cut and "cutoff" in df.columns:
         cut.update(_row_cutoffs(df[complete], notes))
+    groups = None
+    if group_column is not None:
+        groups = subgroups.group_values(df, group_column, group_by_case, file_name=csv_path.name)
     return write_report(
         report_dir,
         labels[complete].to_numpy(dtype=int),
@@ -228,4 +238,6 @@ def report_from_predictions_csv(
         title=title if title is not None else f"Evaluation of {csv_path.name}",
         notes=notes,
         optimistic_youden=optimistic_youden,
+        groups=None if groups is None else groups[complete.to_numpy()],
+        group_column=group_column or "group",
     )

@@ -10,6 +10,11 @@ Steps, in order (each optional except the zero-variance check):
    the 0/1 label; non-zero coefficients are kept, at most ``max_features`` by largest |coef|;
    when LASSO keeps nothing, the feature with the smallest univariate p is kept.
 
+Every step can be fitted on a subset of the rows (``selection_rows``): with contour variants (several
+rows per lesion) the statistics see one row per lesion, the exact contour, so that a t-test, a
+correlation or a LASSO fold never counts one lesion five times; the variants then train the
+classifier only (``signatures.Signature.fit``).
+
 The fitted :class:`FeatureSelector` is plain numbers: ``to_spec()`` gives a JSON-able dict.
 """
 
@@ -321,6 +326,7 @@ class FeatureSelector:
         y: Any,
         feature_names: Sequence[str] | None = None,
         groups: Sequence[Any] | np.ndarray | None = None,
+        selection_rows: Sequence[bool] | np.ndarray | None = None,
     ) -> FeatureSelector:
         """Fit every step on the given (training) cases.
 
@@ -329,14 +335,20 @@ class FeatureSelector:
             y: 0/1 labels.
             feature_names: column names when ``X`` is an array.
             groups: optional patient ids, used to keep patients whole in the LASSO folds.
+            selection_rows: optional boolean mask of the rows every statistic is computed on
+                (z-scoring, univariate test, correlation, LASSO and its folds), e.g. the
+                exact-contour row of each lesion; None: every row.
 
         Returns:
             self.
 
         Raises:
-            InputError: for non-finite values, bad labels or too few cases.
+            InputError: for non-finite values, bad labels, a mask of the wrong length or too
+                few cases.
         """
         cfg = self.config
+        if selection_rows is not None:
+            X, y, groups = _subset_rows(X, y, groups, selection_rows)
         yb = validate_labels(y, why_both=TRAINING_NEEDS_BOTH)
         if is_dataframe(X):
             names = [str(c) for c in X.columns]
@@ -534,6 +546,21 @@ class FeatureSelector:
         sel.lasso_c = None if spec.get("lasso_c") is None else float(spec["lasso_c"])
         sel._report = [dict(r) for r in spec.get("report", [])]
         return sel
+
+
+def _subset_rows(
+    X: Any, y: Any, groups: Sequence[Any] | np.ndarray | None, rows: Sequence[bool] | np.ndarray
+) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """The rows of ``X``, ``y`` and ``groups`` that a boolean mask keeps (DataFrame or array)."""
+    mask = np.asarray(rows)
+    y_arr = np.asarray(y)
+    if mask.dtype != bool or mask.shape != (len(y_arr),):
+        raise InputError(
+            f"selection_rows must be a boolean mask with one value per row ({len(y_arr)}), "
+            f"got {mask.dtype} of shape {mask.shape}"
+        )
+    sub = X.iloc[mask] if is_dataframe(X) else np.asarray(X)[mask]
+    return sub, y_arr[mask], None if groups is None else np.asarray(groups)[mask]
 
 
 def _none_if_nan(value: float) -> float | None:

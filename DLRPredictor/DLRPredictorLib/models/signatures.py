@@ -90,6 +90,7 @@ class Signature:
         y: Any,
         groups: Sequence[Any] | np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
+        selection_rows: Sequence[bool] | np.ndarray | None = None,
     ) -> Signature:
         """Select features and tune the classifier on the training cases.
 
@@ -98,6 +99,8 @@ class Signature:
             y: 0/1 labels.
             groups: patient ids (kept whole in every inner fold).
             feature_names: column names of an array ``X``.
+            selection_rows: boolean mask of the rows feature selection is fitted on (e.g. one
+                row per lesion); the classifier is fitted on every row. None: every row.
 
         Returns:
             self.
@@ -105,7 +108,9 @@ class Signature:
         frame = as_frame(X, feature_names)
         columns = self.columns if self.columns is not None else [str(c) for c in frame.columns]
         sub = as_matrix(frame, None, columns)
-        self.selector = FeatureSelector(self.selection).fit(sub, y, feature_names=columns, groups=groups)
+        self.selector = FeatureSelector(self.selection).fit(
+            sub, y, feature_names=columns, groups=groups, selection_rows=selection_rows
+        )
         Z = self.selector.transform(sub, feature_names=columns)
         result = grid_search(self.classifier, Z, y, grid=self.grid, cv=self.cv, seed=self.seed, groups=groups)
         self.columns = columns

@@ -150,6 +150,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     from ..bundle.write import write_bundle
     from .heldout import evaluate_heldout
     from .model_card import render_model_card
+    from .robustness import write_robustness
 
     config = run.config
     reports = run.work / "reports"
@@ -184,6 +185,9 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     metrics = {"heldout": summarise_metrics(heldout), "cnn_history": to_json_value(run.cnn_history)}
     if run.pretrain_history is not None:
         metrics["cnn_pretraining"] = to_json_value(run.pretrain_history)
+    robustness = write_robustness(run, reports)  # ICC table, leave-one-group-out AUCs
+    if robustness:
+        metrics["robustness"] = to_json_value(robustness)
     if clin is not None:
         metrics["clinical_univariable"] = to_json_value(clin.univariable)
         metrics["clinical_multivariable"] = to_json_value(clin.multivariable)

@@ -30,6 +30,9 @@ class SplitConfig:
     test_fraction: float = 0.2
     test_manifest: str | None = None  # an external / predefined test manifest instead of a random split
     folds: int = 5  # cross-fitting and out-of-fold folds inside the training split
+    # A manifest column (e.g. device, site) whose values are the folds instead: one fold holds out
+    # one value (leave-one-group-out); the out-of-fold AUC per value is reported. None: `folds`.
+    fold_column: str | None = None
 
 
 @dataclass
@@ -103,6 +106,12 @@ class SelectionSettings:
     correlation_threshold: float = 0.9
     lasso: bool = True
     max_features: int = 30
+    # Statistics (tests, correlations, LASSO folds) on one row per lesion, the exact contour; the
+    # contour variants fit the classifiers only. false: on every variant row (as the shipped bundle).
+    lesion_rows: bool = True
+    # Drop radiomics features whose ICC(2,1) across the Rad contour variants is below this, before
+    # selection (e.g. 0.75). None: no screen (the ICC table is written either way).
+    icc_min: float | None = None
 
 
 @dataclass
@@ -248,6 +257,20 @@ def _check_pretrain(config: TrainConfig) -> None:
         )
 
 
+def _check_robustness(config: TrainConfig) -> None:
+    icc = config.selection.icc_min
+    if icc is not None and (isinstance(icc, bool) or not isinstance(icc, (int, float)) or not 0 < icc <= 1):
+        raise ConfigError(f"config 'selection.icc_min' must be a number in (0, 1] or null, got {icc!r}")
+    if icc is not None and len(config.contours.for_radiomics()) < 2:
+        raise ConfigError(
+            "config 'selection.icc_min' needs at least two contour variants for the Rad signature "
+            "('contours.radiomics_variants' or 'contours.variants')"
+        )
+    col = config.split.fold_column
+    if col is not None and (not isinstance(col, str) or not col.strip()):
+        raise ConfigError(f"config 'split.fold_column' must be a manifest column name or null, got {col!r}")
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check value ranges and choices.
 
@@ -284,6 +307,7 @@ def validate(config: TrainConfig) -> TrainConfig:
             "config 'model.fusion_variants' must include 'exact' and be among 'contours.variants' "
             f"({', '.join(config.contours.variants)})"
         )
+    _check_robustness(config)
     if config.model.pca_components <= 0:
         raise ConfigError(
             "config 'model.pca_components' must be a variance fraction in (0,1) or a count >= 1"

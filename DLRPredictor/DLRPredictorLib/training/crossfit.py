@@ -8,6 +8,7 @@ steps on every training case give the final, shipped models.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..base.errors import InputError
+from ..base.executor import MapFunction, serial_map
 from ..inputs.crops import CropSpec, lesion_crop
 from .cnn import train_cnn
 from .cnn_config import CnnTrainConfig, TrainResult
@@ -77,11 +80,21 @@ def radiomics_variants(config: TrainConfig) -> list[str]:
 
 
 def cohort_radiomics(
-    cases: list[TrainingCase], config: TrainConfig, params: dict[str, Any], work: Path, log: Log
+    cases: list[TrainingCase],
+    config: TrainConfig,
+    params: dict[str, Any],
+    work: Path,
+    log: Log,
+    *,
+    map_fn: MapFunction | None = None,
 ) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
-    """Radiomics of every case and :func:`radiomics_variants`, cached in ``work / "cache"``."""
+    """Radiomics of every case and :func:`radiomics_variants`, cached in ``work / "cache"``.
+
+    ``map_fn``: a cluster's map (``base.executor``); default: up to 4 local processes.
+    """
     jobs = max(1, min(os.cpu_count() or 1, 4))
-    return radiomics_table(cases, radiomics_variants(config), params, work / "cache", jobs=jobs, log=log)
+    variants = radiomics_variants(config)
+    return radiomics_table(cases, variants, params, work / "cache", jobs=jobs, log=log, map_fn=map_fn)
 
 
 class CrossFitter:
@@ -92,9 +105,18 @@ class CrossFitter:
         cohort: cases, labels, groups, split plan and radiomics.
         work: the work folder (CNN and SimCLR checkpoints, the out-of-fold scores).
         log: one line per step.
+        map_fn: where the crops and the folds run (``base.executor``; default: here, in turn).
     """
 
-    def __init__(self, config: TrainConfig, cohort: TrainingCohort, work: Path, log: Log) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        cohort: TrainingCohort,
+        work: Path,
+        log: Log,
+        map_fn: MapFunction | None = None,
+    ) -> None:
+        self.map_fn = map_fn or serial_map
         self.config = config
         self.cohort = cohort
         self.work = work
@@ -111,7 +133,7 @@ class CrossFitter:
     # -- CNN -----------------------------------------------------------------------------------
     def crops(self) -> np.ndarray:
         """(N, V, size, size) crops of every case and training contour variant."""
-        return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop))
+        return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop), self.map_fn)
 
     def train_network(self, name: str, idx: np.ndarray, crops: np.ndarray) -> TrainResult:
         """A ResNet trained on the cases ``idx`` (checkpointed in ``work/cnn/<name>``)."""
@@ -217,18 +239,19 @@ class CrossFitter:
         sel = selection_settings(cfg)
         grid: dict[str, Any] | None = None if cfg.model.grid_search else {}
         kw: dict[str, Any] = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
+        rad_cols = self.rad_columns(idx)
         rad_pairs, rad_R = cohort.rows(idx, cfg.contours.for_radiomics())
-        out: dict[str, Any] = {
-            "rad": Signature("Rad", cohort.rad_names, cfg.model.rad_classifier, grid=grid, **kw)
-        }
+        out: dict[str, Any] = {"rad": Signature("Rad", rad_cols, cfg.model.rad_classifier, grid=grid, **kw)}
         out["rad"].fit(
             pd.DataFrame(rad_R, columns=cohort.rad_names),
             cohort.labels[[i for i, _ in rad_pairs]],
             groups=cohort.groups[[i for i, _ in rad_pairs]],
+            selection_rows=self.selection_rows(rad_pairs),
         )
         pairs, R = cohort.rows(idx, self.variants)
         y = cohort.labels[[i for i, _ in pairs]]
         g = cohort.groups[[i for i, _ in pairs]]
+        rows = self.selection_rows(pairs)
         frame = pd.DataFrame(R, columns=cohort.rad_names)
         if deep is not None:
             D = np.array([deep[p] for p in pairs])
@@ -237,18 +260,49 @@ class CrossFitter:
             frame = pd.concat([frame, reducer.transform_frame(D)], axis=1)
             out["reducer"] = reducer
             out["dl"] = Signature("DL", reducer.names, cfg.model.dl_classifier, grid=grid, **kw).fit(
-                frame, y, groups=g
+                frame, y, groups=g, selection_rows=rows
             )
             if cfg.model.fusion == "early":
                 out["dlr"] = early_fusion(
-                    cohort.rad_names,
+                    rad_cols,
                     reducer.names,
                     classifier="lr",
                     selection=sel,
                     cv=kw["cv"],
                     seed=cfg.seed,
-                ).fit(frame, y, groups=g)
+                ).fit(frame, y, groups=g, selection_rows=rows)
         return out
+
+    def selection_rows(self, pairs: list[Row]) -> np.ndarray | None:
+        """The rows feature selection sees: the exact contour of each lesion (``selection.lesion_rows``),
+        so that no statistic counts a lesion once per contour variant; None: every row."""
+        if not self.config.selection.lesion_rows:
+            return None
+        return np.array([v == "exact" for _, v in pairs], dtype=bool)
+
+    def rad_columns(self, idx: np.ndarray) -> list[str]:
+        """The radiomics columns the signatures select from: every one, or those whose ICC(2,1)
+        across the Rad contour variants of these (training) lesions reaches ``selection.icc_min``.
+
+        Raises:
+            InputError: when no feature reaches the threshold.
+        """
+        threshold = self.config.selection.icc_min
+        names = list(self.cohort.rad_names)
+        if threshold is None:
+            return names
+        from ..models.icc import icc_keep, variant_icc
+
+        ids = [self.cohort.cases[i].case_id for i in idx]
+        keep = icc_keep(variant_icc(self.cohort.rad, ids, self.config.contours.for_radiomics()), threshold)
+        kept = [names[j] for j in np.flatnonzero(keep)]
+        self.log(f"ICC screen: {len(kept)} of {len(names)} radiomics features have ICC(2,1) >= {threshold}")
+        if not kept:
+            raise InputError(
+                f"no radiomics feature has ICC(2,1) >= {threshold} across the contour variants; "
+                "lower selection.icc_min"
+            )
+        return kept
 
     def score(
         self, sigs: dict[str, Any], pairs: list[Row], R: np.ndarray, deep: DeepFeatures | None
@@ -265,21 +319,13 @@ class CrossFitter:
             crops: :meth:`crops` when the run trains networks, else None.
         """
         cohort = self.cohort
-        train = cohort.plan.train
         oof_pairs: list[Row] = []
         oof: dict[str, list[np.ndarray]] = {"rad": [], "dl": [], "dlr": []}
-        folds = cohort.plan.folds
-        for k, va_local in enumerate(folds):
-            va = train[va_local]
-            tr = np.setdiff1d(train, va)
-            self.log(f"fold {k + 1}/{len(folds)}: {len(tr)} training, {len(va)} out-of-fold cases")
-            deep = None
-            if crops is not None:
-                net = self.train_network(f"fold{k + 1}", tr, crops).model()
-                deep = self.deep_features(net, np.concatenate([tr, va]), self.variants)
-            sigs = self.fit_signatures(tr, deep)
-            pairs, R = cohort.rows(va, self.variants)
-            scores = self.score(sigs, pairs, R, deep)
+        # Each fold is independent: it may run in another process (map_fn), so it returns its
+        # network's history instead of recording it here.
+        fold = functools.partial(self.fold_scores, crops)
+        for pairs, scores, history in self.map_fn(fold, list(range(len(cohort.plan.folds)))):
+            self.cnn_history.update(history)
             oof_pairs += pairs
             for name, s in scores.items():
                 oof[name].append(s)
@@ -290,6 +336,29 @@ class CrossFitter:
         )
         self.save_oof(result)
         return result
+
+    def fold_scores(
+        self, crops: np.ndarray | None, k: int
+    ) -> tuple[list[Row], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
+        """Fold k: its network and signatures fitted on the other folds, scoring fold k's rows.
+
+        Returns:
+            (fold k's rows, each signature's scores of them, {network name: epoch history}).
+        """
+        train = self.cohort.plan.train
+        folds = self.cohort.plan.folds
+        va = train[folds[k]]
+        tr = np.setdiff1d(train, va)
+        self.log(f"fold {k + 1}/{len(folds)}: {len(tr)} training, {len(va)} out-of-fold cases")
+        deep = None
+        history: dict[str, list[dict[str, float]]] = {}
+        if crops is not None:
+            result = self.train_network(f"fold{k + 1}", tr, crops)
+            history[f"fold{k + 1}"] = result.history
+            deep = self.deep_features(result.model(), np.concatenate([tr, va]), self.variants)
+        sigs = self.fit_signatures(tr, deep)
+        pairs, R = self.cohort.rows(va, self.variants)
+        return pairs, self.score(sigs, pairs, R, deep), history
 
     def save_oof(self, oof: OofScores) -> None:
         """The out-of-fold signature scores, kept in the work folder to audit the fusion step.

@@ -40,6 +40,7 @@ class TrainingCase:
     clinical: dict[str, str]
     variants: dict[str, LesionSlice] = field(repr=False)
     dataset: str = ""  # the manifest's optional `dataset` column: held-out metrics per dataset
+    extra: dict[str, str] = field(default_factory=dict)  # other manifest columns (split.fold_column)
 
 
 def make_variant(lesion: LesionSlice, name: str, seed: int) -> LesionSlice:
@@ -90,7 +91,9 @@ def load_case(row: Any, label: int, variants: list[str], pixel_units: bool, seed
         except DLRError:
             out[name] = exact  # a lesion too thin to erode keeps its exact outline
     dataset = str((row.extra or {}).get("dataset", "")).strip()
-    return TrainingCase(row.case_id, row.patient_id or row.case_id, label, dict(row.clinical), out, dataset)
+    extra = dict(row.extra or {})
+    patient = row.patient_id or row.case_id
+    return TrainingCase(row.case_id, patient, label, dict(row.clinical), out, dataset, extra)
 
 
 def _extract_one(args: tuple[LesionSlice, dict[str, Any]]) -> dict[str, float] | str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .robustness import robustness_card_lines
 from .run import ClinicalFit
 
 NAMES = {
@@ -183,6 +184,7 @@ def render_model_card(
                 _decision_curve_line(entry["clinical_subset"], "combined"),
                 "",
             ]
+    out += robustness_card_lines(manifest["metrics"].get("robustness"))
     out += [
         "## Limitations",
         "- No external validation yet; scanners and sites are those of the training data only.",

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..base.compat import zip_strict
+from ..base.errors import InputError
 from .config import TrainConfig
 
 
@@ -18,7 +20,13 @@ class FoldPlan:
     folds: list[np.ndarray]  # validation indices into `train`, per fold
 
 
-def plan_splits(labels: np.ndarray, groups: np.ndarray, config: TrainConfig, n_external: int = 0) -> FoldPlan:
+def plan_splits(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    config: TrainConfig,
+    n_external: int = 0,
+    fold_values: np.ndarray | None = None,
+) -> FoldPlan:
     """Patient-level test split and training folds (stratified, seeded).
 
     Args:
@@ -27,9 +35,14 @@ def plan_splits(labels: np.ndarray, groups: np.ndarray, config: TrainConfig, n_e
         config: ``split.test_fraction``, ``split.folds`` and ``seed``.
         n_external: the last ``n_external`` cases come from an external test manifest and are
             the test split.
+        fold_values: (N,) the ``split.fold_column`` value of every case (e.g. the scanner): the
+            training folds are then one per value, each holding that value out.
 
     Returns:
         The plan (test indices sorted).
+
+    Raises:
+        InputError: when fold values split a patient or give fewer than 2 folds.
     """
     from ..models.selection import stratified_folds
 
@@ -43,7 +56,35 @@ def plan_splits(labels: np.ndarray, groups: np.ndarray, config: TrainConfig, n_e
         train = np.setdiff1d(np.arange(n), test)
     else:
         train, test = np.arange(n), np.arange(0)
+    if fold_values is not None:
+        return FoldPlan(train=train, test=np.sort(test), folds=group_folds(groups[train], fold_values[train]))
     folds = [
         va for _, va in stratified_folds(labels[train], groups[train], config.split.folds, config.seed + 1)
     ]
     return FoldPlan(train=train, test=np.sort(test), folds=folds)
+
+
+def group_folds(patients: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+    """Leave-one-group-out folds: the positions of each value (sorted), e.g. one scanner per fold.
+
+    Raises:
+        InputError: a case without a value, a patient with cases of two values (a fold would
+            split the patient), or fewer than 2 values.
+    """
+    blank = int(sum(not str(v).strip() for v in values.tolist()))
+    if blank:
+        raise InputError(f"split.fold_column: {blank} training case(s) have no value in that column")
+    seen: dict[str, str] = {}
+    for p, v in zip_strict(patients.tolist(), values.tolist()):
+        if seen.setdefault(str(p), str(v)) != str(v):
+            raise InputError(
+                f"split.fold_column: a patient has cases with the values '{seen[str(p)]}' and '{v}'; "
+                "each patient must belong to one group"
+            )
+    distinct = sorted({str(v) for v in values.tolist()})
+    if len(distinct) < 2:
+        raise InputError(
+            f"split.fold_column: the training cases have {len(distinct)} value(s); need 2 or more"
+        )
+    text = np.array([str(v) for v in values.tolist()])
+    return [np.flatnonzero(text == v) for v in distinct]

@@ -37,6 +37,7 @@ from . import data as td
 from .config import TrainConfig, load_config
 from .crossfit import CrossFitter, cohort_radiomics, radiomics_variants, selection_settings
 from .fusion_fit import fit_clinical, fit_fusion
+from .robustness import fold_column_values
 from .run import TrainingCohort, TrainingRun
 from .splits import plan_splits
 
@@ -59,7 +60,7 @@ def _cohort(
     """Step 1 and the radiomics of every case: the cohort every later step works on."""
     labels = np.array([c.label for c in cases])
     groups = np.array([c.patient_id for c in cases])
-    plan = plan_splits(labels, groups, config, n_external)
+    plan = plan_splits(labels, groups, config, n_external, fold_column_values(config, cases))
     pre = config.cnn.pretrain
     if config.cnn.enabled and 0 < len(plan.train) < pre.batch_size and pre.epochs > 0:
         # said now, not after the radiomics extraction (which can take an hour)
