@@ -49,6 +49,19 @@ def _add_bundle_arguments(parser: argparse.ArgumentParser, *, jobs: bool) -> Non
     )
 
 
+def _add_statistics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-column",
+        default=None,
+        help="patient id column (e.g. patient_id): clustered AUC CIs/tests, bootstrap by patient",
+    )
+    parser.add_argument(
+        "--reader-column", default=None, help="BI-RADS column (e.g. birads): compare the scores with it"
+    )
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=20240611, help="bootstrap seed (default 20240611)")
+
+
 def _parser() -> argparse.ArgumentParser:
     # Sub-command parsers are made by add_subparsers with the same class, so they inherit error().
     parser = _Parser(
@@ -94,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
         "--negative", default=None, help="label value meaning negative (default: the one other value)"
     )
     r.add_argument("--cutoffs", default=None, help="frozen cutoffs, e.g. probability=0.42,rad=0.5")
+    _add_statistics_arguments(r)
+    r.add_argument("--clinical-column", default=None, help="score column of a clinical-only model")
     r.add_argument("--group-column", default=None, help="column (e.g. device, site): AUC per value")
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
@@ -170,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "report":
         from .evaluation import report_csv
+        from .evaluation.bootstrap import BootstrapSettings
 
         scores = [s.strip() for s in args.scores.split(",") if s.strip()]
         path = report_csv.report_from_predictions_csv(
@@ -179,6 +195,10 @@ def _run(args: argparse.Namespace) -> int:
             args.report,
             positive_label=args.positive,
             negative_label=args.negative,
+            cluster_column=args.cluster_column,
+            reader_column=args.reader_column,
+            clinical_column=args.clinical_column,
+            bootstrap=BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed),
             cutoffs=_parse_cutoffs(args.cutoffs),
             group_column=args.group_column,
         )

@@ -42,6 +42,31 @@ class DeLongTest:
     se_diff: float = float("nan")
 
 
+def structural_components(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUCs and DeLong's structural components (placement values) of k scores, by midranks.
+
+    ``v10[r, i]`` is the fraction of negatives that positive i outranks on score r (ties one
+    half), ``v01[r, j]`` the fraction of positives that outrank negative j; both average to the AUC.
+
+    Args:
+        pos: (k, m) scores of the m positive cases.
+        neg: (k, n) scores of the n negative cases.
+
+    Returns:
+        (aucs of shape (k,), v10 of shape (k, m), v01 of shape (k, n)).
+    """
+    m = pos.shape[1]
+    n = neg.shape[1]
+    # Midranks (ties get the mean of their ranks): within positives, within negatives, and pooled.
+    tx = sps.rankdata(pos, method="average", axis=1)
+    ty = sps.rankdata(neg, method="average", axis=1)
+    tz = sps.rankdata(np.hstack([pos, neg]), method="average", axis=1)
+    aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    return aucs, v10, v01
+
+
 def _fast_delong(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AUCs and their DeLong covariance for k scores (Sun & Xu 2014, fast DeLong).
 
@@ -54,13 +79,7 @@ def _fast_delong(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """
     k, m = pos.shape
     n = neg.shape[1]
-    # Midranks (ties get the mean of their ranks): within positives, within negatives, and pooled.
-    tx = sps.rankdata(pos, method="average", axis=1)
-    ty = sps.rankdata(neg, method="average", axis=1)
-    tz = sps.rankdata(np.hstack([pos, neg]), method="average", axis=1)
-    aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
-    v10 = (tz[:, :m] - tx) / n  # structural components of the positives
-    v01 = 1.0 - (tz[:, m:] - ty) / m  # structural components of the negatives
+    aucs, v10, v01 = structural_components(pos, neg)
     s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((k, k))
     s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((k, k))
     return aucs, s10 / m + s01 / n
@@ -95,7 +114,10 @@ def auc_delong(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarra
     return AucResult(auc, se, max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se))
 
 
-def _paired(aucs: np.ndarray, cov: np.ndarray, pair: tuple[int, int], names: tuple[str, str]) -> DeLongTest:
+def paired_from_covariance(
+    aucs: np.ndarray, cov: np.ndarray, pair: tuple[int, int], names: tuple[str, str]
+) -> DeLongTest:
+    """Two-sided z test of ``aucs[i] = aucs[j]`` from the AUCs' covariance matrix (DeLong or clustered)."""
     i, j = pair
     diff = float(aucs[i] - aucs[j])
     var = float(cov[i, i] + cov[j, j] - 2.0 * cov[i, j])
@@ -138,7 +160,7 @@ def delong_test(
     b = validate_scores(score_b, lab.size, "b")
     pos, neg = _split(lab, np.vstack([a, b]))
     aucs, cov = _fast_delong(pos, neg)
-    return _paired(aucs, cov, (0, 1), ("a", "b"))
+    return paired_from_covariance(aucs, cov, (0, 1), ("a", "b"))
 
 
 def pairwise_delong(
@@ -163,7 +185,8 @@ def pairwise_delong(
     mat = np.vstack([validate_scores(scores[nm], lab.size, nm) for nm in names])
     pos, neg = _split(lab, mat)
     aucs, cov = _fast_delong(pos, neg)
-    return [_paired(aucs, cov, (i, j), (names[i], names[j])) for i, j in combinations(range(len(names)), 2)]
+    pairs = combinations(range(len(names)), 2)
+    return [paired_from_covariance(aucs, cov, (i, j), (names[i], names[j])) for i, j in pairs]
 
 
 def roc_curve_points(
@@ -193,3 +216,31 @@ def roc_curve_points(
     tpr = np.concatenate([[0.0], tp / pos_sorted.size])
     fpr = np.concatenate([[0.0], fp / neg_sorted.size])
     return fpr, tpr, np.concatenate([[np.inf], thr])
+
+
+def delong_unpaired(
+    y_a: Sequence[int] | np.ndarray,
+    score_a: Sequence[float] | np.ndarray,
+    y_b: Sequence[int] | np.ndarray,
+    score_b: Sequence[float] | np.ndarray,
+) -> DeLongTest:
+    """Two-sided DeLong test of AUC(a) = AUC(b) for two independent sets of cases (unpaired).
+
+    ``z = (auc_a - auc_b) / sqrt(var_a + var_b)``: the sets share no case, so the covariance term
+    of the paired test is zero (e.g. an internal and an external test set).
+
+    Args:
+        y_a: 0/1 labels of set a (both classes required).
+        score_a: one score per case of set a.
+        y_b: 0/1 labels of set b.
+        score_b: one score per case of set b.
+
+    Returns:
+        DeLongTest with name_a "a", name_b "b".
+
+    Raises:
+        InputError: invalid labels or scores in either set.
+    """
+    ra, rb = auc_delong(y_a, score_a), auc_delong(y_b, score_b)
+    cov = np.diag([ra.se**2, rb.se**2])
+    return paired_from_covariance(np.array([ra.auc, rb.auc]), cov, (0, 1), ("a", "b"))

@@ -28,9 +28,12 @@ from ..base.labels import validate_labels
 from ..base.version import __version__
 from . import report_figures, report_html, report_tables, subgroups
 from .auc import auc_delong, pairwise_delong, roc_curve_points
+from .bootstrap import BootstrapSettings
 from .calibration import calibration, hosmer_lemeshow
 from .cutoff_metrics import binary_metrics, youden_cutoff
 from .decision_curve import decision_curve
+from .reader import compare_with_reader
+from .report_intervals import add_intervals
 from .validation import validate_scores
 
 DEFAULT_CUTOFF = 0.5
@@ -50,6 +53,11 @@ def evaluate_scores(
     optimistic_youden: bool = False,
     n_bins: int = 10,
     thresholds: Sequence[float] | np.ndarray | None = None,
+    clusters: Sequence[object] | np.ndarray | None = None,
+    reader: Sequence[object] | np.ndarray | None = None,
+    reader_name: str = "BI-RADS",
+    clinical: str | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> dict[str, Any]:
     """Every evaluation metric for each named score, and pairwise DeLong tests.
 
@@ -69,13 +77,22 @@ def evaluate_scores(
             data (labelled optimistic) instead of 0.5.
         n_bins: bins of the calibration curve (equal width on [0, 1]).
         thresholds: decision-curve threshold probabilities (default 0.01-0.99).
+        clusters: one cluster id per case (e.g. the patient, when several images show one
+            lesion): adds Obuchowski's clustered AUC intervals and tests and makes every bootstrap
+            resample whole clusters. The ids are used for grouping only; no id is returned.
+        reader: the reader's BI-RADS per case ('' where not given): adds the reader comparison.
+        reader_name: the reader's display name.
+        clinical: the name of a score that is a clinical-only model (compared with the reader).
+        bootstrap: resamples, seed and level of the bootstrap intervals (default 2000, fixed seed).
 
     Returns:
         dict with n, n_positive, n_negative, prevalence, scores (per-score results), delong (list of
-        pairwise tests) and notes (list of strings).
+        pairwise tests with raw and Holm-adjusted p), delong_clustered, clusters (counts only),
+        bootstrap (its settings), reader_comparison (or None), warnings and notes (lists of strings).
 
     Raises:
-        InputError: no scores, invalid labels or scores, or a cutoff for an unknown score.
+        InputError: no scores, invalid labels or scores, cluster ids or reader values, a cutoff
+            or a clinical score for an unknown score.
     """
     if not scores:
         raise InputError("No scores to evaluate: give at least one score column.")
@@ -83,10 +100,13 @@ def evaluate_scores(
     unknown = sorted(set(cutoffs) - set(scores))
     if unknown:
         raise InputError(f"Cutoffs given for unknown score(s) {unknown}; the scores are {list(scores)}.")
+    if clinical is not None and clinical not in scores:
+        raise InputError(f"The clinical-only score '{clinical}' is not among the scores {list(scores)}.")
     lab = validate_labels(y)
     arrays = {str(k): validate_scores(v, lab.size, str(k)) for k, v in scores.items()}
     notes: list[str] = []
     per_score: dict[str, Any] = {}
+    called_at: dict[str, Any] = {}
     for name, s in arrays.items():
         per_score[name] = _evaluate_one(
             lab,
@@ -98,6 +118,7 @@ def evaluate_scores(
             thresholds=thresholds,
         )
         notes.extend(per_score[name].pop("_notes"))
+        called_at[name] = per_score[name].pop("_called_at")
     delong = [
         {
             "score_a": t.name_a,
@@ -112,8 +133,8 @@ def evaluate_scores(
         for t in pairwise_delong(lab, arrays)
     ]
     if len(delong) > 1:
-        notes.append("DeLong p-values are not adjusted for multiple comparisons.")
-    return {
+        notes.append("DeLong p-values: raw (p) and Holm-adjusted over the pairwise tests (p_holm).")
+    result: dict[str, Any] = {
         "n": int(lab.size),
         "n_positive": int(lab.sum()),
         "n_negative": int(lab.size - lab.sum()),
@@ -122,6 +143,23 @@ def evaluate_scores(
         "delong": delong,
         "notes": notes,
     }
+    settings = bootstrap or BootstrapSettings()
+    codes = add_intervals(result, lab, arrays, called_at, clusters=clusters, settings=settings)
+    result["reader_comparison"] = None
+    if reader is not None:
+        comparison = compare_with_reader(
+            lab,
+            reader,
+            arrays,
+            clusters=codes,
+            clinical=clinical,
+            settings=settings,
+            thresholds=thresholds,
+            reader_name=reader_name,
+        )
+        notes.extend(comparison.pop("notes"))
+        result["reader_comparison"] = comparison
+    return result
 
 
 def _evaluate_one(
@@ -176,6 +214,7 @@ def _evaluate_one(
         "hosmer_lemeshow": None,
         "decision_curve": None,
         "_notes": notes,
+        "_called_at": called_at,
     }
     if not is_prob:
         return out
@@ -233,6 +272,11 @@ def write_report(
     *,
     title: str = "",
     notes: list[str] | None = None,
+    clusters: Sequence[object] | np.ndarray | None = None,
+    reader: Sequence[object] | np.ndarray | None = None,
+    reader_name: str = "BI-RADS",
+    clinical: str | None = None,
+    bootstrap: BootstrapSettings | None = None,
     optimistic_youden: bool = False,
     groups: Sequence[Any] | np.ndarray | None = None,
     group_column: str = "group",
@@ -252,6 +296,9 @@ def write_report(
         cutoffs: name -> pre-specified cutoff, or one cutoff per case (see :func:`evaluate_scores`).
         title: page title.
         notes: extra lines shown first in the notes (e.g. how many rows were excluded).
+        clusters, reader, reader_name, clinical, bootstrap: see :func:`evaluate_scores`; with
+            clusters the report adds clustered AUC intervals and tests (patient ids are never
+            written), with a reader the reader comparison (``reader_comparison.csv``).
         optimistic_youden: see :func:`evaluate_scores`.
         groups: one group value per case (e.g. the scanner): adds the per-group AUCs
             (``subgroups.csv``, a page section and ``subgroups`` in metrics.json).
@@ -265,7 +312,17 @@ def write_report(
     """
     target = Path(report_dir).expanduser().resolve()
     replace = _check_destination(target)
-    result = evaluate_scores(y, scores, cutoffs, optimistic_youden=optimistic_youden)
+    result = evaluate_scores(
+        y,
+        scores,
+        cutoffs,
+        optimistic_youden=optimistic_youden,
+        clusters=clusters,
+        reader=reader,
+        reader_name=reader_name,
+        clinical=clinical,
+        bootstrap=bootstrap,
+    )
     per_group = None if groups is None else subgroups.subgroup_rows(y, scores, groups)
     all_notes = [*(notes or []), *result["notes"]]
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]

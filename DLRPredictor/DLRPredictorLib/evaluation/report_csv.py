@@ -12,6 +12,7 @@ from ..base.errors import InputError
 from ..base.labels import code_label, label_codes, label_key
 from ..base.outputs import refuse_overwriting_inputs
 from . import subgroups
+from .bootstrap import BootstrapSettings
 from .report import write_report
 
 
@@ -121,6 +122,23 @@ def _row_cutoffs(df: pd.DataFrame, notes: list[str]) -> dict[str, float | np.nda
     return {"probability": per_row.to_numpy(dtype=float)}
 
 
+def _case_column(
+    df: pd.DataFrame,
+    column: str,
+    option: str,
+    values_by_case: Mapping[str, Mapping[str, str]] | None,
+    file_name: str,
+) -> pd.Series:
+    """A column of the CSV, or else joined on ``case_id`` from ``values_by_case`` (the manifest)."""
+    if column in df.columns:
+        return df[column]
+    if values_by_case is not None and column in values_by_case and "case_id" in df.columns:
+        return df["case_id"].map(values_by_case[column])
+    raise InputError(
+        f"{option}: column '{column}' not found in {file_name}; available columns: {list(df.columns)}."
+    )
+
+
 def report_from_predictions_csv(
     csv_path: str | Path,
     label_column: str,
@@ -132,6 +150,11 @@ def report_from_predictions_csv(
     cutoffs: Mapping[str, float] | None = None,
     optimistic_youden: bool = False,
     title: str | None = None,
+    cluster_column: str | None = None,
+    reader_column: str | None = None,
+    clinical_column: str | None = None,
+    values_by_case: Mapping[str, Mapping[str, str]] | None = None,
+    bootstrap: BootstrapSettings | None = None,
     skip_empty_scores: bool = False,
     group_column: str | None = None,
     group_by_case: Mapping[str, str] | None = None,
@@ -158,6 +181,15 @@ def report_from_predictions_csv(
         cutoffs: score column -> pre-specified cutoff.
         optimistic_youden: see :func:`evaluate_scores`.
         title: page title (default "Evaluation of <file name>").
+        cluster_column: a column of cluster ids (patient id): clustered AUC intervals and tests,
+            bootstrap by patient. Used for grouping only; no id is written to the report.
+        reader_column: a column of the reader's BI-RADS: adds the reader comparison (cases
+            without a value are left out of it alone).
+        clinical_column: a score column holding a clinical-only model's probability (evaluated
+            like the other scores and marked as the clinical-only row of the reader comparison).
+        values_by_case: column -> case_id -> value, for cluster / reader columns that are not in
+            the CSV (e.g. read from the cohort manifest); joined on the CSV's ``case_id``.
+        bootstrap: resamples, seed and level of the bootstrap intervals.
         skip_empty_scores: leave out (with a note) score columns with no value in any usable row,
             such as the combined model's score of a cohort without clinical data; otherwise such
             a column leaves no complete row and is an error.
@@ -176,6 +208,8 @@ def report_from_predictions_csv(
     csv_path = Path(csv_path)
     refuse_overwriting_inputs({"--report": report_dir}, [csv_path])
     score_columns = [str(c).strip() for c in score_columns if str(c).strip()]
+    if clinical_column is not None and clinical_column not in score_columns:
+        score_columns.append(clinical_column)
     if not score_columns:
         raise InputError("Give at least one score column to evaluate.")
     if len(set(score_columns)) != len(score_columns):
@@ -224,6 +258,16 @@ def report_from_predictions_csv(
         )
     if not complete.any():
         raise InputError(f"No rows of {csv_path.name} have both a label and every score {score_columns}.")
+    keep = complete.to_numpy()
+    clusters = None
+    if cluster_column is not None:
+        ids = _case_column(df, cluster_column, "--cluster-column", values_by_case, csv_path.name)
+        clusters = ids.fillna("").to_numpy(dtype=object)[keep]
+        notes.append(f"Clustered statistics by column '{cluster_column}' (ids used for grouping only).")
+    reader = None
+    if reader_column is not None:
+        cells = _case_column(df, reader_column, "--reader-column", values_by_case, csv_path.name)
+        reader = cells.to_numpy(dtype=object)[keep]
     cut: dict[str, float | np.ndarray] = {k: v for k, v in (cutoffs or {}).items() if k not in skipped}
     if "probability" in score_columns and "probability" not in cut and "cutoff" in df.columns:
         cut.update(_row_cutoffs(df[complete], notes))
@@ -237,6 +281,11 @@ def report_from_predictions_csv(
         cutoffs=cut,
         title=title if title is not None else f"Evaluation of {csv_path.name}",
         notes=notes,
+        clusters=clusters,
+        reader=reader,
+        reader_name=reader_column or "BI-RADS",
+        clinical=clinical_column if clinical_column in score_columns else None,
+        bootstrap=bootstrap,
         optimistic_youden=optimistic_youden,
         groups=None if groups is None else groups[complete.to_numpy()],
         group_column=group_column or "group",

@@ -64,7 +64,8 @@ def plot_calibration(result: Mapping[str, Any], path: Path) -> None:
 
 
 def plot_decision(result: Mapping[str, Any], path: Path) -> None:
-    """Decision curves (net benefit) of the probability scores, with treat all and treat none."""
+    """Decision curves (net benefit) of the probability scores, with treat all, treat none and, with a
+    reader column, the reader's policy (biopsy every BI-RADS >= 4)."""
     fig, ax = _new_figure("Decision curves", "Threshold probability", "Net benefit")
     treat_all = None
     for name, r in result["scores"].items():
@@ -76,6 +77,11 @@ def plot_decision(result: Mapping[str, Any], path: Path) -> None:
     if treat_all is not None:
         ax.plot(treat_all["threshold"], treat_all["treat_all"], color="grey", label="treat all")
         ax.plot(treat_all["threshold"], treat_all["treat_none"], color="black", label="treat none")
+    comp = result.get("reader_comparison")
+    if comp and not comp["n_missing"]:  # the reader's policy, on the same cases as the curves
+        pol = comp["policy"]
+        label = comp["policy_name"]
+        ax.plot(pol["threshold"], pol["net_benefit"], color="purple", linestyle=":", label=label)
     _save_figure(fig, ax, path, ylim=(-0.05, result["prevalence"] + 0.05), legend_loc="upper right")
 
 
