@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="predict a labelled manifest and write an evaluation report")
     e.add_argument("manifest", type=Path, help="CSV with case_id, image, mask, label")
     e.add_argument("--report", type=Path, required=True, help="report folder to create")
+    _add_statistics_arguments(e)
     e.add_argument("--group-column", default=None, help="manifest column (e.g. device): AUC per value")
     _add_bundle_arguments(e, jobs=True)
 
@@ -173,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "evaluate":
         from .cohort import batch
+        from .evaluation.bootstrap import BootstrapSettings
 
         path = batch.evaluate_cohort(
             args.manifest,
@@ -180,6 +182,9 @@ def _run(args: argparse.Namespace) -> int:
             bundle_path=args.bundle,
             jobs=args.jobs,
             group_column=args.group_column,
+            cluster_column=args.cluster_column,
+            reader_column=args.reader_column,
+            bootstrap=BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed),
         )
         print(f"report written to {path}")
         return 0

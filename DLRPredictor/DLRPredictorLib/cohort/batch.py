@@ -24,6 +24,7 @@ from typing import Any
 
 from ..base.interrupts import Interrupted, signal_of
 from ..base.outputs import refuse_overwriting_inputs, refuse_unwritable_folder
+from ..evaluation.bootstrap import BootstrapSettings
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
 from .fingerprint import input_digest
@@ -351,6 +352,9 @@ def evaluate_cohort(
     *,
     jobs: int | None = None,
     group_column: str | None = None,
+    cluster_column: str | None = None,
+    reader_column: str | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> Path:
     """Predict a labelled cohort CSV and write the statistics report at the bundle's frozen cutoffs.
 
@@ -358,6 +362,10 @@ def evaluate_cohort(
     CSV's ``cutoff`` column: the combined model's where clinical values were given, the image-only
     model's elsewhere), as its ``predicted_label`` was; each signature score at its own cutoff.
     ``group_column`` names a cohort CSV column (scanner, site) for per-group AUCs.
+    ``cluster_column`` names the cohort CSV column of patient ids (e.g. ``patient_id``) for the
+    clustered statistics (ids used for grouping only, never written); ``reader_column`` the
+    column of the readers' BI-RADS for the reader comparison; ``bootstrap`` the resamples and
+    seed of the bootstrap intervals.
 
     Returns:
         The report folder.
@@ -375,6 +383,8 @@ def evaluate_cohort(
     rows = read_cohort_csv(cohort_path, clinical_names=None, label_values=labels)
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--report": report_dir, "--out": predictions})
     by_case = None if group_column is None else _group_by_case(rows, group_column)
+    stats_columns = {"--cluster-column": cluster_column, "--reader-column": reader_column}
+    manifest_values = _manifest_values(rows, stats_columns)
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     # No single cutoff for 'probability': report_csv takes each row's own from the 'cutoff' column.
@@ -389,7 +399,31 @@ def evaluate_cohort(
         skip_empty_scores=True,  # e.g. no combined score for a cohort without clinical data
         group_column=group_column,
         group_by_case=by_case,
+        cluster_column=cluster_column,
+        reader_column=reader_column,
+        values_by_case=manifest_values,
+        bootstrap=bootstrap,
     )
+
+
+def _manifest_values(rows: list[Any], options: dict[str, str | None]) -> dict[str, dict[str, str]]:
+    """column -> case_id -> value for the statistics' manifest columns (patient ids, BI-RADS).
+
+    The results CSV holds neither: they are joined to the predictions by case id in memory only.
+    """
+    from ..base.errors import InputError
+
+    out: dict[str, dict[str, str]] = {}
+    for option, column in options.items():
+        if column is None:
+            continue
+        if column == "patient_id":  # a reserved column, read into CohortRow.patient_id
+            out[column] = {r.case_id: r.patient_id or "" for r in rows}
+        elif any(column in r.extra or column in r.clinical for r in rows):
+            out[column] = {r.case_id: r.extra.get(column) or r.clinical.get(column) or "" for r in rows}
+        else:
+            raise InputError(f"{option}: the cohort CSV has no column '{column}'")
+    return out
 
 
 def _group_by_case(rows: list[Any], column: str) -> dict[str, str]:

@@ -194,3 +194,67 @@ def test_cli_report_with_patient_and_reader_columns(tmp_path, cohort, capsys):
          str(tmp_path / "rep2"), "--cluster-column", "nope"]
     )  # fmt: skip
     assert code == 2 and "--cluster-column: column 'nope' not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- dlrpredictor evaluate
+
+
+def test_manifest_values_read_patient_ids_and_other_columns():
+    from DLRPredictorLib.cohort.batch import _manifest_values
+    from DLRPredictorLib.inputs.cohort_csv import CohortRow
+
+    row = CohortRow(2, "c1", "a.png", "m.png", None, None, patient_id="p7", extra={"birads": "4a"})
+    got = _manifest_values([row], {"--cluster-column": "patient_id", "--reader-column": "birads"})
+    assert got == {"patient_id": {"c1": "p7"}, "birads": {"c1": "4a"}}
+    with pytest.raises(InputError, match="--reader-column: the cohort CSV has no column 'bi_rads'"):
+        _manifest_values([row], {"--reader-column": "bi_rads"})
+
+
+def test_evaluate_with_patient_and_reader_columns(tmp_path, tiny_bundle, synthetic_cohort):
+    """Two images per patient in the manifest: the report clusters by patient and compares the
+    scores with BI-RADS; no patient id reaches the predictions CSV or the report."""
+    import csv
+
+    from DLRPredictorLib.cohort import batch
+    from DLRPredictorLib.inputs.cohort_csv import read_cohort_csv
+
+    rows = read_cohort_csv(synthetic_cohort, clinical_names=None, label_values={"malignant": 1, "benign": 0})
+    rows = sorted(rows, key=lambda r: r.label)[:6] + sorted(rows, key=lambda r: -r.label)[:6]
+    path = tmp_path / "cohort.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case_id", "image", "mask", "spacing_mm", "label", "patient_id", "reading"])
+        for i, r in enumerate(rows):
+            reading = ("2", "3", "4a")[i % 3] if r.label == 0 else ("4b", "4c", "5")[i % 3]
+            spacing = "" if r.spacing_mm is None else repr(r.spacing_mm)
+            writer.writerow(
+                [
+                    r.case_id,
+                    r.resolved_image,
+                    r.resolved_mask,
+                    spacing,
+                    r.label_raw,
+                    f"secret-{i // 2}",
+                    reading,
+                ]
+            )
+    out = batch.evaluate_cohort(
+        path,
+        tmp_path / "rep",
+        tiny_bundle,
+        jobs=1,
+        cluster_column="patient_id",
+        reader_column="reading",
+        bootstrap=SETTINGS,
+    )
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["clusters"]["n_clusters"] == 6
+    assert data["reader_comparison"]["n"] == 12 and data["reader_comparison"]["reader_name"] == "reading"
+    assert (out / "delong_clustered.csv").is_file() and (out / "reader_comparison.csv").is_file()
+    written = [*out.iterdir(), tmp_path / "rep_predictions.csv"]
+    for p in written:
+        if p.suffix in (".csv", ".json", ".html"):
+            assert "secret-" not in p.read_text(encoding="utf-8"), p.name
+    warnings = " ".join(data["warnings"])  # 12 images of 6 patients are few
+    assert "Only 6 positive and 6 negative cases" in warnings
+    assert "Only 3 positive and 3 negative patients" in warnings
