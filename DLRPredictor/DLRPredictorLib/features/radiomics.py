@@ -291,7 +291,8 @@ def feature_rows(features: dict[str, float]) -> list[tuple[str, str, str, float]
 
 
 def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    # The array's own buffer, not a bytes copy of it (the same bytes hashed).
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
 def provenance(lesion: LesionSlice, params: dict | None = None) -> dict[str, str]:

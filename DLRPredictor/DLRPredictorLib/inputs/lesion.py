@@ -477,15 +477,22 @@ def largest_component(mask2d: np.ndarray) -> tuple[np.ndarray, int]:
     # SimpleITK's fully connected components equal scipy's 8-connected labels, numbered in the
     # same row-major order (test_lesion checks); SimpleITK is loaded anyway, while importing
     # scipy.ndimage would add about 0.3 s to every cold start.
+    binary = (np.asarray(mask2d) != 0).astype(np.uint8)
+    out = np.zeros_like(binary)
+    if not binary.any():
+        return out, 0
+    # Labelled within the lesion's bounding box only: every region lies inside it, and row-major
+    # order inside the box is the image's, so labels, sizes and ties are the same; on a whole
+    # 500 x 600 picture the filter took about 2 ms of every prediction.
+    row0, row1, col0, col1 = bounding_box(binary)
     components = sitk.ConnectedComponentImageFilter()
     components.SetFullyConnected(True)
-    binary = sitk.GetImageFromArray((np.asarray(mask2d) != 0).astype(np.uint8))
-    labels = sitk.GetArrayFromImage(components.Execute(binary))  # a view would outlive the image
+    window = sitk.GetImageFromArray(binary[row0:row1, col0:col1])
+    labels = sitk.GetArrayFromImage(components.Execute(window))  # a view would outlive the image
     count = components.GetObjectCount()
-    if count <= 1:
-        return (labels > 0).astype(np.uint8), int(count)
-    sizes = np.bincount(labels.ravel())[1:]
-    return (labels == int(np.argmax(sizes)) + 1).astype(np.uint8), int(count)
+    keep = 1 if count <= 1 else int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    out[row0:row1, col0:col1] = labels == keep
+    return out, int(count)
 
 
 def _border_sides(bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> list[str]:
