@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, default=None, help="training YAML (defaults otherwise)")
     t.add_argument("--work", type=Path, default=None, help="folder for caches and checkpoints (resumable)")
     t.add_argument("--sign-key", type=Path, default=None, help="Ed25519 private key (PEM) to sign the bundle")
+    t.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="held-out ledger (JSON lines) every run on this test set appends to "
+        "(default WORK/heldout_ledger.jsonl)",
+    )
 
     s = sub.add_parser("sign", help="sign a model bundle (writes its signature.json)")
     s.add_argument("bundle", type=Path, help="model bundle folder")
@@ -158,7 +165,12 @@ def _run(args: argparse.Namespace) -> int:
         from .training import trainer as training
 
         path = training.train_from_manifest(
-            args.manifest, args.out, args.config, work_dir=args.work, sign_key=args.sign_key
+            args.manifest,
+            args.out,
+            args.config,
+            work_dir=args.work,
+            sign_key=args.sign_key,
+            ledger=args.ledger,
         )
         from .bundle.verify import load_bundle
 

@@ -250,6 +250,23 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
             ClinicalVariable.from_spec(v)
         except ConfigError as exc:
             raise BundleError(f"bundle {MANIFEST_NAME}: field '{where}' is invalid: {exc}") from exc
+    _check_ledger(manifest.get("heldout_ledger"))
+
+
+def _check_ledger(ledger: Any) -> None:
+    """The optional held-out ledger (training/ledger.py) must agree with its own entries."""
+    if ledger is None:
+        return
+    entries = ledger["entries"]
+    where = f"bundle {MANIFEST_NAME}: field 'heldout_ledger'"
+    if any(e["test_set_digest"] != ledger["test_set_digest"] for e in entries):
+        raise BundleError(f"{where} lists an evaluation of another test set; {REINSTALL}")
+    configs = [e["config_digest"] for e in entries]
+    repeated = sorted({c for c in configs if configs.count(c) > 1})
+    if ledger["evaluations"] != len(entries) or ledger["configurations"] != len(set(configs)):
+        raise BundleError(f"{where} counts do not match its entries; {REINSTALL}")
+    if sorted(ledger["repeated"]) != repeated:
+        raise BundleError(f"{where} 'repeated' does not match its entries; {REINSTALL}")
 
 
 @lru_cache(maxsize=1)

@@ -114,7 +114,10 @@ def result_columns(pred: Predictor) -> list[str]:
     ``bundle_digest`` comes last: the verified bundle's content digest (``bundle.trust``).
     """
     scores = [f"score_{s}" for s in pred.signature_names]
-    return [*BASE_COLUMNS, *scores, *EXTRA_COLUMNS, "label", "input_digest", "bundle_digest"]
+    base = list(BASE_COLUMNS)
+    if pred.pipeline.calibration is not None:  # the model's own probability beside the recalibrated one
+        base.insert(base.index("probability") + 1, "probability_uncalibrated")
+    return [*base, *scores, *EXTRA_COLUMNS, "label", "input_digest", "bundle_digest"]
 
 
 def _fmt(x: float | None) -> str:
@@ -140,6 +143,8 @@ def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = 
         "label": label,
         "bundle_digest": pred.bundle_digest,
     }
+    if res.probability_uncalibrated is not None:
+        row["probability_uncalibrated"] = _fmt(res.probability_uncalibrated)
     for name in pred.signature_names:
         row[f"score_{name}"] = _fmt(res.signature_scores.get(name))
     if res.stability is not None:

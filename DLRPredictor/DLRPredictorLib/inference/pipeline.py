@@ -27,6 +27,7 @@ from ..models.classifiers import proba_to_logit
 from ..models.clinical_variables import ClinicalVariable, is_missing
 from ..models.fusion import EnsembleFusion, StackingFusion
 from ..models.nomogram import Nomogram
+from ..models.recalibration import Recalibration
 from ..models.signatures import DeepFeatureReducer, Signature
 from .results import PipelineOutput
 
@@ -92,6 +93,7 @@ class FrozenPipeline:
         crop: dict[str, Any] | None = None,
         cnn: dict[str, Any] | None = None,
         dlr_logit_range: tuple[float, float] | None = None,
+        calibration: Recalibration | None = None,
     ) -> None:
         self.radiomics_parameters = radiomics_parameters
         self.radiomics_columns = radiomics_columns
@@ -105,6 +107,8 @@ class FrozenPipeline:
         self.crop = crop or {}
         self.cnn = cnn or {}
         self.dlr_logit_range = dlr_logit_range
+        #: Recalibration of the image-only model's probability (None: reported as the model gives it)
+        self.calibration = calibration
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -257,9 +261,16 @@ class FrozenPipeline:
                 f"limit {float(self.ood['threshold']):.2f}): the prediction may be unreliable"
             )
         label = DISPLAY[model] + ("" if model == "combined" else " (image only)")
+        probability, cutoff, uncalibrated = scores[model], float(self.cutoffs[model]), None
+        if self.calibration is not None and self.calibration.model == model:
+            uncalibrated = probability
+            probability = float(self.calibration.apply(np.array([probability]))[0])
+            cutoff = self.calibrated_cutoff(model)
+            label += f", recalibrated ({self.calibration.method})"
         return PipelineOutput(
-            probability=scores[model],
-            cutoff=float(self.cutoffs[model]),
+            probability=probability,
+            probability_uncalibrated=uncalibrated,
+            cutoff=cutoff,
             model_used=label,
             signature_scores=scores,
             contributions=contributions,
@@ -270,6 +281,18 @@ class FrozenPipeline:
             out_of_distribution=ood,
             warnings=warnings,
         )
+
+    def calibrated_cutoff(self, model: str) -> float:
+        """The frozen cutoff of ``model`` on the scale of its reported probability.
+
+        With a recalibration step of that model, the step's image of the frozen cutoff: a monotone
+        step keeps every call (Platt: strictly increasing, the same calls exactly; isotonic: a case
+        in the cutoff's flat step is called positive with it).
+        """
+        cut = float(self.cutoffs[model])
+        if self.calibration is None or self.calibration.model != model:
+            return cut
+        return float(self.calibration.apply(np.array([cut]))[0])
 
     def _used_columns(self, row: FeatureRow) -> list[str]:
         """The columns any signature selects, or that the distance to the training data uses."""
@@ -391,6 +414,8 @@ class FrozenPipeline:
             "clinical_variables": [v.to_spec() for v in self.clinical_variables],
             "dlr_logit_range": list(self.dlr_logit_range) if self.dlr_logit_range else None,
         }
+        if self.calibration is not None:  # absent, not null, without one: older bundles read the same
+            doc["calibration"] = self.calibration.to_spec()
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]  # stubs: a key could be allow_pickle
         return {"pipeline.json": json.dumps(doc, indent=1).encode(), "pipeline.npz": buf.getvalue()}
@@ -448,6 +473,12 @@ class FrozenPipeline:
             dlr = fusion_cls.from_spec(dlr_doc["fusion"], members)
         from ..models.combined import CombinedModel
 
+        calibration = Recalibration.from_spec(doc["calibration"]) if "calibration" in doc else None
+        if calibration is not None and calibration.model not in doc["cutoffs"]:
+            raise BundleError(
+                f"pipeline.json recalibrates model '{calibration.model}', which the bundle does not have; "
+                "rebuild the bundle"
+            )
         return cls(
             radiomics_parameters=params,
             radiomics_columns=list(doc["radiomics_columns"]),
@@ -465,4 +496,5 @@ class FrozenPipeline:
             crop=doc.get("crop") or {},
             cnn=doc.get("cnn") or {},
             dlr_logit_range=tuple(doc["dlr_logit_range"]) if doc.get("dlr_logit_range") else None,
+            calibration=calibration,
         )

@@ -33,8 +33,9 @@ class StabilityResult:
 class PipelineOutput:
     """The fusion stage's answer for one case."""
 
-    probability: float
-    cutoff: float
+    probability: float  # recalibrated when the bundle has a step for the model used
+    probability_uncalibrated: float | None  # the model's own probability when recalibrated, else None
+    cutoff: float  # on the scale of ``probability``
     model_used: str
     signature_scores: dict[str, float]
     contributions: list[tuple[str, float]]

@@ -90,6 +90,7 @@ def build_pipeline(run: TrainingRun) -> FrozenPipeline:
         crop=crop_settings(cfg),
         cnn=cnn,
         dlr_logit_range=clin.logit_range if clin else None,
+        calibration=run.recalibration,
     )
 
 
@@ -133,6 +134,8 @@ def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
             ]
         if "n_clinical" in entry:
             block["n_clinical"] = entry["n_clinical"]
+        if "recalibration" in entry:  # calibration of the recalibrated model, before and after
+            block["recalibration"] = entry["recalibration"]
         out[contour] = block
     return to_json_value(out)
 
@@ -149,6 +152,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     """
     from ..bundle.write import write_bundle
     from .heldout import evaluate_heldout
+    from .ledger import record_heldout
     from .model_card import render_model_card
     from .robustness import write_robustness
 
@@ -156,6 +160,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     reports = run.work / "reports"
     pipe = build_pipeline(run)
     heldout = evaluate_heldout(run, pipe, reports)
+    ledger = record_heldout(run, heldout)  # recorded once scored, whether or not the bundle is kept
     files: dict[str, bytes] = {
         "radiomics.yaml": Path(run.radiomics_parameters_path).read_bytes(),
         **pipe.to_files(),
@@ -188,6 +193,10 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     robustness = write_robustness(run, reports)  # ICC table, leave-one-group-out AUCs
     if robustness:
         metrics["robustness"] = to_json_value(robustness)
+    metrics["recalibration"] = to_json_value(
+        {"model": pipe.image_only_model, **run.recalibration_selection}
+        | ({"method": run.recalibration.method} if run.recalibration is not None else {})
+    )
     if clin is not None:
         metrics["clinical_univariable"] = to_json_value(clin.univariable)
         metrics["clinical_multivariable"] = to_json_value(clin.multivariable)
@@ -242,6 +251,8 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
             "excluded_cases": len(run.excluded),
         },
     }
+    if ledger is not None:
+        manifest["heldout_ledger"] = to_json_value(ledger)
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
     path = write_bundle(out, manifest, files)
     reports.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,9 @@ class ModelConfig:
     fusion_variants: list[str] | None = None
     pca_components: float = 0.95  # fraction of variance (<1) or a number of components (>=1)
     grid_search: bool = True
+    # Recalibration of the image-only probability on out-of-fold scores (recalibration_fit.py):
+    # "auto" picks none / platt / isotonic by inner-fold Brier score
+    calibration: str = "auto"
 
 
 @dataclass
@@ -163,6 +166,7 @@ CHOICES = {
     ("selection", "correlation"): ("pearson", "spearman"),
     ("model", "fusion"): ("early", "ensemble", "stacking"),
     ("model", "stacking_inputs"): ("probability", "logit"),
+    ("model", "calibration"): ("auto", "none", "platt", "isotonic"),
     ("model", "rad_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("model", "dl_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("cnn", "arch"): ("resnet18", "resnet34", "resnet50", "resnet101"),

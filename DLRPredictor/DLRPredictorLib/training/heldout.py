@@ -121,6 +121,11 @@ def _evaluate_subset(
     if len(set(y)) < 2:
         return entry
     entry["all"] = report.evaluate_scores(y, scores, cutoffs)
+    step = pipe.calibration
+    if step is not None and step.model in scores:
+        from .recalibration_fit import before_after
+
+        entry["recalibration"] = before_after(step, y, scores[step.model])
     report.write_report(report_dir, y, scores, cutoffs, title=f"Held-out test split: {key} contours")
     if pipe.combined is not None:
         keep, X = _clinical_matrix(run, pipe, list(idx))

@@ -102,6 +102,68 @@ def _decision_curve_line(block: dict[str, Any], model: str) -> str:
     )
 
 
+def recalibration_lines(manifest: dict[str, Any]) -> list[str]:
+    """The method line on the recalibration step (how it was chosen, by which criterion)."""
+    rec = (manifest.get("metrics") or {}).get("recalibration")
+    if not rec:
+        return []
+    model = NAMES.get(rec.get("model", ""), rec.get("model", ""))
+    cv = rec.get("cv_brier") or {}
+    scores = "; ".join(f"{k} {_f(v, 4)}" for k, v in cv.items())
+    how = f" by {rec['criterion']}" + (f" ({scores})" if scores else "") if rec.get("criterion") else ""
+    return [
+        f"- Recalibration of the {model} probability: **{rec.get('chosen', 'none')}**, chosen{how}; "
+        "fitted on the out-of-fold exact-contour training scores. The reported probability is the "
+        "recalibrated one; the model's own score stays in `score_<model>` and `probability_uncalibrated`."
+    ]
+
+
+def recalibration_table(rec: dict[str, Any]) -> str:
+    """Markdown table of the recalibrated model's held-out calibration before and after the step."""
+    lines = [
+        f"Calibration of {NAMES.get(rec['model'], rec['model'])} on these {rec['n']} images, before and "
+        f"after the {rec['method']} recalibration step:",
+        "",
+        "| probability | Brier | cal. slope | cal. intercept | HL statistic | HL p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for when in ("before", "after"):
+        f = rec[when]
+        lines.append(
+            f"| {'uncalibrated' if when == 'before' else 'recalibrated'} | {_f(f['brier'], 4)} | "
+            f"{_f(f['slope'], 2)} | {_f(f['intercept'], 2)} | {_f(f['hosmer_lemeshow_stat'], 2)} | "
+            f"{_f(f['hosmer_lemeshow_p'])} |"
+        )
+    return "\n".join(lines)
+
+
+def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:
+    """The held-out ledger section: every evaluation of this bundle's test set in the ledger."""
+    if not ledger:
+        return []
+    out = [
+        "## Held-out ledger",
+        f"This test set (digest `{ledger['test_set_digest'][:16]}`) has been scored by "
+        f"**{ledger['configurations']} configuration(s)** in {ledger['evaluations']} evaluation(s) recorded "
+        "in the training ledger. Where several configurations met it, the figures above are the best of "
+        "a comparison made on the test set unless the configuration was fixed beforehand.",
+    ]
+    if ledger["repeated"]:
+        out.append(
+            "Scored more than once with the same configuration: "
+            + ", ".join(f"`{d[:16]}`" for d in ledger["repeated"])
+            + "."
+        )
+    out += ["", "| date (UTC) | configuration | repeat | bundle | image-only AUC (exact) |", "|---|---|---|---|---|"]
+    for e in ledger["entries"]:
+        exact = (e.get("aucs") or {}).get("exact") or {}
+        auc = exact.get("dlr", exact.get("rad"))
+        out.append(
+            f"| {e['date']} | `{e['config_digest'][:16]}` | {e['repeat']} | {e.get('bundle_id', '')} | {_f(auc)} |"
+        )
+    return [*out, ""]
+
+
 def render_model_card(
     manifest: dict[str, Any], heldout: dict[str, Any], clinical: ClinicalFit | None, config: TrainConfig
 ) -> str:
@@ -149,6 +211,7 @@ def render_model_card(
         "- Cutoffs: Youden on out-of-fold training scores, frozen: "
         + ", ".join(f"{k} {v:.3f}" for k, v in manifest["models"]["cutoffs"].items()),
         f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",
+        *recalibration_lines(manifest),
         "",
     ]
     if clinical is not None:
@@ -175,6 +238,8 @@ def render_model_card(
                 _decision_curve_line(entry["all"], manifest["models"]["image_only"]),
                 "",
             ]
+        if "recalibration" in entry:
+            out += [recalibration_table(entry["recalibration"]), ""]
         if "clinical_subset" in entry:
             out += [
                 f"Cases with clinical values ({entry['n_clinical']}):",
@@ -185,6 +250,7 @@ def render_model_card(
                 "",
             ]
     out += robustness_card_lines(manifest["metrics"].get("robustness"))
+    out += ledger_lines(manifest.get("heldout_ledger"))
     out += [
         "## Limitations",
         "- No external validation yet; scanners and sites are those of the training data only.",

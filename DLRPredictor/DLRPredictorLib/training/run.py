@@ -7,7 +7,7 @@ nothing of the trainer's working state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models.clinical_variables import ClinicalVariable
     from ..models.combined import CombinedModel
     from ..models.nomogram import Nomogram
+    from ..models.recalibration import Recalibration
     from ..models.signatures import DeepFeatureReducer
 
 #: (case index, contour variant): one training row (every variant of a case is a row).
@@ -144,6 +145,9 @@ class TrainingRun:
         manifest_name: file name of the training manifest.
         command: the command line, when run from the CLI.
         hardware: machine description.
+        recalibration: the image-only probability's recalibration step, or None.
+        recalibration_selection: how it was chosen (``recalibration_fit.fit_recalibration``).
+        ledger: the held-out ledger file this run appends to (``ledger.py``).
     """
 
     config: TrainConfig
@@ -163,3 +167,6 @@ class TrainingRun:
     manifest_name: str
     command: str
     hardware: str
+    recalibration: Recalibration | None = None
+    recalibration_selection: dict[str, Any] = field(default_factory=dict)
+    ledger: Path | None = None

@@ -37,6 +37,8 @@ from . import data as td
 from .config import TrainConfig, load_config
 from .crossfit import CrossFitter, cohort_radiomics, radiomics_variants, selection_settings
 from .fusion_fit import fit_clinical, fit_fusion
+from .ledger import LEDGER_NAME
+from .recalibration_fit import fit_recalibration
 from .robustness import fold_column_values
 from .run import TrainingCohort, TrainingRun
 from .splits import plan_splits
@@ -110,6 +112,13 @@ def _fit(
     if fusion is not None:
         oof.scores["dlr"] = fusion.oof
         sigs["dlr"] = fusion.model
+    # recalibration of the image-only probability, chosen by inner CV on its out-of-fold scores
+    image_model = "dlr" if "dlr" in oof.scores else "rad"
+    exact = oof.exact
+    step, how = fit_recalibration(
+        config, image_model, oof.scores[image_model][exact], oof.y[exact], cohort.groups[oof.exact_cases]
+    )
+    log(f"recalibration of {image_model}: {how.get('chosen')} ({how.get('criterion')})")
     return TrainingRun(
         config=config,
         cohort=cohort,
@@ -122,6 +131,8 @@ def _fit(
         cnn_history=fitter.cnn_history,
         pretrain_history=fitter.pretrain_history,
         elapsed_s=time.time() - started,
+        recalibration=step,
+        recalibration_selection=how,
         **record,
     )
 
@@ -154,6 +165,7 @@ def train_from_manifest(
     log: Log | None = None,
     test_manifest: Path | None = None,
     sign_key: Path | None = None,
+    ledger: Path | None = None,
 ) -> Path:
     """Train a bundle from a labelled manifest (see the module docstring for the method).
 
@@ -166,6 +178,9 @@ def train_from_manifest(
         test_manifest: external test manifest (overrides the config's split).
         sign_key: Ed25519 private key (PEM) that signs the bundle (``bundle.sign``); checked
             before training starts.
+        ledger: the held-out ledger file (``ledger.py``) the held-out evaluation is appended to;
+            default ``<work_dir>/heldout_ledger.jsonl``. Share one file between the runs that
+            score the same test set.
 
     Returns:
         The bundle folder.
@@ -247,6 +262,7 @@ def train_from_manifest(
         "manifest_name": Path(manifest_path).name,
         "command": " ".join(["dlrpredictor", *sys.argv[1:]]) if sys.argv and "train" in sys.argv else "",
         "hardware": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
+        "ledger": Path(ledger) if ledger is not None else work / LEDGER_NAME,
     }
     run = _fit(config, cohort, work, log, started=start, record=record)
     path = write_trained_bundle(out, run)
