@@ -24,6 +24,7 @@ import numpy as np
 
 from .base.case import ImageVolume
 from .base.errors import InputError, LesionError
+from .deep.heatmap import check_heatmap_kind
 from .inference.input_checks import (
     check_bundle_path,
     check_callback,
@@ -113,6 +114,7 @@ def predict_nodes(
     prediction_table_node: Any = None,
     heatmap_node: Any = None,
     progress: ProgressCallback | None = None,
+    heatmap_kind: str = "dl-signature",
 ) -> PredictionResult:
     """Predict the lesion drawn on a volume node and write the results into its scene.
 
@@ -128,6 +130,8 @@ def predict_nodes(
         output_prefix: names of the output nodes (re-used when they exist).
         features_table_node, prediction_table_node, heatmap_node: explicit output nodes.
         progress: callback(fraction, message).
+        heatmap_kind: the score the heatmap explains: "dl-signature" (the DL signature the
+            prediction table shows, the default) or "cnn-head" (the network's own fc head).
 
     Returns:
         The prediction with the output node ids.
@@ -158,6 +162,7 @@ def predict_nodes(
         },
     )
     check_bundle_path(bundle_path)
+    check_heatmap_kind(heatmap_kind)
     segment_id = _lesion_segment_id(segmentation_node, segment_id, labelmap_node)
     _progress(progress, 0.05, "Verifying the model bundle")
     pred = load_predictor(bundle_path)
@@ -165,7 +170,9 @@ def predict_nodes(
     volume = image_from_volume_node(volume_node)
     mask = _lesion_mask(volume_node, segmentation_node, segment_id, labelmap_node)
     _progress(progress, 0.3, "Computing radiomics and deep features")
-    res = pred.predict(volume, mask, clinical, stability=stability, case=volume_node.GetName())
+    res = pred.predict(
+        volume, mask, clinical, stability=stability, case=volume_node.GetName(), heatmap_kind=heatmap_kind
+    )
     _progress(progress, 0.9, "Writing tables and heatmap")
     ftable, ptable, hnode = write_outputs(
         scene,
@@ -196,6 +203,7 @@ def predict_arrays(
     *,
     stability: bool = False,
     heatmap: bool = True,
+    heatmap_kind: str = "dl-signature",
 ) -> CasePrediction:
     """Predict from plain arrays: a 2D (rows, cols) or RGB(A) image and a same-sized mask.
 
@@ -208,6 +216,7 @@ def predict_arrays(
         bundle_path: model bundle folder; None for the bundled default.
         stability: also predict on eroded / dilated contours.
         heatmap: compute the Grad-CAM heatmap.
+        heatmap_kind: the score it explains: "dl-signature" (default) or "cnn-head".
 
     Returns:
         The prediction; `heatmap` is (1, rows, cols) like the image.
@@ -225,7 +234,9 @@ def predict_arrays(
     if m.ndim == 2:
         m = m[None]
     binary = (m > 0).astype(np.uint8)
-    return load_predictor(bundle_path).predict(volume, binary, clinical, stability=stability, heatmap=heatmap)
+    return load_predictor(bundle_path).predict(
+        volume, binary, clinical, stability=stability, heatmap=heatmap, heatmap_kind=heatmap_kind
+    )
 
 
 def phantom_sample_paths() -> dict[str, Path]:

@@ -24,7 +24,7 @@ from ..base.errors import BundleError, ConfigError, InputError
 from ..inputs.crops import MIN_CROP_SIZE
 from .backbones import ARCHITECTURES as _ARCHITECTURES
 from .backbones import BACKBONES, backbone
-from .heatmap import minmax, upsample_to_input
+from .heatmap import weighted_cam
 from .weights import as_numpy, load_weights, state_arrays
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -314,15 +314,29 @@ class DeepModel:
         """
         if not 0 <= int(target_class) < self.num_classes:
             raise InputError(f"target_class must be in 0..{self.num_classes - 1}, got {target_class}")
+        pooled, act, prob = self.features_and_activations(crop)
+        weights = self.engine.gradcam_weights(int(target_class), act.shape[0] * act.shape[1])
+        cam = weighted_cam(act, weights, *np.shape(crop)[-2:])
+        return pooled, cam.astype(np.float32), prob
+
+    def features_and_activations(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Pooled features, layer4 activations and class-1 probability of one crop.
+
+        Args:
+            crop: (H, W) z-scored crop (or (C, H, W)).
+
+        Returns:
+            (features (D,) float32, activations (h, w, D) float32 channels last, probability);
+            the features are the spatial mean of the activations.
+
+        Raises:
+            InputError: wrong shape or non-finite values.
+        """
         arr = self._as_batch(np.asarray(crop)[None])
         with _threads_for(1):
             act = self.engine.trunk(arr)
         pooled, logits = self.engine.head(act)
-        cells = act.shape[1] * act.shape[2]
-        weights = self.engine.gradcam_weights(int(target_class), cells)
-        cam = np.maximum(act[0].astype(np.float64) @ weights, 0.0)
-        cam = minmax(upsample_to_input(cam, arr.shape[2], arr.shape[3]))
-        return pooled[0].astype(np.float32), cam.astype(np.float32), float(_class1_probability(logits)[0])
+        return pooled[0].astype(np.float32), act[0], float(_class1_probability(logits)[0])
 
 
 def _threads_for(crops: int) -> AbstractContextManager:

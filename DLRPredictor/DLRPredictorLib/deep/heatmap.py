@@ -1,7 +1,10 @@
 """Grad-CAM heatmaps: from the network's last stage to the crop, the slice and the volume.
 
-:meth:`deep_model.DeepModel.features_and_gradcam` computes the map on layer4's grid; the
-functions here place it on the crop (aligned with the network's receptive fields), back into
+Two maps explain two scores (:data:`HEATMAP_KINDS`): ``dl-signature`` (the default) weighs
+layer4's channels with the gradient of the DL signature's logit, the score the user sees
+(``models.signature_linear``); ``cnn-head`` with the gradient of the network's own fc head, which
+no reported score uses. :func:`weighted_cam` makes either map from layer4's activations; the
+functions below place it on the crop (aligned with the network's receptive fields), back into
 the slice the crop was cut from, and into a volume for display. Geometry uses (row, column)
 indexing; no array is ever flipped or transposed on the way in or out.
 """
@@ -17,6 +20,43 @@ from ..inputs.crops import CropBox
 from ..inputs.resample import resize_bilinear
 
 RESNET_STRIDE = 32  # input pixels per layer4 cell
+#: Which score a heatmap explains: the DL signature (default) or the CNN's classification head.
+HEATMAP_KINDS = ("dl-signature", "cnn-head")
+DEFAULT_HEATMAP = HEATMAP_KINDS[0]
+
+
+def check_heatmap_kind(kind: object) -> str:
+    """``kind`` when it is one of :data:`HEATMAP_KINDS`.
+
+    Raises:
+        InputError: any other value.
+    """
+    if not isinstance(kind, str) or kind not in HEATMAP_KINDS:
+        raise InputError(f"heatmap must be one of {', '.join(HEATMAP_KINDS)}, got {kind!r}")
+    return kind
+
+
+def weighted_cam(activations: np.ndarray, channel_weights: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Grad-CAM from layer4 activations and channel weights, on the input grid, in [0, 1].
+
+    Args:
+        activations: (h, w, D) layer4 activations of one crop (channels last).
+        channel_weights: (D,) the spatial mean of d score / d activation per channel.
+        rows, cols: the crop's size.
+
+    Returns:
+        float64 (rows, cols): ReLU(sum_c weight_c * A_c), upsampled as the network is aligned
+        (:func:`upsample_to_input`) and min-max scaled; a flat map is all zeros.
+
+    Raises:
+        InputError: the weights do not match the channels.
+    """
+    act = np.asarray(activations, dtype=np.float64)
+    weights = np.asarray(channel_weights, dtype=np.float64)
+    if act.ndim != 3 or weights.shape != (act.shape[2],):
+        raise InputError(f"channel weights {weights.shape} do not fit layer4 activations {act.shape}")
+    cam = np.maximum(act @ weights, 0.0)
+    return minmax(upsample_to_input(cam, int(rows), int(cols)))
 
 
 def _interp_matrix(n_out: int, n_cells: int) -> np.ndarray:

@@ -146,6 +146,18 @@ class FrozenPipeline:
             tensors, self.cnn["arch"], in_channels=int(self.cnn.get("in_channels", 1))
         )
 
+    def dl_signature_affine(self) -> Any:
+        """The DL signature's logit as ``PooledAffine`` of the pooled CNN features, or None.
+
+        None when there is no DL signature or its classifier is not linear (then no exact
+        gradient exists and the heatmap falls back to the CNN head, see ``inference.predictor``).
+        """
+        if self.dl is None or self.reducer is None:
+            return None
+        from ..models.signature_linear import dl_signature_affine
+
+        return dl_signature_affine(self.reducer, self.dl)
+
     # -- clinical --------------------------------------------------------------------------------
     def check_clinical(self, clinical: Mapping[str, Any], case: str = "") -> dict[str, Any]:
         """Validate clinical values by the bundle's declared variables.

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..base.case import ImageVolume, LesionSlice
 from ..base.errors import InputError
+from ..deep.heatmap import DEFAULT_HEATMAP, check_heatmap_kind
 from .input_checks import check_bundle_path, check_flag, check_mask_array, check_volume
 from .results import CasePrediction, StabilityResult
 
@@ -62,6 +63,7 @@ class Predictor:
         self.manifest = bundle.manifest
         self.pipeline = pipeline.FrozenPipeline.from_bundle(bundle)
         self._deep = None
+        self._signature_affine: Any = None
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         #: Run the network concurrently with pyradiomics (see ``_submit_deep``).
@@ -138,6 +140,7 @@ class Predictor:
         stability: bool = False,
         heatmap: bool = True,
         case: str = "",
+        heatmap_kind: str = DEFAULT_HEATMAP,
     ) -> CasePrediction:
         """Predict one lesion.
 
@@ -149,6 +152,9 @@ class Predictor:
             stability: also predict on eroded / dilated contours.
             heatmap: compute Grad-CAM and map it into the image grid.
             case: case name used in messages.
+            heatmap_kind: the score the heatmap explains (``deep.heatmap.HEATMAP_KINDS``):
+                "dl-signature" (the DL signature's logit, exact for a linear signature; the CNN
+                head with a warning otherwise) or "cnn-head". The provenance names the one shown.
 
         Returns:
             The prediction.
@@ -161,15 +167,20 @@ class Predictor:
         check_mask_array(mask)
         check_flag(stability, "stability")
         check_flag(heatmap, "heatmap")
+        kind = check_heatmap_kind(heatmap_kind) if heatmap else None
         lesion = self.lesion_slice(volume, mask, case)
         values = self.pipeline.check_clinical({} if clinical is None else clinical, case=case)
-        out = self._predict_lesion(lesion, values, heatmap, volume.shape)
+        out = self._predict_lesion(lesion, values, kind, volume.shape)
         if stability:
             out.stability = self._stability(lesion, values, out)
         return out
 
     def _predict_lesion(
-        self, lesion: LesionSlice, clinical: dict[str, Any], heatmap: bool, volume_shape: tuple[int, int, int]
+        self,
+        lesion: LesionSlice,
+        clinical: dict[str, Any],
+        heatmap: str | None,
+        volume_shape: tuple[int, int, int],
     ) -> CasePrediction:
         from ..base.thread_limits import BLAS_ONE_THREAD
         from ..features import radiomics as rf
@@ -183,7 +194,7 @@ class Predictor:
             finally:
                 if deep is not None and not deep.done():
                     wait([deep])  # never leave the network running after an error
-            deep_vector, cam_volume = (
+            deep_vector, cam_volume, shown = (
                 deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
             )
         res = self.pipeline.predict(features, deep_vector, clinical)
@@ -194,9 +205,17 @@ class Predictor:
             **rf.provenance(lesion, self.pipeline.radiomics_parameters),
             "slice_index": str(lesion.slice_index),
         }
+        cam_warnings = []
+        if shown is not None:
+            provenance["heatmap"] = shown
+            if shown != heatmap:
+                cam_warnings.append(
+                    "the DL signature's classifier is not linear in the deep features, so no exact "
+                    "gradient explains it: the heatmap shows the CNN head's Grad-CAM instead"
+                )
         return CasePrediction.extend(
             res,
-            warnings=[*lesion.warnings, *res.warnings, *self.bundle.trust_warnings],
+            warnings=[*lesion.warnings, *res.warnings, *cam_warnings, *self.bundle.trust_warnings],
             label=self.positive_class if positive else self.negative_class,
             predicted_positive=bool(positive),
             provenance=provenance,
@@ -206,7 +225,7 @@ class Predictor:
         )
 
     def _submit_deep(
-        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, int, int]
+        self, lesion: LesionSlice, heatmap: str | None, volume_shape: tuple[int, int, int]
     ) -> Future | None:
         """Start the deep branch on the helper thread, or None to run it inline.
 
@@ -224,21 +243,37 @@ class Predictor:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlr-deep")
         return self._pool.submit(self._deep_features, lesion, heatmap, volume_shape)
 
+    def signature_affine(self) -> Any:
+        """The DL signature's logit as an affine map of the pooled features (None: not linear)."""
+        with self._lock:
+            if self._signature_affine is None:
+                self._signature_affine = (self.pipeline.dl_signature_affine(),)
+            return self._signature_affine[0]
+
     def _deep_features(
-        self, lesion: LesionSlice, heatmap: bool, volume_shape: tuple[int, int, int]
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        self, lesion: LesionSlice, heatmap: str | None, volume_shape: tuple[int, int, int]
+    ) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+        """(pooled features, heatmap volume, the heatmap kind shown) of one lesion."""
         if not self.pipeline.uses_cnn:
-            return None, None
-        from ..deep.heatmap import heatmap_to_slice, heatmap_volume
+            return None, None, None
+        from ..deep.heatmap import heatmap_to_slice, heatmap_volume, weighted_cam
         from ..inputs.crops import lesion_crop
 
         model = self.deep_model()
         crop, box = lesion_crop(lesion, self.pipeline.crop_spec())
-        if not heatmap:
-            return model.features(crop[None])[0], None
-        vector, cam, _prob = model.features_and_gradcam(crop)
+        if heatmap is None:
+            return model.features(crop[None])[0], None, None
+        vector, act, _prob = model.features_and_activations(crop)
+        cells = act.shape[0] * act.shape[1]
+        affine = self.signature_affine() if heatmap == "dl-signature" else None
+        if affine is not None:
+            # d logit / d A[i, j, c] = w_eff[c] / cells at every cell: the Grad-CAM channel weights.
+            shown, weights = "dl-signature", affine.weights / cells
+        else:
+            shown, weights = "cnn-head", model.engine.gradcam_weights(1, cells)
+        cam = weighted_cam(act, weights, *crop.shape[-2:]).astype(np.float32)
         cam_slice = heatmap_to_slice(cam, box, lesion.image.shape)
-        return vector, heatmap_volume(cam_slice, volume_shape, lesion.slice_index)
+        return vector, heatmap_volume(cam_slice, volume_shape, lesion.slice_index), shown
 
     def _stability(
         self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction
@@ -257,7 +292,7 @@ class Predictor:
             variant = LesionSlice(lesion.image, mask2d, lesion.spacing, lesion.slice_index, bbox)
             try:
                 rows, cols = lesion.image.shape
-                res = self._predict_lesion(variant, clinical, False, (1, int(rows), int(cols)))
+                res = self._predict_lesion(variant, clinical, None, (1, int(rows), int(cols)))
             except InputError:
                 continue
             names.append(f"{op} {radius} px")

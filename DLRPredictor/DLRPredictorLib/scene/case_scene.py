@@ -99,6 +99,7 @@ def write_outputs(
         )
         hnode = None
         if res.heatmap is not None:
+            kind = res.provenance.get("heatmap")
             hnode = write_heatmap(
                 scene,
                 res.heatmap.astype(np.float32),
@@ -106,6 +107,7 @@ def write_outputs(
                 f"{output_prefix} Grad-CAM",
                 opacity=heatmap_opacity,
                 node=heatmap_node,
+                kind=kind,
             )
     return ftable, ptable, hnode
 

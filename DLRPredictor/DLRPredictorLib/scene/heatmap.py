@@ -18,6 +18,8 @@ HEATMAP_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
 #: Heatmap voxels below this value are transparent, so that the image stays unchanged where the
 #: network paid no attention (and outside the lesion crop, where the heatmap is zero).
 HEATMAP_HIDE_BELOW = 1e-6
+#: Attribute of the heatmap volume naming the score it explains ("dl-signature" or "cnn-head").
+HEATMAP_KIND_ATTRIBUTE = "DLRPredictor.HeatmapKind"
 
 
 def set_foreground(scene: Any, volume_node: Any, background_node: Any, opacity: float) -> int:
@@ -58,6 +60,7 @@ def write_heatmap(
     *,
     node: Any = None,
     color_node_id: str = HEATMAP_COLOR_NODE_ID,
+    kind: str | None = None,
 ) -> Any:
     """Create or update the heatmap volume on the reference image's grid and show it as overlay.
 
@@ -69,6 +72,8 @@ def write_heatmap(
         opacity: foreground opacity in every slice view.
         node: an explicit volume node to update instead.
         color_node_id: colour node of the display (default: the built-in heat colour map).
+        kind: the score the map explains (``deep.heatmap.HEATMAP_KINDS``), stored as the
+            ``HEATMAP_KIND_ATTRIBUTE`` attribute; None leaves the attribute unset.
 
     Returns:
         The vtkMRMLScalarVolumeNode, window/level 0..1, values below ``HEATMAP_HIDE_BELOW``
@@ -107,5 +112,7 @@ def write_heatmap(
     display.ApplyThresholdOn()
     display.EndModify(was_modifying)
     node.SetAttribute(TABLE_KIND_ATTRIBUTE, "heatmap")
+    if kind is not None:
+        node.SetAttribute(HEATMAP_KIND_ATTRIBUTE, kind)
     set_foreground(scene, node, reference_volume_node, opacity)
     return node

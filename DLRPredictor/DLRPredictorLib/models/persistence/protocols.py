@@ -270,6 +270,10 @@ class ClassifierBase:
         """
         return self._contrib(self._check(X))
 
+    def affine_logit(self) -> tuple[np.ndarray, float] | None:
+        """The logit as ``x @ w + c``: ``(w, c)`` for linear models, None for the others."""
+        return self._affine_logit()
+
     def _proba(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
