@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -40,6 +41,19 @@ class DeLongTest:
     name_a: str = "a"
     name_b: str = "b"
     se_diff: float = float("nan")
+
+    def record(self) -> dict[str, Any]:
+        """The test as a report row: score_a, score_b, auc_a, auc_b, diff, se_diff, z, p."""
+        return {
+            "score_a": self.name_a,
+            "score_b": self.name_b,
+            "auc_a": self.auc_a,
+            "auc_b": self.auc_b,
+            "diff": self.diff,
+            "se_diff": self.se_diff,
+            "z": self.z,
+            "p": self.p,
+        }
 
 
 def structural_components(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

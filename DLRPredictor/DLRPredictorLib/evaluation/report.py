@@ -119,19 +119,7 @@ def evaluate_scores(
         )
         notes.extend(per_score[name].pop("_notes"))
         called_at[name] = per_score[name].pop("_called_at")
-    delong = [
-        {
-            "score_a": t.name_a,
-            "score_b": t.name_b,
-            "auc_a": t.auc_a,
-            "auc_b": t.auc_b,
-            "diff": t.diff,
-            "se_diff": t.se_diff,
-            "z": t.z,
-            "p": t.p,
-        }
-        for t in pairwise_delong(lab, arrays)
-    ]
+    delong = [t.record() for t in pairwise_delong(lab, arrays)]
     if len(delong) > 1:
         notes.append("DeLong p-values: raw (p) and Holm-adjusted over the pairwise tests (p_holm).")
     result: dict[str, Any] = {

@@ -104,19 +104,8 @@ def add_intervals(
             "n_clusters_negative": c.n_clusters_negative,
         }
         warnings += auc_warnings(c.n_clusters_positive, c.n_clusters_negative, "patients")
-        result["delong_clustered"] = [
-            {
-                "score_a": t.name_a,
-                "score_b": t.name_b,
-                "auc_a": t.auc_a,
-                "auc_b": t.auc_b,
-                "diff": t.diff,
-                "se_diff": t.se_diff,
-                "z": t.z,
-                "p": t.p,
-            }
-            for t in pairwise_obuchowski(lab, arrays, codes)
-        ]
+        tests = pairwise_obuchowski(lab, arrays, codes)
+        result["delong_clustered"] = [t.record() for t in tests]
         _add_holm(result["delong_clustered"])
     result["bootstrap"] = {
         "n_resamples": int(settings.n_resamples),
