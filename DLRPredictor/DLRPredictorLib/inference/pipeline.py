@@ -143,7 +143,10 @@ class FrozenPipeline:
 
         tensors = load_safetensors(bundle.read_bytes(self.cnn["file"]))  # verified bytes, no code run
         return DeepModel.from_state_dict(
-            tensors, self.cnn["arch"], in_channels=int(self.cnn.get("in_channels", 1))
+            tensors,
+            self.cnn["arch"],
+            in_channels=int(self.cnn.get("in_channels", 1)),
+            members=int(self.cnn.get("members", 1)),
         )
 
     def dl_signature_affine(self) -> Any:

