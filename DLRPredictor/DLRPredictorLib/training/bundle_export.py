@@ -206,6 +206,10 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
         "test_positive": int(cohort.labels[plan.test].sum()),
         "excluded": len(run.excluded),
     }
+    if config.split.external_dataset is not None:  # held out whole, inside the test counts
+        ext = [i for i in plan.test if cohort.cases[i].dataset == config.split.external_dataset]
+        counts["external_cases"] = len(ext)
+        counts["external_positive"] = int(cohort.labels[ext].sum())
     metrics = {"heldout": summarise_metrics(heldout), "cnn_history": to_json_value(run.cnn_history)}
     if run.pretrain_history is not None:
         metrics["cnn_pretraining"] = to_json_value(run.pretrain_history)
@@ -243,6 +247,11 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
             "split": {
                 "method": "patient-level",
                 "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
+                **(
+                    {"external_dataset": config.split.external_dataset}
+                    if config.split.external_dataset is not None
+                    else {}
+                ),
                 "folds": config.split.folds,
                 "seed": config.seed,
             },

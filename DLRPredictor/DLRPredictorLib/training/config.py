@@ -34,6 +34,10 @@ class SplitConfig:
     # A manifest column (e.g. device, site) whose values are the folds instead: one fold holds out
     # one value (leave-one-group-out); the out-of-fold AUC per value is reported. None: `folds`.
     fold_column: str | None = None
+    # A value of the manifest's `dataset` column: every case of it is held out as an external
+    # cohort (never in training, selection or any fitted step) and reported on its own; the
+    # within-dataset held-out split (`test_fraction`) is drawn from the other cases.
+    external_dataset: str | None = None
 
 
 @dataclass
@@ -329,6 +333,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("config 'split.test_fraction' must be in [0, 0.9)")
     if config.split.folds < 2:
         raise ConfigError("config 'split.folds' must be at least 2")
+    if config.split.external_dataset is not None and (
+        not config.split.external_dataset.strip() or config.split.test_manifest
+    ):
+        raise ConfigError(
+            "config 'split.external_dataset' must name a value of the manifest's dataset column, "
+            "and cannot be combined with 'split.test_manifest' (choose one held-out cohort)"
+        )
     if config.cnn.input_size < 32:
         raise ConfigError("config 'cnn.input_size' must be at least 32 pixels")
     if not 0.0 <= config.cnn.ema_decay < 1.0:

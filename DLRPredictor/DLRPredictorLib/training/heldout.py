@@ -63,7 +63,8 @@ def evaluate_heldout(run: TrainingRun, pipe: FrozenPipeline, report_root: Path) 
 
     Returns:
         {key: entry} with key ``<contour>`` for the whole test split and ``<contour>:<dataset>``
-        per value of the manifest's `dataset` column when there are several; an entry has n,
+        per value of the manifest's `dataset` column when there are several (with an external
+        cohort, see :func:`_subsets`); an entry has n,
         n_positive, "all" (evaluate_scores of every signature and the baseline) and, when clinical
         values exist, "clinical_subset" with the combined model.
     """
@@ -86,10 +87,7 @@ def evaluate_heldout(run: TrainingRun, pipe: FrozenPipeline, report_root: Path) 
             scores["dlr"] = pipe.dlr.predict_proba(frame)
         scores["baseline"] = baseline.predict_proba(frame)
         idx = np.array([i for i, _ in pairs])
-        subsets = {contour: np.ones(len(idx), bool)}
-        if len(datasets) > 1:
-            for name in datasets:
-                subsets[f"{contour}:{name}"] = np.array([cohort.cases[i].dataset == name for i in idx])
+        subsets = _subsets(run, contour, idx, datasets)
         for key, sel in subsets.items():
             entry = _evaluate_subset(
                 run,
@@ -102,6 +100,26 @@ def evaluate_heldout(run: TrainingRun, pipe: FrozenPipeline, report_root: Path) 
             if entry:
                 out[key] = entry
     return out
+
+
+def _subsets(run: TrainingRun, contour: str, idx: np.ndarray, datasets: list[str]) -> dict[str, np.ndarray]:
+    """The held-out subsets of one contour kind: key -> row mask.
+
+    Without an external cohort: ``<contour>`` (every test case) and ``<contour>:<dataset>`` per
+    dataset when there are several. With ``split.external_dataset``: ``<contour>`` is the
+    within-dataset test split only, ``<contour>:external:<name>`` the external cohort.
+    """
+    cases = run.cohort.cases
+    external = run.config.split.external_dataset
+    is_ext = np.array([cases[i].dataset == external for i in idx], dtype=bool)
+    subsets = {contour: ~is_ext}
+    within = [d for d in datasets if d != external]
+    if len(within) > 1:
+        for name in within:
+            subsets[f"{contour}:{name}"] = np.array([cases[i].dataset == name for i in idx])
+    if external is not None and is_ext.any():
+        subsets[f"{contour}:external:{external}"] = is_ext
+    return subsets
 
 
 def _evaluate_subset(

@@ -124,6 +124,30 @@ def _decision_curve_line(block: dict[str, Any], model: str) -> str:
     )
 
 
+def heldout_heading(key: str, config: TrainConfig) -> str:
+    """The heading of one held-out subset (``heldout._subsets`` keys)."""
+    contour, _, rest = key.partition(":")
+    if rest.startswith("external:"):
+        return f"{contour} contours, external cohort {rest[len('external:'):]} (no case of it in training or selection)"
+    if config.split.external_dataset is not None and not rest:
+        return f"{contour} contours, within-dataset held-out split"
+    return f"{contour}:{rest} contours" if rest else f"{contour} contours"
+
+
+def external_cohort_lines(config: TrainConfig, counts: dict[str, Any]) -> list[str]:
+    """The Data section's note on an external cohort (``split.external_dataset``)."""
+    name = config.split.external_dataset
+    if name is None:
+        return []
+    return [
+        "",
+        f"External cohort: every case of dataset **{name}** ({counts.get('external_cases', 0)} images, "
+        f"{counts.get('external_positive', 0)} positive) is held out whole and is among the held-out images above; "
+        "none of it was used for training, feature selection, tuning, fusion, recalibration or cutoffs. Its figures "
+        "are reported separately from the within-dataset split.",
+    ]
+
+
 def recalibration_lines(manifest: dict[str, Any]) -> list[str]:
     """The method line on the recalibration step (how it was chosen, by which criterion)."""
     rec = (manifest.get("metrics") or {}).get("recalibration")
@@ -211,6 +235,7 @@ def render_model_card(
         f"{c['train_patients']} patients ({c['train_positive']} positive); held-out test: {c['test_cases']} images "
         f"of {c['test_patients']} patients ({c['test_positive']} positive). Excluded: {c['excluded']} cases "
         "(unreadable or unusable lesion).",
+        *external_cohort_lines(config, c),
         "",
         "## Method",
         f"- Lesion: representative 2D slice; contour variants for training: {', '.join(config.contours.variants)}"
@@ -252,7 +277,7 @@ def render_model_card(
         ]
     out.append("## Held-out performance")
     for contour, entry in heldout.items():
-        out.append(f"### {contour} contours ({entry['n']} images, {entry['n_positive']} positive)")
+        out.append(f"### {heldout_heading(contour, config)} ({entry['n']} images, {entry['n_positive']} positive)")
         if "all" in entry:
             out += [
                 metrics_table(entry["all"]),

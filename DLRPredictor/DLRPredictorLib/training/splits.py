@@ -88,3 +88,53 @@ def group_folds(patients: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
         )
     text = np.array([str(v) for v in values.tolist()])
     return [np.flatnonzero(text == v) for v in distinct]
+
+
+def plan_external(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    datasets: np.ndarray,
+    config: TrainConfig,
+    fold_values: np.ndarray | None = None,
+) -> FoldPlan:
+    """:func:`plan_splits` with every case of ``split.external_dataset`` held out as an external cohort.
+
+    The training split, its folds and the within-dataset test split come from the other cases
+    only, so no case of the external cohort reaches training, selection or any fitted step.
+
+    Args:
+        labels: (N,) 0/1 labels of every case.
+        groups: (N,) patient ids.
+        datasets: (N,) the manifest's `dataset` value of every case.
+        config: ``split.external_dataset`` and what :func:`plan_splits` reads.
+        fold_values: as for :func:`plan_splits`.
+
+    Returns:
+        The plan; its test split is the within-dataset test cases and the external cohort.
+
+    Raises:
+        InputError: no case (or every case) belongs to the external dataset, or a patient has
+            cases in it and in another dataset.
+    """
+    name = config.split.external_dataset
+    external = np.array([str(d) == name for d in datasets.tolist()], dtype=bool)
+    if not external.any() or external.all():
+        found = ", ".join(sorted({str(d) for d in datasets.tolist()} - {""})) or "none"
+        what = "no case" if not external.any() else "every case"
+        raise InputError(
+            f"split.external_dataset '{name}': {what} of the manifest belongs to it "
+            f"(dataset values: {found}); it must name one of several datasets"
+        )
+    shared = set(groups[external].tolist()) & set(groups[~external].tolist())
+    if shared:
+        raise InputError(
+            f"split.external_dataset '{name}': {len(shared)} patient(s) have cases in it and in another "
+            "dataset; an external cohort must share no patient with the training data"
+        )
+    inner = np.flatnonzero(~external)
+    sub = plan_splits(
+        labels[inner], groups[inner], config, 0, None if fold_values is None else fold_values[inner]
+    )
+    # fold indices point into `train`, which keeps its order: they stay valid
+    test = np.sort(np.concatenate([inner[sub.test], np.flatnonzero(external)]))
+    return FoldPlan(train=inner[sub.train], test=test, folds=sub.folds)

@@ -41,7 +41,7 @@ from .ledger import LEDGER_NAME
 from .recalibration_fit import fit_recalibration
 from .robustness import fold_column_values
 from .run import TrainingCohort, TrainingRun
-from .splits import plan_splits
+from .splits import plan_external, plan_splits
 
 Log = Callable[[str], None]
 
@@ -62,7 +62,15 @@ def _cohort(
     """Step 1 and the radiomics of every case: the cohort every later step works on."""
     labels = np.array([c.label for c in cases])
     groups = np.array([c.patient_id for c in cases])
-    plan = plan_splits(labels, groups, config, n_external, fold_column_values(config, cases))
+    if config.split.external_dataset is not None:
+        if n_external:
+            raise ConfigError(
+                "split.external_dataset and a test manifest both name the held-out cohort; choose one"
+            )
+        datasets = np.array([c.dataset for c in cases])
+        plan = plan_external(labels, groups, datasets, config, fold_column_values(config, cases))
+    else:
+        plan = plan_splits(labels, groups, config, n_external, fold_column_values(config, cases))
     pre = config.cnn.pretrain
     if config.cnn.enabled and 0 < len(plan.train) < pre.batch_size and pre.epochs > 0:
         # said now, not after the radiomics extraction (which can take an hour)

@@ -16,6 +16,16 @@ from DLRPredictorLib.training.config import TrainConfig
 from DLRPredictorLib.training.recalibration_fit import before_after, fit_recalibration
 from scipy.special import expit
 
+#: A valid isotonic calibration block; the refusal tests change one field of it.
+ISOTONIC = {
+    "model": "dlr",
+    "method": "isotonic",
+    "x": [0.1, 0.8],
+    "y": [0.2, 0.7],
+    "x_min": 0.1,
+    "x_max": 0.8,
+}
+
 
 def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels drawn from a true logit z, and the over-confident score expit(3 z)."""
@@ -109,16 +119,8 @@ def test_a_corrupted_platt_block_is_refused(change, words):
     ],
 )
 def test_a_corrupted_isotonic_block_is_refused(change, words):
-    spec = {
-        "model": "dlr",
-        "method": "isotonic",
-        "x": [0.1, 0.8],
-        "y": [0.2, 0.7],
-        "x_min": 0.1,
-        "x_max": 0.8,
-    }
     with pytest.raises(BundleError, match="calibration block is invalid") as info:
-        Recalibration.from_spec({**spec, **change})
+        Recalibration.from_spec({**ISOTONIC, **change})
     assert words in str(info.value)
 
 
@@ -157,14 +159,7 @@ def test_a_bundle_with_a_step_predicts_the_recalibrated_probability(tmp_path, ti
 def test_a_corrupted_calibration_block_in_a_bundle_is_refused(tmp_path, tiny_bundle):
     from DLRPredictorLib.inference import predictor
 
-    block = {
-        "model": "dlr",
-        "method": "isotonic",
-        "x": [0.2, 0.1],
-        "y": [0.1, 0.3],
-        "x_min": 0.1,
-        "x_max": 0.2,
-    }
+    block = {**ISOTONIC, "x": [0.8, 0.1]}  # thresholds out of order
     with pytest.raises(BundleError, match=r"calibration block is invalid.*rebuild the bundle"):
         predictor.load_predictor(_with_calibration(tmp_path, tiny_bundle, block))
     block = {"model": "nomodel", "method": "platt", "slope": 1.0, "intercept": 0.0}
