@@ -36,7 +36,10 @@ def _ci(row: Mapping[str, Any], key: str) -> str:
 
 
 def _span(low: Any, high: Any) -> str:
-    return f"{_fmt(low)}-{_fmt(high)}"
+    lo, hi = _fmt(low), _fmt(high)
+    if "n/a" in (lo, hi):
+        return "n/a"
+    return f"{lo} to {hi}" if lo.startswith("-") or hi.startswith("-") else f"{lo}-{hi}"
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
