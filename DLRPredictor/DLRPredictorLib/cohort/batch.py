@@ -428,8 +428,4 @@ def _manifest_values(rows: list[Any], options: dict[str, str | None]) -> dict[st
 
 def _group_by_case(rows: list[Any], column: str) -> dict[str, str]:
     """case_id -> the value of a cohort CSV column (read before any prediction is made)."""
-    from ..base.errors import InputError
-
-    if not any(column in r.extra or column in r.clinical for r in rows):
-        raise InputError(f"--group-column: the cohort CSV has no column '{column}'")
-    return {r.case_id: r.extra.get(column) or r.clinical.get(column) or "" for r in rows}
+    return _manifest_values(rows, {"--group-column": column})[column]
