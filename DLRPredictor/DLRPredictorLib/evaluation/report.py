@@ -34,6 +34,7 @@ from .cutoff_metrics import binary_metrics, youden_cutoff
 from .decision_curve import decision_curve
 from .reader import compare_with_reader
 from .report_intervals import add_intervals
+from .sample_size import auc_warnings
 from .validation import validate_scores
 
 DEFAULT_CUTOFF = 0.5
@@ -147,6 +148,9 @@ def evaluate_scores(
         )
         notes.extend(comparison.pop("notes"))
         result["reader_comparison"] = comparison
+        if comparison["n_missing"]:  # the comparison's own, smaller set
+            unit = f"cases with a {reader_name} value"
+            result["warnings"] += auc_warnings(comparison["n_positive"], comparison["n_negative"], unit)
     return result
 
 

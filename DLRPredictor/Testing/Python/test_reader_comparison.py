@@ -99,6 +99,15 @@ def test_cases_without_a_reader_value_are_left_out_of_the_comparison_only(cohort
     assert comp["n"] == cohort["y"].size - 7 and comp["n_missing"] == 7
 
 
+def test_a_small_reader_subset_is_flagged(cohort):
+    b = cohort["birads"].astype(object).copy()
+    b[12:] = ""  # a reader value for the first 12 cases only
+    res = report.evaluate_scores(cohort["y"], {"image": cohort["image"]}, reader=b, bootstrap=SETTINGS)
+    n_pos = int(cohort["y"][:12].sum())
+    expected = f"Only {n_pos} positive and {12 - n_pos} negative cases with a BI-RADS value"
+    assert any(w.startswith(expected) for w in res["warnings"]), res["warnings"]
+
+
 def test_policy_net_benefit_hand_example():
     y = np.array([1, 1, 0, 0, 0])
     ordinal = np.array([5.0, 3.0, 4.25, 2.0, 4.5])  # called: cases 0, 2, 4 -> TP 1, FP 2
