@@ -11,7 +11,7 @@ thresholds separate "the model changed" from "the map is noisy".
 
 Measured on the shipped bundle (docs/EXPERIMENTS.md): cascade medians rho -0.47..0.44 and SSIM
 -0.05..0.37 on 8 phantom crops, rho -0.17..0.40 and SSIM -0.01..0.21 on 8 BUS-BRA crops; random
-w_eff rho -0.59 / -0.45; noise rho 1.00. Thresholds: rho < 0.6, SSIM < 0.5, noise rho > 0.95.
+w_eff rho -0.47 / -0.30; noise rho 1.00. Thresholds: rho < 0.6, SSIM < 0.5, noise rho > 0.95.
 """
 
 from __future__ import annotations
