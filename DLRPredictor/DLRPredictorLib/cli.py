@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, default=None, help="training YAML (defaults otherwise)")
     t.add_argument("--work", type=Path, default=None, help="folder for caches and checkpoints (resumable)")
     t.add_argument("--sign-key", type=Path, default=None, help="Ed25519 private key (PEM) to sign the bundle")
+    t.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     t.add_argument(
         "--ledger",
         type=Path,
@@ -125,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scheduler_given(option: str | None) -> bool:
+    from .cohort.dask_runner import scheduler_option
+
+    return scheduler_option(option) is not None
+
+
 def _parse_cutoffs(text: str | None) -> dict[str, float] | None:
     if not text:
         return None
@@ -138,7 +145,21 @@ def _parse_cutoffs(text: str | None) -> dict[str, float] | None:
     return out
 
 
+def _train_on_scheduler(args: argparse.Namespace) -> int:
+    """``train`` with its radiomics, crops and folds on the Dask cluster of ``--scheduler``."""
+    from .base.executor import mapping
+    from .cohort import dask_runner
+
+    scheduler = str(dask_runner.scheduler_option(args.scheduler))
+    dask_runner.local_workers(scheduler)  # a malformed local:N is refused before any work
+    with dask_runner.connect(scheduler) as client, mapping(dask_runner.cluster_map(client)):
+        args.scheduler = ""  # connected: the command itself runs as without a scheduler
+        return _run(args)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "train" and _scheduler_given(args.scheduler):
+        return _train_on_scheduler(args)
     if getattr(args, "trusted_keys", None) is not None:
         import os
 

@@ -12,4 +12,6 @@
 - json_values: to_json_value, plain JSON values from numpy, pandas and Python objects.
 - outputs: the checks that no output path overwrites, or replaces a folder holding, an input, and
   that an output folder can be written.
+- executor: MapFunction, the ordered map that training's independent work is handed to (here, or a
+  cluster's: ``train --scheduler``).
 """

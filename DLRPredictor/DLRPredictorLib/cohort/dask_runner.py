@@ -21,17 +21,21 @@ What a run does (the contract of ``batch``: same rows, journal and resume):
   adds nothing;
 - the scheduler gone: :class:`SchedulerLost`, once the client has given up reconnecting
   (``distributed.comm.timeouts.connect``); the journal keeps every row, a rerun resumes.
+
+``train --scheduler`` uses :func:`cluster_map`: training's independent pieces (radiomics
+extractions, crops, folds) as tasks, gathered in order (``base.executor``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import DLRError, InputError
+from ..base.executor import MapFunction
 from .rows import error_row
 
 #: The environment variable read when ``--scheduler`` is not given.
@@ -241,6 +245,31 @@ def _rows_of(fut: Any, chunk: list[Row], bundle_id: str, *, alone: bool, client:
     except Exception as exc:  # a bug must not stop the cohort; the rows say what happened
         message = f"internal error ({type(exc).__name__}: {exc}); please report it"
         return [error_row(job, message, bundle_id) for job in chunk]
+
+
+def cluster_map(client: Any) -> MapFunction:
+    """A ``base.executor`` map that runs each item as one task on the client's cluster.
+
+    A task whose worker dies is run again by the scheduler (``allowed-failures``); a task that
+    still fails, or the scheduler going away, stops the map with :class:`SchedulerError` (a
+    training resumes from its work folder's caches and checkpoints).
+    """
+
+    def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError, FuturesCancelledError
+
+        futures = client.map(fn, list(items), pure=False)
+        try:
+            return list(client.gather(futures))
+        except KilledWorker as exc:
+            raise SchedulerError(f"a training task killed its Dask workers on every try ({exc})") from None
+        except (FutureCancelledError, FuturesCancelledError, OSError, TimeoutError) as exc:
+            raise _lost(client, exc) from None
+        finally:
+            client.cancel(futures)
+
+    return run
 
 
 def run_on_scheduler(

@@ -107,7 +107,16 @@ class BundlePlugin(WorkerPlugin):
         self.name = f"dlrpredictor-bundle-{shipment.digest[:16]}"
 
     def setup(self, worker: Any) -> None:
-        """Load the bundle into this worker process (verified, pinned to the client's digest)."""
+        """Load the bundle into this worker process (verified, pinned to the client's digest).
+
+        Also stops the worker's statistical profiler: it samples the running task's stack every
+        10 ms on the worker's event loop, which took about 15 % of a case's CPU time
+        (docs/PERFORMANCE.md); its only use is the dashboard's profile page.
+        """
+        for name in ("profile", "profile-cycle"):
+            callback = worker.periodic_callbacks.pop(name, None)
+            if callback is not None:
+                callback.stop()
         digest = self.shipment.digest
         if digest not in _PREDICTORS:
             folder = Path(worker.local_directory) / f"dlrpredictor-bundle-{digest[:16]}"

@@ -8,6 +8,7 @@ steps on every training case give the final, shipped models.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..base.errors import InputError
+from ..base.executor import MapFunction, serial_map
 from ..inputs.crops import CropSpec, lesion_crop
 from .cnn import train_cnn_ensemble
 from .cnn_config import CnnTrainConfig, TrainResult
@@ -80,11 +82,21 @@ def radiomics_variants(config: TrainConfig) -> list[str]:
 
 
 def cohort_radiomics(
-    cases: list[TrainingCase], config: TrainConfig, params: dict[str, Any], work: Path, log: Log
+    cases: list[TrainingCase],
+    config: TrainConfig,
+    params: dict[str, Any],
+    work: Path,
+    log: Log,
+    *,
+    map_fn: MapFunction | None = None,
 ) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
-    """Radiomics of every case and :func:`radiomics_variants`, cached in ``work / "cache"``."""
+    """Radiomics of every case and :func:`radiomics_variants`, cached in ``work / "cache"``.
+
+    ``map_fn``: a cluster's map (``base.executor``); default: up to 4 local processes.
+    """
     jobs = max(1, min(os.cpu_count() or 1, 4))
-    return radiomics_table(cases, radiomics_variants(config), params, work / "cache", jobs=jobs, log=log)
+    variants = radiomics_variants(config)
+    return radiomics_table(cases, variants, params, work / "cache", jobs=jobs, log=log, map_fn=map_fn)
 
 
 class CrossFitter:
@@ -95,9 +107,18 @@ class CrossFitter:
         cohort: cases, labels, groups, split plan and radiomics.
         work: the work folder (CNN and SimCLR checkpoints, the out-of-fold scores).
         log: one line per step.
+        map_fn: where the crops and the folds run (``base.executor``; default: here, in turn).
     """
 
-    def __init__(self, config: TrainConfig, cohort: TrainingCohort, work: Path, log: Log) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        cohort: TrainingCohort,
+        work: Path,
+        log: Log,
+        map_fn: MapFunction | None = None,
+    ) -> None:
+        self.map_fn = map_fn or serial_map
         self.config = config
         self.cohort = cohort
         self.work = work
@@ -114,7 +135,7 @@ class CrossFitter:
     # -- CNN -----------------------------------------------------------------------------------
     def crops(self) -> np.ndarray:
         """(N, V, size, size) crops of every case and training contour variant."""
-        return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop))
+        return crops_array(self.cohort.cases, self.variants, CropSpec(**self.crop), self.map_fn)
 
     def train_network(self, name: str, idx: np.ndarray, crops: np.ndarray) -> TrainResult:
         """A CNN (or seed ensemble) trained on the cases ``idx`` (checkpointed in ``work/cnn/<name>``)."""
@@ -303,21 +324,13 @@ class CrossFitter:
             crops: :meth:`crops` when the run trains networks, else None.
         """
         cohort = self.cohort
-        train = cohort.plan.train
         oof_pairs: list[Row] = []
         oof: dict[str, list[np.ndarray]] = {"rad": [], "dl": [], "dlr": []}
-        folds = cohort.plan.folds
-        for k, va_local in enumerate(folds):
-            va = train[va_local]
-            tr = np.setdiff1d(train, va)
-            self.log(f"fold {k + 1}/{len(folds)}: {len(tr)} training, {len(va)} out-of-fold cases")
-            deep = None
-            if crops is not None:
-                net = self.train_network(f"fold{k + 1}", tr, crops).model()
-                deep = self.deep_features(net, np.concatenate([tr, va]), self.variants)
-            sigs = self.fit_signatures(tr, deep)
-            pairs, R = cohort.rows(va, self.variants)
-            scores = self.score(sigs, pairs, R, deep)
+        # Each fold is independent: it may run in another process (map_fn), so it returns its
+        # network's history instead of recording it here.
+        fold = functools.partial(self.fold_scores, crops)
+        for pairs, scores, history in self.map_fn(fold, list(range(len(cohort.plan.folds)))):
+            self.cnn_history.update(history)
             oof_pairs += pairs
             for name, s in scores.items():
                 oof[name].append(s)
@@ -328,6 +341,34 @@ class CrossFitter:
         )
         self.save_oof(result)
         return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy sent to another process (a fold on a cluster) does its own work there, in turn:
+        the cluster's map holds the client's connection, which does not travel."""
+        return {**self.__dict__, "map_fn": serial_map}
+
+    def fold_scores(
+        self, crops: np.ndarray | None, k: int
+    ) -> tuple[list[Row], dict[str, np.ndarray], dict[str, list[dict[str, float]]]]:
+        """Fold k: its network and signatures fitted on the other folds, scoring fold k's rows.
+
+        Returns:
+            (fold k's rows, each signature's scores of them, {network name: epoch history}).
+        """
+        train = self.cohort.plan.train
+        folds = self.cohort.plan.folds
+        va = train[folds[k]]
+        tr = np.setdiff1d(train, va)
+        self.log(f"fold {k + 1}/{len(folds)}: {len(tr)} training, {len(va)} out-of-fold cases")
+        deep = None
+        history: dict[str, list[dict[str, float]]] = {}
+        if crops is not None:
+            result = self.train_network(f"fold{k + 1}", tr, crops)
+            history[f"fold{k + 1}"] = result.history
+            deep = self.deep_features(result.model(), np.concatenate([tr, va]), self.variants)
+        sigs = self.fit_signatures(tr, deep)
+        pairs, R = self.cohort.rows(va, self.variants)
+        return pairs, self.score(sigs, pairs, R, deep), history
 
     def save_oof(self, oof: OofScores) -> None:
         """The out-of-fold signature scores, kept in the work folder to audit the fusion step.

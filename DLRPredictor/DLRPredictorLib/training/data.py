@@ -9,6 +9,7 @@ training resumes without recomputing them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 from ..base.case import LesionSlice
 from ..base.compat import zip_strict
 from ..base.errors import DLRError, InputError
+from ..base.executor import MapFunction
 from ..inputs import contours
 from ..inputs import lesion as lesion_mod
 from ..inputs.crops import CropSpec, lesion_crop
@@ -114,8 +116,12 @@ def radiomics_table(
     *,
     jobs: int = 1,
     log: Log | None = None,
+    map_fn: MapFunction | None = None,
 ) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
     """Radiomics of every (case, variant), cached on disk.
+
+    ``map_fn`` (a cluster's map, ``base.executor``) runs the extractions instead of ``jobs`` local
+    processes; the cache is written here, in the order of the cases, either way.
 
     Returns:
         (feature names, {(case_id, variant): vector}); pairs whose extraction failed are absent.
@@ -148,7 +154,9 @@ def radiomics_table(
         fh = open(cache_file, "a", encoding="utf-8") if cache_file else None
         try:
             args = [(c.variants[v], params) for c, v in todo]
-            if jobs > 1:
+            if map_fn is not None:
+                _store(todo, map_fn(_extract_one, args), key, cache, fh, log=log)
+            elif jobs > 1:
                 with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
                     results = pool.map(_extract_one, args, chunksize=8)
                     _store(todo, results, key, cache, fh, log=log)
@@ -187,10 +195,22 @@ def _store(todo: list, results: Any, key: Callable, cache: dict, fh: Any, *, log
             log(f"radiomics: {i + 1} of {len(todo)}")
 
 
-def crops_array(cases: list[TrainingCase], variants: list[str], spec: CropSpec) -> np.ndarray:
-    """(N, V, size, size) z-scored lesion crops of every case and variant."""
+def crops_array(
+    cases: list[TrainingCase], variants: list[str], spec: CropSpec, map_fn: MapFunction | None = None
+) -> np.ndarray:
+    """(N, V, size, size) z-scored lesion crops of every case and variant (per case on ``map_fn``)."""
     out = np.zeros((len(cases), len(variants), spec.size, spec.size), dtype=np.float32)
+    if map_fn is not None:
+        for i, crops in enumerate(
+            map_fn(functools.partial(_case_crops, variants=variants, spec=spec), cases)
+        ):
+            out[i] = crops
+        return out
     for i, c in enumerate(cases):
-        for j, v in enumerate(variants):
-            out[i, j] = lesion_crop(c.variants[v], spec)[0]
+        out[i] = _case_crops(c, variants, spec)
     return out
+
+
+def _case_crops(case: TrainingCase, variants: list[str], spec: CropSpec) -> np.ndarray:
+    """(V, size, size) crops of one case."""
+    return np.stack([lesion_crop(case.variants[v], spec)[0] for v in variants]).astype(np.float32)

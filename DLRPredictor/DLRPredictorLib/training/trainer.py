@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import ConfigError, DLRError, InputError
+from ..base.executor import MapFunction, active_map
 from . import data as td
 from .config import TrainConfig, load_config
 from .crossfit import CrossFitter, cohort_radiomics, radiomics_variants, selection_settings
@@ -58,6 +59,7 @@ def _cohort(
     params: dict[str, Any],
     work: Path,
     log: Log,
+    map_fn: MapFunction | None = None,
 ) -> TrainingCohort:
     """Step 1 and the radiomics of every case: the cohort every later step works on."""
     labels = np.array([c.label for c in cases])
@@ -78,7 +80,7 @@ def _cohort(
             f"cnn.pretrain needs at least batch_size={pre.batch_size} training cases; the training "
             f"split has {len(plan.train)}: lower cnn.pretrain.batch_size"
         )
-    rad_names, rad = cohort_radiomics(cases, config, params, work, log)
+    rad_names, rad = cohort_radiomics(cases, config, params, work, log, map_fn=map_fn)
     return TrainingCohort(cases, labels, groups, plan, rad_names, rad)
 
 
@@ -90,6 +92,7 @@ def _fit(
     *,
     started: float,
     record: dict[str, Any],
+    map_fn: MapFunction | None = None,
 ) -> TrainingRun:
     """Steps 2 to 4: cross-fitting, the final models, the fusion and the clinical model.
 
@@ -98,7 +101,7 @@ def _fit(
             excluded cases, manifest name, command, hardware).
         started: ``time.time()`` at the start of the run.
     """
-    fitter = CrossFitter(config, cohort, work, log)
+    fitter = CrossFitter(config, cohort, work, log, map_fn)
     train = cohort.plan.train
     crops = None
     if config.cnn.enabled:
@@ -173,6 +176,7 @@ def train_from_manifest(
     log: Log | None = None,
     test_manifest: Path | None = None,
     sign_key: Path | None = None,
+    map_fn: MapFunction | None = None,
     ledger: Path | None = None,
 ) -> Path:
     """Train a bundle from a labelled manifest (see the module docstring for the method).
@@ -186,6 +190,8 @@ def train_from_manifest(
         test_manifest: external test manifest (overrides the config's split).
         sign_key: Ed25519 private key (PEM) that signs the bundle (``bundle.sign``); checked
             before training starts.
+        map_fn: where radiomics extraction, crops and folds run (``base.executor``: a Dask
+            cluster's map from ``dlrpredictor train --scheduler``); default: this machine.
         ledger: the held-out ledger file (``ledger.py``) the held-out evaluation is appended to;
             default ``<work_dir>/heldout_ledger.jsonl``. Share one file between the runs that
             score the same test set.
@@ -203,6 +209,7 @@ def train_from_manifest(
     from .bundle_export import write_trained_bundle
 
     log = log or _print_log
+    map_fn = map_fn if map_fn is not None else active_map()  # train --scheduler sets one
     if sign_key is not None:
         check_signing_key(sign_key)  # a bad key is refused now, not after the training
     config = load_config(config_path)
@@ -262,7 +269,7 @@ def train_from_manifest(
         log(f"excluded {cid}: {why}")
     if len(cases) < 10 or len({c.label for c in cases}) < 2:
         raise InputError(f"only {len(cases)} usable labelled cases (need at least 10 with both classes)")
-    cohort = _cohort(config, cases, n_ext, params=params, work=work, log=log)
+    cohort = _cohort(config, cases, n_ext, params=params, work=work, log=log, map_fn=map_fn)
     record = {
         "radiomics_parameters": params,
         "radiomics_parameters_path": Path(params_path),
@@ -272,7 +279,7 @@ def train_from_manifest(
         "hardware": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
         "ledger": Path(ledger) if ledger is not None else work / LEDGER_NAME,
     }
-    run = _fit(config, cohort, work, log, started=start, record=record)
+    run = _fit(config, cohort, work, log, started=start, record=record, map_fn=map_fn)
     path = write_trained_bundle(out, run)
     if sign_key is not None:
         log(f"bundle signed: {sign_bundle(path, sign_key).trust}")
