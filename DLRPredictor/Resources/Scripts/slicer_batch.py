@@ -1,13 +1,18 @@
 """Cohort prediction inside the 3D Slicer application, headless.
 
     Slicer --no-main-window --python-script <module dir>/Resources/Scripts/slicer_batch.py \
-        predict MANIFEST.csv --out RESULTS.csv [--bundle DIR] [--stability] [--scenes DIR]
+        predict MANIFEST.csv --out RESULTS.csv [--bundle DIR] [--stability] [--scenes DIR] \
+        [--scheduler ADDRESS|local:N]
 
 Uses the application's own scene (slicer.mrmlScene) and modules and never opens a dialog. Each
 case is loaded into the scene as a volume and a segmentation, predicted with the module's logic
 API (the same `api.predict_nodes` as the GUI), written to the results CSV with the same journal
 and resume rules as `dlrpredictor predict`, and removed from the scene again. Exit status: 0 when
 every case succeeded, 1 when some failed, 2 for an unusable manifest or bundle.
+
+With ``--scheduler`` (or ``$DLR_SCHEDULER``; the option wins) the cases run on that Dask cluster
+as ``dlrpredictor predict --scheduler`` runs them (same rows, journal and resume): the workers
+predict with the same engine outside the application, so no case passes through its scene.
 """
 
 import argparse
@@ -27,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, default=None)
     p.add_argument("--stability", action="store_true")
     p.add_argument("--scenes", type=Path, default=None)
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address or local:N")
     return parser
 
 
@@ -56,18 +62,30 @@ def main(argv):
     import slicer
     from DLRPredictorLib.base.errors import DLRError
     from DLRPredictorLib.cohort import batch
+    from DLRPredictorLib.cohort.dask_runner import scheduler_option
 
     args = _parser().parse_args(argv)
+    scheduler = scheduler_option(args.scheduler)
     try:
-        summary = batch.predict_cohort_in_process(
-            args.manifest,
-            args.out,
-            bundle_path=args.bundle,
-            stability=args.stability,
-            predict_job=lambda pred, job: _predict_in_scene(
-                slicer.mrmlScene, pred, job, args.stability, args.scenes
-            ),
-        )
+        if scheduler:
+            summary = batch.predict_cohort(
+                args.manifest,
+                args.out,
+                bundle_path=args.bundle,
+                stability=args.stability,
+                scenes_dir=args.scenes,
+                scheduler=scheduler,
+            )
+        else:
+            summary = batch.predict_cohort_in_process(
+                args.manifest,
+                args.out,
+                bundle_path=args.bundle,
+                stability=args.stability,
+                predict_job=lambda pred, job: _predict_in_scene(
+                    slicer.mrmlScene, pred, job, args.stability, args.scenes
+                ),
+            )
     except DLRError as exc:
         print(f"slicer_batch.py: error: {exc}", file=sys.stderr)
         return 2
