@@ -46,6 +46,8 @@ def _init_worker(bundle_path: str | None, threads: int, scenes_dir: str | None, 
     _WORKER["predictor"] = predictor.load_predictor(bundle_path)
     # One thread per worker means the workers already fill the cores: no second branch thread.
     _WORKER["predictor"].concurrent_branches = threads > 1
+    # The results CSV holds no features: without scenes only those the model reads are computed.
+    _WORKER["predictor"].model_features_only = scenes_dir is None
     _WORKER["scenes_dir"] = Path(scenes_dir) if scenes_dir else None
     _WORKER["stability"] = stability
 

@@ -107,6 +107,7 @@ class FrozenPipeline:
         self.crop = crop or {}
         self.cnn = cnn or {}
         self.dlr_logit_range = dlr_logit_range
+        self._model_columns: list[str] | None = None  # model_radiomics_columns, once
         #: Recalibration of the image-only model's probability (None: reported as the model gives it)
         self.calibration = calibration
 
@@ -203,22 +204,50 @@ class FrozenPipeline:
         return out
 
     # -- prediction ------------------------------------------------------------------------------
+    def model_radiomics_columns(self) -> list[str]:
+        """The radiomics columns the model reads: selected by a signature or used by the distance.
+
+        Every radiomics column when a signature has no selector (it reads them all).
+        """
+        if self._model_columns is None:
+            names = self.radiomics_columns + (self.reducer.names if self.reducer is not None else [])
+            used = set(self._used_columns(FeatureRow(np.zeros((1, len(names))), names)))
+            self._model_columns = [c for c in self.radiomics_columns if c in used]
+        return list(self._model_columns)
+
+    def model_radiomics_parameters(self) -> dict[str, Any]:
+        """The radiomics parameters with only the features the model reads enabled.
+
+        For callers that need the prediction and not the feature table (the batch without scenes):
+        pyradiomics computes each enabled feature from the same image, mask and matrices whatever
+        else is enabled, so the features the model reads have the same values (test_model_features).
+        Every other setting is the parameter file's.
+        """
+        params = dict(self.radiomics_parameters)
+        classes: dict[str, list[str]] = {}
+        for column in self.model_radiomics_columns():
+            _image_type, feature_class, name = column.split("_", 2)
+            classes.setdefault(feature_class, []).append(name)
+        params["featureClass"] = {k: sorted(set(v)) for k, v in classes.items()}
+        return params
+
     def feature_row(self, features: dict[str, float], deep_vector: np.ndarray | None) -> FeatureRow:
         """The radiomics columns and (if any) the deep PCA columns of one case.
 
         Raises:
             BundleError: the extraction lacks a radiomics column that the model was trained on.
         """
-        missing = [c for c in self.radiomics_columns if c not in features]
+        read = set(self.model_radiomics_columns())
+        missing = [c for c in self.radiomics_columns if c not in features and c in read]
         if missing:
             raise BundleError(
                 f"the radiomics extraction gave no value for {missing[0]} (and {len(missing) - 1} more) "
                 "that the model needs: parameter file and model do not match"
             )
-        row = np.fromiter(
-            (features[c] for c in self.radiomics_columns), dtype=float, count=len(self.radiomics_columns)
-        )[None]
-        columns = list(self.radiomics_columns)
+        # A column no signature and no distance reads may be absent (an extraction limited to
+        # model_radiomics_parameters): the row then simply lacks it.
+        columns = [c for c in self.radiomics_columns if c in features]
+        row = np.fromiter((features[c] for c in columns), dtype=float, count=len(columns))[None]
         if self.reducer is not None and deep_vector is not None:
             pcs = self.reducer.transform(np.asarray(deep_vector, dtype=float)[None])
             row = np.concatenate([row, pcs], axis=1)

@@ -68,6 +68,10 @@ class Predictor:
         self._pool: ThreadPoolExecutor | None = None
         #: Run the network concurrently with pyradiomics (see ``_submit_deep``).
         self.concurrent_branches = (os.cpu_count() or 1) > 1
+        #: Compute only the radiomics features the model reads (``FrozenPipeline.
+        #: model_radiomics_parameters``); the prediction is the same, ``features`` holds only
+        #: those. For callers that never show the feature table (batch workers without scenes).
+        self.model_features_only = False
 
     # -- bundle facts -------------------------------------------------------------------------
     @property
@@ -190,7 +194,12 @@ class Predictor:
         with BLAS_ONE_THREAD.held():
             deep = self._submit_deep(lesion, heatmap, volume_shape)
             try:
-                features = rf.extract_features(lesion, self.pipeline.radiomics_parameters)
+                params = (
+                    self.pipeline.model_radiomics_parameters()
+                    if self.model_features_only
+                    else self.pipeline.radiomics_parameters
+                )
+                features = rf.extract_features(lesion, params)
             finally:
                 if deep is not None and not deep.done():
                     wait([deep])  # never leave the network running after an error
