@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python benchmarks/bench_command.py [--bundle DIR] [--cases N] [--runs R]``
 
 What a user waits for, start-up included, on both sides, each a fresh process on the same cohort
-CSV (N images spread evenly over BrEaST by default: RGBA pictures, median about 500 x 600 pixels,
+CSV (N images spread evenly over BrEaST by default: RGBA pictures, median 537 x 623 pixels,
 larger than BUS-BRA's):
 
 - whole command: ``python -m DLRPredictorLib predict COHORT.csv --out RESULTS.csv --jobs 1
@@ -17,8 +17,11 @@ larger than BUS-BRA's):
 
 Runs interleave, the order alternating (drift in machine load hits both sides alike); one untimed
 warm-up of each side on 3 cases first (page cache). Target: the median over runs of the per-run
-ratio (whole command / pyradiomics alone) <= 1.3. The radiomics features of both sides are
-compared on every case afterwards (DLRPredictor's extraction run in this process, untimed).
+ratio (whole command / pyradiomics alone) <= 1.3. The CPU time of each side, every process
+included, is printed beside it: on a machine shared with other work the command's processes get
+a larger share of the cores than pyradiomics' single one, which flatters its wall-time ratio; the
+CPU ratio is not flattered that way. The radiomics features of both sides are compared on every
+case afterwards (DLRPredictor's extraction run in this process, untimed).
 """
 
 from __future__ import annotations
