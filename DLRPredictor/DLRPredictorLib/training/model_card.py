@@ -251,7 +251,8 @@ def render_model_card(
         f"({config.model.pca_components}).",
         f"- Selection (inside training folds only): {config.selection.test}, {config.selection.correlation} "
         f"|r|>{config.selection.correlation_threshold}, LASSO-CV={config.selection.lasso}, at most "
-        f"{config.selection.max_features} features.",
+        f"{config.selection.max_features} features; statistics on "
+        + ("the exact-contour row of each lesion." if config.selection.lesion_rows else "every contour-variant row."),
         f"- Signatures: Rad ({config.model.rad_classifier}), DL ({config.model.dl_classifier}), DLR "
         f"({config.model.fusion} fusion{_stacking_inputs(config)}, fitted on {config.split.folds}-fold cross-fitted "
         f"out-of-fold scores{_fusion_rows(config)}).",

@@ -79,7 +79,7 @@ def write_robustness(run: TrainingRun, reports: Path) -> dict[str, Any]:
         icc = table["icc21"].to_numpy(dtype=float)
         threshold = run.config.selection.icc_min
         out["icc"] = {
-            "kind": "ICC(2,1), two-way random effects, absolute agreement, single contour",
+            "kind": "ICC(2,1) (two-way random effects, absolute agreement, single contour)",
             "variants": run.config.contours.for_radiomics(),
             "lesions": int(table["n_lesions"].iloc[0]),
             "features": len(table),
