@@ -168,7 +168,9 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
     seg, segment_id = _segmentation(scene, mask, image)
     n_before = scene.GetNumberOfNodes()
 
-    res = api.predict_nodes(image, seg, segment_id, bundle_path=tiny_bundle)
+    # The CNN head's map: the tiny bundle's DL signature sees no evidence for malignancy in any
+    # cell of this lesion, so its (default) map is flat (test_signature_cam.py checks that kind).
+    res = api.predict_nodes(image, seg, segment_id, bundle_path=tiny_bundle, heatmap_kind="cnn-head")
     assert scene.GetNumberOfNodes() > n_before
 
     features = scene.GetNodeByID(res.features_table_node_id)
