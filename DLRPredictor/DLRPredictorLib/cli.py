@@ -122,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    from .deep.heatmap import DEFAULT_HEATMAP, HEATMAP_KINDS
+
+    d.add_argument(
+        "--heatmap",
+        choices=HEATMAP_KINDS,
+        default=DEFAULT_HEATMAP,
+        help="the score the heatmap explains: the DL signature (default) or the CNN's own head",
+    )
     _add_bundle_arguments(d, jobs=False)
     return parser
 
@@ -245,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from . import demo
 
-        print(demo.run_demo(args.out, bundle_path=args.bundle))
+        print(demo.run_demo(args.out, bundle_path=args.bundle, heatmap_kind=args.heatmap))
         return 0
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 

@@ -19,12 +19,13 @@ from .scene.segmentations import add_segmentation_from_mask
 from .scene.volumes import add_volume_node
 
 
-def run_demo(out: Path, bundle_path: Path | None = None) -> str:
+def run_demo(out: Path, bundle_path: Path | None = None, heatmap_kind: str = "dl-signature") -> str:
     """Run the demo and return a printable summary.
 
     Args:
         out: output folder (phantom files, scene .mrb, results).
         bundle_path: model bundle; None for the bundled default.
+        heatmap_kind: the score the heatmap explains ("dl-signature" or "cnn-head").
 
     Returns:
         Several lines describing the result and the files written.
@@ -41,7 +42,13 @@ def run_demo(out: Path, bundle_path: Path | None = None) -> str:
         seg, segment_id = add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation", "Lesion")
         clinical = {"age": first["age"], "birads": first["birads"]}
         result = predict_nodes(
-            vnode, seg, segment_id, clinical=clinical, bundle_path=bundle_path, stability=True
+            vnode,
+            seg,
+            segment_id,
+            clinical=clinical,
+            bundle_path=bundle_path,
+            stability=True,
+            heatmap_kind=heatmap_kind,
         )
         scene_path = save_scene(scene, out / "demo_scene.mrb")
     finally:
@@ -62,5 +69,7 @@ def run_demo(out: Path, bundle_path: Path | None = None) -> str:
             f"contour stability: probability {min(probs):.3f}-{max(probs):.3f}, label changes: {changes}"
         )
     lines += [f"warning: {w}" for w in result.warnings]
+    if "heatmap" in result.provenance:
+        lines.append(f"heatmap: Grad-CAM of the {result.provenance['heatmap']}")
     lines.append(f"scene with image, lesion, features table, prediction table and heatmap: {scene_path}")
     return "\n".join(lines)

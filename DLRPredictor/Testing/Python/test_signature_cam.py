@@ -179,3 +179,14 @@ def test_scene_volume_names_the_explained_score(tmp_path) -> None:
         assert scene.GetNumberOfNodes() == count  # refused before any node was added
     finally:
         scene.Clear(1)
+
+
+def test_demo_cli_chooses_the_heatmap(tmp_path, capsys) -> None:
+    from DLRPredictorLib import cli
+
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--heatmap", "cnn-head"]) == 0
+    assert "heatmap: Grad-CAM of the cnn-head" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--out", str(tmp_path / "other"), "--heatmap", "saliency"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'saliency'" in capsys.readouterr().err
