@@ -216,8 +216,9 @@ def test_predictor_probability_is_in_0_1_or_a_documented_error(
     event("predicted")
     assert 0.0 <= result.probability <= 1.0
     assert all(0.0 <= s <= 1.0 for s in result.signature_scores.values())
-    # The same number, reported twice: exact.
-    assert result.probability == result.signature_scores[_model_key(result.model_used)]
+    # The same number, reported twice: exact (the model's own beside a recalibrated one).
+    own = result.probability if result.probability_uncalibrated is None else result.probability_uncalibrated
+    assert own == result.signature_scores[_model_key(result.model_used)]
     assert math.isfinite(result.ood_distance) and result.ood_distance >= 0.0
     assert result.out_of_distribution == (result.ood_distance > pred.pipeline.ood["threshold"])
 
