@@ -16,7 +16,7 @@ Fold 5 has been looked at before by this project, so these are development estim
 held-out figures.
 
 Usage: python scripts/experiments/finetune_backbone.py --arch efficientnet_lite0 --size 128 \
-    --epochs 3 --seeds 3 [--data ../shared/data/BUS-BRA] [--threads 2]
+    --epochs 3 --seeds 3 [--data ../shared/data/BUS-BRA] [--threads 2] [--checkpoints DIR]
 
 Backs: docs/EXPERIMENTS.md, "ImageNet backbones fine-tuned with the training code".
 """
@@ -48,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "BUS-BRA")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "exp" / "finetune_backbone.json")
+    ap.add_argument("--checkpoints", type=Path, default=None, help="per-epoch checkpoints (a rerun resumes)")
     return ap.parse_args()
 
 
@@ -92,7 +93,9 @@ def main() -> None:
     )  # fmt: skip
     t1 = time.perf_counter()
     log = lambda s: print(s, flush=True)  # noqa: E731
-    result = train_cnn_ensemble(crops[train], labels[train], cfg, args.seeds, log=log)
+    result = train_cnn_ensemble(
+        crops[train], labels[train], cfg, args.seeds, log=log, checkpoint_dir=args.checkpoints
+    )
     train_s = time.perf_counter() - t1
     members = [result, *result.members]
     models = {f"seed{m}": DeepModel.from_state_dict(r.state_dict, args.arch) for m, r in enumerate(members)}

@@ -236,7 +236,10 @@ class DeepModel:
             raise BundleError(
                 f"CNN weights file {path.name} holds a {declared} but the bundle declares {arch}"
             )
-        return cls(tensors, arch, in_channels=in_channels, num_classes=num_classes, source=path.name)
+        members = int(header.get("members", "1"))  # a seed ensemble (weights.save_safetensors)
+        return cls(
+            tensors, arch, in_channels=in_channels, num_classes=num_classes, source=path.name, members=members
+        )
 
     # ----------------------------------------------------------------- internals
 

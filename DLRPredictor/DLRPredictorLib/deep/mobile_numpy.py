@@ -23,13 +23,9 @@ from typing import Any
 import numpy as np
 
 from .backbones import HEAD_CHANNELS, STEM_CHANNELS, backbone
-from .resnet_numpy import _BN_PARTS, ResNetInference, _Conv, _conv, _fold, check_tensors
+from .resnet_numpy import _BN_PARTS, ResNetInference, _bn_shapes, _Conv, _conv, _fold, check_tensors
 
 _RELU6 = 6.0
-
-
-def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.{p}": (() if p == "num_batches_tracked" else (channels,)) for p in _BN_PARTS}
 
 
 def expected_shapes(arch: str, in_channels: int = 1, num_classes: int = 2) -> dict[str, tuple[int, ...]]:

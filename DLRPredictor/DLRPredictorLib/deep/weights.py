@@ -76,6 +76,8 @@ def save_safetensors(
     meta = {"format": WEIGHTS_FORMAT}
     if not hasattr(model, "state_dict"):  # a DeepModel declares its network
         meta.update(arch=model.arch, in_channels=str(model.in_channels), num_classes=str(model.num_classes))
+        if getattr(model, "members", 1) > 1:  # a seed ensemble: tensors named member<m>.<name>
+            meta["members"] = str(model.members)  # type: ignore[attr-defined]
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

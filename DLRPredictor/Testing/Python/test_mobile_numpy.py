@@ -13,26 +13,11 @@ from DLRPredictorLib.deep.deep_model import DeepModel, build_resnet
 from DLRPredictorLib.deep.mobile_numpy import InvertedResidualInference, expected_shapes
 from DLRPredictorLib.deep.weights import save_safetensors
 from DLRPredictorLib.inputs.crops import CropSpec, crop_from_arrays
+from test_resnet_numpy import _with_trained_batchnorm as _trained_like
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MOBILE = ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
-
-
-def _trained_like(net, seed: int = 1):
-    """Non-trivial BatchNorm statistics and affine terms, as in a trained network."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-                m.weight.copy_(torch.randn(c, generator=g) * 0.5 + 1)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-    return net.eval()
 
 
 def _state(net) -> dict[str, np.ndarray]:
@@ -137,9 +122,8 @@ def test_seed_ensemble_engine_averages_the_members_maps_and_heads(tmp_path: Path
         nets.append(_trained_like(build_resnet("mobilenet_v2", 2, 1), seed=seed + 10))
     tensors = engines.ensemble_tensors([_state(n) for n in nets])
     path = save_safetensors(DeepModel(tensors, "mobilenet_v2", members=3), tmp_path / "cnn.safetensors")
-    from safetensors.numpy import load_file
-
-    model = DeepModel.from_state_dict(load_file(str(path)), "mobilenet_v2", members=3)
+    model = DeepModel.from_safetensors(path, "mobilenet_v2")  # the header says 3 members
+    assert model.members == 3
     x = np.random.default_rng(5).normal(size=(2, 1, 64, 64)).astype(np.float32)
     maps = np.mean([_torch_map(n, x) for n in nets], axis=0)
     act = model.engine.trunk(x)
