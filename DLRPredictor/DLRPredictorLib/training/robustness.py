@@ -70,10 +70,16 @@ def group_oof_rows(run: TrainingRun) -> list[dict[str, Any]] | None:
 
 
 def write_robustness(run: TrainingRun, reports: Path) -> dict[str, Any]:
-    """Write ``icc.csv`` and ``leave_one_group_out.csv`` to ``reports``; their summary for the manifest."""
+    """Write ``icc.csv`` and ``leave_one_group_out.csv`` to ``reports``; their summary for the manifest.
+
+    Without an ICC (one variant, or fewer than 2 lesions with every variant) ``icc`` is left out.
+    """
     reports.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
-    table = icc_table(run)
+    try:
+        table = icc_table(run)
+    except InputError:  # fewer than 2 lesions with every variant: no ICC, the bundle is still written
+        table = None
     if table is not None:
         table.to_csv(reports / "icc.csv", index=False)
         icc = table["icc21"].to_numpy(dtype=float)
