@@ -1,7 +1,7 @@
 """Training with its radiomics, crops and folds on a real two-process ``distributed.LocalCluster``.
 
-The reference is the session's tiny bundle (``conftest.tiny_bundle``: the same manifest, config and
-radiomics parameters, trained here in this process). The cluster run must give:
+The reference is the tiny bundle fixture (``conftest.tiny_bundle``, built once per test run: the
+same manifest, config and radiomics parameters, trained in this process). The cluster run must give:
 
 - the same radiomics of every (case, variant), exactly: the same pyradiomics code on the same
   arrays, in another process (the local run extracts in worker processes too);
