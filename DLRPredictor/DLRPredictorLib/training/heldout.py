@@ -132,27 +132,39 @@ def _evaluate_subset(
     key: str,
 ) -> dict[str, Any]:
     from ..evaluation import report
+    from .heldout_evidence import clinical_subset_block, evaluation_kwargs, evidence_kwargs, subgroup_table
 
     y = run.cohort.labels[idx]
     cutoffs = {k: v for k, v in pipe.cutoffs.items() if k in scores}
     entry: dict[str, Any] = {"n": len(idx), "n_positive": int(y.sum())}
     if len(set(y)) < 2:
         return entry
-    entry["all"] = report.evaluate_scores(y, scores, cutoffs)
+    evidence = evidence_kwargs(run, idx)  # patient clusters, BI-RADS, scanner (no id is written)
+    entry["all"] = report.evaluate_scores(y, scores, cutoffs, **evaluation_kwargs(evidence))
+    entry["all_subgroups"] = subgroup_table(y, scores, evidence)
     step = pipe.calibration
     if step is not None and step.model in scores:
         from .recalibration_fit import before_after
 
         entry["recalibration"] = before_after(step, y, scores[step.model])
-    report.write_report(report_dir, y, scores, cutoffs, title=f"Held-out test split: {key} contours")
+    title = f"Held-out test split: {key} contours"
+    report.write_report(report_dir, y, scores, cutoffs, title=title, **evidence)
     if pipe.combined is not None:
         keep, X = _clinical_matrix(run, pipe, list(idx))
         if len(keep) >= 10 and len(set(y[keep])) == 2:
             image = pipe.image_only_model
             sub = {k: v[keep] for k, v in scores.items() if k != "baseline"}
             sub["combined"] = pipe.combined.predict_proba(scores[image][keep], X)
-            entry["clinical_subset"] = report.evaluate_scores(
-                y[keep], sub, {k: v for k, v in pipe.cutoffs.items() if k in sub}
+            block, args = clinical_subset_block(run, idx[keep], y[keep], sub, pipe.cutoffs)
+            entry["clinical_subset"] = block
+            entry["clinical_subset_subgroups"] = subgroup_table(y[keep], args["scores"], args)
+            report.write_report(
+                report_dir.with_name(report_dir.name + "_clinical"),
+                y[keep],
+                args.pop("scores"),
+                {k: v for k, v in pipe.cutoffs.items() if k in sub},
+                title=f"Held-out test split: {key} contours, cases with clinical values",
+                **args,
             )
             entry["n_clinical"] = len(keep)
     return entry

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .evidence_card import evidence_card_lines
 from .robustness import robustness_card_lines
 from .run import ClinicalFit
 
@@ -14,6 +15,8 @@ NAMES = {
     "dl": "DL",
     "dlr": "DLR (image only)",
     "combined": "Combined nomogram",
+    "clinical_only": "Clinical only (no image score)",
+    "birads_only": "BI-RADS only",
     "baseline": "Baseline: Original-image radiomics, LASSO-LR",
 }
 
@@ -297,6 +300,7 @@ def render_model_card(
                 _decision_curve_line(entry["clinical_subset"], "combined"),
                 "",
             ]
+        out += evidence_card_lines(entry, NAMES, manifest["models"]["image_only"])
     out += robustness_card_lines(manifest["metrics"].get("robustness"))
     out += ledger_lines(manifest.get("heldout_ledger"))
     out += [

@@ -44,7 +44,9 @@ clinical:
     - {{name: birads, type: categorical, label: BI-RADS, allowed: ["1", "2", "3", "4a", "4b", "4c", "5"],
        ordinal_values: [1, 2, 3, 4.2, 4.5, 4.8, 5]}}
 """
-COLUMNS = ["case_id", "image", "mask", "label", "spacing_mm", "age", "birads"]
+COLUMNS = ["case_id", "image", "mask", "label", "patient_id", "spacing_mm", "age", "birads"]
+#: Start of every patient id of the manifests: it must appear in no output file.
+PATIENT_TOKEN = "pid-q7x3-"
 
 
 def _write_manifest(path: Path, cases: list) -> Path:
@@ -58,6 +60,7 @@ def _write_manifest(path: Path, cases: list) -> Path:
                     "image": str(c.image),
                     "mask": str(c.mask),
                     "label": "malignant" if c.label else "benign",
+                    "patient_id": PATIENT_TOKEN + c.case_id[len("breast") :],  # one image per patient
                     "spacing_mm": f"{c.spacing_mm:g}" if c.spacing_mm else "",
                     "age": "" if c.age is None else f"{c.age:g}",
                     "birads": c.birads or "",
@@ -70,7 +73,8 @@ def _write_manifest(path: Path, cases: list) -> Path:
 def real_run(tmp_path_factory, breast_cases) -> dict[str, Path]:
     """Train a tiny bundle on 40 BrEaST cases; a manifest of 6 other cases for prediction."""
     root = tmp_path_factory.mktemp("real")
-    ordered = sorted(breast_cases, key=lambda c: c.case_id)
+    # cases with an age, so that every held-out case has the clinical values the comparators need
+    ordered = sorted((c for c in breast_cases if c.age is not None), key=lambda c: c.case_id)
     malignant = [c for c in ordered if c.label == 1]
     benign = [c for c in ordered if c.label == 0]
     train = malignant[:N_PER_CLASS] + benign[:N_PER_CLASS]
@@ -90,6 +94,7 @@ def real_run(tmp_path_factory, breast_cases) -> dict[str, Path]:
     )
     return {
         "bundle": out,
+        "config": config,
         "train": manifest,
         "other": _write_manifest(root / "other.csv", other),
         "root": root,
@@ -176,3 +181,72 @@ def test_real_bundle_in_process_prediction_matches_the_batch(real_run, evaluatio
     assert result.label in ("malignant", "benign")
     results = pd.read_csv(evaluation.with_name(evaluation.name + "_predictions.csv")).set_index("case_id")
     assert results.loc[row["case_id"], "probability"] == pytest.approx(result.probability, abs=1e-6)
+
+
+def _heldout_split(real_run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training and held-out rows of the manifest, by the run's own patient-level split."""
+    from DLRPredictorLib.training.config import load_config
+    from DLRPredictorLib.training.splits import plan_splits
+
+    rows = pd.read_csv(real_run["train"], dtype={"birads": str})
+    labels = (rows["label"] == "malignant").to_numpy(int)
+    plan = plan_splits(labels, rows["patient_id"].to_numpy(), load_config(real_run["config"]))
+    return rows.iloc[plan.train], rows.iloc[plan.test]
+
+
+def test_heldout_evidence_in_card_and_report(real_run):
+    """Clustered and bootstrap intervals, the reader comparison and the clinical-only and
+    BI-RADS-only rows: in the model card and the held-out report, their AUCs equal to sklearn's
+    on an independent refit of the comparators."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    card = (real_run["bundle"] / "model_card.md").read_text(encoding="utf-8")
+    assert "clustered CI (Obuchowski)" in card and "Holm-adjusted" in card
+    assert "| BI-RADS only |" in card and "| Clinical only (no image score) |" in card
+    assert "**Beyond the reader:**" in card
+    entry = json.loads((real_run["root"] / "work" / "reports" / "heldout_full.json").read_text())["exact"]
+    train, test = _heldout_split(real_run)
+    assert entry["n"] == len(test) and entry["all"]["clusters"]["n_clusters"] == len(test)
+    for res in entry["all"]["scores"].values():
+        # one image per patient: Obuchowski's variance is DeLong's (an identity of the estimator)
+        assert res["auc_clustered"]["se"] == pytest.approx(res["auc"]["se"], rel=1e-9)
+        assert res["auc_bootstrap"]["ci_low"] <= res["auc"]["auc"] <= res["auc_bootstrap"]["ci_high"]
+    block = entry["clinical_subset"]
+    y = (test["label"] == "malignant").to_numpy(int)
+    pipe = predictor.load_predictor(real_run["bundle"]).pipeline
+    order = {"1": 1, "2": 2, "3": 3, "4a": 4.2, "4b": 4.5, "4c": 4.8, "5": 5}  # the config's ordinal_values
+
+    def design(rows: pd.DataFrame, names: list[str]) -> np.ndarray:
+        cols = {"age": rows["age"].to_numpy(float), "birads": rows["birads"].map(order).to_numpy(float)}
+        return np.column_stack([cols[n] for n in names])
+
+    # BI-RADS alone: a monotone model of the ordinal, so its AUC is the reader's rank AUC
+    birads_auc = roc_auc_score(y, test["birads"].map(order))
+    assert block["scores"]["birads_only"]["auc"]["auc"] == pytest.approx(birads_auc, abs=1e-12)
+    assert block["reader_comparison"]["reader"]["auc"] == pytest.approx(birads_auc, abs=1e-12)
+    # clinical only: the combined model's predictors without the image score, refitted here
+    # (sklearn, nearly unpenalised; statsmodels in the code): the same ranking of the held-out cases
+    names = list(pipe.combined.names)
+    y_train = (train["label"] == "malignant").to_numpy(int)
+    lr = LogisticRegression(C=1e8, max_iter=100000).fit(design(train, names), y_train)
+    clinical_auc = roc_auc_score(y, lr.predict_proba(design(test, names))[:, 1])
+    assert block["scores"]["clinical_only"]["auc"]["auc"] == pytest.approx(clinical_auc, abs=1e-12)
+    rows = {r["score"]: r for r in block["reader_comparison"]["rows"]}
+    assert rows["clinical_only"]["role"] == "clinical-only"
+    for name in (pipe.image_only_model, "combined"):
+        assert {"nri_categorical", "nri_continuous", "idi"} <= set(rows[name])
+        assert f"{rows[name]['auc']:.3f}" in card
+    assert f"{clinical_auc:.3f}" in card and f"{birads_auc:.3f}" in card
+    reports = real_run["root"] / "work" / "reports"
+    assert (reports / "heldout_exact_clinical" / "reader_comparison.csv").is_file()
+
+
+def test_no_patient_id_in_any_output(real_run, evaluation):
+    """Patient ids group the statistics only: no file the run or the evaluation wrote holds one."""
+    inputs = {real_run["train"], real_run["other"]}
+    files = [p for p in real_run["root"].rglob("*") if p.is_file() and p not in inputs]
+    assert len(files) > 20
+    for path in files:
+        assert PATIENT_TOKEN.encode() not in path.read_bytes(), path
