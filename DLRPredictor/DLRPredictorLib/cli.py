@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_bundle_arguments(p, jobs=True)
     p.add_argument("--scenes", type=Path, default=None, help="folder for one .mrb scene per case")
     p.add_argument("--stability", action="store_true", help="re-predict on eroded/dilated contours")
+    from .deep.heatmap import DEFAULT_HEATMAP, HEATMAP_KINDS
+
+    p.add_argument(
+        "--heatmap",
+        choices=HEATMAP_KINDS,
+        default=None,
+        help=f"with --scenes: the score each scene's heatmap explains (default {DEFAULT_HEATMAP})",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
@@ -122,7 +130,6 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the main job on the embedded synthetic sample")
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
-    from .deep.heatmap import DEFAULT_HEATMAP, HEATMAP_KINDS
 
     d.add_argument(
         "--heatmap",
@@ -187,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
             stability=args.stability,
             show_progress=not args.no_progress,
             scheduler=scheduler_option(args.scheduler),
+            heatmap_kind=args.heatmap,
         )
         print(summary.line())
         return 0 if summary.n_error == 0 else 1

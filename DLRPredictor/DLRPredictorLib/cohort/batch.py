@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import InputError
 from ..base.interrupts import Interrupted, signal_of
 from ..base.outputs import refuse_overwriting_inputs, refuse_unwritable_folder
+from ..deep.heatmap import DEFAULT_HEATMAP, check_heatmap_kind
 from ..evaluation.bootstrap import BootstrapSettings
 from ..inference.predictor import load_predictor
 from ..inputs.cohort_csv import read_cohort_csv
@@ -109,6 +111,32 @@ def _refuse_overwriting(
         for p in (r.resolved_image, r.resolved_mask):
             (folders if p is not None and p.is_dir() else files).append(p)
     refuse_overwriting_inputs(outputs, files, folders)
+
+
+def scene_heatmap_kind(heatmap_kind: str | None, scenes_dir: Path | None) -> str:
+    """The heatmap kind of a run's scenes: ``--heatmap`` checked against ``--scenes``.
+
+    The map is written only into the per-case scenes (the results CSV holds no heatmap), so a
+    kind asked for without a scenes folder would be silently ignored: it is refused instead.
+
+    Args:
+        heatmap_kind: ``--heatmap`` (``deep.heatmap.HEATMAP_KINDS``), None when not given.
+        scenes_dir: ``--scenes``, None when not given.
+
+    Returns:
+        The kind the scenes' heatmaps explain (the default when none was asked for).
+
+    Raises:
+        InputError: a kind without a scenes folder, or an unknown kind.
+    """
+    if heatmap_kind is None:
+        return DEFAULT_HEATMAP
+    if scenes_dir is None:
+        raise InputError(
+            f"--heatmap {heatmap_kind} needs --scenes DIR: the heatmap is written only into the "
+            "per-case scenes, the results CSV holds none"
+        )
+    return check_heatmap_kind(heatmap_kind)
 
 
 def _start_run(
@@ -234,6 +262,7 @@ def predict_cohort(
     show_progress: bool = True,
     warn: Callable[[str], None] | None = None,
     scheduler: str | None = None,
+    heatmap_kind: str | None = None,
 ) -> BatchSummary:
     """Predict every row of a cohort CSV into a results CSV (resuming a previous run).
 
@@ -251,6 +280,8 @@ def predict_cohort(
         warn: receives cohort CSV warnings (unknown columns); default: stderr.
         scheduler: a Dask scheduler address, or ``local:N``: the cases run there instead
             (``dask_runner``; ``jobs`` is then not used). None: the local pool.
+        heatmap_kind: the score the scenes' heatmaps explain (``deep.heatmap.HEATMAP_KINDS``);
+            needs ``scenes_dir``; None: the default. The results CSV is the same for every kind.
 
     Returns:
         Counts of the run.
@@ -259,16 +290,18 @@ def predict_cohort(
         ManifestError: the cohort CSV itself is unusable (columns, duplicate ids).
         BundleError: the bundle fails verification.
         InputError: ``jobs`` below 1; ``out`` a folder or not writable; another run writing
-            ``out``; a write failing during the run (disk full).
+            ``out``; a write failing during the run (disk full); ``heatmap_kind`` without
+            ``scenes_dir`` (:func:`scene_heatmap_kind`).
         Interrupted: Ctrl-C or SIGTERM (the journal keeps every finished row).
         SchedulerError: the Dask scheduler is unreachable or lost (``dask_runner``).
     """
+    kind = scene_heatmap_kind(heatmap_kind, scenes_dir)
     if scheduler:
         from .dask_runner import local_workers
 
         local_workers(scheduler)  # a malformed local:N is refused before any work
         run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
-        return _finish_on_scheduler(scheduler, run, stability, scenes_dir, show_progress)
+        return _finish_on_scheduler(scheduler, run, stability, scenes_dir, show_progress, heatmap_kind=kind)
     jobs = worker_count(jobs, warn or _warn_on_stderr)
     start_worker_server(bundle_path)
     run = _start_run(cohort_path, out, bundle_path, stability, warn, scenes_dir=scenes_dir)
@@ -281,6 +314,7 @@ def predict_cohort(
             1,
             str(scenes_dir) if scenes_dir else None,
             stability,
+            kind,
         )
         run_pool(todo, min(jobs, len(todo)), init, on_row, bundle_id=run.pred.bundle_id)
 
@@ -288,14 +322,26 @@ def predict_cohort(
 
 
 def _finish_on_scheduler(
-    scheduler: str, run: _Run, stability: bool, scenes_dir: Path | None, show_progress: bool
+    scheduler: str,
+    run: _Run,
+    stability: bool,
+    scenes_dir: Path | None,
+    show_progress: bool,
+    *,
+    heatmap_kind: str = DEFAULT_HEATMAP,
 ) -> BatchSummary:
     """:func:`_finish_run` with the cases run on a Dask cluster (``dask_runner``)."""
     from . import dask_runner
 
     def execute(todo: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None]) -> None:
         dask_runner.run_on_scheduler(
-            scheduler, run.pred, todo, on_row, stability=stability, scenes_dir=scenes_dir
+            scheduler,
+            run.pred,
+            todo,
+            on_row,
+            stability=stability,
+            scenes_dir=scenes_dir,
+            heatmap_kind=heatmap_kind,
         )
 
     return _finish_run(run, execute, show_progress)

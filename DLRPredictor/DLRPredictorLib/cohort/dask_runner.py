@@ -36,6 +36,7 @@ from typing import Any
 
 from ..base.errors import DLRError, InputError
 from ..base.executor import MapFunction
+from ..deep.heatmap import DEFAULT_HEATMAP
 from .rows import error_row
 
 #: The environment variable read when ``--scheduler`` is not given.
@@ -162,23 +163,28 @@ def run_on_client(
     bundle_id: str,
     stability: bool = False,
     scenes_dir: Path | None = None,
+    heatmap_kind: str = DEFAULT_HEATMAP,
     cases_per_task: int = CASES_PER_TASK,
     task: Callable[..., list[Row]] | None = None,
 ) -> None:
     """Predict ``todo`` on the client's cluster; each case's row goes to ``on_row`` once.
 
     ``task`` (default ``dask_worker.predict_cases``) runs on a worker: ``(jobs, digest,
-    stability, scenes_dir) -> rows``; tests give one that kills its worker.
+    stability, scenes_dir) -> rows``; tests give one that kills its worker. ``heatmap_kind``
+    goes to the default task only: the score the scenes' heatmaps explain.
 
     Raises:
         SchedulerLost: the scheduler went away (rows already given to ``on_row`` are kept).
     """
+    from functools import partial
+
     from distributed import wait
     from distributed.client import FutureCancelledError, FuturesCancelledError
 
     from .dask_worker import predict_cases
 
     scenes = str(scenes_dir) if scenes_dir else None
+    run_task = task or partial(predict_cases, heatmap_kind=heatmap_kind)
     n_threads = max(1, sum(client.nthreads().values()))
     window = max(8, 4 * n_threads)  # tasks queued at a time: every worker busy, little to cancel
     pending = _chunks(todo, cases_per_task)
@@ -188,7 +194,7 @@ def run_on_client(
     seen: set[str] = set()
 
     def submit(chunk: list[Row], alone: bool) -> None:
-        fut = client.submit(task or predict_cases, chunk, digest, stability, scenes, pure=False)
+        fut = client.submit(run_task, chunk, digest, stability, scenes, pure=False)
         in_flight[fut] = (chunk, alone)
 
     def refill() -> None:
@@ -280,6 +286,7 @@ def run_on_scheduler(
     *,
     stability: bool = False,
     scenes_dir: Path | None = None,
+    heatmap_kind: str = DEFAULT_HEATMAP,
 ) -> None:
     """Connect, ship the bundle of ``pred`` and predict ``todo`` there (``batch`` calls this).
 
@@ -302,4 +309,5 @@ def run_on_scheduler(
             bundle_id=pred.bundle_id,
             stability=stability,
             scenes_dir=scenes_dir,
+            heatmap_kind=heatmap_kind,
         )

@@ -24,6 +24,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..base.errors import BundleError
 from ..bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, VerifiedBundle
+from ..deep.heatmap import DEFAULT_HEATMAP
 from .rows import predict_cohort_row, safe_row
 
 #: Loaded bundles of this worker process, by content digest.
@@ -124,9 +125,15 @@ class BundlePlugin(WorkerPlugin):
 
 
 def predict_cases(
-    jobs: list[dict[str, Any]], digest: str, stability: bool, scenes_dir: str | None
+    jobs: list[dict[str, Any]],
+    digest: str,
+    stability: bool,
+    scenes_dir: str | None,
+    heatmap_kind: str = DEFAULT_HEATMAP,
 ) -> list[dict[str, Any]]:
     """Predict cases on a worker with the bundle shipped there; one results row per case.
+
+    ``heatmap_kind`` is the score the scenes' heatmaps explain (used only with ``scenes_dir``).
 
     Per-case errors become error rows (``rows.safe_row``); this raises only when the bundle
     never reached this worker.
@@ -137,6 +144,6 @@ def predict_cases(
     scenes = Path(scenes_dir) if scenes_dir else None
 
     def predict_job(p: Any, job: dict[str, Any]) -> Any:
-        return predict_cohort_row(p, job, stability=stability, scenes_dir=scenes)
+        return predict_cohort_row(p, job, stability=stability, scenes_dir=scenes, heatmap_kind=heatmap_kind)
 
     return [safe_row(pred, job, predict_job) for job in jobs]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import InputError
+from ..deep.heatmap import DEFAULT_HEATMAP
 from .rows import error_row, predict_cohort_row, safe_row
 
 # --- worker side -------------------------------------------------------------------------------
@@ -32,7 +33,13 @@ from .rows import error_row, predict_cohort_row, safe_row
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(bundle_path: str | None, threads: int, scenes_dir: str | None, stability: bool) -> None:
+def _init_worker(
+    bundle_path: str | None,
+    threads: int,
+    scenes_dir: str | None,
+    stability: bool,
+    heatmap_kind: str = DEFAULT_HEATMAP,
+) -> None:
     """Load the bundle once per worker process (from the fork server's cache on Linux)."""
     from ..inference import predictor
     from .worker_server import bind_worker_to_server
@@ -50,13 +57,20 @@ def _init_worker(bundle_path: str | None, threads: int, scenes_dir: str | None, 
     _WORKER["predictor"].model_features_only = scenes_dir is None
     _WORKER["scenes_dir"] = Path(scenes_dir) if scenes_dir else None
     _WORKER["stability"] = stability
+    _WORKER["heatmap_kind"] = heatmap_kind
 
 
 def _predict_row(job: dict[str, Any]) -> dict[str, Any]:
     """Predict one cohort case in a worker process; never raises for a per-case problem."""
 
     def predict_job(pred: Any, j: dict[str, Any]) -> Any:
-        return predict_cohort_row(pred, j, stability=_WORKER["stability"], scenes_dir=_WORKER["scenes_dir"])
+        return predict_cohort_row(
+            pred,
+            j,
+            stability=_WORKER["stability"],
+            scenes_dir=_WORKER["scenes_dir"],
+            heatmap_kind=_WORKER["heatmap_kind"],
+        )
 
     return safe_row(_WORKER["predictor"], job, predict_job)
 
@@ -152,7 +166,8 @@ def run_pool(
     Args:
         jobs: job descriptions (see ``rows.job_from_cohort_row``).
         n_workers: worker processes.
-        init_args: arguments of ``_init_worker`` (bundle path, threads, scenes folder, stability).
+        init_args: arguments of ``_init_worker`` (bundle path, threads, scenes folder, stability,
+            heatmap kind).
         on_row: receives each finished results row, in completion order.
         bundle_id: written into the row of a case whose worker died.
         worker: the picklable top-level function run on each job in a worker (tests inject one).

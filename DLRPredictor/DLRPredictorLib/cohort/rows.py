@@ -17,6 +17,7 @@ from typing import Any
 
 from ..base.case_ids import case_file_stem
 from ..base.errors import DLRError
+from ..deep.heatmap import DEFAULT_HEATMAP
 from ..inference.predictor import Predictor
 from ..inference.results import CasePrediction
 from ..inputs.cohort_csv import CohortRow
@@ -66,7 +67,11 @@ def job_from_cohort_row(row: CohortRow) -> dict[str, Any]:
 
 
 def predict_cohort_row(
-    pred: Predictor, job: dict[str, Any], stability: bool = False, scenes_dir: Path | None = None
+    pred: Predictor,
+    job: dict[str, Any],
+    stability: bool = False,
+    scenes_dir: Path | None = None,
+    heatmap_kind: str = DEFAULT_HEATMAP,
 ) -> CasePrediction:
     """Read one cohort case from disk and predict it; optionally write its .mrb scene.
 
@@ -78,6 +83,8 @@ def predict_cohort_row(
             being ``base.case_ids.case_file_stem`` of the case id (the id itself when it is a
             plain lower-case name; else a cleaned id plus a digest of it); the heatmap is
             computed only then.
+        heatmap_kind: the score the scene's heatmap explains (``deep.heatmap.HEATMAP_KINDS``);
+            it changes the scene only, never the results row.
 
     Returns:
         The prediction.
@@ -95,6 +102,7 @@ def predict_cohort_row(
         job.get("clinical"),
         stability=stability,
         heatmap=scenes_dir is not None,
+        heatmap_kind=heatmap_kind,
         case=job["case_id"],
     )
     if scenes_dir is not None:

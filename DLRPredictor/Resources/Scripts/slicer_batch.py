@@ -2,13 +2,14 @@
 
     Slicer --no-main-window --python-script <module dir>/Resources/Scripts/slicer_batch.py \
         predict MANIFEST.csv --out RESULTS.csv [--bundle DIR] [--stability] [--scenes DIR] \
-        [--scheduler ADDRESS|local:N]
+        [--heatmap dl-signature|cnn-head] [--scheduler ADDRESS|local:N]
 
 Uses the application's own scene (slicer.mrmlScene) and modules and never opens a dialog. Each
 case is loaded into the scene as a volume and a segmentation, predicted with the module's logic
 API (the same `api.predict_nodes` as the GUI), written to the results CSV with the same journal
 and resume rules as `dlrpredictor predict`, and removed from the scene again. Exit status: 0 when
-every case succeeded, 1 when some failed, 2 for an unusable manifest or bundle.
+every case succeeded, 1 when some failed, 2 for an unusable manifest or bundle (or --heatmap
+without --scenes: the heatmap goes only into the scenes, as with `dlrpredictor predict`).
 
 With ``--scheduler`` (or ``$DLR_SCHEDULER``; the option wins) the cases run on that Dask cluster
 as ``dlrpredictor predict --scheduler`` runs them (same rows, journal and resume): the workers
@@ -32,11 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, default=None)
     p.add_argument("--stability", action="store_true")
     p.add_argument("--scenes", type=Path, default=None)
+    p.add_argument("--heatmap", default=None, help="with --scenes: dl-signature (default) or cnn-head")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address or local:N")
     return parser
 
 
-def _predict_in_scene(scene, pred, job, stability, scenes_dir):
+def _predict_in_scene(scene, pred, job, stability, scenes_dir, *, heatmap_kind):
     """One case through the application's scene; its nodes are removed afterwards."""
     from DLRPredictorLib.inputs import images, lesion
     from DLRPredictorLib.scene import scene_io
@@ -44,7 +46,9 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir):
 
     volume = images.read_image(job["image"], spacing_mm=job.get("spacing_mm"))
     mask = lesion.read_mask(job["mask"], volume, segment=job.get("segment") or None)
-    result = pred.predict(volume, mask, job.get("clinical"), stability=stability, case=job["case_id"])
+    result = pred.predict(
+        volume, mask, job.get("clinical"), stability=stability, heatmap_kind=heatmap_kind, case=job["case_id"]
+    )
     guard = scene_io.SceneGuard(scene)
     try:
         with guard:
@@ -67,6 +71,7 @@ def main(argv):
     args = _parser().parse_args(argv)
     scheduler = scheduler_option(args.scheduler)
     try:
+        heatmap_kind = batch.scene_heatmap_kind(args.heatmap, args.scenes)
         if scheduler:
             summary = batch.predict_cohort(
                 args.manifest,
@@ -75,6 +80,7 @@ def main(argv):
                 stability=args.stability,
                 scenes_dir=args.scenes,
                 scheduler=scheduler,
+                heatmap_kind=args.heatmap,
             )
         else:
             summary = batch.predict_cohort_in_process(
@@ -83,7 +89,7 @@ def main(argv):
                 bundle_path=args.bundle,
                 stability=args.stability,
                 predict_job=lambda pred, job: _predict_in_scene(
-                    slicer.mrmlScene, pred, job, args.stability, args.scenes
+                    slicer.mrmlScene, pred, job, args.stability, args.scenes, heatmap_kind=heatmap_kind
                 ),
             )
     except DLRError as exc:
