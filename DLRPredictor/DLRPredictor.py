@@ -23,6 +23,8 @@ import vtk
 from DLRPredictorLib.module_support import (
     BUNDLE_UNUSABLE,
     CLINICAL_MISSING,
+    DEFAULT_HEATMAP_KIND,
+    HEATMAP_KINDS,
     NO_BUNDLE_FOLDER,
     NO_IMAGE,
     NO_SEGMENT,
@@ -53,7 +55,7 @@ from slicer import (
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -220,6 +222,7 @@ class DLRPredictorParameterNode:
     birads - BI-RADS category ("" = not given).
     useClinical - use the clinical values (otherwise the image-only model).
     stability - also predict on slightly eroded / dilated contours.
+    heatmapKind - the score the heatmap explains: "dl-signature" (the DL signature) or "cnn-head".
     heatmapOpacity - opacity of the Grad-CAM overlay.
     showHeatmap - show the Grad-CAM overlay in the slice views.
     featuresTable, predictionTable, heatmapVolume - output nodes (created when empty).
@@ -236,6 +239,7 @@ class DLRPredictorParameterNode:
     birads: str = ""
     useClinical: bool = True
     stability: bool = False
+    heatmapKind: Annotated[str, Choice(list(HEATMAP_KINDS))] = DEFAULT_HEATMAP_KIND
     heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     showHeatmap: bool = True
     featuresTable: vtkMRMLTableNode

@@ -13,9 +13,9 @@ need it. User-visible text stays in the module, where it is translated: this fil
 
 ``parameter_node`` arguments are the module's ``DLRPredictorParameterNode`` (a parameterNodeWrapper)
 or any object with the same attributes: the typed parameters (``inputVolume``, ``segmentationNode``,
-``segmentId``, ``bundlePath``, ``age``, ``birads``, ``useClinical``, ``stability``, ``heatmapOpacity``,
-``showHeatmap``, ``featuresTable``, ``predictionTable``, ``heatmapVolume``) and ``parameterNode``,
-the underlying vtkMRMLScriptedModuleNode.
+``segmentId``, ``bundlePath``, ``age``, ``birads``, ``useClinical``, ``stability``, ``heatmapKind``,
+``heatmapOpacity``, ``showHeatmap``, ``featuresTable``, ``predictionTable``, ``heatmapVolume``) and
+``parameterNode``, the underlying vtkMRMLScriptedModuleNode.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ from typing import Any, Protocol
 
 SAMPLE_CATEGORY = "DLR Predictor"
 SAMPLE_NAME = "DLRPredictorPhantom"
+
+# -- heatmap ------------------------------------------------------------------------------------
+
+# The scores the drawn heatmap can explain, default first: ``deep.heatmap.HEATMAP_KINDS``, spelled
+# out here because the module imports this file at load time, before the engine (numpy) is
+# imported; test_module_support checks that the two lists agree.
+HEATMAP_KINDS = ("dl-signature", "cnn-head")
+DEFAULT_HEATMAP_KIND = HEATMAP_KINDS[0]
 
 # -- clinical values -----------------------------------------------------------------------------
 
@@ -535,6 +543,8 @@ def prediction_arguments(parameter_node: Any, clinical_variables: Sequence[Any])
         "clinical": clinical or None,
         "bundle_path": parameter_node.bundlePath or None,
         "stability": parameter_node.stability,
+        # The map the module draws; empty means the default (the api refuses unknown kinds).
+        "heatmap_kind": parameter_node.heatmapKind or DEFAULT_HEATMAP_KIND,
         "heatmap_opacity": parameter_node.heatmapOpacity,
         "features_table_node": parameter_node.featuresTable,
         "prediction_table_node": parameter_node.predictionTable,

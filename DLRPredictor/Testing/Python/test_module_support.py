@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from DLRPredictorLib import module_support as ms
 from DLRPredictorLib.models.clinical_variables import ClinicalVariable
@@ -36,6 +37,7 @@ class ParameterNode:
     birads: str = ""
     useClinical: bool = True
     stability: bool = False
+    heatmapKind: str = ms.DEFAULT_HEATMAP_KIND
     heatmapOpacity: float = 0.5
     showHeatmap: bool = True
     featuresTable: Any = None
@@ -290,6 +292,18 @@ def test_prediction_arguments_match_the_api(inputs):
     assert ms.prediction_arguments(inputs, [AGE, BIRADS])["clinical"] is None
 
 
+def test_the_heatmap_kind_setting_is_the_engines(inputs):
+    """The module's choices are the engine's kinds, default first; the setting reaches the api."""
+    from DLRPredictorLib.deep.heatmap import DEFAULT_HEATMAP, HEATMAP_KINDS
+
+    assert (ms.HEATMAP_KINDS, ms.DEFAULT_HEATMAP_KIND) == (HEATMAP_KINDS, DEFAULT_HEATMAP)
+    assert ms.prediction_arguments(inputs, [])["heatmap_kind"] == "dl-signature"
+    inputs.heatmapKind = "cnn-head"
+    assert ms.prediction_arguments(inputs, [])["heatmap_kind"] == "cnn-head"
+    inputs.heatmapKind = ""  # an empty setting means the default
+    assert ms.prediction_arguments(inputs, [])["heatmap_kind"] == "dl-signature"
+
+
 def test_store_prediction_outputs(scene, inputs):
     from types import SimpleNamespace
 
@@ -316,6 +330,7 @@ def test_predict_parameter_node_on_the_phantom(scene, parameter_node, monkeypatc
     from DLRPredictorLib import api
     from DLRPredictorLib.inputs import images, lesion
     from DLRPredictorLib.scene import scene_io
+    from DLRPredictorLib.scene.heatmap import HEATMAP_KIND_ATTRIBUTE
 
     monkeypatch.setenv("DLR_CACHE", str(tmp_path))
     paths = api.phantom_sample_paths()
@@ -338,12 +353,19 @@ def test_predict_parameter_node_on_the_phantom(scene, parameter_node, monkeypatc
     outputs = (parameter_node.featuresTable, parameter_node.predictionTable, parameter_node.heatmapVolume)
     assert all(node is not None and scene.GetNodeByID(node.GetID()) is not None for node in outputs)
     assert parameter_node.heatmapVolume.GetAttribute(ms.HEATMAP_IMAGE_ATTRIBUTE) == volume_node.GetID()
+    assert parameter_node.heatmapVolume.GetAttribute(HEATMAP_KIND_ATTRIBUTE) == "dl-signature"  # the default
+    signature_map = scene_io.image_from_volume_node(parameter_node.heatmapVolume).array.copy()
     nodes_before = scene.GetNumberOfNodes()
 
+    parameter_node.heatmapKind = "cnn-head"  # the setting is honoured on the next prediction
     again = ms.predict_parameter_node(parameter_node)
     assert again.probability == pytest.approx(result.probability)
     assert scene.GetNumberOfNodes() == nodes_before, "re-running must update the same output nodes"
     assert parameter_node.heatmapVolume.GetID() == outputs[2].GetID()
+    assert parameter_node.heatmapVolume.GetAttribute(HEATMAP_KIND_ATTRIBUTE) == "cnn-head"
+    head_map = scene_io.image_from_volume_node(parameter_node.heatmapVolume).array
+    # Two gradients weigh layer4's channels: the maps (values 0..1) differ by far more than rounding.
+    assert np.abs(head_map - signature_map).max() > 0.05
 
 
 # ---------------------------------------------------------------------------------------------
