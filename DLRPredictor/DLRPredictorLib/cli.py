@@ -116,8 +116,18 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
     r.add_argument("predictions", type=Path, help="CSV with a label column and score columns")
-    r.add_argument("--label", required=True, help="label column (0/1 or the positive class name)")
-    r.add_argument("--scores", required=True, help="comma-separated score columns (probabilities)")
+    r.add_argument(
+        "--label",
+        default=None,
+        help="label column (0/1 or the positive class name; with --classes: class names, default label)",
+    )
+    r.add_argument("--scores", default=None, help="comma-separated score columns (probabilities)")
+    r.add_argument(
+        "--classes",
+        default=None,
+        help="K-class endpoint: the classes in order, e.g. fibroadenoma,idc,cyst,other (the CSV has "
+        "probability:<class> columns and class names as labels)",
+    )
     r.add_argument("--report", type=Path, required=True, help="report folder to create")
     r.add_argument("--positive", default=None, help="label value meaning positive (default 1)")
     r.add_argument(
@@ -237,8 +247,24 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"report written to {path}")
         return 0
+    if args.command == "report" and args.classes is not None:
+        from .evaluation.multiclass_csv import report_from_multiclass_csv
+
+        path = report_from_multiclass_csv(
+            args.predictions,
+            [c for c in args.classes.split(",") if c.strip()],
+            args.report,
+            args.label or "label",
+            cutoffs=_parse_cutoffs(args.cutoffs),
+            cluster_column=args.cluster_column,
+        )
+        print(f"report written to {path / 'index.html'}")
+        return 0
     if args.command == "report":
         from .evaluation import report_csv
+
+        if args.label is None or args.scores is None:
+            raise DLRError("report: give --label and --scores (or --classes for a K-class endpoint).")
         from .evaluation.bootstrap import BootstrapSettings
 
         scores = [s.strip() for s in args.scores.split(",") if s.strip()]

@@ -18,4 +18,8 @@
 - report_html: the report's index.html.
 - report_csv: report_from_predictions_csv, a report from a CSV of labels and scores.
 - summary: compact per-score summaries (flatten_score) for the manifest and the model card.
+- multiclass: metrics of a K-class endpoint (one-vs-rest AUCs, macro/micro AUC, confusion matrix,
+  per-class proportions and calibration, multinomial Brier).
+- multiclass_report, multiclass_figures: the K-class report's page, tables and figures.
+- multiclass_csv: a K-class report from a CSV of probability:<class> columns and class names.
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -317,10 +317,8 @@ def write_report(
     )
     per_group = None if groups is None else subgroups.subgroup_rows(y, scores, groups)
     all_notes = [*(notes or []), *result["notes"]]
-    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         metrics = report_tables.write_tables(result, tmp)
         payload = {
             "title": title,
@@ -338,6 +336,22 @@ def write_report(
         if per_group is not None:
             html = subgroups.add_section(html, subgroups.subgroups_html(per_group, group_column))
         (tmp / "index.html").write_text(html, encoding="utf-8")
+
+    write_staged(target, replace, write)
+    return target
+
+
+def write_staged(target: Path, replace: bool, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temporary sibling folder of ``target`` and rename it into place.
+
+    On any failure the temporary folder, and the parent folders this call created, are removed:
+    nothing half-written is left. ``replace`` comes from :func:`_check_destination`.
+    """
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
         _move_into_place(tmp, target, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -345,7 +359,6 @@ def write_report(
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
         raise
-    return target
 
 
 def _move_into_place(tmp: Path, target: Path, replace: bool) -> None:

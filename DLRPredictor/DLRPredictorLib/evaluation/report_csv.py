@@ -34,6 +34,16 @@ def _row_number(index: object) -> int:
     return int(str(index)) + 2
 
 
+def drop_error_rows(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The rows whose ``status`` column (if any) is not ``error``; the count dropped goes to ``notes``."""
+    if "status" not in df.columns:
+        return df
+    is_error = df["status"].str.lower().eq("error").fillna(False).astype(bool)
+    if is_error.any():
+        notes.append(f"{int(is_error.sum())} rows with status=error excluded.")
+    return df[~is_error]
+
+
 def _parse_labels(
     col: pd.Series,
     column: str,
@@ -221,11 +231,7 @@ def report_from_predictions_csv(
             f"Column(s) {missing} not found in {csv_path.name}; available columns: {list(df.columns)}."
         )
     notes = [f"{len(df)} rows read from {csv_path.name}."]
-    if "status" in df.columns:
-        is_error = df["status"].str.lower().eq("error").fillna(False).astype(bool)
-        if is_error.any():
-            notes.append(f"{int(is_error.sum())} rows with status=error excluded.")
-        df = df[~is_error]
+    df = drop_error_rows(df, notes)
     numeric: dict[str, pd.Series] = {}
     for c in score_columns:
         num = pd.to_numeric(df[c], errors="coerce")

@@ -48,6 +48,22 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def page_start(title: str) -> str:
+    """A report page from its doctype to its heading: the title and the style every report shares."""
+    heading = html.escape(title)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{heading}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #eee; }}
+figure {{ display: inline-block; margin: 0.5em; }}
+img {{ max-width: 600px; }}
+</style></head><body>
+<h1>{heading}</h1>"""
+
+
 def render_html(
     result: Mapping[str, Any], metrics: pd.DataFrame, title: str, notes: list[str], figures: list[str]
 ) -> str:
@@ -98,17 +114,7 @@ def render_html(
     warnings_html = "".join(f"<li>{esc(w)}</li>" for w in result.get("warnings", [])) or "<li>none</li>"
     intervals_html = _intervals_html(result, metrics)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title or "DLRPredictor evaluation")}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }}
-th {{ background: #eee; }}
-figure {{ display: inline-block; margin: 0.5em; }}
-img {{ max-width: 600px; }}
-</style></head><body>
-<h1>{esc(title or "DLRPredictor evaluation")}</h1>
+    return f"""{page_start(title or "DLRPredictor evaluation")}
 <p>Generated {generated} by DLRPredictor {esc(__version__)}. Cases: {result["n"]}
 ({result["n_positive"]} positive, {result["n_negative"]} negative; prevalence
 {_fmt(result["prevalence"])}).</p>
