@@ -115,6 +115,7 @@ def predict_nodes(
     heatmap_node: Any = None,
     progress: ProgressCallback | None = None,
     heatmap_kind: str = "dl-signature",
+    site: str | None = None,
 ) -> PredictionResult:
     """Predict the lesion drawn on a volume node and write the results into its scene.
 
@@ -132,6 +133,8 @@ def predict_nodes(
         progress: callback(fraction, message).
         heatmap_kind: the score the heatmap explains: "dl-signature" (the DL signature the
             prediction table shows, the default) or "cnn-head" (the network's own fc head).
+        site: the case's scanner or site, for a bundle that harmonises its radiomics (ComBat);
+            one the training data lacked, or None, is predicted unharmonised with a warning.
 
     Returns:
         The prediction with the output node ids.
@@ -171,7 +174,13 @@ def predict_nodes(
     mask = _lesion_mask(volume_node, segmentation_node, segment_id, labelmap_node)
     _progress(progress, 0.3, "Computing radiomics and deep features")
     res = pred.predict(
-        volume, mask, clinical, stability=stability, case=volume_node.GetName(), heatmap_kind=heatmap_kind
+        volume,
+        mask,
+        clinical,
+        stability=stability,
+        case=volume_node.GetName(),
+        heatmap_kind=heatmap_kind,
+        site=site,
     )
     _progress(progress, 0.9, "Writing tables and heatmap")
     ftable, ptable, hnode = write_outputs(
@@ -204,6 +213,7 @@ def predict_arrays(
     stability: bool = False,
     heatmap: bool = True,
     heatmap_kind: str = "dl-signature",
+    site: str | None = None,
 ) -> CasePrediction:
     """Predict from plain arrays: a 2D (rows, cols) or RGB(A) image and a same-sized mask.
 
@@ -217,6 +227,8 @@ def predict_arrays(
         stability: also predict on eroded / dilated contours.
         heatmap: compute the Grad-CAM heatmap.
         heatmap_kind: the score it explains: "dl-signature" (default) or "cnn-head".
+        site: the case's scanner or site, for a bundle that harmonises its radiomics (ComBat);
+            one the training data lacked, or None, is predicted unharmonised with a warning.
 
     Returns:
         The prediction; `heatmap` is (1, rows, cols) like the image.
@@ -235,7 +247,7 @@ def predict_arrays(
         m = m[None]
     binary = (m > 0).astype(np.uint8)
     return load_predictor(bundle_path).predict(
-        volume, binary, clinical, stability=stability, heatmap=heatmap, heatmap_kind=heatmap_kind
+        volume, binary, clinical, stability=stability, heatmap=heatmap, heatmap_kind=heatmap_kind, site=site
     )
 
 

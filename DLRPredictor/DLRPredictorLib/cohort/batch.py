@@ -159,7 +159,7 @@ def _start_run(
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--out": out, "--scenes": scenes_dir})
     refuse_unwritable_folder("--scenes", scenes_dir)  # not found out case by case
     check_results_path(out)
-    jobs = {r.case_id: job_from_cohort_row(r) for r in rows}
+    jobs = {r.case_id: job_from_cohort_row(r, pred.harmonisation_column) for r in rows}
     # Hashed in the driver, once per case (small files: about 0.1 ms a case, see FAILURES.md),
     # because the reuse decision is taken before any job is handed out.
     bundle = pred.bundle_digest

@@ -98,4 +98,6 @@ def input_digest(job: Mapping[str, Any], bundle: str, *, stability: bool) -> str
         "bundle": bundle,
         "stability": bool(stability),
     }
+    if job.get("site") is not None:  # a harmonising bundle: the site changes the prediction
+        parts["site"] = str(job["site"])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()

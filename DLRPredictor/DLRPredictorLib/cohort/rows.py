@@ -46,11 +46,13 @@ EXTRA_COLUMNS = [
 ]
 
 
-def job_from_cohort_row(row: CohortRow) -> dict[str, Any]:
+def job_from_cohort_row(row: CohortRow, site_column: str | None = None) -> dict[str, Any]:
     """A picklable job description from a row of the cohort CSV.
 
     Args:
         row: the validated row.
+        site_column: the bundle's harmonisation column (``Predictor.harmonisation_column``): the
+            row's value in it becomes the job's ``site`` (None when the cell is empty or absent).
 
     Returns:
         case_id, image, mask, segment, spacing_mm, label ("" when none) and clinical values.
@@ -63,7 +65,13 @@ def job_from_cohort_row(row: CohortRow) -> dict[str, Any]:
         "spacing_mm": row.spacing_mm,
         "label": "" if row.label is None else row.label,
         "clinical": dict(row.clinical),
+        **({"site": _site(row, site_column)} if site_column else {}),
     }
+
+
+def _site(row: CohortRow, column: str) -> str | None:
+    value = str(row.extra.get(column) or row.clinical.get(column) or "").strip()
+    return value or None
 
 
 def predict_cohort_row(
@@ -104,6 +112,7 @@ def predict_cohort_row(
         heatmap=scenes_dir is not None,
         heatmap_kind=heatmap_kind,
         case=job["case_id"],
+        site=job.get("site"),
     )
     if scenes_dir is not None:
         from ..scene.case_scene import write_case_scene

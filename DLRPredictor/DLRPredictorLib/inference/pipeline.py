@@ -25,6 +25,7 @@ from ..base.errors import BundleError, ClinicalValueError, LesionError
 from ..models import persistence
 from ..models.classifiers import proba_to_logit
 from ..models.clinical_variables import ClinicalVariable, is_missing
+from ..models.combat import ComBat, describe
 from ..models.fusion import EnsembleFusion, StackingFusion
 from ..models.nomogram import Nomogram
 from ..models.recalibration import Recalibration
@@ -94,6 +95,7 @@ class FrozenPipeline:
         cnn: dict[str, Any] | None = None,
         dlr_logit_range: tuple[float, float] | None = None,
         calibration: Recalibration | None = None,
+        harmonisation: ComBat | None = None,
     ) -> None:
         self.radiomics_parameters = radiomics_parameters
         self.radiomics_columns = radiomics_columns
@@ -110,6 +112,8 @@ class FrozenPipeline:
         self._model_columns: list[str] | None = None  # model_radiomics_columns, once
         #: Recalibration of the image-only model's probability (None: reported as the model gives it)
         self.calibration = calibration
+        #: ComBat of the radiomics by site (None: the features are used as extracted)
+        self.harmonisation = harmonisation
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -255,15 +259,27 @@ class FrozenPipeline:
         return FeatureRow(row, columns)
 
     def predict(
-        self, features: dict[str, float], deep_vector: np.ndarray | None, clinical: dict[str, Any]
+        self,
+        features: dict[str, float],
+        deep_vector: np.ndarray | None,
+        clinical: dict[str, Any],
+        site: str | None = None,
     ) -> PipelineOutput:
         """Scores of every signature and the answer of the default (or image-only) model.
+
+        ``site``: the case's value of the harmonisation column (e.g. its scanner); read only when
+        the bundle harmonises. A site the training data lacked, or none, leaves the radiomics
+        unharmonised, with a warning and a ``model_used`` that says so.
 
         Raises:
             LesionError: a feature that a signature or the distance to the training data uses is
                 NaN or infinite for this lesion.
         """
         row = self.feature_row(features, deep_vector)
+        harmonised, site_warning = "", None
+        if self.harmonisation is not None:
+            row = FeatureRow(self.harmonisation.transform(row.values, row.columns, [site])[0], row.columns)
+            harmonised, site_warning = describe(self.harmonisation, site)
         self._check_used_features(row)
         scores: dict[str, float] = {"rad": float(self.rad.predict_proba(row.values, row.columns)[0])}
         if self.dl is not None:
@@ -297,6 +313,8 @@ class FrozenPipeline:
                     f"clinical value(s) {', '.join(missing)} not given: the image-only "
                     f"{DISPLAY[image_model]} model answered"
                 )
+        if site_warning:
+            warnings.append(site_warning)
         distance = self._ood_distance(row)
         ood = bool(distance > float(self.ood.get("threshold", math.inf)))
         if ood:
@@ -304,7 +322,7 @@ class FrozenPipeline:
                 f"the lesion's features are far from the training data (distance {distance:.2f} > "
                 f"limit {float(self.ood['threshold']):.2f}): the prediction may be unreliable"
             )
-        label = DISPLAY[model] + ("" if model == "combined" else " (image only)")
+        label = DISPLAY[model] + ("" if model == "combined" else " (image only)") + harmonised
         probability, cutoff, uncalibrated = scores[model], float(self.cutoffs[model]), None
         if self.calibration is not None and self.calibration.model == model:
             uncalibrated = probability
@@ -460,6 +478,8 @@ class FrozenPipeline:
         }
         if self.calibration is not None:  # absent, not null, without one: older bundles read the same
             doc["calibration"] = self.calibration.to_spec()
+        if self.harmonisation is not None:  # absent without one, as the calibration block
+            doc["harmonisation"] = self.harmonisation.to_spec()
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]  # stubs: a key could be allow_pickle
         return {"pipeline.json": json.dumps(doc, indent=1).encode(), "pipeline.npz": buf.getvalue()}
@@ -541,4 +561,19 @@ class FrozenPipeline:
             cnn=doc.get("cnn") or {},
             dlr_logit_range=tuple(doc["dlr_logit_range"]) if doc.get("dlr_logit_range") else None,
             calibration=calibration,
+            harmonisation=_harmonisation(doc),
         )
+
+
+def _harmonisation(doc: dict[str, Any]) -> ComBat | None:
+    """The checked harmonisation block of pipeline.json, or None without one."""
+    if "harmonisation" not in doc:
+        return None
+    step = ComBat.from_spec(doc["harmonisation"])
+    unknown = sorted(set(step.features) - set(doc["radiomics_columns"]))
+    if unknown:
+        raise BundleError(
+            f"pipeline.json harmonisation block names {unknown[0]} (and {len(unknown) - 1} more), "
+            "which is not a radiomics column of the bundle; rebuild the bundle"
+        )
+    return step

@@ -113,6 +113,13 @@ class Predictor:
         return self.pipeline.signature_names
 
     @property
+    def harmonisation_column(self) -> str | None:
+        """The cohort manifest column whose value harmonises a case's radiomics (None: the bundle
+        does not harmonise)."""
+        step = self.pipeline.harmonisation
+        return step.column if step is not None else None
+
+    @property
     def signature_cutoffs(self) -> dict[str, float]:
         return self.pipeline.cutoffs
 
@@ -145,6 +152,7 @@ class Predictor:
         heatmap: bool = True,
         case: str = "",
         heatmap_kind: str = DEFAULT_HEATMAP,
+        site: str | None = None,
     ) -> CasePrediction:
         """Predict one lesion.
 
@@ -159,6 +167,9 @@ class Predictor:
             heatmap_kind: the score the heatmap explains (``deep.heatmap.HEATMAP_KINDS``):
                 "dl-signature" (the DL signature's logit, exact for a linear signature; the CNN
                 head with a warning otherwise) or "cnn-head". The provenance names the one shown.
+            site: the case's scanner or site (the value of :attr:`harmonisation_column` in a
+                cohort manifest), read only when the bundle harmonises its radiomics (ComBat); a
+                site the training data lacked, or none, is predicted unharmonised with a warning.
 
         Returns:
             The prediction.
@@ -174,9 +185,11 @@ class Predictor:
         kind = check_heatmap_kind(heatmap_kind) if heatmap else None
         lesion = self.lesion_slice(volume, mask, case)
         values = self.pipeline.check_clinical({} if clinical is None else clinical, case=case)
-        out = self._predict_lesion(lesion, values, kind, volume.shape)
+        if site is not None and not isinstance(site, str):
+            raise InputError(f"site must be text (the case's scanner or site), got {type(site).__name__}")
+        out = self._predict_lesion(lesion, values, kind, volume.shape, site)
         if stability:
-            out.stability = self._stability(lesion, values, out)
+            out.stability = self._stability(lesion, values, out, site)
         return out
 
     def _predict_lesion(
@@ -185,6 +198,7 @@ class Predictor:
         clinical: dict[str, Any],
         heatmap: str | None,
         volume_shape: tuple[int, int, int],
+        site: str | None = None,
     ) -> CasePrediction:
         from ..base.thread_limits import BLAS_ONE_THREAD
         from ..features import radiomics as rf
@@ -206,7 +220,7 @@ class Predictor:
             deep_vector, cam_volume, shown = (
                 deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
             )
-        res = self.pipeline.predict(features, deep_vector, clinical)
+        res = self.pipeline.predict(features, deep_vector, clinical, site)
         positive = res.probability >= res.cutoff
         provenance = {
             "bundle_id": self.bundle_id,
@@ -285,7 +299,7 @@ class Predictor:
         return vector, heatmap_volume(cam_slice, volume_shape, lesion.slice_index), shown
 
     def _stability(
-        self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction
+        self, lesion: LesionSlice, clinical: dict[str, Any], base: CasePrediction, site: str | None = None
     ) -> StabilityResult:
         from ..inputs import contours
         from ..inputs import lesion as lesion_mod
@@ -301,7 +315,7 @@ class Predictor:
             variant = LesionSlice(lesion.image, mask2d, lesion.spacing, lesion.slice_index, bbox)
             try:
                 rows, cols = lesion.image.shape
-                res = self._predict_lesion(variant, clinical, None, (1, int(rows), int(cols)))
+                res = self._predict_lesion(variant, clinical, None, (1, int(rows), int(cols)), site)
             except InputError:
                 continue
             names.append(f"{op} {radius} px")

@@ -13,6 +13,7 @@ import numpy as np
 from ..base.json_values import to_json_value
 from ..base.version import __version__
 from ..evaluation.summary import flatten_score
+from .combat_fit import harmonise_rows
 from .config import config_to_dict
 from .run import TrainingRun
 
@@ -48,6 +49,7 @@ def ood_reference(run: TrainingRun) -> dict[str, Any]:
     )
     cohort = run.cohort
     pairs, R = cohort.rows(cohort.plan.train, ["exact"])
+    R = harmonise_rows(sigs.get("harmoniser"), cohort, pairs, R)  # the rows the models read
     frame = cohort.frame(pairs, R, run.final_deep, sigs.get("reducer"))[cols].to_numpy(float)
     mean, std = frame.mean(axis=0), frame.std(axis=0)
     std[std == 0] = 1.0
@@ -110,6 +112,7 @@ def build_pipeline(run: TrainingRun) -> FrozenPipeline:
         cnn=cnn,
         dlr_logit_range=clin.logit_range if clin else None,
         calibration=run.recalibration,
+        harmonisation=sigs.get("harmoniser"),
     )
 
 
@@ -216,6 +219,14 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     robustness = write_robustness(run, reports)  # ICC table, leave-one-group-out AUCs
     if robustness:
         metrics["robustness"] = to_json_value(robustness)
+    if pipe.harmonisation is not None:  # the parameters themselves are in pipeline.json
+        h = pipe.harmonisation
+        metrics["harmonisation"] = {
+            "method": "combat",
+            "column": h.column,
+            "rows": h.rows,
+            "features": len(h.features),
+        }
     metrics["recalibration"] = to_json_value(
         {"model": pipe.image_only_model, **run.recalibration_selection}
         | ({"method": run.recalibration.method} if run.recalibration is not None else {})

@@ -151,6 +151,20 @@ class ClinicalConfig:
 
 
 @dataclass
+class HarmonisationConfig:
+    """The ``harmonisation`` section: ComBat of the radiomics by scanner or site (off by default).
+
+    Fitted on the training rows of each fold and of the final model (``combat_fit.py``); the
+    bundle stores the per-site parameters, and a case of a site not seen in training is predicted
+    unharmonised with a warning (``models.combat``).
+    """
+
+    method: str = "none"  # or "combat"
+    batch_column: str | None = None  # the manifest column naming each case's site, e.g. device
+    empirical_bayes: bool = True  # shrink the per-site estimates (neuroCombat's eb)
+
+
+@dataclass
 class TrainConfig:
     """Everything `dlrpredictor train` needs besides the manifest."""
 
@@ -166,6 +180,7 @@ class TrainConfig:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
+    harmonisation: HarmonisationConfig = field(default_factory=HarmonisationConfig)
     licence: str = "Trained on the user's own cohort; add the data licence here."
     citation: list[str] = field(default_factory=list)
     training_data: list[str] = field(default_factory=list)
@@ -177,6 +192,7 @@ CHOICES = {
     ("model", "fusion"): ("early", "ensemble", "stacking"),
     ("model", "stacking_inputs"): ("probability", "logit"),
     ("model", "calibration"): ("auto", "none", "platt", "isotonic"),
+    ("harmonisation", "method"): ("none", "combat"),
     ("model", "rad_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("model", "dl_classifier"): ("lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn"),
     ("cnn", "arch"): ARCHITECTURES,
@@ -317,6 +333,12 @@ def _check_robustness(config: TrainConfig) -> None:
     col = config.split.fold_column
     if col is not None and (not isinstance(col, str) or not col.strip()):
         raise ConfigError(f"config 'split.fold_column' must be a manifest column name or null, got {col!r}")
+    batch = config.harmonisation.batch_column
+    if config.harmonisation.method != "none" and (not isinstance(batch, str) or not batch.strip()):
+        raise ConfigError(
+            "config 'harmonisation.batch_column' must name the manifest column of the site (e.g. device) "
+            f"when harmonisation.method is {config.harmonisation.method!r}"
+        )
 
 
 def validate(config: TrainConfig) -> TrainConfig:

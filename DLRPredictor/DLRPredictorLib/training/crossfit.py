@@ -235,9 +235,11 @@ class CrossFitter:
 
         Returns:
             {"rad": Signature} and with deep features "reducer" (DeepFeatureReducer), "dl" and,
-            for early fusion, "dlr" (Signatures).
+            for early fusion, "dlr" (Signatures); with ``harmonisation`` "harmoniser" (the
+            ``models.combat.ComBat`` step fitted on these cases, applied to their radiomics).
         """
         from ..models.signatures import DeepFeatureReducer, Signature, early_fusion
+        from .combat_fit import fit_harmoniser, harmonise_rows
 
         cfg = self.config
         cohort = self.cohort
@@ -246,7 +248,11 @@ class CrossFitter:
         kw: dict[str, Any] = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
         rad_cols = self.rad_columns(idx)
         rad_pairs, rad_R = cohort.rows(idx, cfg.contours.for_radiomics())
+        harmoniser = fit_harmoniser(cfg, cohort, idx, self.log)
+        rad_R = harmonise_rows(harmoniser, cohort, rad_pairs, rad_R)
         out: dict[str, Any] = {"rad": Signature("Rad", rad_cols, cfg.model.rad_classifier, grid=grid, **kw)}
+        if harmoniser is not None:
+            out["harmoniser"] = harmoniser
         out["rad"].fit(
             pd.DataFrame(rad_R, columns=cohort.rad_names),
             cohort.labels[[i for i, _ in rad_pairs]],
@@ -254,6 +260,7 @@ class CrossFitter:
             selection_rows=self.selection_rows(rad_pairs),
         )
         pairs, R = cohort.rows(idx, self.variants)
+        R = harmonise_rows(harmoniser, cohort, pairs, R)
         y = cohort.labels[[i for i, _ in pairs]]
         g = cohort.groups[[i for i, _ in pairs]]
         rows = self.selection_rows(pairs)
@@ -312,7 +319,11 @@ class CrossFitter:
     def score(
         self, sigs: dict[str, Any], pairs: list[Row], R: np.ndarray, deep: DeepFeatures | None
     ) -> dict[str, np.ndarray]:
-        """Each signature's probability on these rows."""
+        """Each signature's probability on these rows (their radiomics harmonised by the fitted
+        step, when the run has one)."""
+        from .combat_fit import harmonise_rows
+
+        R = harmonise_rows(sigs.get("harmoniser"), self.cohort, pairs, R)
         frame = self.cohort.frame(pairs, R, deep, sigs.get("reducer"))
         return {k: sigs[k].predict_proba(frame) for k in ("rad", "dl", "dlr") if k in sigs}
 

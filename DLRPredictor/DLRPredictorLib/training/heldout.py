@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..base.errors import DLRError
+from .combat_fit import harmonise_rows
 from .run import TrainingRun
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -79,13 +80,17 @@ def evaluate_heldout(run: TrainingRun, pipe: FrozenPipeline, report_root: Path) 
         pairs, R = cohort.rows(test, [contour])
         if not pairs:
             continue
+        # The signatures read the radiomics harmonised as at prediction (held-out cases of a site
+        # the training split lacks stay as they are); the baseline was fitted unharmonised.
+        raw = cohort.frame(pairs, R, None, None)
+        R = harmonise_rows(run.signatures.get("harmoniser"), cohort, pairs, R)
         frame = cohort.frame(pairs, R, run.final_deep, pipe.reducer)
         scores = {"rad": pipe.rad.predict_proba(frame)}
         if pipe.dl is not None:
             scores["dl"] = pipe.dl.predict_proba(frame)
         if pipe.dlr is not None:
             scores["dlr"] = pipe.dlr.predict_proba(frame)
-        scores["baseline"] = baseline.predict_proba(frame)
+        scores["baseline"] = baseline.predict_proba(raw)
         idx = np.array([i for i, _ in pairs])
         subsets = _subsets(run, contour, idx, datasets)
         for key, sel in subsets.items():

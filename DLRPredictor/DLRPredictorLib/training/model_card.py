@@ -167,6 +167,19 @@ def recalibration_lines(manifest: dict[str, Any]) -> list[str]:
     ]
 
 
+def harmonisation_lines(manifest: dict[str, Any]) -> list[str]:
+    """The method line on ComBat harmonisation (none without it)."""
+    h = (manifest.get("metrics") or {}).get("harmonisation")
+    if not h:
+        return []
+    sites = ", ".join(f"{k} ({v} lesions)" for k, v in (h.get("rows") or {}).items())
+    return [
+        f"- Harmonisation: ComBat (neuroCombat, empirical Bayes, no covariate) of {h.get('features')} radiomics "
+        f"features by the manifest column `{h.get('column')}`, fitted inside each training fold; sites: {sites}. "
+        f"A case of another {h.get('column')}, or without one, is predicted unharmonised, with a warning."
+    ]
+
+
 def recalibration_table(rec: dict[str, Any]) -> str:
     """Markdown table of the recalibrated model's held-out calibration before and after the step."""
     lines = [
@@ -263,6 +276,7 @@ def render_model_card(
         + ", ".join(f"{k} {v:.3f}" for k, v in manifest["models"]["cutoffs"].items()),
         f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",
         *recalibration_lines(manifest),
+        *harmonisation_lines(manifest),
         "",
     ]
     if clinical is not None:
