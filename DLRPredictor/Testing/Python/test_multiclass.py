@@ -139,19 +139,16 @@ def test_bad_input_is_refused_clearly() -> None:
 
 def _write_predictions(path: Path, y: np.ndarray, p: np.ndarray) -> None:
     cols = {f"probability:{c}": np.round(p[:, j], 6) for j, c in enumerate(CLASSES)}
-    pd.DataFrame({"case_id": [f"c{i}" for i in range(y.size)], "label": np.array(CLASSES)[y], **cols}).to_csv(
-        path, index=False
-    )
+    ids = {"case_id": [f"c{i}" for i in range(y.size)], "patient": [f"pt{i // 2:04d}" for i in range(y.size)]}
+    pd.DataFrame({**ids, "label": np.array(CLASSES)[y], **cols}).to_csv(path, index=False)
 
 
 def test_report_csv_numbers_equal_sklearn(tmp_path: Path) -> None:
     y, p = _dirichlet_case(n=180, seed=11)
     _write_predictions(tmp_path / "pred.csv", y, p)
     out = tmp_path / "report"
-    assert (
-        cli.main(["report", str(tmp_path / "pred.csv"), "--classes", ",".join(CLASSES), "--report", str(out)])
-        == 0
-    )
+    args = ["report", str(tmp_path / "pred.csv"), "--classes", ",".join(CLASSES), "--report", str(out)]
+    assert cli.main([*args, "--cluster-column", "patient"]) == 0
     p6 = np.round(p, 6)  # the values the CSV holds
     onehot = label_binarize(y, classes=[0, 1, 2, 3])
     summary = pd.read_csv(out / "multiclass_summary.csv").set_index("metric")["value"]
@@ -172,7 +169,12 @@ def test_report_csv_numbers_equal_sklearn(tmp_path: Path) -> None:
     for name in ("index.html", "roc_per_class.png", "confusion_matrix.png", "calibration_per_class.png"):
         assert (out / name).stat().st_size > 0
     payload = json.loads((out / "metrics.json").read_text())
-    assert payload["classes"] == CLASSES and "c0" not in (out / "metrics.json").read_text()
+    assert payload["classes"] == CLASSES
+    assert per_class["auc_clustered_se"].notna().all()  # two cases per patient: clustered intervals
+    for written in out.iterdir():  # neither case nor patient ids are written
+        if written.suffix != ".png":
+            text = written.read_text()
+            assert "pt0001" not in text and "c17" not in text, written.name
 
 
 def test_report_csv_refuses_bad_rows_and_leaves_nothing(
