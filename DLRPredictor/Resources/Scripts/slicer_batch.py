@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _predict_in_scene(scene, pred, job, stability, scenes_dir, *, heatmap_kind):
     """One case through the application's scene; its nodes are removed afterwards."""
+    from DLRPredictorLib.base.case_ids import case_file_stem
     from DLRPredictorLib.inputs import images, lesion
     from DLRPredictorLib.scene import scene_io
     from DLRPredictorLib.scene.case_scene import write_outputs
@@ -56,7 +57,7 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir, *, heatmap_kind):
             scene_io.add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation")
             write_outputs(scene, vnode, pred, result)
             if scenes_dir is not None:
-                scene_io.save_scene(scene, Path(scenes_dir) / f"{job['case_id']}.mrb")
+                scene_io.save_scene(scene, Path(scenes_dir) / f"{case_file_stem(job['case_id'])}.mrb")
     finally:
         guard.remove_added_nodes()  # the cohort never accumulates nodes in the application
     return result

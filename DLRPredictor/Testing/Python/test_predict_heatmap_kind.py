@@ -95,7 +95,7 @@ def test_the_slicer_script_writes_the_kind_it_was_given(tmp_path, scene, one_cas
     script = _slicer_batch()
     pred = load_predictor(None)
     script._predict_in_scene(scene, pred, row, False, tmp_path, heatmap_kind="cnn-head")
-    attribute, values = _heatmap_of(tmp_path / f"{row['case_id']}.mrb")
+    attribute, values = _heatmap_of(tmp_path / f"{case_file_stem(row['case_id'])}.mrb")
     assert attribute == "cnn-head"
     # Same engine in this process as in the Dask worker; BLAS threads may differ here.
     np.testing.assert_allclose(values, _heatmap_of(runs["cnn-head"][1])[1], rtol=0, atol=1e-5)
