@@ -1,6 +1,10 @@
 """Feature selection as published radiomics studies do it, fitted on training data only.
 
 Steps, in order (each optional except the zero-variance check):
+0. optional quantile-normal transform (``transform="quantile"``): each feature mapped through its
+   training quantiles onto a standard normal (as scikit-learn's QuantileTransformer with
+   ``output_distribution="normal"``), so that heavy tails and a shifted scale on another scanner
+   move a value along the training distribution instead of far outside it;
 1. z-scoring with the training mean and standard deviation; zero-variance features are dropped;
 2. univariate filter: Welch t-test or Mann-Whitney U, keep p < alpha; when no feature passes,
    the ``fallback_k`` features with the smallest p are kept, so that selection never ends empty;
@@ -42,6 +46,11 @@ UNIVARIATE_TESTS = ("ttest", "mannwhitney", "none")
 CORRELATIONS = ("pearson", "spearman", "none")
 LASSO_KINDS = ("logistic", "linear", "none")
 LASSO_SOLVERS = ("liblinear", "saga")
+TRANSFORMS = ("none", "quantile")
+# QuantileTransformer's defaults: at most 1000 quantiles, and values within 1e-7 of either end
+# of the training range map to the normal's 1e-7 / 1 - 1e-7 quantiles (about +-5.2).
+MAX_QUANTILES = 1000
+QUANTILE_BOUND = 1e-7
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -62,6 +71,7 @@ class SelectionConfig:
         cv: number of stratified folds for the LASSO.
         max_features: cap on the selected features (largest |coef|); None for no cap.
         seed: random seed of the fold shuffling and solvers.
+        transform: "none" or "quantile" (quantile-normal transform before every statistic).
     """
 
     standardize: bool = True
@@ -76,6 +86,7 @@ class SelectionConfig:
     cv: int = 5
     max_features: int | None = 30
     seed: int = 0
+    transform: str = "none"
 
     def __post_init__(self) -> None:
         checks = (
@@ -83,6 +94,7 @@ class SelectionConfig:
             (self.correlation in CORRELATIONS, f"correlation must be one of {CORRELATIONS}"),
             (self.lasso in LASSO_KINDS, f"lasso must be one of {LASSO_KINDS}"),
             (self.lasso_solver in LASSO_SOLVERS, f"lasso_solver must be one of {LASSO_SOLVERS}"),
+            (self.transform in TRANSFORMS, f"transform must be one of {TRANSFORMS}"),
             (0.0 < self.alpha <= 1.0, "alpha must be in (0, 1]"),
             (self.fallback_k >= 1, "fallback_k must be at least 1"),
             (0.0 < self.correlation_threshold <= 1.0, "correlation_threshold must be in (0, 1]"),
@@ -301,6 +313,7 @@ class FeatureSelector:
         selected_names: the selected features, in input order.
         mean, std: training mean and standard deviation of the selected features.
         lasso_c: the C (logistic) or alpha (linear) chosen by cross-validation, or None.
+        quantiles: (selected features, q) training quantiles of the quantile transform, or empty.
     """
 
     def __init__(self, config: SelectionConfig | None = None) -> None:
@@ -313,6 +326,7 @@ class FeatureSelector:
         self.mean = np.zeros(0)
         self.std = np.ones(0)
         self.lasso_c: float | None = None
+        self.quantiles = np.zeros((0, 0))
         self._report: list[dict[str, Any]] = []
 
     @property
@@ -362,6 +376,10 @@ class FeatureSelector:
         if M.shape[0] != len(yb):
             raise InputError(f"{M.shape[0]} feature rows for {len(yb)} labels")
         n_feat = M.shape[1]
+        quantiles = np.zeros((n_feat, 0))
+        if cfg.transform == "quantile":
+            quantiles = fit_quantiles(M)
+            M = quantile_normal(M, quantiles)
         mean = M.mean(axis=0)
         std = M.std(axis=0, ddof=0)
         scale = np.maximum(np.abs(mean), 1.0)
@@ -412,6 +430,7 @@ class FeatureSelector:
         self.selected_names = [names[i] for i in idx]
         self.mean = mean[idx].copy()
         self.std = std[idx].copy()
+        self.quantiles = quantiles[idx].copy()
         self._report = [
             {
                 "feature": names[j],
@@ -475,6 +494,8 @@ class FeatureSelector:
             M = as_matrix(X, self.input_names, self.selected_names)
         else:
             M = as_matrix(X, feature_names, self.selected_names)
+        if self.config.transform == "quantile":
+            M = quantile_normal(M, self.quantiles)
         if self.config.standardize:
             return (M - self.mean) / self.std
         return M
@@ -525,6 +546,7 @@ class FeatureSelector:
             "std": [float(v) for v in self.std],
             "lasso_c": self.lasso_c,
             "report": [dict(r) for r in self._report],
+            **({"quantiles": self.quantiles.tolist()} if self.config.transform == "quantile" else {}),
         }
 
     @classmethod
@@ -544,8 +566,48 @@ class FeatureSelector:
         if not (len(sel.selected_names) == len(sel.mean) == len(sel.std)) or not sel.selected_names:
             raise ConfigError("feature selector spec is inconsistent (names, mean and std lengths differ)")
         sel.lasso_c = None if spec.get("lasso_c") is None else float(spec["lasso_c"])
+        if sel.config.transform == "quantile":
+            sel.quantiles = np.asarray(spec.get("quantiles", []), dtype=float)
+            q = sel.quantiles
+            if q.ndim != 2 or len(q) != len(sel.mean) or q.shape[1] < 2:
+                raise ConfigError(
+                    "feature selector spec is inconsistent (quantile tables and features differ)"
+                )
         sel._report = [dict(r) for r in spec.get("report", [])]
         return sel
+
+
+def fit_quantiles(M: np.ndarray) -> np.ndarray:
+    """(features, q) training quantiles at q = min(1000, rows) equally spaced levels, each row
+    made non-decreasing (as QuantileTransformer does against rounding in the percentiles)."""
+    levels = np.linspace(0.0, 100.0, min(MAX_QUANTILES, M.shape[0]))
+    return np.maximum.accumulate(np.percentile(M, levels, axis=0), axis=0).T.copy()
+
+
+def quantile_normal(M: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Map each column of ``M`` through its training ``quantiles`` onto a standard normal.
+
+    The rank is interpolated forwards and backwards and averaged (ties get their mid-rank), values
+    at or beyond the training range map to the clipped ends, as in scikit-learn's
+    QuantileTransformer; the normal quantile function is the standard library's (no scipy).
+    """
+    levels = np.linspace(0.0, 1.0, quantiles.shape[1])
+    low = QUANTILE_BOUND - np.spacing(1)
+    out = np.empty_like(M, dtype=float)
+    for j in range(M.shape[1]):
+        q, x = quantiles[j], M[:, j]
+        u = 0.5 * (np.interp(x, q, levels) - np.interp(-x, -q[::-1], -levels[::-1]))
+        u[x + QUANTILE_BOUND > q[-1]] = 1.0
+        u[x - QUANTILE_BOUND < q[0]] = 0.0
+        out[:, j] = _normal_ppf(np.clip(u, low, 1.0 - low))
+    return out
+
+
+def _normal_ppf(u: np.ndarray) -> np.ndarray:
+    from statistics import NormalDist
+
+    inv = NormalDist().inv_cdf
+    return np.array([inv(float(v)) for v in u.ravel()], dtype=float).reshape(u.shape)
 
 
 def _subset_rows(

@@ -62,8 +62,8 @@ def dl_signature_affine(reducer: DeepFeatureReducer, signature: Signature) -> Po
         column that is not a deep component (then the map would depend on other features).
     """
     selector = signature.selector
-    if selector is None or signature.estimator is None:
-        return None
+    if selector is None or signature.estimator is None or selector.config.transform != "none":
+        return None  # a quantile transform is not affine
     affine = estimator_affine(signature.estimator)
     if affine is None:
         return None

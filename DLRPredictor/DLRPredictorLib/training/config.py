@@ -122,6 +122,10 @@ class SelectionSettings:
     # Drop radiomics features whose ICC(2,1) across the Rad contour variants is below this, before
     # selection (e.g. 0.75). None: no screen (the ICC table is written either way).
     icc_min: float | None = None
+    # "quantile": each radiomics feature of the Rad signature mapped through its training quantiles
+    # onto a standard normal before selection (models.selection; docs/EXPERIMENTS.md, "A Rad
+    # signature that transfers").
+    transform: str = "none"
 
 
 @dataclass
@@ -187,8 +191,9 @@ class TrainConfig:
 
 
 CHOICES = {
-    ("selection", "test"): ("ttest", "mannwhitney"),
-    ("selection", "correlation"): ("pearson", "spearman"),
+    ("selection", "test"): ("ttest", "mannwhitney", "none"),
+    ("selection", "correlation"): ("pearson", "spearman", "none"),
+    ("selection", "transform"): ("none", "quantile"),
     ("model", "fusion"): ("early", "ensemble", "stacking"),
     ("model", "stacking_inputs"): ("probability", "logit"),
     ("model", "calibration"): ("auto", "none", "platt", "isotonic"),

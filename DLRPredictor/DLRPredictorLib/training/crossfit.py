@@ -8,6 +8,7 @@ steps on every training case give the final, shipped models.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -46,6 +47,7 @@ def selection_settings(config: TrainConfig) -> SelectionConfig:
         correlation_threshold=s.correlation_threshold,
         lasso="logistic" if s.lasso else "none",
         max_features=s.max_features,
+        transform=s.transform,
         seed=config.seed,
         cv=min(5, config.split.folds),
     )
@@ -243,14 +245,18 @@ class CrossFitter:
 
         cfg = self.config
         cohort = self.cohort
-        sel = selection_settings(cfg)
+        rad_sel = selection_settings(cfg)
+        # The feature transform is the Rad signature's: the DL signature stays affine in the
+        # pooled features (its heatmap, models.signature_linear).
+        sel = dataclasses.replace(rad_sel, transform="none")
         grid: dict[str, Any] | None = None if cfg.model.grid_search else {}
         kw: dict[str, Any] = {"selection": sel, "cv": min(5, cfg.split.folds), "seed": cfg.seed}
         rad_cols = self.rad_columns(idx)
         rad_pairs, rad_R = cohort.rows(idx, cfg.contours.for_radiomics())
         harmoniser = fit_harmoniser(cfg, cohort, idx, self.log)
         rad_R = harmonise_rows(harmoniser, cohort, rad_pairs, rad_R)
-        out: dict[str, Any] = {"rad": Signature("Rad", rad_cols, cfg.model.rad_classifier, grid=grid, **kw)}
+        rad = Signature("Rad", rad_cols, cfg.model.rad_classifier, grid=grid, **{**kw, "selection": rad_sel})
+        out: dict[str, Any] = {"rad": rad}
         if harmoniser is not None:
             out["harmoniser"] = harmoniser
         out["rad"].fit(

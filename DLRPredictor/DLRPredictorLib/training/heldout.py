@@ -33,7 +33,16 @@ def _baseline(run: TrainingRun) -> Signature:
     pairs, R = cohort.rows(cohort.plan.train, ["exact"])
     frame = pd.DataFrame(R, columns=cohort.rad_names)
     y = cohort.labels[[i for i, _ in pairs]]
-    sel = SelectionConfig(univariate="none", correlation="none", lasso="logistic", max_features=50, seed=seed)
+    # The plain radiomics baseline: quantile-normal transform, L1 logistic selection with C by CV,
+    # exact contours only (docs/EXPERIMENTS.md, "A Rad signature that transfers").
+    sel = SelectionConfig(
+        univariate="none",
+        correlation="none",
+        lasso="logistic",
+        max_features=50,
+        transform="quantile",
+        seed=seed,
+    )
     return Signature("Baseline", cols, "lr", selection=sel, grid={}, seed=seed).fit(
         frame, y, groups=cohort.groups[[i for i, _ in pairs]]
     )

@@ -17,7 +17,7 @@ NAMES = {
     "combined": "Combined nomogram",
     "clinical_only": "Clinical only (no image score)",
     "birads_only": "BI-RADS only",
-    "baseline": "Baseline: Original-image radiomics, LASSO-LR",
+    "baseline": "Baseline: Original-image radiomics, quantile-normal, LASSO-LR",
 }
 
 
