@@ -48,10 +48,15 @@ def add_crop_arguments(ap: Any, size: int) -> None:
     ap.add_argument("--margin", type=float, default=0.15, help="context on each side, x lesion box side")
 
 
-def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush) -> tuple[list, np.ndarray]:
+def load_cases(
+    variants: Sequence[str],
+    log: Callable[[str], None] = print_flush,
+    manifests: Sequence[tuple[str, Path]] = MANIFESTS,
+) -> tuple[list, np.ndarray]:
     """Read every case of the train and test manifests, with the given contour variants.
 
     Cases whose image or lesion cannot be used are reported through ``log`` and left out.
+    ``manifests`` ((split name, path) pairs) replaces the default train and test manifests.
 
     Returns:
         (list of training_data.TrainingCase, array of "train" / "test" per case).
@@ -62,7 +67,7 @@ def load_cases(variants: Sequence[str], log: Callable[[str], None] = print_flush
 
     cases = []
     split = []
-    for split_name, path in MANIFESTS:
+    for split_name, path in manifests:
         rows = manifest.read_cohort_csv(
             path,
             required=("case_id", "image", "mask", "label"),

@@ -16,6 +16,7 @@ a second run or the bundle build reuses them), and writes ``out/exp/TAG.npz`` wi
 
 Usage:
   python scripts/experiments/prepare_features.py PARAMS_YAML VARIANTS TAG [CROP_SIZE] [--jobs N]
+      [--manifest SPLIT=CSV ...]
 
 e.g. ``... DLRPredictor/Resources/Models/BreastUS-Malignancy/radiomics.yaml
 exact,ellipse,jitter,dilate2,erode2 orig 128``.
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import EXP_DIR, RADIOMICS_CACHE, load_cases, print_flush
+from common import EXP_DIR, MANIFESTS, RADIOMICS_CACHE, load_cases, print_flush
 
 CROP_MARGIN = 0.15
 
@@ -46,6 +47,13 @@ def parse_args() -> argparse.Namespace:
         "crop_size", type=int, nargs="?", default=0, help="also store lesion crops of this size (px)"
     )
     ap.add_argument("--jobs", type=int, default=2, help="radiomics worker processes (default 2)")
+    ap.add_argument(
+        "--manifest",
+        action="append",
+        metavar="SPLIT=CSV",
+        help="read these manifests instead of the combined train/test ones (repeatable), "
+        "e.g. train=out/manifests/busbra_train.csv",
+    )
     return ap.parse_args()
 
 
@@ -66,7 +74,10 @@ def main() -> None:
     from DLRPredictorLib.training import data as training_data
 
     params = radiomics_features.load_parameters(args.params)
-    cases, split = load_cases(variants)
+    manifests = MANIFESTS
+    if args.manifest:
+        manifests = tuple((m.split("=", 1)[0], Path(m.split("=", 1)[1])) for m in args.manifest)
+    cases, split = load_cases(variants, manifests=manifests)
     print_flush(f"{len(cases)} cases")
 
     start = time.time()
