@@ -11,6 +11,7 @@ and applied to its validation rows. Prints one line per (scheme, harmonisation, 
 ``out/combat.work/combat_effect.csv``.
 
 Run: .venv/bin/python scripts/experiments/combat_effect.py [--runs grouped5:none loso:combat ...]
+then .venv/bin/python scripts/experiments/combat_effect.py --compare (paired tests, no refit)
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def main() -> None:
         choices=["grouped5:none", "grouped5:combat", "loso:none", "loso:combat"],
         help="fold scheme:harmonisation pairs, run in this order",
     )
+    ap.add_argument("--compare", action="store_true", help="only the paired tests of the saved fold scores")
     args = ap.parse_args()
+    if args.compare:
+        for scheme in ("grouped5", "loso"):
+            compare(scheme)
+        return
     WORK.mkdir(parents=True, exist_ok=True)
     base = load_config(CONFIG)
     cases, labels, groups, names, rad = load_cohort()
@@ -84,7 +90,9 @@ def main() -> None:
         plan = plan_splits(labels, groups, cfg, 0, devices if scheme == "loso" else None)
         cohort = TrainingCohort(cases, labels, groups, plan, names, rad)
         started = time.time()
-        oof = CrossFitter(cfg, cohort, WORK / f"{scheme}_{method}", print_flush).out_of_fold(None)
+        folder = WORK / f"{scheme}_{method}"  # the fold scores are kept there (oof_scores.csv)
+        folder.mkdir(parents=True, exist_ok=True)
+        oof = CrossFitter(cfg, cohort, folder, print_flush).out_of_fold(None)
         exact = oof.exact
         table = subgroup_rows(oof.y[exact], {"rad": oof.scores["rad"][exact]}, devices[oof.exact_cases])
         for row in table:
@@ -95,6 +103,39 @@ def main() -> None:
                 f"({row.get('ci_low'):.3f}-{row.get('ci_high'):.3f})"
             )
         pd.DataFrame(out).to_csv(WORK / "combat_effect.csv", index=False)
+
+
+def compare(scheme: str) -> None:
+    """Paired tests of the Rad out-of-fold AUC with against without ComBat (same rows): DeLong
+    (images independent) and Obuchowski's clustered test (images of a patient together)."""
+    from DLRPredictorLib.evaluation.auc import delong_test
+    from DLRPredictorLib.evaluation.clustered_auc import pairwise_obuchowski
+
+    frames = {}
+    for method in ("none", "combat"):
+        path = WORK / f"{scheme}_{method}" / "oof_scores.csv"
+        if not path.exists():
+            print_flush(f"{scheme}: no {path}; run that configuration first")
+            return
+        oof = pd.read_csv(path)
+        frames[method] = oof[oof["variant"] == "exact"].set_index("case_id")
+    both = frames["none"].join(frames["combat"][["score_rad"]].add_suffix("_combat"), how="inner")
+    rows = cohort_csv.read_cohort_csv(
+        MANIFEST, clinical_names=None, label_values={"malignant": 1, "benign": 0}
+    )
+    patient = {r.case_id: r.patient_id or r.case_id for r in rows}
+    device = {r.case_id: str(r.extra.get(COLUMN) or r.clinical.get(COLUMN) or "") for r in rows}
+    parts = [("all", both)] + [(d, both[both.index.map(device) == d]) for d in sorted(set(device.values()))]
+    for name, part in parts:
+        y, a, b = part["label"].to_numpy(), part["score_rad_combat"].to_numpy(), part["score_rad"].to_numpy()
+        if len(set(y)) < 2:
+            continue
+        t = delong_test(y, a, b)
+        c = pairwise_obuchowski(y, {"combat": a, "none": b}, part.index.map(patient).to_numpy())[0]
+        print_flush(
+            f"{scheme} {name}: n={len(part)} combat-none {t.diff:+.3f} (DeLong se {t.se_diff:.3f}, "
+            f"p={t.p:.2f}; clustered se {c.se_diff:.3f}, p={c.p:.2f})"
+        )
 
 
 if __name__ == "__main__":
