@@ -320,3 +320,5 @@ def test_training_with_combat_writes_a_harmonising_bundle(tmp_path) -> None:
     assert unseen.model_used.endswith("radiomics not harmonised")
     assert any("site 'east' was not in the training data" in w for w in unseen.warnings)
     assert unseen.signature_scores["rad"] != pytest.approx(known.signature_scores["rad"], rel=1e-9)
+    with pytest.raises(InputError, match="site must be text"):
+        predict_cohort_row(pred, {**job, "site": 3})
