@@ -100,6 +100,7 @@ class Candidate:
 CANDIDATES = {
     # exact-contour candidates first: they fit on a fifth of the rows
     "P plain L1 baseline (exact, quantile)": Candidate("plain", ("exact",), transform="quantile"),
+    "L0 library L1 selection, exact, no transform": Candidate("library", ("exact",), PLAIN_SELECTION),
     "L library L1 selection, exact, quantile": Candidate("library", ("exact",), PLAIN_SELECTION, "quantile"),
     "C current selection, exact only": Candidate("library", ("exact",), CURRENT_SELECTION),
     "D current selection, exact, quantile": Candidate("library", ("exact",), CURRENT_SELECTION, "quantile"),
