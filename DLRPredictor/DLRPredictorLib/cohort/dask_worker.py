@@ -142,6 +142,9 @@ def predict_cases(
     if pred is None:
         raise BundleError(f"the bundle {digest[:16]} was not loaded on this worker")
     scenes = Path(scenes_dir) if scenes_dir else None
+    # As in the local pool: the results rows hold no features, so without scenes only the
+    # radiomics the model reads are computed (same prediction, 29 of the bundled model's 101).
+    pred.model_features_only = scenes is None
 
     def predict_job(p: Any, job: dict[str, Any]) -> Any:
         return predict_cohort_row(p, job, stability=stability, scenes_dir=scenes, heatmap_kind=heatmap_kind)
