@@ -104,6 +104,7 @@ def test_unseen_and_missing_sites_pass_through() -> None:
     step = fit_combat(X, sites, NAMES, "device")
     new = X[:3].copy()
     out, done = step.transform(new, NAMES, ["Philips", None, "GE"])
+    # Exact: rows of an unseen or missing site are copied through, no arithmetic touches them.
     np.testing.assert_array_equal(out[:2], new[:2])
     assert done.tolist() == [False, False, True]
     # columns the step does not know pass through; known ones are matched by name, not position
@@ -123,6 +124,7 @@ def test_fit_refuses_unusable_sites_and_skips_constant_features() -> None:
     Xc[:, 3] = 5.0  # constant: ComBat cannot scale it; it passes through
     step = fit_combat(Xc, sites, NAMES, "device")
     assert step.features == NAMES[:3]
+    # Exact: a feature the step does not harmonise is copied through unchanged.
     np.testing.assert_array_equal(step.transform(Xc, NAMES, list(sites))[0][:, 3], Xc[:, 3])
 
 

@@ -59,6 +59,9 @@ def test_predictions_from_the_features_the_model_reads_equal_the_full_ones(pred,
         pred.model_features_only = False
         full, part = results
         assert set(part.features) == set(pred.pipeline.model_radiomics_columns())
+        # Exact: pyradiomics computes each enabled feature by the same function from the same
+        # class matrix whichever other features are enabled, and every step after it is the same
+        # code on the same numbers, in the same process and thread settings.
         assert all(part.features[k] == full.features[k] for k in part.features)
         assert part.probability == full.probability
         assert part.signature_scores == full.signature_scores
