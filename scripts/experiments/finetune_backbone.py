@@ -16,7 +16,11 @@ Fold 5 has been looked at before by this project, so these are development estim
 held-out figures.
 
 Usage: python scripts/experiments/finetune_backbone.py --arch efficientnet_lite0 --size 128 \
-    --epochs 3 --seeds 3 [--data ../shared/data/BUS-BRA] [--threads 2] [--checkpoints DIR]
+    --epochs 3 --seeds 3 [--schedule onecycle] [--validate-fold 4] [--data ../shared/data/BUS-BRA]
+    [--threads 2] [--checkpoints DIR] [--crops-cache NPZ]
+
+With ``--validate-fold K`` the networks train on the folds other than 5 and K and are scored on
+fold K: a recipe choice made inside the training split, fold 5 untouched.
 
 Backs: docs/EXPERIMENTS.md, "ImageNet backbones fine-tuned with the training code".
 """
@@ -45,6 +49,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--freeze-epochs", type=int, default=0)
+    ap.add_argument("--schedule", default="cosine", choices=["cosine", "onecycle"])
+    ap.add_argument(
+        "--validate-fold", type=int, default=None,
+        help="train on the folds other than 5 and this one, score this one (fold 5 is not read)",
+    )  # fmt: skip
+    ap.add_argument("--crops-cache", type=Path, default=None, help="npz of the crops (made if absent)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "BUS-BRA")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "exp" / "finetune_backbone.json")
@@ -83,13 +93,23 @@ def main() -> None:
     from DLRPredictorLib.training.cnn_config import CnnTrainConfig
 
     t0 = time.perf_counter()
-    crops, labels, folds = load_crops(args.data, args.size, args.margin)
-    train, test = folds != 5, folds == 5
+    if args.crops_cache is not None and args.crops_cache.exists():
+        cached = np.load(args.crops_cache)
+        crops, labels, folds = cached["crops"], cached["labels"], cached["folds"]
+    else:
+        crops, labels, folds = load_crops(args.data, args.size, args.margin)
+        if args.crops_cache is not None:
+            np.savez(args.crops_cache, crops=crops, labels=labels, folds=folds)
+    if args.validate_fold is None:
+        train, test = folds != 5, folds == 5
+    else:  # a choice made inside the training split: fold 5 is neither trained on nor scored
+        train, test = (folds != 5) & (folds != args.validate_fold), folds == args.validate_fold
     took = time.perf_counter() - t0
     print(f"crops: {len(labels)} cases ({train.sum()} train, {test.sum()} test), {took:.0f} s", flush=True)
     cfg = CnnTrainConfig(
         arch=args.arch, init=args.init, input_size=args.size, epochs=args.epochs, lr=args.lr,
         val_fraction=0.0, warmup_epochs=1, freeze_epochs=args.freeze_epochs, num_threads=args.threads,
+        schedule=args.schedule,
     )  # fmt: skip
     t1 = time.perf_counter()
     log = lambda s: print(s, flush=True)  # noqa: E731

@@ -72,8 +72,15 @@ class _RunState:
 # --------------------------------------------------------------------------- schedule and randomness
 
 
-def learning_rate(config: CnnTrainConfig, epoch: int) -> float:
-    """Learning rate of a 0-based epoch (a pure function, which makes resuming exact)."""
+def learning_rate(config: CnnTrainConfig, epoch: int, fraction: float = 0.0) -> float:
+    """Learning rate of a 0-based epoch, ``fraction`` of the way through it.
+
+    A pure function of the position, which makes resuming exact. Only "onecycle" changes the
+    rate within an epoch (every optimiser step): a short fine-tuning run of a few epochs would
+    otherwise spend a whole epoch warming up and another at the cosine floor.
+    """
+    if config.schedule == "onecycle":
+        return _one_cycle(config, (epoch + fraction) / config.epochs)
     if epoch < config.warmup_epochs:
         return config.lr * (epoch + 1) / (config.warmup_epochs + 1)
     if config.schedule == "constant":
@@ -84,6 +91,25 @@ def learning_rate(config: CnnTrainConfig, epoch: int) -> float:
     t = min(1.0, (epoch - config.warmup_epochs) / span)
     floor = config.lr * config.min_lr_fraction
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _one_cycle(config: CnnTrainConfig, t: float) -> float:
+    """torch's OneCycleLR rule (cosine both ways) at progress ``t`` in [0, 1] of the whole run.
+
+    From ``lr / 25`` up to ``lr`` over the first ``ONE_CYCLE_RISE`` of the run, then down to
+    ``lr / 25 / 1e4``; ``warmup_epochs`` and ``min_lr_fraction`` do not apply.
+    """
+    start, end = config.lr / 25.0, config.lr / 25.0 / 1e4
+    t = min(max(t, 0.0), 1.0)
+    if t < ONE_CYCLE_RISE:
+        u = t / ONE_CYCLE_RISE
+        return config.lr + (start - config.lr) * 0.5 * (1.0 + math.cos(math.pi * u))
+    u = (t - ONE_CYCLE_RISE) / (1.0 - ONE_CYCLE_RISE)
+    return end + (config.lr - end) * 0.5 * (1.0 + math.cos(math.pi * u))
+
+
+#: Share of a "onecycle" run spent raising the learning rate (torch's ``pct_start`` default).
+ONE_CYCLE_RISE = 0.3
 
 
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -191,9 +217,12 @@ def _train_epoch(
         idx = order[start : start + cfg.batch_size]
         if idx.numel() < 2:  # batch norm cannot train on a single sample
             continue
+        if cfg.schedule == "onecycle":
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, epoch, start / order.numel())
         x = data[idx, variant[idx]].unsqueeze(1)
         x = augment(x, cfg, gen) if cfg.augment else resample_batch(x, cfg.input_size)
-        x = zscore_batch(x)
+        x = zscore_batch(x).contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(net(x), y[idx], weight=class_weights, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -221,6 +250,11 @@ def _stage(net: torch.nn.Module, *, frozen: bool) -> None:
         param.requires_grad_(not frozen or name.startswith("fc."))
 
 
+def _plain(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights in the standard (contiguous) memory layout."""
+    return {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+
+
 def _update_ema(ema: dict[str, torch.Tensor], net: torch.nn.Module, decay: float) -> None:
     """ema = decay * ema + (1 - decay) * weights; integer buffers (batch counts) are copied."""
     import torch
@@ -246,7 +280,7 @@ def _evaluate(
         for start in range(0, val_idx.numel(), cfg.batch_size):
             idx = val_idx[start : start + cfg.batch_size]
             x = zscore_batch(resample_batch(data[idx, 0].unsqueeze(1), cfg.input_size))
-            logits.append(net(x).double())
+            logits.append(net(x.contiguous(memory_format=torch.channels_last)).double())
     out = torch.cat(logits)
     target = y[val_idx]
     loss = float(F.cross_entropy(out, target))
@@ -321,6 +355,10 @@ def train_cnn(
             init_state = initial_state(cfg.arch, net)
         if init_state is not None:
             load_weights(net, init_state, cfg.arch, 1, 2, source="the initial CNN weights")
+        # NHWC convolutions: about 1.8x faster per step on the CPU for the depthwise networks,
+        # 1.15x for ResNet-18 (measured at 128 px, batch 32, 2 threads). Weights handed out are
+        # made contiguous again (_plain).
+        net = net.to(memory_format=torch.channels_last)
         # foreach: the multi-tensor update is about twice as fast on the CPU, same result
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -344,7 +382,7 @@ def train_cnn(
             log=log,
         )
     return TrainResult(
-        state_dict=state.best_state or {k: v.detach().clone() for k, v in net.state_dict().items()},
+        state_dict=state.best_state or _plain(net),
         best_epoch=state.best_epoch,
         best_score=float("nan") if state.best_score is None or val_np.size == 0 else float(state.best_score),
         history=state.history,
@@ -426,7 +464,7 @@ def _run_epochs(
             val_loss = val_auc = score = float("nan")
         improved = state.best_state is None or val_idx.numel() == 0 or _better(state, score, val_loss)
         if improved:
-            state.best_state = {k: v.detach().clone() for k, v in eval_net.state_dict().items()}
+            state.best_state = _plain(eval_net)
             state.best_epoch, state.best_score, state.since_best = epoch, score, 0
         else:
             state.since_best += 1

@@ -16,7 +16,7 @@ from ..inputs.crops import MIN_CROP_SIZE
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-_SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "onecycle")
 _MONITORS = ("auc", "loss")
 _BALANCES = ("loss", "sampler", "none")
 #: Where a run's weights start: "scratch" (random, or the ``init_state`` given to ``train_cnn``,
@@ -96,7 +96,10 @@ class CnnTrainConfig:
         batch_size: crops per optimiser step.
         lr: peak AdamW learning rate.
         weight_decay: AdamW decoupled weight decay.
-        schedule: "cosine" (to ``lr * min_lr_fraction``), "step" or "constant".
+        schedule: "cosine" (to ``lr * min_lr_fraction``), "step", "constant" (set per epoch) or
+            "onecycle" (torch's OneCycleLR rule set at every step: up from ``lr / 25`` over the
+            first 30 % of the run, then down to ``lr / 2.5e5``; ignores ``warmup_epochs``),
+            which suits fine-tuning runs of a few epochs.
         warmup_epochs: epochs of linear warm-up before the schedule.
         step_size: epochs between decays for the "step" schedule.
         step_gamma: decay factor for the "step" schedule.
@@ -194,7 +197,7 @@ def _cnn_checks(cfg: CnnTrainConfig) -> list[SettingCheck]:
     return [
         ("input_size", _is_int(cfg.input_size, MIN_CROP_SIZE), f"an integer >= {MIN_CROP_SIZE}"),
         *optimiser_checks(cfg),
-        ("schedule", cfg.schedule in _SCHEDULES, f"one of {_SCHEDULES}"),
+        ("schedule", cfg.schedule in SCHEDULES, f"one of {SCHEDULES}"),
         ("warmup_epochs", _is_int(cfg.warmup_epochs, 0), "an integer >= 0"),
         ("step_size", _is_int(cfg.step_size, 1), "an integer >= 1"),
         ("step_gamma", 0 < cfg.step_gamma <= 1, "in (0, 1]"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..base.errors import ConfigError
 from ..deep.backbones import ARCHITECTURES, BACKBONES, backbone
+from .cnn_config import SCHEDULES
 
 
 @dataclass
@@ -36,7 +37,8 @@ class SplitConfig:
     fold_column: str | None = None
     # A value of the manifest's `dataset` column: every case of it is held out as an external
     # cohort (never in training, selection or any fitted step) and reported on its own; the
-    # within-dataset held-out split (`test_fraction`) is drawn from the other cases.
+    # within-dataset held-out split is the test manifest's other cases when one is given (e.g. a
+    # predefined fold), else drawn from the other cases (`test_fraction`).
     external_dataset: str | None = None
 
 
@@ -86,6 +88,9 @@ class CnnConfig:
     init: str | None = None
     freeze_epochs: int = 0  # staged fine-tuning: epochs training only the classification layer
     seeds: int = 1  # > 1: a seed ensemble of networks from the same starting weights
+    # Learning-rate schedule (training.cnn_config): "cosine" per epoch after one warm-up epoch, or
+    # "onecycle" per step, which suits fine-tuning runs of a few epochs; also "step", "constant".
+    schedule: str = "cosine"
 
 
 @dataclass
@@ -315,6 +320,8 @@ def _check_init(config: TrainConfig) -> None:
         if c.init_weights and c.init_weights != c.init:
             raise ConfigError("config 'cnn.init' and 'cnn.init_weights' name different files; choose one")
         c.init_weights = c.init  # one key for the file from here on (paths, ledger, model card)
+    if c.schedule not in SCHEDULES:
+        raise ConfigError(f"config 'cnn.schedule' is {c.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     for key, low in (("freeze_epochs", 0), ("seeds", 1)):
         value = getattr(c, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -360,12 +367,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("config 'split.test_fraction' must be in [0, 0.9)")
     if config.split.folds < 2:
         raise ConfigError("config 'split.folds' must be at least 2")
-    if config.split.external_dataset is not None and (
-        not config.split.external_dataset.strip() or config.split.test_manifest
-    ):
+    if config.split.external_dataset is not None and not config.split.external_dataset.strip():
         raise ConfigError(
-            "config 'split.external_dataset' must name a value of the manifest's dataset column, "
-            "and cannot be combined with 'split.test_manifest' (choose one held-out cohort)"
+            "config 'split.external_dataset' must name a value of the manifest's dataset column"
         )
     if config.cnn.input_size < 32:
         raise ConfigError("config 'cnn.input_size' must be at least 32 pixels")

@@ -70,6 +70,7 @@ def cnn_train_config(config: TrainConfig, seed: int) -> CnnTrainConfig:
         ema_decay=c.ema_decay,
         init="imagenet" if c.init == "imagenet" else "scratch",  # other starts arrive as init_state
         freeze_epochs=c.freeze_epochs,
+        schedule=c.schedule,
     )
 
 

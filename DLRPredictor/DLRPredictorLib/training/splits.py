@@ -96,6 +96,8 @@ def plan_external(
     datasets: np.ndarray,
     config: TrainConfig,
     fold_values: np.ndarray | None = None,
+    *,
+    n_external: int = 0,
 ) -> FoldPlan:
     """:func:`plan_splits` with every case of ``split.external_dataset`` held out as an external cohort.
 
@@ -108,6 +110,9 @@ def plan_external(
         datasets: (N,) the manifest's `dataset` value of every case.
         config: ``split.external_dataset`` and what :func:`plan_splits` reads.
         fold_values: as for :func:`plan_splits`.
+        n_external: the last ``n_external`` cases come from a test manifest; those outside the
+            external dataset are the within-dataset test split (e.g. a predefined fold), in place
+            of the random ``split.test_fraction``.
 
     Returns:
         The plan; its test split is the within-dataset test cases and the external cohort.
@@ -132,9 +137,11 @@ def plan_external(
             "dataset; an external cohort must share no patient with the training data"
         )
     inner = np.flatnonzero(~external)
-    sub = plan_splits(
-        labels[inner], groups[inner], config, 0, None if fold_values is None else fold_values[inner]
-    )
+    # `inner` keeps the manifest order, so the test manifest's within-dataset cases are its tail.
+    from_test_manifest = np.arange(labels.size) >= labels.size - int(n_external)
+    n_inner_test = int(np.count_nonzero(from_test_manifest[inner]))
+    inner_values = None if fold_values is None else fold_values[inner]
+    sub = plan_splits(labels[inner], groups[inner], config, n_inner_test, inner_values)
     # fold indices point into `train`, which keeps its order: they stay valid
     test = np.sort(np.concatenate([inner[sub.test], np.flatnonzero(external)]))
     return FoldPlan(train=inner[sub.train], test=test, folds=sub.folds)

@@ -65,12 +65,10 @@ def _cohort(
     labels = np.array([c.label for c in cases])
     groups = np.array([c.patient_id for c in cases])
     if config.split.external_dataset is not None:
-        if n_external:
-            raise ConfigError(
-                "split.external_dataset and a test manifest both name the held-out cohort; choose one"
-            )
         datasets = np.array([c.dataset for c in cases])
-        plan = plan_external(labels, groups, datasets, config, fold_column_values(config, cases))
+        plan = plan_external(
+            labels, groups, datasets, config, fold_column_values(config, cases), n_external=n_external
+        )
     else:
         plan = plan_splits(labels, groups, config, n_external, fold_column_values(config, cases))
     pre = config.cnn.pretrain

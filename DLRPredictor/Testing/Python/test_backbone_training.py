@@ -86,6 +86,7 @@ def test_seed_ensembles_need_a_shared_start() -> None:
         ("cnn: {init: imagenet, arch: mobilenet_v2, pretrain: {epochs: 2}}\n", "contradicts"),
         ("cnn: {arch: efficientnet_lite0, init: imagenet, freeze_epochs: -1}\n", "freeze_epochs"),
         ("cnn: {arch: efficientnet_b7}\n", "cnn.arch"),
+        ("cnn: {schedule: linear}\n", "'cnn.schedule' is 'linear'; choose one of cosine, step, constant"),
     ],
 )
 def test_config_refuses_contradictory_starts(tmp_path: Path, text: str, match: str) -> None:

@@ -45,8 +45,18 @@ def test_an_unknown_or_overlapping_external_dataset_is_refused():
         plan_external(labels, groups, np.array(["A", "A", "B", "B", "A"]), _config(external_dataset="C"))
     with pytest.raises(InputError, match="1 patient\\(s\\) have cases in it and in another dataset"):
         plan_external(labels, groups, np.array(["A", "A", "B", "B", "B"]), _config(external_dataset="B"))
-    with pytest.raises(ConfigError, match=r"cannot be combined with 'split\.test_manifest'"):
-        validate(_config(external_dataset="B", test_manifest="test.csv"))
+    with pytest.raises(ConfigError, match=r"must name a value of the manifest's dataset column"):
+        validate(_config(external_dataset=" "))
+
+
+def test_a_test_manifest_gives_the_within_dataset_split_beside_the_external_cohort():
+    # Training manifest: A-cases 0-5 and the external B-cases 6-7; test manifest: A-cases 8-9.
+    datasets = np.array(["A"] * 6 + ["B"] * 2 + ["A"] * 2)
+    groups = np.array([f"p{i}" for i in range(10)])
+    labels = np.array([0, 1] * 5)
+    plan = plan_external(labels, groups, datasets, _config(external_dataset="B"), n_external=2)
+    assert plan.test.tolist() == [6, 7, 8, 9]  # the external cohort whole and the test manifest's cases
+    assert plan.train.tolist() == [0, 1, 2, 3, 4, 5]  # no random test split is drawn from the rest
 
 
 @pytest.fixture(scope="module")
