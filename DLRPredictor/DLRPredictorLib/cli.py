@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--report", type=Path, required=True, help="report folder to create")
     _add_statistics_arguments(e)
     e.add_argument("--group-column", default=None, help="manifest column (e.g. device): AUC per value")
+    e.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="held-out ledger (JSON lines) to record this scoring of the cohort in (a bundle's own "
+        "test set is recorded without it, beside the report)",
+    )
     _add_bundle_arguments(e, jobs=True)
 
     r = sub.add_parser("report", help="statistics report from any predictions CSV")
@@ -244,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
             cluster_column=args.cluster_column,
             reader_column=args.reader_column,
             bootstrap=BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed),
+            ledger=args.ledger,
         )
         print(f"report written to {path}")
         return 0

@@ -7,6 +7,7 @@
 - ``results_file``: the results CSV's place checked before a run, locked during it;
 - ``worker_server``: readies the fork server (bundle loaded once, GC frozen), ties workers to it;
 - ``batch``: a whole run: predict_cohort, predict_cohort_in_process, evaluate_cohort;
+- ``evaluation_ledger``: evaluate's entry in the held-out ledger of the scored test set;
 - ``dask_runner``: the same run on a Dask cluster (``--scheduler``): connect, ship the bundle, tasks;
 - ``dask_worker``: the worker side of it: the shipped bundle loaded once per worker, the case task.
 """

@@ -401,6 +401,7 @@ def evaluate_cohort(
     cluster_column: str | None = None,
     reader_column: str | None = None,
     bootstrap: BootstrapSettings | None = None,
+    ledger: Path | None = None,
 ) -> Path:
     """Predict a labelled cohort CSV and write the statistics report at the bundle's frozen cutoffs.
 
@@ -411,7 +412,8 @@ def evaluate_cohort(
     ``cluster_column`` names the cohort CSV column of patient ids (e.g. ``patient_id``) for the
     clustered statistics (ids used for grouping only, never written); ``reader_column`` the
     column of the readers' BI-RADS for the reader comparison; ``bootstrap`` the resamples and
-    seed of the bootstrap intervals.
+    seed of the bootstrap intervals; ``ledger`` the held-out ledger this evaluation is appended
+    to (``evaluation_ledger.py``: also without it when the cohort is the bundle's own test set).
 
     Returns:
         The report folder.
@@ -435,7 +437,7 @@ def evaluate_cohort(
     score_columns = ["probability", *[f"score_{s}" for s in pred.signature_names]]
     # No single cutoff for 'probability': report_csv takes each row's own from the 'cutoff' column.
     cutoffs = {f"score_{s}": c for s, c in pred.signature_cutoffs.items()}
-    return report_csv.report_from_predictions_csv(
+    path = report_csv.report_from_predictions_csv(
         predictions,
         "label",
         score_columns,
@@ -450,6 +452,10 @@ def evaluate_cohort(
         values_by_case=manifest_values,
         bootstrap=bootstrap,
     )
+    from .evaluation_ledger import record_evaluation
+
+    record_evaluation(pred, rows, predictions, report_dir, ledger, warn=_warn_on_stderr)
+    return path
 
 
 def _manifest_values(rows: list[Any], options: dict[str, str | None]) -> dict[str, dict[str, str]]:

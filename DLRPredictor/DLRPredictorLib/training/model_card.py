@@ -218,7 +218,8 @@ def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:
         )
     out += ["", "| date (UTC) | configuration | repeat | bundle | image-only AUC (exact) |", "|---|---|---|---|---|"]
     for e in ledger["entries"]:
-        exact = (e.get("aucs") or {}).get("exact") or {}
+        aucs = e.get("aucs") or {}
+        exact = aucs.get("exact") or aucs.get("evaluate") or {}  # train's, or an `evaluate` run's
         auc = exact.get("dlr", exact.get("rad"))
         out.append(
             f"| {e['date']} | `{e['config_digest'][:16]}` | {e['repeat']} | {e.get('bundle_id', '')} | {_f(auc)} |"
