@@ -199,6 +199,20 @@ def _run(args: argparse.Namespace) -> int:
 
         os.environ[TRUSTED_KEYS_ENV] = str(args.trusted_keys)  # the batch workers inherit it
     if args.command == "predict":
+        from .bundle.multi_input import is_multi_input_bundle
+
+        if is_multi_input_bundle(args.bundle):  # a multi-input manifest, one case per row
+            from .cohort.multi_input_batch import predict_multi_input_cohort
+
+            multi = predict_multi_input_cohort(
+                args.manifest,
+                args.out,
+                bundle_path=args.bundle,
+                scenes_dir=args.scenes,
+                heatmap_kind=args.heatmap,
+            )
+            print(multi.line())
+            return 0 if multi.n_error == 0 else 1
         from .cohort import batch
         from .cohort.dask_runner import scheduler_option
 
@@ -216,6 +230,13 @@ def _run(args: argparse.Namespace) -> int:
         print(summary.line())
         return 0 if summary.n_error == 0 else 1
     if args.command == "train":
+        from .training.multi_input_config import is_multi_input_config
+
+        if is_multi_input_config(args.config):  # inputs: [...] declares a multi-input bundle
+            from .training.multi_input_train import train_multi_input
+
+            train_multi_input(args.manifest, args.out, args.config, work_dir=args.work)
+            return 0
         from .training import trainer as training
 
         path = training.train_from_manifest(

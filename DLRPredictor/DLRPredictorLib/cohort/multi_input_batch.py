@@ -1,0 +1,144 @@
+"""`dlrpredictor predict` with a multi-input bundle: a multi-input manifest, one row per case.
+
+The manifest names each case's inputs (``image:NAME``, ``mask:NAME``; ``inputs.multi_input``).
+Every case is predicted from the inputs it has by the model the bundle trained for them; the
+results CSV has the one-input columns that apply (``case_id, status, error, probability,
+predicted_label, cutoff, model_used, bundle_id``), ``inputs_used``, one ``score_INPUT:signature``
+column per input and signature, ``warnings``, ``label`` and ``bundle_digest``. A failed case is an
+error row and never stops the others; the file is written atomically at the end. Cases run one
+after the other in this process (no worker pool, no journal: a rerun predicts every case again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base.errors import DLRError, InputError
+from ..deep.heatmap import DEFAULT_HEATMAP
+from ..inference.multi_input_predictor import MultiInputPredictor, load_multi_input_predictor
+from .results_file import check_results_path
+from .rows import _fmt, error_row, write_csv_atomic
+
+BASE = ["case_id", "status", "error", "probability", "predicted_label", "cutoff", "model_used", "inputs_used"]
+
+
+@dataclass
+class MultiInputSummary:
+    """What a multi-input cohort run did."""
+
+    out: Path
+    n_cases: int
+    n_error: int
+
+    def line(self) -> str:
+        """The summary line the CLI prints."""
+        ok = self.n_cases - self.n_error
+        return f"{ok} of {self.n_cases} cases predicted, {self.n_error} failed: {self.out}"
+
+
+def result_columns(pred: MultiInputPredictor) -> list[str]:
+    """The results CSV's columns for this bundle."""
+    scores = [f"score_{c}" for c in pred.score_columns()]
+    return [*BASE, "bundle_id", *scores, "warnings", "label", "bundle_digest"]
+
+
+def predict_multi_input_case(
+    pred: MultiInputPredictor,
+    row: Any,
+    *,
+    scenes_dir: Path | None = None,
+    heatmap_kind: str = DEFAULT_HEATMAP,
+) -> dict[str, Any]:
+    """One manifest row's results row (raises DLRError for the caller's error row)."""
+    from ..base.case_ids import case_file_stem
+    from ..inputs import images, lesion
+
+    arrays = {}
+    for name, r in row.inputs.items():
+        try:
+            volume = images.read_image(r.resolved_image, spacing_mm=r.spacing_mm)
+            arrays[name] = (volume, lesion.read_mask(r.resolved_mask, volume, segment=r.segment or None))
+        except DLRError as exc:
+            raise type(exc)(f"input '{name}': {exc}") from exc
+    res = pred.predict(arrays, heatmap=scenes_dir is not None, heatmap_kind=heatmap_kind, case=row.case_id)
+    if scenes_dir is not None:
+        from ..scene.multi_input_scene import write_multi_input_case_scene
+
+        write_multi_input_case_scene(
+            Path(scenes_dir) / f"{case_file_stem(row.case_id)}.mrb", arrays, pred, res
+        )
+    out = {
+        "case_id": row.case_id,
+        "status": "ok",
+        "error": "",
+        "probability": _fmt(res.probability),
+        "predicted_label": res.label,
+        "cutoff": _fmt(res.cutoff),
+        "model_used": res.model_used,
+        "inputs_used": " ".join(res.inputs_used),
+        "bundle_id": pred.bundle_id,
+        "warnings": " | ".join(res.warnings),
+        "label": row.label_raw or "",
+        "bundle_digest": pred.bundle_digest,
+    }
+    out.update({f"score_{k}": _fmt(v) for k, v in res.signature_scores.items()})
+    return out
+
+
+def predict_multi_input_cohort(
+    manifest: Path,
+    out: Path,
+    *,
+    bundle_path: Path,
+    scenes_dir: Path | None = None,
+    heatmap_kind: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> MultiInputSummary:
+    """Predict every case of a multi-input manifest into a results CSV (module notes).
+
+    Raises:
+        InputError, ManifestError, BundleError: before any case, for an unusable output path,
+            manifest or bundle (and --heatmap without --scenes).
+    """
+    from ..base.outputs import refuse_overwriting_inputs
+    from ..inputs.multi_input import read_multi_input_csv
+
+    if heatmap_kind is not None and scenes_dir is None:
+        raise InputError("--heatmap needs --scenes: only the scenes hold a heatmap")
+    out = Path(out)
+    check_results_path(out)
+    pred = load_multi_input_predictor(bundle_path)
+    labels = {pred.positive_class.lower(): 1, pred.negative_class.lower(): 0}
+    rows = read_multi_input_csv(
+        manifest,
+        pred.input_names,
+        required_inputs=pred.bundle.required_inputs,
+        label_values=labels,
+        warn=log,
+    )
+    files = [p for r in rows for x in r.inputs.values() for p in (x.resolved_image, x.resolved_mask)]
+    refuse_overwriting_inputs({"--out": out}, [manifest, *files], [])
+    results, n_error = [], 0
+    for row in rows:
+        try:
+            results.append(
+                predict_multi_input_case(
+                    pred, row, scenes_dir=scenes_dir, heatmap_kind=heatmap_kind or DEFAULT_HEATMAP
+                )
+            )
+        except DLRError as exc:
+            results.append(
+                error_row({"case_id": row.case_id, "label": row.label_raw or ""}, str(exc), pred.bundle_id)
+            )
+            n_error += 1
+        except Exception as exc:  # a bug must not stop the cohort; its row says what happened
+            message = f"internal error ({type(exc).__name__}: {exc}); please report it"
+            results.append(
+                error_row({"case_id": row.case_id, "label": row.label_raw or ""}, message, pred.bundle_id)
+            )
+            n_error += 1
+    write_csv_atomic(out, results, result_columns(pred))
+    return MultiInputSummary(out, len(rows), n_error)
