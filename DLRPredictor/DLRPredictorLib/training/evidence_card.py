@@ -119,7 +119,42 @@ def reader_lines(block: dict[str, Any], names: Mapping[str, str], image: str) ->
             f"{_improvement(r.get('nri_continuous'))} | {_improvement(r.get('idi'))} |"
         )
     sentence = reader_sentence(block, names, image)
-    return [*out, "", *([sentence, ""] if sentence else [])]
+    out += ["", *([sentence, ""] if sentence else [])]
+    decision = policy_decision_line(block, names, [m for m in (image, "combined") if m in block["scores"]])
+    return out + ([decision, ""] if decision else [])
+
+
+#: Threshold probabilities of the decision-curve sentence.
+DECISION_THRESHOLDS = (0.1, 0.2, 0.3, 0.5)
+
+
+def policy_decision_line(block: dict[str, Any], names: Mapping[str, str], models: list[str]) -> str:
+    """Net benefit of the models against the readers' policy (biopsy every BI-RADS >= 4) and
+    against biopsying every lesion, at a few threshold probabilities."""
+    comp = block.get("reader_comparison") or {}
+    policy = comp.get("policy") or {}
+    if not policy.get("threshold") or not models:
+        return ""
+    pol = dict(zip((round(t, 6) for t in policy["threshold"]), policy["net_benefit"]))
+    curves = {
+        m: {round(r["threshold"], 6): r for r in (block["scores"][m].get("decision_curve") or [])}
+        for m in models
+    }
+    parts = []
+    for t in DECISION_THRESHOLDS:
+        key = round(t, 6)
+        if key not in pol or any(key not in c for c in curves.values()):
+            continue
+        first = next(iter(curves.values()))[key]
+        models_nb = ", ".join(f"{_name(names, m)} {_f(c[key]['net_benefit'])}" for m, c in curves.items())
+        parts.append(f"{t:.2f}: {models_nb}; policy {_f(pol[key])}; biopsy all {_f(first['treat_all'])}")
+    if not parts:
+        return ""
+    where = "" if not comp.get("n_missing") else f" (the policy on the {comp['n']} images with a value)"
+    return (
+        f"Decision curve against the readers' policy '{comp['policy_name']}'{where}, net benefit by "
+        "threshold probability: " + " | ".join(parts) + "."
+    )
 
 
 def reader_sentence(block: dict[str, Any], names: Mapping[str, str], image: str) -> str:
@@ -215,3 +250,17 @@ def evidence_card_lines(entry: dict[str, Any], names: Mapping[str, str], image: 
         out += reader_lines(block, names, image)
         out += subgroup_lines(entry.get(f"{part}_subgroups"), names)
     return out
+
+
+def nomogram_calibration_lines(names: Mapping[str, str]) -> list[str]:
+    """Why the combined model (nomogram) carries no recalibration step of its own."""
+    return [
+        f"- The {_name(names, 'combined')} is not recalibrated. It is itself an unpenalised logistic "
+        "regression fitted on the out-of-fold image scores and the clinical values of the training "
+        "cases, so a logistic (Platt) step fitted to its own training probabilities is the identity "
+        "(slope 1, intercept 0, by the maximum-likelihood equations), and an isotonic step on them "
+        "would only fit their noise. A step that changes it would have to be fitted on nomogram "
+        "probabilities from a nested cross-validation of the nomogram, on the few training cases with "
+        "clinical values; that is not done. Its held-out calibration (slope, intercept, Hosmer-Lemeshow) "
+        "is in the tables; recalibrate it on local data before relying on its probabilities."
+    ]

@@ -69,7 +69,10 @@ def reader_values(cases: Sequence[TrainingCase]) -> np.ndarray | None:
 
 def group_values(run: TrainingRun, cases: Sequence[TrainingCase]) -> tuple[str, np.ndarray] | None:
     """(column, value per case) of the scanner / site grouping, or None without one."""
-    column = run.config.split.fold_column or DEVICE_COLUMN
+    return _grouping(cases, run.config.split.fold_column or DEVICE_COLUMN)
+
+
+def _grouping(cases: Sequence[TrainingCase], column: str) -> tuple[str, np.ndarray] | None:
     values = np.array([_cell(c, column.lower()) for c in cases], dtype=object)
     if not any(values.tolist()):
         return None
@@ -121,6 +124,24 @@ def _fit(names: list[str], rows: list[dict[str, float]], y: np.ndarray) -> Combi
     return CombinedModel(score_name=None).fit(None, X, y[keep], names)
 
 
+def fit_comparator_models(
+    variables: Sequence[ClinicalVariable],
+    predictors: Sequence[str],
+    cases: Sequence[TrainingCase],
+    y: np.ndarray,
+) -> Comparators:
+    """The clinical-only model (the encoded ``predictors`` of the combined model, without the image
+    score) and the BI-RADS-only model, fitted on ``cases`` (training cases: only their clinical
+    values are read) with labels ``y``."""
+    rows = [_encoded(c, variables) for c in cases]
+    birads = [v for v in variables if v.name.strip().lower() == READER_COLUMN]
+    return Comparators(
+        variables=list(variables),
+        clinical_only=_fit(list(predictors), rows, y),
+        birads_only=_fit(birads[0].encoded_names(), rows, y) if birads else None,
+    )
+
+
 def fit_comparators(run: TrainingRun) -> Comparators | None:
     """Fit the clinical-only and BI-RADS-only models on the training split (None without a
     clinical model: there is then no clinical predictor to compare with)."""
@@ -129,25 +150,23 @@ def fit_comparators(run: TrainingRun) -> Comparators | None:
         return None
     cohort = run.cohort
     train = cohort.plan.train
-    rows = [_encoded(cohort.cases[i], clin.variables) for i in train]
-    y = cohort.labels[train]
-    birads = [v for v in clin.variables if v.name.strip().lower() == READER_COLUMN]
-    return Comparators(
-        variables=list(clin.variables),
-        clinical_only=_fit(list(clin.model.names), rows, y),
-        birads_only=_fit(birads[0].encoded_names(), rows, y) if birads else None,
-    )
+    cases = [cohort.cases[i] for i in train]
+    return fit_comparator_models(clin.variables, clin.model.names, cases, cohort.labels[train])
 
 
 def evidence_kwargs(run: TrainingRun, idx: np.ndarray) -> dict[str, Any]:
     """The ``evaluate_scores`` / ``write_report`` arguments of the held-out cases ``idx``:
     clusters (patient groups), reader (BI-RADS) and, for ``write_report``, groups."""
     cases = [run.cohort.cases[i] for i in idx]
-    out: dict[str, Any] = {"clusters": run.cohort.groups[idx]}
+    return _case_kwargs(cases, run.cohort.groups[idx], run.config.split.fold_column or DEVICE_COLUMN)
+
+
+def _case_kwargs(cases: Sequence[TrainingCase], clusters: np.ndarray, column: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"clusters": clusters}
     reader = reader_values(cases)
     if reader is not None:
         out["reader"] = reader
-    grouping = group_values(run, cases)
+    grouping = _grouping(cases, column)
     if grouping is not None:
         out["group_column"], out["groups"] = grouping
     return out
@@ -196,3 +215,59 @@ def clinical_subset_block(
         y, scores, {k: v for k, v in cutoffs.items() if k in scores}, **evaluation_kwargs(kwargs)
     )
     return block, {**kwargs, "scores": scores}
+
+
+def scored_evidence_entry(
+    cases: Sequence[TrainingCase],
+    scores: dict[str, np.ndarray],
+    cutoffs: dict[str, float],
+    *,
+    group_column: str = DEVICE_COLUMN,
+    clinical_scores: dict[str, np.ndarray] | None = None,
+    bootstrap: Any = None,
+) -> dict[str, Any]:
+    """A held-out entry as ``heldout.evaluate_heldout`` makes one, from cases already scored.
+
+    For a bundle scored outside ``train`` (e.g. by ``dlrpredictor evaluate``), so that its model
+    card gets the same patient-level, reader and per-group sections (``evidence_card.py``).
+
+    Args:
+        cases: the scored cases (label, patient, clinical values incl. BI-RADS, manifest columns).
+        scores: image signature name -> score per case.
+        cutoffs: the frozen cutoffs by score name.
+        group_column: the manifest column of the per-group table (scanner / site).
+        clinical_scores: name -> score per case, NaN where absent, for the combined model and the
+            comparators (``clinical_only``, ``birads_only``): the clinical subset is the cases
+            where all of them are present.
+        bootstrap: ``evaluation.bootstrap.BootstrapSettings`` (default: the report's).
+
+    Returns:
+        {"n", "n_positive", "all", "all_subgroups"} and, with clinical scores, "n_clinical",
+        "clinical_subset", "clinical_subset_subgroups".
+    """
+    from ..evaluation import report
+
+    y = np.array([c.label for c in cases])
+    clusters = np.array([c.patient_id for c in cases], dtype=object)
+    kwargs = _case_kwargs(cases, clusters, group_column)
+    entry: dict[str, Any] = {"n": len(cases), "n_positive": int(y.sum())}
+    cut = {k: v for k, v in cutoffs.items() if k in scores}
+    entry["all"] = report.evaluate_scores(y, scores, cut, bootstrap=bootstrap, **evaluation_kwargs(kwargs))
+    entry["all_subgroups"] = subgroup_table(y, scores, kwargs)
+    if not clinical_scores:
+        return entry
+    keep = np.all([np.isfinite(np.asarray(v, dtype=float)) for v in clinical_scores.values()], axis=0)
+    sub_y = y[keep]
+    if keep.sum() < 10 or len(set(sub_y.tolist())) < 2:
+        return entry
+    sub = {k: np.asarray(v)[keep] for k, v in {**scores, **clinical_scores}.items()}
+    sub_cases = [c for c, k in zip(cases, keep) if k]
+    sub_kwargs = _case_kwargs(sub_cases, clusters[keep], group_column)
+    sub_kwargs["clinical"] = CLINICAL_ONLY if CLINICAL_ONLY in sub else None
+    cut = {k: v for k, v in cutoffs.items() if k in sub}
+    entry["n_clinical"] = int(keep.sum())
+    entry["clinical_subset"] = report.evaluate_scores(
+        sub_y, sub, cut, bootstrap=bootstrap, **evaluation_kwargs(sub_kwargs)
+    )
+    entry["clinical_subset_subgroups"] = subgroup_table(sub_y, sub, sub_kwargs)
+    return entry

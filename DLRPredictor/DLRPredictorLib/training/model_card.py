@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .evidence_card import evidence_card_lines
+from .evidence_card import evidence_card_lines, nomogram_calibration_lines
 from .robustness import robustness_card_lines
 from .run import ClinicalFit
 
@@ -278,6 +278,7 @@ def render_model_card(
         f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",
         *recalibration_lines(manifest),
         *harmonisation_lines(manifest),
+        *(nomogram_calibration_lines(NAMES) if clinical is not None else []),
         "",
     ]
     if clinical is not None:
