@@ -152,7 +152,7 @@ def _start_run(
     rows = read_cohort_csv(
         cohort_path,
         clinical_names=[v.name for v in pred.clinical_variables],
-        label_values={pred.positive_class: 1, pred.negative_class: 0},
+        **label_reading(pred),
         warn=warn or _warn_on_stderr,
     )
     out = Path(out)
@@ -391,6 +391,44 @@ def predict_cohort_in_process(
     return _finish_run(run, execute, show_progress)
 
 
+def label_reading(pred: Any) -> dict[str, Any]:
+    """How a cohort CSV's labels are read for this bundle: 0/1 by its two classes, or (K-class)
+    the class names as written, checked by the K-class report."""
+    if pred.classes is not None:
+        return {"code_labels": False}
+    return {"label_values": {pred.positive_class: 1, pred.negative_class: 0}}
+
+
+def _evaluate_multiclass(
+    pred: Any,
+    cohort_path: Path,
+    predictions: Path,
+    report_dir: Path,
+    bundle_path: Path | None,
+    *,
+    jobs: int | None,
+    options: list[str | None],
+) -> Path:
+    """``evaluate`` with a K-class bundle: predict, then the K-class report at the frozen rule."""
+    from ..base.errors import InputError
+    from ..evaluation.multiclass_csv import report_from_multiclass_csv
+
+    if any(o is not None for o in options):
+        raise InputError(
+            "--group-column, --cluster-column and --reader-column are for binary bundles; for a K-class "
+            "bundle run `dlrpredictor report PREDICTIONS.csv --classes ...` with --cluster-column"
+        )
+    predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
+    cut = pred.pipeline.class_cutoffs
+    return report_from_multiclass_csv(
+        predictions,
+        pred.classes,
+        report_dir,
+        cutoffs=None if cut is None else dict(zip(pred.classes, cut)),
+        title=f"Evaluation of {pred.bundle_id} on {Path(cohort_path).name}",
+    )
+
+
 def evaluate_cohort(
     cohort_path: Path,
     report_dir: Path,
@@ -427,9 +465,12 @@ def evaluate_cohort(
     report_dir = Path(report_dir)
     predictions = report_dir.with_name(report_dir.name + "_predictions.csv")
     # only its paths, before any work; its labels read as predict_cohort reads them
-    labels = {pred.positive_class: 1, pred.negative_class: 0}
-    rows = read_cohort_csv(cohort_path, clinical_names=None, label_values=labels)
+    rows = read_cohort_csv(cohort_path, clinical_names=None, **label_reading(pred))
     _refuse_overwriting(cohort_path, rows, pred.bundle.path, {"--report": report_dir, "--out": predictions})
+    if pred.classes is not None:
+        options = [group_column, cluster_column, reader_column]
+        out = (pred, cohort_path, predictions, report_dir, bundle_path)
+        return _evaluate_multiclass(*out, jobs=jobs, options=options)
     by_case = None if group_column is None else _group_by_case(rows, group_column)
     stats_columns = {"--cluster-column": cluster_column, "--reader-column": reader_column}
     manifest_values = _manifest_values(rows, stats_columns)

@@ -63,7 +63,8 @@ def job_from_cohort_row(row: CohortRow, site_column: str | None = None) -> dict[
         "mask": str(row.resolved_mask),
         "segment": row.segment,
         "spacing_mm": row.spacing_mm,
-        "label": "" if row.label is None else row.label,
+        # a K-class bundle's manifest labels are class names, kept as written (label_raw)
+        "label": row.label if row.label is not None else (row.label_raw or ""),
         "clinical": dict(row.clinical),
         **({"site": _site(row, site_column)} if site_column else {}),
     }
@@ -134,6 +135,9 @@ def result_columns(pred: Predictor) -> list[str]:
     base = list(BASE_COLUMNS)
     if pred.pipeline.calibration is not None:  # the model's own probability beside the recalibrated one
         base.insert(base.index("probability") + 1, "probability_uncalibrated")
+    if pred.classes is not None:  # K-class: every class's probability, as `report --classes` reads them
+        at = base.index("probability") + 1
+        base[at:at] = [f"probability:{c}" for c in pred.classes]
     return [*base, *scores, *EXTRA_COLUMNS, "label", "input_digest", "bundle_digest"]
 
 
@@ -162,6 +166,8 @@ def result_row(pred: Predictor, case_id: str, res: CasePrediction, label: Any = 
     }
     if res.probability_uncalibrated is not None:
         row["probability_uncalibrated"] = _fmt(res.probability_uncalibrated)
+    for name, p in (res.class_probabilities or {}).items():
+        row[f"probability:{name}"] = _fmt(p)
     for name in pred.signature_names:
         row[f"score_{name}"] = _fmt(res.signature_scores.get(name))
     if res.stability is not None:

@@ -61,7 +61,13 @@ class Predictor:
 
         self.bundle = bundle
         self.manifest = bundle.manifest
-        self.pipeline = pipeline.FrozenPipeline.from_bundle(bundle)
+        self.pipeline: Any
+        if "classes" in self.manifest["task"]:  # a K-class endpoint (multiclass_pipeline.py)
+            from .multiclass_pipeline import MulticlassPipeline
+
+            self.pipeline = MulticlassPipeline.from_bundle(bundle)
+        else:
+            self.pipeline = pipeline.FrozenPipeline.from_bundle(bundle)
         self._deep = None
         self._signature_affine: Any = None
         self._lock = threading.Lock()
@@ -94,15 +100,25 @@ class Predictor:
 
     @property
     def cutoff(self) -> float:
-        return float(self.manifest["cutoff"])
+        """The frozen cutoff (NaN for a K-class bundle: its rule is in ``task.decision_rule``)."""
+        return float(self.manifest.get("cutoff", "nan"))
 
     @property
     def positive_class(self) -> str:
-        return str(self.manifest["task"]["positive_class"])
+        """The positive class; a K-class bundle's classes joined by " / " (what it predicts)."""
+        classes = self.classes
+        return str(self.manifest["task"]["positive_class"]) if classes is None else " / ".join(classes)
 
     @property
     def negative_class(self) -> str:
-        return str(self.manifest["task"]["negative_class"])
+        """The negative class; empty for a K-class bundle."""
+        return str(self.manifest["task"]["negative_class"]) if self.classes is None else ""
+
+    @property
+    def classes(self) -> list[str] | None:
+        """A K-class bundle's classes in order; None for a binary bundle."""
+        classes = self.manifest["task"].get("classes")
+        return None if classes is None else [str(c) for c in classes]
 
     @property
     def clinical_variables(self) -> list[Any]:
@@ -221,7 +237,11 @@ class Predictor:
                 deep.result() if deep is not None else self._deep_features(lesion, heatmap, volume_shape)
             )
         res = self.pipeline.predict(features, deep_vector, clinical, site)
-        positive = res.probability >= res.cutoff
+        if self.classes is not None:  # K-class: the frozen rule's class; no positive class
+            positive, label = False, self.pipeline.predicted_class(res)
+        else:
+            positive = res.probability >= res.cutoff
+            label = self.positive_class if positive else self.negative_class
         provenance = {
             "bundle_id": self.bundle_id,
             "bundle_digest": self.bundle_digest,
@@ -239,7 +259,7 @@ class Predictor:
         return CasePrediction.extend(
             res,
             warnings=[*lesion.warnings, *res.warnings, *cam_warnings, *self.bundle.trust_warnings],
-            label=self.positive_class if positive else self.negative_class,
+            label=label,
             predicted_positive=bool(positive),
             provenance=provenance,
             features=features,
@@ -304,7 +324,7 @@ class Predictor:
         from ..inputs import contours
         from ..inputs import lesion as lesion_mod
 
-        names, probs = ["as drawn"], [base.probability]
+        names, probs, seen = ["as drawn"], [base.probability], {base.label}
         for op, radius in STABILITY_PERTURBATIONS:
             fn = contours.erode_mask if op == "erode" else contours.dilate_mask
             try:
@@ -319,8 +339,12 @@ class Predictor:
             except InputError:
                 continue
             names.append(f"{op} {radius} px")
+            if res.class_probabilities is not None:  # K-class: the as-drawn class's probability
+                probs.append(res.class_probabilities[base.label])
+                seen.add(res.label)
+                continue
             probs.append(res.probability)
-        labels = {p >= base.cutoff for p in probs}
+        labels = {p >= base.cutoff for p in probs} if self.classes is None else seen
         return StabilityResult(names, probs, float(max(probs) - min(probs)), len(labels) > 1)
 
 

@@ -72,6 +72,9 @@ class CasePrediction(PipelineOutput):
     heatmap: np.ndarray | None = field(default=None, repr=False)  # (k, j, i) like the image
     lesion: LesionSlice | None = field(default=None, repr=False)
     stability: StabilityResult | None = None
+    #: A K-class bundle: every class's probability in the declared order (``label`` is the frozen
+    #: rule's class, ``probability`` its probability); None for a binary bundle.
+    class_probabilities: dict[str, float] | None = None
 
 
 @dataclass

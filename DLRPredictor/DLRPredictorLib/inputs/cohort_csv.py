@@ -79,6 +79,7 @@ def read_cohort_csv(
     clinical_names: Sequence[str] | None = (),
     *,
     label_values: Mapping[str, int] | None = None,
+    code_labels: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> list[CohortRow]:
     """Read and validate a cohort manifest CSV.
@@ -93,6 +94,8 @@ def read_cohort_csv(
         label_values: accepted label texts besides "0"/"1", e.g. {"malignant": 1, "benign": 0}
             (the bundle's positive class -> 1); read by ``base.labels.code_label`` (case and
             surrounding blanks ignored, any other text refused with its row).
+        code_labels: False for a K-class endpoint: ``label`` stays None and ``label_raw`` holds
+            the class name, which the caller reads against its declared classes.
         warn: called once per unknown column with a message for the user.
 
     Returns:
@@ -125,7 +128,7 @@ def read_cohort_csv(
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             warn(f"column '{col}' is not a clinical variable of this bundle{hint}; it is ignored")
 
-    labels = label_codes(label_values)
+    labels = label_codes(label_values) if code_labels else {}
     base = path.parent
     rows: list[CohortRow] = []
     for row_number, cells in records:
@@ -169,7 +172,7 @@ def _row(
 
     label = None
     label_raw = values.get("label") or None
-    if label_raw is not None:
+    if label_raw is not None and labels:
         label = code_label(label_raw, labels)
         if label is None:
             accepted = ", ".join(f"'{k}'" for k in labels)

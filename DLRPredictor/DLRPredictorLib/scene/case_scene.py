@@ -34,9 +34,14 @@ def prediction_items(pred: Predictor, res: CasePrediction) -> list[tuple[str, st
     Returns:
         (name, value) pairs in table order.
     """
-    items: list[tuple[str, str | float]] = [
-        (f"Probability ({pred.positive_class})", res.probability),
-        ("Predicted label", res.label),
+    if res.class_probabilities is not None:  # K-class: every class, then the rule's class
+        items: list[tuple[str, str | float]] = [
+            *((f"Probability ({c})", p) for c, p in res.class_probabilities.items()),
+            ("Predicted class", res.label),
+        ]
+    else:
+        items = [(f"Probability ({pred.positive_class})", res.probability), ("Predicted label", res.label)]
+    items += [
         ("Cutoff (frozen at training)", res.cutoff),
         ("Model used", res.model_used),
     ]

@@ -51,6 +51,11 @@ def ood_reference(run: TrainingRun) -> dict[str, Any]:
     pairs, R = cohort.rows(cohort.plan.train, ["exact"])
     R = harmonise_rows(sigs.get("harmoniser"), cohort, pairs, R)  # the rows the models read
     frame = cohort.frame(pairs, R, run.final_deep, sigs.get("reducer"))[cols].to_numpy(float)
+    return ood_block(cols, frame)
+
+
+def ood_block(cols: list[str], frame: np.ndarray) -> dict[str, Any]:
+    """The distance reference of training rows ``frame`` (columns ``cols``): mean, std, threshold."""
     mean, std = frame.mean(axis=0), frame.std(axis=0)
     std[std == 0] = 1.0
     d = np.sqrt(np.mean(((frame - mean) / std) ** 2, axis=1))
@@ -300,4 +305,4 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     return path
 
 
-__all__ = ["build_pipeline", "frozen_cutoffs", "ood_reference", "write_trained_bundle"]
+__all__ = ["build_pipeline", "frozen_cutoffs", "ood_block", "ood_reference", "write_trained_bundle"]

@@ -23,6 +23,13 @@ class TaskConfig:
     # Manifest label values meaning the positive class (compared as lower-case strings).
     positive_labels: list[str] = field(default_factory=lambda: ["1", "malignant", "positive", "yes", "true"])
     negative_labels: list[str] = field(default_factory=lambda: ["0", "benign", "negative", "no", "false"])
+    # A K-class endpoint (K >= 3): the class names in order, as the manifest's label column writes
+    # them (case ignored). Empty: binary (positive_labels / negative_labels). Trained by
+    # multiclass_fit.py (radiomics signature only).
+    classes: list[str] = field(default_factory=list)
+    # The K-class bundle's frozen rule: "argmax", or "cutoffs" (per-class cutoffs chosen on
+    # out-of-fold probabilities, argmax of p_k - cutoff_k)
+    decision_rule: str = "argmax"
 
 
 @dataclass
@@ -196,6 +203,7 @@ class TrainConfig:
 
 
 CHOICES = {
+    ("task", "decision_rule"): ("argmax", "cutoffs"),
     ("selection", "test"): ("ttest", "mannwhitney", "none"),
     ("selection", "correlation"): ("pearson", "spearman", "none"),
     ("selection", "transform"): ("none", "quantile"),
@@ -353,6 +361,19 @@ def _check_robustness(config: TrainConfig) -> None:
         )
 
 
+def _check_classes(classes: list[Any]) -> None:
+    """A K-class task names at least three distinct classes (case and blanks ignored)."""
+    if not classes:
+        return
+    keys = [str(c).strip().casefold() for c in classes]
+    named = all(isinstance(c, str) and c.strip() for c in classes)
+    if len(classes) < 3 or not named or len(set(keys)) != len(keys):
+        raise ConfigError(
+            f"config 'task.classes' must list at least three distinct class names, in order (two classes: "
+            f"use positive_labels / negative_labels); got {classes!r}"
+        )
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check value ranges and choices.
 
@@ -395,6 +416,7 @@ def validate(config: TrainConfig) -> TrainConfig:
             f"({', '.join(config.contours.variants)})"
         )
     _check_robustness(config)
+    _check_classes(config.task.classes)
     if config.model.pca_components <= 0:
         raise ConfigError(
             "config 'model.pca_components' must be a variance fraction in (0,1) or a count >= 1"

@@ -211,6 +211,11 @@ def train_from_manifest(
     if sign_key is not None:
         check_signing_key(sign_key)  # a bad key is refused now, not after the training
     config = load_config(config_path)
+    classes = list(config.task.classes)  # a K-class endpoint (multiclass_fit.py) when not empty
+    if classes:
+        from .multiclass_fit import check_multiclass_config, class_label
+
+        check_multiclass_config(config)
     start = time.time()
     work = Path(work_dir) if work_dir else Path(str(out) + ".work")
     base = Path(config_path).parent if config_path else Path.cwd()  # config paths are relative to it
@@ -229,6 +234,7 @@ def train_from_manifest(
             required=("case_id", "image", "mask", "label"),
             clinical_names=clinical_names,
             label_values=label_values,
+            code_labels=not classes,  # K-class label texts are read against task.classes below
             warn=log,
         )
 
@@ -246,14 +252,15 @@ def train_from_manifest(
     n_ext = 0
     for source, rs in (("train", rows), ("test", ext_rows)):
         for r in rs:
-            if r.label is None:
+            label = class_label(r.label_raw, classes, f"manifest row {r.row_number}") if classes else r.label
+            if label is None:
                 excluded.append((r.case_id, "no label"))
                 continue
             try:
                 cases.append(
                     td.load_case(
                         r,
-                        int(r.label),
+                        int(label),
                         config.contours.variants
                         + [v for v in ("ellipse",) if v not in config.contours.variants],
                         config.image.pixel_units,
@@ -277,8 +284,14 @@ def train_from_manifest(
         "hardware": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
         "ledger": Path(ledger) if ledger is not None else work / LEDGER_NAME,
     }
-    run = _fit(config, cohort, work, log, started=start, record=record, map_fn=map_fn)
-    path = write_trained_bundle(out, run)
+    if classes:
+        from .multiclass_export import write_multiclass_bundle
+        from .multiclass_fit import fit_multiclass
+
+        path = write_multiclass_bundle(out, fit_multiclass(config, cohort, work, log, record=record))
+    else:
+        run = _fit(config, cohort, work, log, started=start, record=record, map_fn=map_fn)
+        path = write_trained_bundle(out, run)
     if sign_key is not None:
         log(f"bundle signed: {sign_bundle(path, sign_key).trust}")
     log(f"bundle written to {path} in {time.time() - start:.0f} s")

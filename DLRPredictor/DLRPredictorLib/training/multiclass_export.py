@@ -1,0 +1,244 @@
+"""A K-class training run -> held-out evaluation (once) -> verified bundle folder.
+
+The held-out split is scored once with the frozen K-class pipeline (the same numpy steps a
+prediction uses), on the exact contours and on their moment-matched ellipses, and each is written
+as the K-class report of ``evaluation.multiclass_report``; the out-of-fold probabilities of the
+training split get the same report. The scoring is recorded in the held-out ledger (``ledger.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base.json_values import to_json_value
+from ..base.version import __version__
+from ..inference.multiclass_pipeline import MulticlassPipeline
+from .bundle_export import ood_block
+from .config import config_to_dict
+from .multiclass_fit import MulticlassRun
+
+CONTOURS = ("exact", "ellipse")
+#: Summary keys of a K-class evaluation kept in the manifest (the full result is in the work folder).
+SUMMARY_KEYS = (
+    "n",
+    "macro_auc",
+    "micro_auc",
+    "micro_auc_ci_low",
+    "micro_auc_ci_high",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "balanced_accuracy",
+    "multinomial_brier",
+)
+PER_CLASS_KEYS = (
+    "n_positive",
+    "auc",
+    "auc_ci_low",
+    "auc_ci_high",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+)
+
+
+def build_multiclass_pipeline(run: MulticlassRun) -> MulticlassPipeline:
+    """The frozen K-class pipeline of a run; its distance reference from the exact training rows."""
+    cohort, sig = run.cohort, run.signature
+    _, R = cohort.rows(cohort.plan.train, ["exact"])
+    cols = [cohort.rad_names.index(c) for c in sig.columns]
+    return MulticlassPipeline(
+        radiomics_parameters=run.record["radiomics_parameters"],
+        radiomics_columns=list(cohort.rad_names),
+        signature=sig,
+        cutoffs=run.cutoffs,
+        ood=ood_block(list(sig.columns), R[:, cols]),
+        pixel_units=run.config.image.pixel_units,
+    )
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """The compact part of ``evaluation.multiclass.evaluate_multiclass`` kept in the manifest."""
+    out: dict[str, Any] = {k: result.get(k) for k in SUMMARY_KEYS}
+    out["per_class"] = {r["class"]: {k: r.get(k) for k in PER_CLASS_KEYS} for r in result["per_class"]}
+    out["confusion"] = result["confusion"]
+    return to_json_value(out)
+
+
+def evaluate_multiclass_heldout(
+    run: MulticlassRun, pipe: MulticlassPipeline, reports: Path
+) -> dict[str, dict[str, Any]]:
+    """Score the held-out split once per contour and the out-of-fold rows; write each report.
+
+    Returns:
+        ``"oof"`` and each contour with held-out cases -> the evaluation result.
+    """
+    from ..evaluation.multiclass import evaluate_multiclass
+    from ..evaluation.multiclass_report import write_multiclass_report
+
+    cohort, classes = run.cohort, run.classes
+    cut = None if run.cutoffs is None else dict(zip(classes, run.cutoffs))
+    sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+        "oof": (run.oof_y, run.oof_prob, cohort.groups[run.oof_cases])
+    }
+    for contour in CONTOURS:
+        pairs, R = cohort.rows(cohort.plan.test, [contour])
+        if pairs:
+            idx = np.array([i for i, _ in pairs])
+            sets[contour] = (
+                cohort.labels[idx].astype(int),
+                pipe.predict_matrix(R, cohort.rad_names),
+                cohort.groups[idx],
+            )
+    out = {}
+    for name, (y, prob, groups) in sets.items():
+        labels = np.array([classes[i] for i in y], dtype=object)
+        what = "out-of-fold, training split" if name == "oof" else f"held-out split, {name} contours"
+        write_multiclass_report(
+            reports / f"multiclass_{name}",
+            labels,
+            prob,
+            classes,
+            cut,
+            clusters=groups,
+            title=f"{run.config.title}: {what}",
+            notes=[f"Decision rule frozen at training: {pipe.rule}."],
+        )
+        out[name] = evaluate_multiclass(labels, prob, classes, cut, groups)
+    return out
+
+
+def _ledger(run: MulticlassRun, results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    from .ledger import append_entry, config_digest, history, test_set_digest
+
+    cohort, plan, ledger = run.cohort, run.cohort.plan, run.record.get("ledger")
+    if ledger is None or len(plan.test) == 0:
+        return None
+    digest = test_set_digest(
+        (cohort.cases[i].case_id, cohort.cases[i].variants["exact"].image) for i in plan.test
+    )
+    aucs = {c: {"macro_auc": round(float(r["macro_auc"]), 6)} for c, r in results.items() if c != "oof"}
+    append_entry(
+        Path(ledger),
+        {
+            "config_digest": config_digest(
+                config_to_dict(run.config),
+                run.record["radiomics_parameters"],
+                (cohort.cases[i].case_id for i in plan.train),
+            ),
+            "test_set_digest": digest,
+            "bundle_id": run.config.bundle_id,
+            "n_test": len(plan.test),
+            "aucs": aucs,
+        },
+    )
+    return history(Path(ledger), digest)
+
+
+def class_counts(run: MulticlassRun, idx: np.ndarray) -> dict[str, int]:
+    """Cases of each class among ``idx``."""
+    y = run.cohort.labels[idx].astype(int)
+    return {c: int((y == j).sum()) for j, c in enumerate(run.classes)}
+
+
+def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
+    """Evaluate the held-out split once, write the K-class bundle atomically and its reports.
+
+    Args:
+        out: the bundle folder (replaced only once the new bundle verifies).
+        run: the finished K-class run.
+
+    Returns:
+        The bundle folder.
+    """
+    from ..bundle.write import write_bundle
+    from .multiclass_card import render_multiclass_card
+
+    config, cohort, plan = run.config, run.cohort, run.cohort.plan
+    reports = run.work / "reports"
+    pipe = build_multiclass_pipeline(run)
+    results = evaluate_multiclass_heldout(run, pipe, reports)
+    ledger = _ledger(run, results)
+    classes = run.classes
+    rule: dict[str, Any] = {"rule": pipe.rule}
+    if run.cutoffs is not None:
+        rule["cutoffs"] = dict(zip(classes, run.cutoffs))
+        rule["chosen_by"] = "maximum out-of-fold balanced accuracy of argmax(p_k - cutoff_k)"
+    counts = {
+        "cases": len(cohort.cases),
+        "train_cases": len(plan.train),
+        "test_cases": len(plan.test),
+        "train_patients": len(set(cohort.groups[plan.train])),
+        "test_patients": len(set(cohort.groups[plan.test])),
+        "train_per_class": class_counts(run, plan.train),
+        "test_per_class": class_counts(run, plan.test),
+        "excluded": len(run.record["excluded"]),
+    }
+    metrics = {
+        "heldout": {c: summarise(r) for c, r in results.items() if c != "oof"},
+        "out_of_fold": summarise(results["oof"]),
+        "decision_rule_search": to_json_value(run.cutoff_search),
+        "signature": {"features": len(pipe.signature.columns), "c": pipe.signature.c},
+    }
+    manifest: dict[str, Any] = {
+        "id": config.bundle_id,
+        "version": __version__,
+        "title": config.title,
+        "task": {
+            "name": config.task.name,
+            "description": config.task.description,
+            "classes": classes,
+            "decision_rule": rule,
+        },
+        "inputs": {
+            "image": {
+                "modality": "US",
+                "dimensions": 2,
+                "notes": "B-mode; 3D volumes use the slice with the largest lesion area",
+            },
+            "clinical_variables": [],
+        },
+        "files": {},
+        "training": {
+            "datasets": list(config.training_data) or [run.record["manifest_name"]],
+            "split": {
+                "method": "patient-level",
+                "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
+                "folds": config.split.folds,
+                "seed": config.seed,
+            },
+            "counts": counts,
+        },
+        "models": {"default": "rad", "image_only": "rad", "signatures": ["rad"], "kind": "multiclass"},
+        "metrics": metrics,
+        "licence": config.licence,
+        "citation": list(config.citation) or ["DLRPredictor (this software)"],
+        "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
+        "not a diagnosis and not for use without a radiologist's reading.",
+        "extra": {
+            "command": run.record["command"],
+            "hardware": run.record["hardware"],
+            "radiomics_parameters": "radiomics.yaml",
+            "elapsed_s": round(run.elapsed_s, 1),
+            "training_config": to_json_value(config_to_dict(config)),
+            "excluded_cases": len(run.record["excluded"]),
+        },
+    }
+    if ledger is not None:
+        manifest["heldout_ledger"] = to_json_value(ledger)
+    files: dict[str, bytes] = {
+        "radiomics.yaml": Path(run.record["radiomics_parameters_path"]).read_bytes(),
+        **pipe.to_files(),
+        "model_card.md": render_multiclass_card(manifest, pipe, results).encode(),
+    }
+    path = write_bundle(out, manifest, files)
+    (reports / "multiclass_full.json").write_text(json.dumps(to_json_value(results), indent=1))
+    return path
+
+
+__all__ = ["build_multiclass_pipeline", "evaluate_multiclass_heldout", "summarise", "write_multiclass_bundle"]

@@ -1,0 +1,322 @@
+"""K-class endpoints end to end: `dlrpredictor train` with task.classes, the bundle, prediction, report.
+
+- A three-class bundle (BUS-BRA histology: fibroadenoma, invasive ductal carcinoma, and every
+  other histology grouped as "other") is trained through the CLI on a small patient sample of real
+  images (radiomics of the Original image only, so that it takes seconds), and verified on load.
+- Each held-out case is predicted through the predict path (images read, radiomics extracted, the
+  numpy pipeline): the class probabilities sum to 1 and the predicted class is their argmax.
+- The K-class report of those predictions (`dlrpredictor report --classes` on the results CSV) and
+  the trainer's held-out report are checked against scikit-learn computed from the predictions:
+  roc_auc_score (per class one-vs-rest, multi_class="ovr" macro, micro on label_binarize),
+  confusion_matrix, accuracy_score, balanced_accuracy_score, brier_score_loss per class, and the
+  multinomial Brier by its definition.
+- The numpy decision rule equals the evaluation's, a spec round trip predicts identically, the
+  cutoff search never loses balanced accuracy, and the predict path imports no scikit-learn.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from DLRPredictorLib.base.errors import ConfigError, ManifestError
+
+CLASSES = ["fibroadenoma", "invasive ductal carcinoma", "other"]
+PATIENTS_PER_CLASS = 12  # about 20 images per class (most patients have two views)
+
+CONFIG = """
+bundle_id: histology-3class-test
+title: BUS-BRA histology, three classes (test)
+seed: 0
+task:
+  name: histology
+  description: Fibroadenoma vs invasive ductal carcinoma vs other histology
+  classes: [fibroadenoma, invasive ductal carcinoma, other]
+  decision_rule: argmax
+split: {test_fraction: 0.3, folds: 3}
+cnn: {enabled: false}
+contours: {variants: [exact]}
+selection: {max_features: 6}
+radiomics_parameters: original_only.yaml
+"""
+
+
+def _histology_manifest(root: Path, out: Path) -> Path:
+    """A manifest of the first PATIENTS_PER_CLASS patients of each class (all their images)."""
+    with open(root / "BUS-BRA" / "bus_data.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    group = {h: h for h in CLASSES[:2]}
+    chosen: dict[str, list[str]] = {c: [] for c in CLASSES}
+    lines = []
+    for r in rows:
+        cls = group.get(r["Histology"], "other")
+        patient = r["Case"]
+        if patient not in chosen[cls]:
+            if len(chosen[cls]) == PATIENTS_PER_CLASS:
+                continue
+            chosen[cls].append(patient)
+        image = root / "BUS-BRA" / "Images" / f"{r['ID']}.png"
+        mask = root / "BUS-BRA" / "Masks" / f"mask_{r['ID'][4:]}.png"
+        lines.append({"case_id": r["ID"], "image": image, "mask": mask, "label": cls, "patient_id": patient})
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
+    """The three-class bundle trained through `dlrpredictor train`, and its files."""
+    from conftest import original_only_parameters
+    from DLRPredictorLib import cli
+
+    tmp = tmp_path_factory.mktemp("multiclass")
+    manifest = _histology_manifest(shared_data, tmp / "histology.csv")
+    (tmp / "original_only.yaml").write_text(original_only_parameters())
+    (tmp / "c.yaml").write_text(CONFIG)
+    rc = cli.main(
+        [
+            "train",
+            str(manifest),
+            "--config",
+            str(tmp / "c.yaml"),
+            "--out",
+            str(tmp / "b"),
+            "--work",
+            str(tmp / "w"),
+        ]
+    )
+    assert rc == 0
+    return {"tmp": tmp, "manifest": manifest, "bundle": tmp / "b", "work": tmp / "w"}
+
+
+def test_the_bundle_declares_its_classes_and_rule(trained: dict[str, Path]) -> None:
+    from DLRPredictorLib.inference.predictor import load_predictor
+
+    pred = load_predictor(trained["bundle"])  # verified: schema, checksums, pipeline vs manifest
+    manifest = pred.manifest
+    assert manifest["task"]["classes"] == CLASSES
+    assert manifest["task"]["decision_rule"] == {"rule": "argmax"}
+    assert "cutoff" not in manifest and "positive_class" not in manifest["task"]
+    assert pred.classes == CLASSES and pred.signature_names == []
+    assert np.isnan(pred.cutoff) and pred.positive_class == " / ".join(CLASSES)
+    card = (trained["bundle"] / "model_card.md").read_text(encoding="utf-8")
+    assert "No nomogram is offered" in card and "one-vs-rest" in card and "multinomial" in card
+    files = sorted(p.name for p in trained["bundle"].iterdir())
+    assert not any(n.endswith((".npz", ".safetensors", ".pkl")) for n in files)  # plain JSON steps only
+
+
+def test_predictions_and_report_match_an_independent_computation(trained: dict[str, Path]) -> None:
+    """Predict the held-out cases through the predict path; the report's every metric against sklearn."""
+    from DLRPredictorLib import cli
+    from DLRPredictorLib.cohort.batch import predict_cohort_in_process
+
+    tmp, work = trained["tmp"], trained["work"]
+    full = json.loads((work / "reports" / "multiclass_full.json").read_text())
+    with open(trained["manifest"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    # the held-out split's cases, as the trainer's held-out report lists them by count per class
+    manifest = json.loads((trained["bundle"] / "manifest.json").read_text())
+    counts = manifest["training"]["counts"]
+    assert sum(counts["test_per_class"].values()) == full["exact"]["n"] == counts["test_cases"]
+    # predict every case of the manifest; the held-out ones are those the report counted
+    results = tmp / "results.csv"
+    predict_cohort_in_process(trained["manifest"], results, trained["bundle"], show_progress=False)
+    with open(results, newline="") as f:
+        out = list(csv.DictReader(f))
+    assert [r["case_id"] for r in out] == [r["case_id"] for r in rows]
+    assert all(r["status"] == "ok" for r in out), [r["error"] for r in out if r["status"] != "ok"]
+    P = np.array([[float(r[f"probability:{c}"]) for c in CLASSES] for r in out])
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert [r["predicted_label"] for r in out] == [CLASSES[i] for i in P.argmax(axis=1)]
+    np.testing.assert_array_equal([float(r["probability"]) for r in out], P.max(axis=1))
+    assert all(r["label"] == x["label"] for r, x in zip(out, rows, strict=True))
+
+    # the CLI report of the whole results CSV against sklearn
+    rc = cli.main(["report", str(results), "--classes", ",".join(CLASSES), "--report", str(tmp / "rep")])
+    assert rc == 0
+    y = np.array([CLASSES.index(r["label"]) for r in rows])
+    _check_against_sklearn(tmp / "rep", y, P)
+
+    # the trainer's held-out report: the same predictions (cached radiomics of the same images)
+    pred_by_id = {r["case_id"]: p for r, p in zip(out, P, strict=True)}
+    test_ids = _heldout_ids(trained)
+    Pt = np.array([pred_by_id[i] for i in test_ids])
+    yt = np.array([CLASSES.index(next(r["label"] for r in rows if r["case_id"] == i)) for i in test_ids])
+    _check_against_sklearn(work / "reports" / "multiclass_exact", yt, Pt)
+
+
+def _heldout_ids(trained: dict[str, Path]) -> list[str]:
+    """The held-out case ids, from the bundle's recorded split (same seed, same plan)."""
+    from DLRPredictorLib.training.config import load_config
+    from DLRPredictorLib.training.splits import plan_splits
+
+    with open(trained["manifest"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = np.array([CLASSES.index(r["label"]) for r in rows])
+    groups = np.array([r["patient_id"] for r in rows])
+    plan = plan_splits(labels, groups, load_config(trained["tmp"] / "c.yaml"))
+    return [rows[i]["case_id"] for i in plan.test]
+
+
+def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray) -> None:
+    """Every metric of a K-class report folder (JSON and CSV tables) against scikit-learn or the
+    definition (1e-9 for AUCs: DeLong's and sklearn's trapezoid are two computations of one number)."""
+    import pandas as pd
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        confusion_matrix,
+        roc_auc_score,
+    )
+    from sklearn.preprocessing import label_binarize
+
+    rep = json.loads((folder / "metrics.json").read_text())
+    assert rep["classes"] == CLASSES and rep["n"] == len(y)
+    pred = P.argmax(axis=1)
+    cm = confusion_matrix(y, pred, labels=[0, 1, 2])
+    np.testing.assert_array_equal(rep["confusion"], cm)
+    table = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
+    np.testing.assert_array_equal(table.to_numpy(), cm)
+    assert list(table.columns) == CLASSES
+    per_class = pd.read_csv(folder / "multiclass_metrics.csv")
+    summary = pd.read_csv(folder / "multiclass_summary.csv").set_index("metric")["value"]
+    assert summary["macro_auc"] == pytest.approx(roc_auc_score(y, P, multi_class="ovr"), abs=1e-9)
+    assert rep["macro_auc"] == pytest.approx(
+        roc_auc_score(y, P, multi_class="ovr", average="macro"), abs=1e-9
+    )
+    assert rep["micro_auc"] == pytest.approx(
+        roc_auc_score(label_binarize(y, classes=[0, 1, 2]), P, average="micro"), abs=1e-9
+    )
+    assert rep["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
+    assert rep["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred), abs=1e-12)
+    onehot = np.eye(3)[y]
+    assert rep["multinomial_brier"] == pytest.approx(np.mean(np.sum((P - onehot) ** 2, axis=1)), abs=1e-12)
+    for k, row in enumerate(rep["per_class"]):
+        yk = (y == k).astype(int)
+        assert row["class"] == CLASSES[k]
+        assert row["auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=1e-9)
+        assert per_class.loc[k, "auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=1e-9)
+        assert per_class.loc[k, "brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=1e-12)
+        tp = int(((pred == k) & (yk == 1)).sum())
+        assert row["sensitivity"] == pytest.approx(tp / yk.sum(), abs=1e-12)
+        tn = int(((pred != k) & (yk == 0)).sum())
+        assert row["specificity"] == pytest.approx(tn / (len(yk) - yk.sum()), abs=1e-12)
+        assert row["calibration"]["brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=1e-12)
+
+
+def test_the_predict_path_imports_no_sklearn(trained: dict[str, Path]) -> None:
+    """A fresh interpreter loads the K-class bundle and predicts a case without sklearn, torch, scipy."""
+    from conftest import run_python_probe
+
+    with open(trained["manifest"], newline="") as f:
+        first = next(csv.DictReader(f))
+    code = (
+        "import json, sys\n"
+        "from DLRPredictorLib.inference.predictor import load_predictor\n"
+        "from DLRPredictorLib.inputs import images, lesion\n"
+        "pred = load_predictor(sys.argv[1])\n"
+        "vol = images.read_image(sys.argv[2])\n"
+        "res = pred.predict(vol, lesion.read_mask(sys.argv[3], vol), heatmap=False)\n"
+        "heavy = sorted(m for m in ('sklearn', 'torch', 'scipy', 'pandas') if m in sys.modules)\n"
+        "total = sum(res.class_probabilities.values())\n"
+        "print(json.dumps({'heavy': heavy, 'sum': total, 'label': res.label}))\n"
+    )
+    out = run_python_probe(code, str(trained["bundle"]), first["image"], first["mask"], timeout=120)
+    assert out["heavy"] == []
+    assert out["sum"] == pytest.approx(1.0, abs=1e-12) and out["label"] in CLASSES
+
+
+def test_decision_rule_and_spec_round_trip() -> None:
+    """numpy rule == evaluation's rule; a spec round trip predicts bit-identically (same code path)."""
+    from DLRPredictorLib.evaluation.multiclass import decide as evaluation_decide
+    from DLRPredictorLib.models.multiclass_signature import MulticlassSignature, decide
+    from DLRPredictorLib.training.multiclass_fit import balanced_accuracy, choose_cutoffs
+
+    rng = np.random.default_rng(3)
+    P = rng.dirichlet(np.ones(4), size=300)
+    cut = rng.uniform(-0.2, 0.2, size=4)
+    np.testing.assert_array_equal(decide(P), evaluation_decide(P))
+    np.testing.assert_array_equal(decide(P, cut), evaluation_decide(P, list(cut)))
+
+    sig = MulticlassSignature(
+        classes=["a", "b", "c"],
+        columns=["x", "y"],
+        mean=np.array([1.0, -2.0]),
+        std=np.array([2.0, 0.5]),
+        coef=rng.normal(size=(3, 2)),
+        intercept=rng.normal(size=3),
+    )
+    X = rng.normal(size=(20, 2))
+    again = MulticlassSignature.from_spec(json.loads(json.dumps(sig.to_spec())))
+    np.testing.assert_array_equal(again.predict_proba(X), sig.predict_proba(X))
+    np.testing.assert_allclose(sig.predict_proba(X).sum(axis=1), 1.0, atol=1e-12)
+    with pytest.raises(ConfigError):
+        MulticlassSignature.from_spec({**sig.to_spec(), "coef": [[1.0, 2.0]]})
+
+    # A model that under-calls class 2: per-class cutoffs recover balanced accuracy out of fold.
+    y = rng.integers(0, 3, size=600)
+    logits = np.eye(3)[y] * 2.0 + rng.normal(size=(600, 3))
+    logits[:, 2] -= 1.5
+    Q = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    cuts, ba = choose_cutoffs(y, Q)
+    assert cuts[0] == 0.0
+    assert ba == pytest.approx(balanced_accuracy(y, decide(Q, cuts), 3), abs=1e-12)
+    assert ba > balanced_accuracy(y, decide(Q), 3) + 0.02
+
+
+def test_config_and_manifest_errors(tmp_path: Path) -> None:
+    """Two classes, a CNN or clinical variables with task.classes, an undeclared label: refused clearly."""
+    from DLRPredictorLib.training.config import load_config
+    from DLRPredictorLib.training.multiclass_fit import check_multiclass_config, class_label
+
+    (tmp_path / "two.yaml").write_text("task: {classes: [a, b]}\n")
+    with pytest.raises(ConfigError, match="at least three distinct"):
+        load_config(tmp_path / "two.yaml")
+    (tmp_path / "dup.yaml").write_text("task: {classes: [a, B, b]}\n")
+    with pytest.raises(ConfigError, match="at least three distinct"):
+        load_config(tmp_path / "dup.yaml")
+    (tmp_path / "rule.yaml").write_text("task: {classes: [a, b, c], decision_rule: vote}\n")
+    with pytest.raises(ConfigError, match="decision_rule"):
+        load_config(tmp_path / "rule.yaml")
+    (tmp_path / "cnn.yaml").write_text("task: {classes: [a, b, c]}\n")
+    with pytest.raises(ConfigError, match=r"cnn\.enabled: false"):
+        check_multiclass_config(load_config(tmp_path / "cnn.yaml"))
+    (tmp_path / "clin.yaml").write_text(
+        "task: {classes: [a, b, c]}\ncnn: {enabled: false}\n"
+        "clinical: {variables: [{name: age, type: numeric}]}\n"
+    )
+    with pytest.raises(ConfigError, match="no nomogram"):
+        check_multiclass_config(load_config(tmp_path / "clin.yaml"))
+    assert class_label(" B ", ["a", "b", "c"], "row 2") == 1
+    assert class_label("", ["a", "b", "c"], "row 2") is None
+    with pytest.raises(ManifestError, match="label 'd' is not one of the declared classes"):
+        class_label("d", ["a", "b", "c"], "row 2")
+
+
+def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> None:
+    """api.predict_nodes with a K-class bundle: the prediction table holds each class's probability,
+    equal to the array API's for the same image, and the predicted class."""
+    from DLRPredictorLib import api
+    from DLRPredictorLib.inputs import images, lesion
+    from DLRPredictorLib.scene import scene_io
+
+    with open(trained["manifest"], newline="") as f:
+        first = next(csv.DictReader(f))
+    volume = images.read_image(first["image"])
+    mask = lesion.read_mask(first["mask"], volume)
+    node = scene_io.add_volume_node(scene, volume, "Image")
+    seg, segment_id = scene_io.add_segmentation_from_mask(scene, mask, node, "Lesion segmentation", "Lesion")
+    res = api.predict_nodes(node, seg, segment_id, bundle_path=trained["bundle"])
+    ref = api.predict_arrays(volume.array[0], mask[0], bundle_path=trained["bundle"], heatmap=False)
+    assert res.class_probabilities == pytest.approx(ref.class_probabilities, abs=1e-12)
+    items = dict(scene_io.read_key_value_table(scene.GetNodeByID(res.prediction_table_node_id)))
+    # Exact: the table holds this result's own numbers as repr() text.
+    assert {c: float(items[f"Probability ({c})"]) for c in CLASSES} == res.class_probabilities
+    assert items["Predicted class"] == res.label == max(CLASSES, key=lambda c: res.class_probabilities[c])
+    assert res.heatmap_node_id is None  # a K-class bundle has no network, so no heatmap
