@@ -30,7 +30,7 @@ from typing import Any
 #: it refused. Rebuilding the shipped bundle on purpose: update this pin and
 #: Testing/Python/data/pinned_predictions.json (scripts/pin_predictions.py) in the same commit.
 SHIPPED_BUNDLE_DIGESTS: dict[str, str] = {
-    "BreastUS-Malignancy": "1f6ac58b1e7c55c1eda5df6821bc45284579aaf1b84aae29cb876dd0693c001c",
+    "BreastUS-Malignancy": "df479db4da9291bafb77b0c35580af55223b05fbcae1af3caddffc8aaeec6629",
 }
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
