@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..base.errors import DLRError, InputError
+from ..base.errors import DLRError
 from ..deep.heatmap import DEFAULT_HEATMAP
 from ..inference.multi_input_predictor import MultiInputPredictor, load_multi_input_predictor
+from .batch import scene_heatmap_kind
 from .results_file import check_results_path
 from .rows import _fmt, error_row, write_csv_atomic
 
+#: Writes one case's scene: (path, {input: (image, mask)}, predictor, prediction).
+SceneWriter = Callable[[Path, Any, MultiInputPredictor, Any], Any]
 BASE = ["case_id", "status", "error", "probability", "predicted_label", "cutoff", "model_used", "inputs_used"]
 
 
@@ -51,8 +54,14 @@ def predict_multi_input_case(
     *,
     scenes_dir: Path | None = None,
     heatmap_kind: str = DEFAULT_HEATMAP,
+    write_scene: SceneWriter | None = None,
 ) -> dict[str, Any]:
-    """One manifest row's results row (raises DLRError for the caller's error row)."""
+    """One manifest row's results row (raises DLRError for the caller's error row).
+
+    ``write_scene(path, inputs, pred, result)`` writes the case's .mrb when ``scenes_dir`` is given
+    (default ``scene.multi_input_scene.write_multi_input_case_scene``, a scene of its own; the
+    Slicer batch script passes one that uses the application's scene).
+    """
     from ..base.case_ids import case_file_stem
     from ..inputs import images, lesion
 
@@ -67,9 +76,8 @@ def predict_multi_input_case(
     if scenes_dir is not None:
         from ..scene.multi_input_scene import write_multi_input_case_scene
 
-        write_multi_input_case_scene(
-            Path(scenes_dir) / f"{case_file_stem(row.case_id)}.mrb", arrays, pred, res
-        )
+        writer = write_scene or write_multi_input_case_scene
+        writer(Path(scenes_dir) / f"{case_file_stem(row.case_id)}.mrb", arrays, pred, res)
     out = {
         "case_id": row.case_id,
         "status": "ok",
@@ -96,6 +104,7 @@ def predict_multi_input_cohort(
     scenes_dir: Path | None = None,
     heatmap_kind: str | None = None,
     log: Callable[[str], None] | None = None,
+    write_scene: SceneWriter | None = None,
 ) -> MultiInputSummary:
     """Predict every case of a multi-input manifest into a results CSV (module notes).
 
@@ -106,8 +115,7 @@ def predict_multi_input_cohort(
     from ..base.outputs import refuse_overwriting_inputs
     from ..inputs.multi_input import read_multi_input_csv
 
-    if heatmap_kind is not None and scenes_dir is None:
-        raise InputError("--heatmap needs --scenes: only the scenes hold a heatmap")
+    kind = scene_heatmap_kind(heatmap_kind, scenes_dir)  # refused without --scenes, as one-input runs
     out = Path(out)
     check_results_path(out)
     pred = load_multi_input_predictor(bundle_path)
@@ -126,7 +134,7 @@ def predict_multi_input_cohort(
         try:
             results.append(
                 predict_multi_input_case(
-                    pred, row, scenes_dir=scenes_dir, heatmap_kind=heatmap_kind or DEFAULT_HEATMAP
+                    pred, row, scenes_dir=scenes_dir, heatmap_kind=kind, write_scene=write_scene
                 )
             )
         except DLRError as exc:

@@ -63,17 +63,55 @@ def _predict_in_scene(scene, pred, job, stability, scenes_dir, *, heatmap_kind):
     return result
 
 
+def _multi_input_scene_writer(scene):
+    """Writes a multi-input case's .mrb through the application's scene: every input's image and
+    segmentation, its heatmap on its own grid, the prediction table; the nodes are removed again."""
+
+    def write(path, inputs, pred, result):
+        from DLRPredictorLib.scene import scene_io
+        from DLRPredictorLib.scene.multi_input_scene import write_multi_input_outputs
+
+        guard = scene_io.SceneGuard(scene)
+        try:
+            with guard:
+                nodes = {}
+                for name, (volume, mask) in inputs.items():
+                    nodes[name] = scene_io.add_volume_node(scene, volume, f"Image {name}")
+                    scene_io.add_segmentation_from_mask(
+                        scene, mask, nodes[name], f"Lesion segmentation {name}"
+                    )
+                write_multi_input_outputs(scene, nodes, pred, result)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                scene_io.save_scene(scene, path)
+        finally:
+            guard.remove_added_nodes()
+        return path
+
+    return write
+
+
 def main(argv):
     import slicer
     from DLRPredictorLib.base.errors import DLRError
+    from DLRPredictorLib.bundle.multi_input import is_multi_input_bundle
     from DLRPredictorLib.cohort import batch
     from DLRPredictorLib.cohort.dask_runner import scheduler_option
+    from DLRPredictorLib.cohort.multi_input_batch import predict_multi_input_cohort
 
     args = _parser().parse_args(argv)
     scheduler = scheduler_option(args.scheduler)
     try:
         heatmap_kind = batch.scene_heatmap_kind(args.heatmap, args.scenes)
-        if scheduler:
+        if is_multi_input_bundle(args.bundle):  # a multi-input manifest, one case per row, in process
+            summary = predict_multi_input_cohort(
+                args.manifest,
+                args.out,
+                bundle_path=args.bundle,
+                scenes_dir=args.scenes,
+                heatmap_kind=args.heatmap,
+                write_scene=_multi_input_scene_writer(slicer.mrmlScene),
+            )
+        elif scheduler:
             summary = batch.predict_cohort(
                 args.manifest,
                 args.out,

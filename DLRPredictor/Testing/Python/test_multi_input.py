@@ -290,3 +290,87 @@ def test_multi_input_prediction_imports_no_training_library(two_view, shared_dat
     facts = run_python_probe(_PROBE, str(bundle), json.dumps(files), json.dumps(FORBIDDEN), timeout=300)
     assert facts["model_used"].startswith("US_l + US_r")
     assert facts["loaded"] == []
+
+
+def test_module_parameter_node_holds_one_pair_per_input(two_view, shared_data, scene):
+    from DLRPredictorLib import multi_input_module as mm
+    from DLRPredictorLib.base.errors import InputError
+    from DLRPredictorLib.scene import scene_io
+    from DLRPredictorLib.scene.tables import read_key_value_table
+    from test_module_support import ParameterNode
+
+    bundle, unseen, _ = two_view
+    patient = list(unseen.values())[2]
+    node = ParameterNode(
+        scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "DLRPredictor"), bundlePath=str(bundle)
+    )
+    names, required = ["US_l", "US_r"], ["US_l"]
+    volumes = {}
+    for first, (name, view) in zip((True, False), (("US_l", "l"), ("US_r", "r")), strict=True):
+        volume, mask = _load(shared_data, patient[view])
+        volumes[name] = scene_io.add_volume_node(scene, volume, f"view {view}")
+        segmentation, segment = scene_io.add_segmentation_from_mask(
+            scene, mask, volumes[name], f"lesion {view}"
+        )
+        mm.set_input_pair(node, name, volumes[name], segmentation, segment, first=first)
+    assert mm.multi_input_problems(node, names, required) == []
+    assert list(mm.input_pairs(node, names)) == names
+
+    result = mm.predict_multi_input_parameter_node(node)
+    table = dict(read_key_value_table(node.predictionTable))
+    assert table["Model used"] == result.model_used and result.model_used.startswith("US_l + US_r")
+    assert {f"Score US_r:{s}" for s in ("rad", "dl")} <= set(table)
+    for name in names:  # each heatmap on its own input's grid
+        heat = mm.output_node(node, name, "heatmap")
+        image = volumes[name]
+        assert heat.GetImageData().GetDimensions() == image.GetImageData().GetDimensions()
+        assert heat.GetSpacing() == image.GetSpacing() and heat.GetOrigin() == image.GetOrigin()
+        assert mm.output_node(node, name, "features").GetNumberOfRows() > 0
+    assert node.heatmapVolume is mm.output_node(node, "US_l", "heatmap")
+
+    mm.set_input_pair(node, "US_l", None, None, first=True)
+    assert any("US_l is required" in p for p in mm.multi_input_problems(node, names, required))
+    with pytest.raises(InputError, match="US_l is required"):
+        mm.predict_multi_input_parameter_node(node)
+
+
+def test_slicer_batch_script_writes_multi_input_scenes_through_the_given_scene(
+    two_view, shared_data, tmp_path, scene
+):
+    import importlib.util
+
+    from DLRPredictorLib.cohort.multi_input_batch import predict_multi_input_cohort
+    from DLRPredictorLib.scene import scene_io
+
+    script_path = Path(__file__).resolve().parents[2] / "Resources" / "Scripts" / "slicer_batch.py"
+    spec = importlib.util.spec_from_file_location("slicer_batch_multi_input", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    bundle, unseen, _ = two_view
+    patient = list(unseen.values())[3]
+    manifest = tmp_path / "cases.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerow(["case_1", "", *_files(shared_data, patient["l"]), *_files(shared_data, patient["r"])])
+    summary = predict_multi_input_cohort(
+        manifest,
+        tmp_path / "results.csv",
+        bundle_path=bundle,
+        scenes_dir=tmp_path / "scenes",
+        heatmap_kind="cnn-head",
+        write_scene=script._multi_input_scene_writer(scene),
+    )
+    assert (summary.n_cases, summary.n_error) == (1, 0)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # the cohort leaves no nodes
+    saved = scene_io.load_scene(tmp_path / "scenes" / "case_1.mrb")
+    try:
+        kinds = [
+            saved.GetNodesByName(f"DLRPredictor Grad-CAM {n}")
+            .GetItemAsObject(0)
+            .GetAttribute("DLRPredictor.HeatmapKind")
+            for n in ("US_l", "US_r")
+        ]
+        assert kinds == ["cnn-head", "cnn-head"]
+    finally:
+        saved.Clear(1)
