@@ -4,7 +4,8 @@ Usage::
 
     .venv/bin/dlrpredictor evaluate TEST.csv --report R --bundle B --ledger LEDGER.jsonl
     .venv/bin/python scripts/card_evidence.py --bundle B --test TEST.csv --train TRAIN.csv \
-        --predictions R_predictions.csv --ledger LEDGER.jsonl --card NEW_CARD.md
+        --predictions R_predictions.csv --ledger LEDGER.jsonl --card NEW_CARD.md \
+        --calibration-note "TEXT"
     .venv/bin/python scripts/amend_model_card.py B NEW_CARD.md
 
 For a bundle built before `train` wrote these sections (the shipped one): the held-out cases are
@@ -149,10 +150,10 @@ def _drop_section(text: str, title: str) -> str:
     return text[:start] + (text[end + 1 :] if end >= 0 else "")
 
 
-def _insert_before(text: str, heading: str, block: list[str]) -> str:
-    at = text.find(heading + "\n")
-    if at < 0:
-        raise SystemExit(f"the card has no '{heading}' section to insert before")
+def _insert_before(text: str, headings: tuple[str, ...], block: list[str]) -> str:
+    """``block`` inserted before the first of ``headings`` the card has (at its end without one)."""
+    found = [text.find(h + "\n") for h in headings if text.find(h + "\n") >= 0]
+    at = found[0] if found else len(text)
     return text[:at] + "\n".join(block) + "\n" + text[at:]
 
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictions", type=Path, required=True, help="evaluate's results CSV of --test")
     p.add_argument("--ledger", type=Path, default=None, help="the held-out ledger evaluate appended to")
     p.add_argument("--card", type=Path, required=True, help="where the new model_card.md is written")
-    p.add_argument("--no-oof-note", required=True, help="sentence on the out-of-fold scores / recalibration")
+    p.add_argument("--calibration-note", required=True, help="what to say on the bundle's recalibration step")
     p.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = p.parse_args(argv)
@@ -173,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     for title in (EVIDENCE_TITLE, LEDGER_TITLE, CALIBRATION_TITLE):
         text = _drop_section(text, title)
     evidence, history = evidence_lines(args)
-    text = _insert_before(text, "## Held-out ledger (reconstructed)", evidence)
-    text = _insert_before(text, "## Limitations", calibration_lines(args.no_oof_note))
+    text = _insert_before(
+        text, ("## Held-out ledger (reconstructed)", "## Held-out ledger", "## Limitations"), evidence
+    )
+    text = _insert_before(text, ("## Limitations",), calibration_lines(args.calibration_note))
     if history is not None:
         lines = ledger_lines(history)
         lines[0] = LEDGER_TITLE
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "(reconstructed)' above. An entry made by `dlrpredictor evaluate` names the bundle by its "
             "content digest at the time (adding sections to this card changed the digest, not the model).",
         )
-        text = _insert_before(text, "## Limitations", lines)
+        text = _insert_before(text, ("## Limitations",), lines)
     args.card.write_text(text, encoding="utf-8")
     print(f"{args.card}: {len(text.splitlines())} lines")
     return 0

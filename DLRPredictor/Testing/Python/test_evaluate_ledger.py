@@ -97,3 +97,42 @@ def test_the_bundles_own_test_set_is_recorded_without_a_ledger(tmp_path, cohort,
     assert "the bundle's own held-out test set" in err and "pass the training run's ledger" in err
     (entry,) = L.read_ledger(tmp_path / "reports" / L.LEDGER_NAME)
     assert entry["test_set_digest"] == own["test_set_digest"] and entry["source"] == "evaluate"
+
+
+def test_card_evidence_script_writes_sections_a_bundle_accepts(
+    tmp_path, cohort, synthetic_cohort, tiny_bundle
+):
+    """scripts/card_evidence.py on an evaluate run: the card gets the patient/reader sections, the
+    calibration section and the machine-kept ledger, and amend_model_card.py takes it."""
+    import importlib.util
+    import shutil
+
+    from DLRPredictorLib.bundle.verify import load_bundle
+
+    root = Path(__file__).resolve().parents[3] / "scripts"
+    modules = {}
+    for name in ("card_evidence", "amend_model_card"):
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    ledger = tmp_path / "ledger.jsonl"
+    _evaluate(cohort, tmp_path / "rep", tiny_bundle, "--ledger", str(ledger))
+    card = tmp_path / "card.md"
+    args = ["--bundle", str(tiny_bundle), "--test", str(cohort), "--train", str(synthetic_cohort)]
+    args += ["--predictions", str(tmp_path / "rep_predictions.csv"), "--ledger", str(ledger)]
+    args += ["--card", str(card), "--calibration-note", "No step.", "--bootstrap", "100"]
+    assert modules["card_evidence"].main(args) == 0
+    text = card.read_text(encoding="utf-8")
+    ev = modules["card_evidence"]
+    for title in (ev.EVIDENCE_TITLE, ev.CALIBRATION_TITLE, ev.LEDGER_TITLE):
+        assert text.count(title + "\n") == 1
+    assert "clustered CI (Obuchowski)" in text and "| BI-RADS only |" in text and "No step." in text
+    assert text.index(ev.LEDGER_TITLE) < text.index("## Limitations")
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    assert modules["amend_model_card"].main([str(copy), str(card)]) == 0
+    assert load_bundle(copy).manifest["files"]["model_card.md"]["bytes"] == len(card.read_bytes())
+    # Run again on the amended bundle: the sections are replaced, not repeated.
+    args[1] = str(copy)
+    assert modules["card_evidence"].main(args) == 0
+    assert card.read_text(encoding="utf-8").count(ev.EVIDENCE_TITLE + "\n") == 1
