@@ -351,6 +351,83 @@ class ClinicalForm:
         self._onEdited(variable, value)
 
 
+class MultiInputForm:
+    """One image + segmentation row per further input of a multi-input bundle (the first input is
+    the panel's own image and segmentation); the pairs live in the parameter node
+    (``DLRPredictorLib.multi_input_module``). Built at run time from the verified bundle."""
+
+    def __init__(self, layout: Any, onEdited: Any, onEditSegments: Any) -> None:
+        """Args:
+        layout: the QFormLayout to fill.
+        onEdited: callback(name, volume node, segmentation node) after a selector changed.
+        onEditSegments: callback(name): show that input in the Segment Editor.
+        """
+        self._layout = layout
+        self._onEdited = onEdited
+        self._onEditSegments = onEditSegments
+        self._selectors: dict[str, tuple[Any, Any]] = {}
+
+    def rebuild(self, predictor: Any) -> None:
+        """Rows for the inputs of a multi-input predictor after its first (none otherwise)."""
+        while self._layout.rowCount() > 0:
+            self._layout.removeRow(0)
+        self._selectors = {}
+        names = list(getattr(predictor, "input_names", []))
+        if not names:
+            return
+        hint = qt.QLabel(
+            _("Input {name}: the image and segmentation above. Inputs: {inputs}.").format(
+                name=names[0], inputs=predictor.describe_inputs()
+            )
+        )
+        hint.wordWrap = True
+        self._layout.addRow(hint)
+        for name in names[1:]:
+            volume = self._selector(["vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode"], False)
+            volume.toolTip = _("The image of input {name}.").format(name=name)
+            segmentation = self._selector(["vtkMRMLSegmentationNode"], True)
+            segmentation.toolTip = _("The segmentation holding the lesion of input {name}.").format(name=name)
+            edit = qt.QPushButton(_("Edit"))
+            edit.toolTip = _("Show input {name} in the Segment Editor.").format(name=name)
+            edit.connect("clicked(bool)", lambda checked, n=name: self._onEditSegments(n))
+            for selector in (volume, segmentation):
+                selector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node, n=name: self._edited(n))
+            row = qt.QWidget()
+            rowLayout = qt.QHBoxLayout(row)
+            rowLayout.setContentsMargins(0, 0, 0, 0)
+            for widget in (volume, segmentation, edit):
+                rowLayout.addWidget(widget)
+            self._layout.addRow(qt.QLabel(_("Input {name}:").format(name=name)), row)
+            self._selectors[name] = (volume, segmentation)
+
+    @staticmethod
+    def _selector(nodeTypes: list[str], addEnabled: bool) -> Any:
+        selector = slicer.qMRMLNodeComboBox()
+        selector.nodeTypes = nodeTypes
+        selector.showChildNodeTypes = False
+        selector.noneEnabled = True
+        selector.addEnabled = addEnabled
+        selector.removeEnabled = False
+        selector.setMRMLScene(slicer.mrmlScene)
+        return selector
+
+    def sync(self, parameterNode: DLRPredictorParameterNode) -> None:
+        """Show the parameter node's pairs."""
+        from DLRPredictorLib import multi_input_module
+
+        for name, (volume, segmentation) in self._selectors.items():
+            node, seg, _segment = multi_input_module.input_pair(parameterNode, name, False)
+            for selector, value in ((volume, node), (segmentation, seg)):
+                if selector.currentNode() != value:
+                    wasBlocked = selector.blockSignals(True)
+                    selector.setCurrentNode(value)
+                    selector.blockSignals(wasBlocked)
+
+    def _edited(self, name: str) -> None:
+        volume, segmentation = self._selectors[name]
+        self._onEdited(name, volume.currentNode(), segmentation.currentNode())
+
+
 #
 # DLRPredictorWidget
 #
@@ -369,6 +446,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._bundleProblem = ""  # why the current bundle cannot be used
         self._checkedBundlePath: str | None = None
         self._clinicalForm: ClinicalForm | None = None
+        self._multiInputForm: MultiInputForm | None = None
         self._displayedHeatmapState: tuple | None = None
         self._shownResultInputs: tuple | None = None  # inputs of the results on display
 
@@ -387,6 +465,12 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.progressBar.hide()
         self._clinicalForm = ClinicalForm(self.ui.clinicalFormWidget.layout(), self._onClinicalEdited)
+        # A multi-input bundle's further image + segmentation pairs, above the Segment Editor.
+        multiInputWidget = qt.QWidget()
+        self.ui.inputsCollapsibleButton.layout().insertRow(3, multiInputWidget)
+        self._multiInputForm = MultiInputForm(
+            qt.QFormLayout(multiInputWidget), self._onMultiInputEdited, self._editInputSegments
+        )
 
         self.logic = DLRPredictorLogic()
 
@@ -501,6 +585,7 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkedBundlePath = parameterNode.bundlePath
             qt.QTimer.singleShot(0, self._refreshBundle)
         self._clinicalForm.sync(parameterNode)
+        self._multiInputForm.sync(parameterNode)
         self._updateHeatmapDisplay()
         self._clearStaleResults()
         self._checkCanApply()
@@ -583,27 +668,63 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.bundleStatusLabel.text = _("Not usable: {reason}").format(reason=error)
             else:
                 predictor = self._predictor
-                self.ui.bundleStatusLabel.text = _(
-                    "Verified: {title} ({bundleId}, digest {digest}; {trust}). Predicts "
-                    "'{positiveClass}'; cut-off {cutoff:.3f}."
-                ).format(
-                    title=predictor.title,
-                    bundleId=predictor.bundle_id,
-                    digest=predictor.bundle_digest[:16],
-                    trust=predictor.bundle_trust,
-                    positiveClass=predictor.positive_class,
-                    cutoff=predictor.cutoff,
-                )
-                # The full digest, for comparing with the one the bundle's publisher gives.
-                self.ui.bundleStatusLabel.toolTip = _("Bundle content digest (sha256): {digest}").format(
-                    digest=predictor.bundle_digest
-                )
-                self.ui.probabilityTitleLabel.text = _("Probability ({positiveClass}):").format(
-                    positiveClass=predictor.positive_class
-                )
+                self._showBundleStatus(predictor)
+        self._multiInputForm.rebuild(self._predictor)
+        self._multiInputForm.sync(self._parameterNode)
         self._clinicalForm.rebuild(self._predictor)
         self._clinicalForm.sync(self._parameterNode)
         self._checkCanApply()
+
+    def _showBundleStatus(self, predictor: Any) -> None:
+        """The status line of a verified bundle (one-input or multi-input)."""
+        if hasattr(predictor, "input_names"):
+            self.ui.bundleStatusLabel.text = _(
+                "Verified multi-input bundle: {title} ({bundleId}, digest {digest}; {trust}). Inputs: "
+                "{inputs}. Predicts '{positiveClass}'."
+            ).format(
+                title=predictor.title,
+                bundleId=predictor.bundle_id,
+                digest=predictor.bundle_digest[:16],
+                trust=predictor.bundle_trust,
+                inputs=predictor.describe_inputs(),
+                positiveClass=predictor.positive_class,
+            )
+        else:
+            self.ui.bundleStatusLabel.text = _(
+                "Verified: {title} ({bundleId}, digest {digest}; {trust}). Predicts "
+                "'{positiveClass}'; cut-off {cutoff:.3f}."
+            ).format(
+                title=predictor.title,
+                bundleId=predictor.bundle_id,
+                digest=predictor.bundle_digest[:16],
+                trust=predictor.bundle_trust,
+                positiveClass=predictor.positive_class,
+                cutoff=predictor.cutoff,
+            )
+        # The full digest, for comparing with the one the bundle's publisher gives.
+        self.ui.bundleStatusLabel.toolTip = _("Bundle content digest (sha256): {digest}").format(
+            digest=predictor.bundle_digest
+        )
+        self.ui.probabilityTitleLabel.text = _("Probability ({positiveClass}):").format(
+            positiveClass=predictor.positive_class
+        )
+
+    def _onMultiInputEdited(self, name: str, volume: Any, segmentation: Any) -> None:
+        from DLRPredictorLib import multi_input_module
+
+        if self._parameterNode is not None:
+            multi_input_module.set_input_pair(self._parameterNode, name, volume, segmentation, first=False)
+            self._checkCanApply()
+
+    def _editInputSegments(self, name: str) -> None:
+        """Point the Segment Editor at one further input's image and segmentation."""
+        from DLRPredictorLib import multi_input_module
+
+        if self._parameterNode is None:
+            return
+        volume, segmentation, _segment = multi_input_module.input_pair(self._parameterNode, name, False)
+        self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
+        self.ui.segmentEditorWidget.setSourceVolumeNode(volume)
 
     def _onClinicalEdited(self, variable: Any, value: Union[float, str, None]) -> None:
         if self._parameterNode is not None:
@@ -614,6 +735,13 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _inputProblems(self) -> list[str]:
         """What is missing before Apply can run, in words the user can act on."""
+        predictor = self._predictor
+        if hasattr(predictor, "input_names"):  # a multi-input bundle: one pair per input
+            from DLRPredictorLib import multi_input_module
+
+            return multi_input_module.multi_input_problems(
+                self._parameterNode, predictor.input_names, predictor.bundle.required_inputs
+            )
         problems = input_problems(
             self._parameterNode,
             bundle_folder_chosen=self.ui.bundleChoiceComboBox.currentIndex == 1,
@@ -663,15 +791,16 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.predictedLabelValueLabel.text = str(result.label)
         self.ui.cutoffValueLabel.text = f"{result.cutoff:.3f}"
         self.ui.modelUsedValueLabel.text = str(result.model_used)
-        if result.stability is not None:
-            probabilities = list(result.stability.probabilities)
+        stability = getattr(result, "stability", None)  # a multi-input result has none
+        if stability is not None:
+            probabilities = list(stability.probabilities)
             self.ui.stabilityValueLabel.text = _(
                 "probabilities {low:.3f} to {high:.3f} (spread {spread:.3f}); label changes: {changes}"
             ).format(
                 low=min(probabilities),
                 high=max(probabilities),
-                spread=result.stability.spread,
-                changes=_("yes") if result.stability.label_changes else _("no"),
+                spread=stability.spread,
+                changes=_("yes") if stability.label_changes else _("no"),
             )
         else:
             self.ui.stabilityValueLabel.text = _("not checked")
@@ -679,9 +808,10 @@ class DLRPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (_("Score {name}").format(name=name), value) for name, value in result.signature_scores.items()
         ]
         rows += [
-            (_("Nomogram points {name}").format(name=n), value) for n, value in result.nomogram_points.items()
+            (_("Nomogram points {name}").format(name=n), value)
+            for n, value in getattr(result, "nomogram_points", {}).items()
         ]
-        if result.total_points is not None:
+        if getattr(result, "total_points", None) is not None:
             rows.append((_("Nomogram total points"), result.total_points))
         table = self.ui.resultsTable
         table.setRowCount(len(rows))
@@ -778,14 +908,25 @@ class DLRPredictorLogic(ScriptedLoadableModuleLogic):
             BundleError: the bundle is missing, damaged or incompatible.
         """
         from DLRPredictorLib import api
+        from DLRPredictorLib.bundle.multi_input import is_multi_input_bundle
 
+        if is_multi_input_bundle(bundlePath or None):
+            from DLRPredictorLib.inference.multi_input_predictor import load_multi_input_predictor
+
+            return load_multi_input_predictor(bundlePath)
         return api.load_predictor(bundlePath or None)
 
     def predict(self, parameterNode: DLRPredictorParameterNode, progress: Any = None) -> Any:
         """Predict the parameter node's lesion and keep the output nodes in it.
 
-        See ``DLRPredictorLib.module_support.predict_parameter_node`` (arguments, result, errors).
+        See ``DLRPredictorLib.module_support.predict_parameter_node`` (arguments, result, errors);
+        with a multi-input bundle ``multi_input_module.predict_multi_input_parameter_node``.
         """
+        from DLRPredictorLib import multi_input_module
+        from DLRPredictorLib.bundle.multi_input import is_multi_input_bundle
+
+        if is_multi_input_bundle(parameterNode.bundlePath or None):
+            return multi_input_module.predict_multi_input_parameter_node(parameterNode, progress)
         return predict_parameter_node(parameterNode, progress)
 
 

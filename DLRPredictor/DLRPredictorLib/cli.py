@@ -199,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
 
         os.environ[TRUSTED_KEYS_ENV] = str(args.trusted_keys)  # the batch workers inherit it
     if args.command == "predict":
+        from .base.errors import InputError
         from .bundle.multi_input import is_multi_input_bundle
 
         if is_multi_input_bundle(args.bundle):  # a multi-input manifest, one case per row
@@ -213,6 +214,13 @@ def _run(args: argparse.Namespace) -> int:
             )
             print(multi.line())
             return 0 if multi.n_error == 0 else 1
+        from .inputs.multi_input import is_multi_input_manifest
+
+        if is_multi_input_manifest(args.manifest):
+            raise InputError(
+                f"manifest '{args.manifest.name}' names several inputs (image:NAME columns); predict it "
+                "with a multi-input bundle (--bundle DIR holding multi_input.json)"
+            )
         from .cohort import batch
         from .cohort.dask_runner import scheduler_option
 
@@ -260,6 +268,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bundle {signed.path} {signed.trust}; content digest {signed.digest}")
         return 0
     if args.command == "evaluate":
+        from .base.errors import InputError
+        from .bundle.multi_input import is_multi_input_bundle
+
+        if is_multi_input_bundle(args.bundle):
+            raise InputError(
+                f"evaluate takes a one-input bundle; '{args.bundle}' is a multi-input bundle: run "
+                "predict MANIFEST --out RESULTS.csv --bundle DIR, then report RESULTS.csv --label label "
+                "--positive NAME --scores probability"
+            )
         from .cohort import batch
         from .evaluation.bootstrap import BootstrapSettings
 

@@ -103,6 +103,26 @@ class MultiInputPredictor:
         return list(self.bundle.input_names)
 
     @property
+    def title(self) -> str:
+        return str(self.bundle.title)
+
+    @property
+    def bundle_trust(self) -> str:
+        """A multi-input bundle is not signed (its input bundles are pinned by digest)."""
+        return "unsigned"
+
+    @property
+    def clinical_variables(self) -> list[Any]:
+        """None: a multi-input bundle has no clinical model."""
+        return []
+
+    def describe_inputs(self) -> str:
+        """The declared inputs in one line, e.g. "US_l (US, required), US_r (US)"."""
+        return ", ".join(
+            f"{d.name} ({d.modality}{', required' if d.required else ''})" for d in self.bundle.inputs
+        )
+
+    @property
     def positive_class(self) -> str:
         return str(self.bundle.task["positive_class"])
 

@@ -139,7 +139,7 @@ def test_two_view_bundle_answers_with_the_model_for_the_inputs_given(two_view, s
         pred.predict({"US_x": right})
 
 
-def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_path):
+def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_path, capsys):
     from DLRPredictorLib import cli
     from DLRPredictorLib.scene import scene_io
 
@@ -174,6 +174,12 @@ def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_pat
     assert rows["both"]["score_US_r:dl"] != "" and rows["left_only"]["score_US_r:dl"] == ""
     assert rows["left_only"]["model_used"].startswith("US_l only")
     assert rows["broken"]["status"] == "error" and "input 'US_l'" in rows["broken"]["error"]
+    # evaluate takes one-input bundles; a one-input bundle refuses a multi-input manifest
+    assert (
+        cli.main(["evaluate", str(manifest), "--report", str(tmp_path / "r"), "--bundle", str(bundle)]) == 2
+    )
+    assert cli.main(["predict", str(manifest), "--out", str(tmp_path / "one.csv")]) == 2
+    assert "multi-input bundle" in capsys.readouterr().err
     scene = scene_io.load_scene(tmp_path / "s" / "both.mrb")
     try:
         names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
