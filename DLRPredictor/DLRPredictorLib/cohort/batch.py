@@ -408,10 +408,17 @@ def _evaluate_multiclass(
     *,
     jobs: int | None,
     options: list[str | None],
+    rows: list[Any],
+    ledger: Path | None,
 ) -> Path:
-    """``evaluate`` with a K-class bundle: predict, then the K-class report at the frozen rule."""
+    """``evaluate`` with a K-class bundle: predict, then the K-class report at the frozen rule; the
+    scoring goes to the held-out ledger as a binary evaluation's does (its macro AUC)."""
+    import csv
+    import json
+
     from ..base.errors import InputError
     from ..evaluation.multiclass_csv import report_from_multiclass_csv
+    from .evaluation_ledger import record_evaluation
 
     if any(o is not None for o in options):
         raise InputError(
@@ -420,13 +427,19 @@ def _evaluate_multiclass(
         )
     predict_cohort(cohort_path, predictions, bundle_path, jobs=jobs, show_progress=True)
     cut = pred.pipeline.class_cutoffs
-    return report_from_multiclass_csv(
+    path = report_from_multiclass_csv(
         predictions,
         pred.classes,
         report_dir,
         cutoffs=None if cut is None else dict(zip(pred.classes, cut)),
         title=f"Evaluation of {pred.bundle_id} on {Path(cohort_path).name}",
     )
+    with open(predictions, newline="", encoding="utf-8") as fh:
+        ids = [r["case_id"] for r in csv.DictReader(fh) if r.get("status") == "ok" and r.get("label")]
+    macro = json.loads((path / "metrics.json").read_text(encoding="utf-8"))["macro_auc"]
+    aucs = {} if macro is None else {"macro_auc": round(float(macro), 6)}
+    record_evaluation(pred, rows, predictions, path, ledger, warn=_warn_on_stderr, scored=(ids, aucs))
+    return path
 
 
 def evaluate_cohort(
@@ -470,7 +483,7 @@ def evaluate_cohort(
     if pred.classes is not None:
         options = [group_column, cluster_column, reader_column]
         out = (pred, cohort_path, predictions, report_dir, bundle_path)
-        return _evaluate_multiclass(*out, jobs=jobs, options=options)
+        return _evaluate_multiclass(*out, jobs=jobs, options=options, rows=rows, ledger=ledger)
     by_case = None if group_column is None else _group_by_case(rows, group_column)
     stats_columns = {"--cluster-column": cluster_column, "--reader-column": reader_column}
     manifest_values = _manifest_values(rows, stats_columns)

@@ -82,6 +82,7 @@ def record_evaluation(
     ledger: Path | None,
     *,
     warn: Callable[[str], None],
+    scored: tuple[list[str], dict[str, float]] | None = None,
 ) -> dict[str, Any] | None:
     """Append this evaluation to the held-out ledger when one applies; its history of the test set.
 
@@ -92,6 +93,8 @@ def record_evaluation(
         report_dir: the report folder (the history is written there as ``heldout_ledger.json``).
         ledger: ``--ledger``, or None.
         warn: where the notes for the user go.
+        scored: a K-class evaluation's scored case ids and its AUCs (e.g. the macro AUC), from
+            its report; None: read from the 0/1 labels and score columns of ``predictions``.
 
     Returns:
         ``training.ledger.history`` of the test set after this entry, or None when no ledger
@@ -105,7 +108,11 @@ def record_evaluation(
     own = pred.manifest.get("heldout_ledger")
     if ledger is None and not own:
         return None  # nothing to compare with: the images are not read again
-    ids, pairs = _scored(predictions)
+    if scored is not None:
+        ids, aucs = scored
+    else:
+        ids, pairs = _scored(predictions)
+        aucs = _aucs(pairs)
     if not ids:
         return None
     try:
@@ -130,7 +137,7 @@ def record_evaluation(
         "bundle_id": pred.bundle_id,
         "n_test": len(ids),
         "source": "evaluate",
-        "aucs": {AUCS_KEY: _aucs(pairs)},
+        "aucs": {AUCS_KEY: aucs},
     }
     append_entry(path, entry)
     record = history(path, digest)

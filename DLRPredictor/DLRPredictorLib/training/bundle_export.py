@@ -86,6 +86,48 @@ def backbone_record(config: Any) -> dict[str, Any]:
     return {**entry, "init": init, "members": c.seeds, "freeze_epochs": c.freeze_epochs}
 
 
+#: The image input of every bundle ``train`` writes (the manifest's ``inputs.image``).
+IMAGE_INPUT = {
+    "modality": "US",
+    "dimensions": 2,
+    "notes": "B-mode; 3D volumes use the slice with the largest lesion area",
+}
+#: The intended use every trained bundle states.
+INTENDED_USE = (
+    "Research use: decision support for lesion characterisation on B-mode ultrasound; "
+    "not a diagnosis and not for use without a radiologist's reading."
+)
+
+
+def split_record(config: Any) -> dict[str, Any]:
+    """The manifest's ``training.split``: by patient, the held-out cohort, the folds and the seed."""
+    return {
+        "method": "patient-level",
+        "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
+        **(
+            {"external_dataset": config.split.external_dataset}
+            if config.split.external_dataset is not None
+            else {}
+        ),
+        "folds": config.split.folds,
+        "seed": config.seed,
+    }
+
+
+def extra_record(
+    config: Any, *, command: str, hardware: str, elapsed_s: float, excluded: int
+) -> dict[str, Any]:
+    """The manifest's ``extra``: command, hardware, parameter file, time, configuration, exclusions."""
+    return {
+        "command": command,
+        "hardware": hardware,
+        "radiomics_parameters": "radiomics.yaml",
+        "elapsed_s": round(elapsed_s, 1),
+        "training_config": to_json_value(config_to_dict(config)),
+        "excluded_cases": excluded,
+    }
+
+
 def build_pipeline(run: TrainingRun) -> FrozenPipeline:
     """The FrozenPipeline of a training run."""
     from ..inference.pipeline import FrozenPipeline
@@ -250,27 +292,13 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
             "negative_class": config.task.negative_class,
         },
         "inputs": {
-            "image": {
-                "modality": "US",
-                "dimensions": 2,
-                "notes": "B-mode; 3D volumes use the slice with the largest lesion area",
-            },
+            "image": dict(IMAGE_INPUT),
             "clinical_variables": [v.manifest_entry() for v in pipe.clinical_variables],
         },
         "files": {},
         "training": {
             "datasets": list(config.training_data) or [run.manifest_name],
-            "split": {
-                "method": "patient-level",
-                "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
-                **(
-                    {"external_dataset": config.split.external_dataset}
-                    if config.split.external_dataset is not None
-                    else {}
-                ),
-                "folds": config.split.folds,
-                "seed": config.seed,
-            },
+            "split": split_record(config),
             "counts": counts,
         },
         "cutoff": float(pipe.cutoffs[pipe.default_model]),
@@ -285,16 +313,14 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
         "licence": config.licence,
         **({"backbone": backbone_record(config)} if pipe.cnn else {}),
         "citation": list(config.citation) or ["DLRPredictor (this software)"],
-        "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
-        "not a diagnosis and not for use without a radiologist's reading.",
-        "extra": {
-            "command": run.command,
-            "hardware": run.hardware,
-            "radiomics_parameters": "radiomics.yaml",
-            "elapsed_s": round(run.elapsed_s, 1),
-            "training_config": to_json_value(config_to_dict(config)),
-            "excluded_cases": len(run.excluded),
-        },
+        "intended_use": INTENDED_USE,
+        "extra": extra_record(
+            config,
+            command=run.command,
+            hardware=run.hardware,
+            elapsed_s=run.elapsed_s,
+            excluded=len(run.excluded),
+        ),
     }
     if ledger is not None:
         manifest["heldout_ledger"] = to_json_value(ledger)
@@ -305,4 +331,14 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     return path
 
 
-__all__ = ["build_pipeline", "frozen_cutoffs", "ood_block", "ood_reference", "write_trained_bundle"]
+__all__ = [
+    "IMAGE_INPUT",
+    "INTENDED_USE",
+    "build_pipeline",
+    "extra_record",
+    "frozen_cutoffs",
+    "ood_block",
+    "ood_reference",
+    "split_record",
+    "write_trained_bundle",
+]

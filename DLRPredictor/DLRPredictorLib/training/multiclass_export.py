@@ -17,7 +17,7 @@ import numpy as np
 from ..base.json_values import to_json_value
 from ..base.version import __version__
 from ..inference.multiclass_pipeline import MulticlassPipeline
-from .bundle_export import ood_block
+from .bundle_export import IMAGE_INPUT, INTENDED_USE, extra_record, ood_block, split_record
 from .config import config_to_dict
 from .multiclass_fit import MulticlassRun
 
@@ -196,38 +196,27 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
             "decision_rule": rule,
         },
         "inputs": {
-            "image": {
-                "modality": "US",
-                "dimensions": 2,
-                "notes": "B-mode; 3D volumes use the slice with the largest lesion area",
-            },
+            "image": dict(IMAGE_INPUT),
             "clinical_variables": [],
         },
         "files": {},
         "training": {
             "datasets": list(config.training_data) or [run.record["manifest_name"]],
-            "split": {
-                "method": "patient-level",
-                "test": config.split.test_manifest or f"{config.split.test_fraction:.0%} random by patient",
-                "folds": config.split.folds,
-                "seed": config.seed,
-            },
+            "split": split_record(config),
             "counts": counts,
         },
         "models": {"default": "rad", "image_only": "rad", "signatures": ["rad"], "kind": "multiclass"},
         "metrics": metrics,
         "licence": config.licence,
         "citation": list(config.citation) or ["DLRPredictor (this software)"],
-        "intended_use": "Research use: decision support for lesion characterisation on B-mode ultrasound; "
-        "not a diagnosis and not for use without a radiologist's reading.",
-        "extra": {
-            "command": run.record["command"],
-            "hardware": run.record["hardware"],
-            "radiomics_parameters": "radiomics.yaml",
-            "elapsed_s": round(run.elapsed_s, 1),
-            "training_config": to_json_value(config_to_dict(config)),
-            "excluded_cases": len(run.record["excluded"]),
-        },
+        "intended_use": INTENDED_USE,
+        "extra": extra_record(
+            config,
+            command=run.record["command"],
+            hardware=run.record["hardware"],
+            elapsed_s=run.elapsed_s,
+            excluded=len(run.record["excluded"]),
+        ),
     }
     if ledger is not None:
         manifest["heldout_ledger"] = to_json_value(ledger)

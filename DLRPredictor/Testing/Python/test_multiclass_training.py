@@ -320,3 +320,35 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
     assert {c: float(items[f"Probability ({c})"]) for c in CLASSES} == res.class_probabilities
     assert items["Predicted class"] == res.label == max(CLASSES, key=lambda c: res.class_probabilities[c])
     assert res.heatmap_node_id is None  # a K-class bundle has no network, so no heatmap
+
+
+def test_evaluate_reproduces_the_heldout_report_and_is_ledgered(trained: dict[str, Path]) -> None:
+    """`dlrpredictor evaluate` on the bundle's held-out cases: the K-class report equals the trainer's
+    held-out report (same frozen steps on the same images; 1e-12 for sums in another order), and the
+    scoring is the test set's second entry in the training ledger."""
+    from DLRPredictorLib import cli
+
+    tmp, work = trained["tmp"], trained["work"]
+    test_ids = set(_heldout_ids(trained))
+    with open(trained["manifest"], newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r["case_id"] in test_ids]
+        columns = list(reader.fieldnames or [])
+    heldout = tmp / "heldout.csv"
+    with open(heldout, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    ledger = work / "heldout_ledger.jsonl"
+    args = ["evaluate", str(heldout), "--bundle", str(trained["bundle"]), "--report", str(tmp / "ev")]
+    assert cli.main([*args, "--jobs", "1", "--ledger", str(ledger)]) == 0
+    ev = json.loads((tmp / "ev" / "metrics.json").read_text())
+    held = json.loads((work / "reports" / "multiclass_exact" / "metrics.json").read_text())
+    assert ev["confusion"] == held["confusion"] and ev["n"] == held["n"] == len(rows)
+    for key in ("macro_auc", "micro_auc", "accuracy", "balanced_accuracy", "multinomial_brier"):
+        assert ev[key] == pytest.approx(held[key], abs=1e-12)
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [e.get("source", "train") for e in entries] == ["train", "evaluate"]
+    assert entries[0]["test_set_digest"] == entries[1]["test_set_digest"]
+    assert entries[1]["aucs"]["evaluate"]["macro_auc"] == pytest.approx(held["macro_auc"], abs=1e-6)
+    assert entries[0]["aucs"]["exact"]["macro_auc"] == pytest.approx(held["macro_auc"], abs=1e-6)
