@@ -4,7 +4,8 @@
   other histology grouped as "other") is trained through the CLI on a small patient sample of real
   images (radiomics of the Original image only, so that it takes seconds), and verified on load.
 - Each held-out case is predicted through the predict path (images read, radiomics extracted, the
-  numpy pipeline): the class probabilities sum to 1 and the predicted class is their argmax.
+  numpy pipeline): the class probabilities sum to 1 and the predicted class is the frozen rule's
+  (per-class cutoffs chosen on out-of-fold probabilities: argmax of p_k - c_k).
 - The K-class report of those predictions (`dlrpredictor report --classes` on the results CSV) and
   the trainer's held-out report are checked against scikit-learn computed from the predictions:
   roc_auc_score (per class one-vs-rest, multi_class="ovr" macro, micro on label_binarize),
@@ -35,7 +36,7 @@ task:
   name: histology
   description: Fibroadenoma vs invasive ductal carcinoma vs other histology
   classes: [fibroadenoma, invasive ductal carcinoma, other]
-  decision_rule: argmax
+  decision_rule: cutoffs
 split: {test_fraction: 0.3, folds: 3}
 cnn: {enabled: false}
 contours: {variants: [exact]}
@@ -100,7 +101,8 @@ def test_the_bundle_declares_its_classes_and_rule(trained: dict[str, Path]) -> N
     pred = load_predictor(trained["bundle"])  # verified: schema, checksums, pipeline vs manifest
     manifest = pred.manifest
     assert manifest["task"]["classes"] == CLASSES
-    assert manifest["task"]["decision_rule"] == {"rule": "argmax"}
+    rule = manifest["task"]["decision_rule"]
+    assert rule["rule"] == "cutoffs" and list(rule["cutoffs"]) == CLASSES and rule["cutoffs"][CLASSES[0]] == 0
     assert "cutoff" not in manifest and "positive_class" not in manifest["task"]
     assert pred.classes == CLASSES and pred.signature_names == []
     assert np.isnan(pred.cutoff) and pred.positive_class == " / ".join(CLASSES)
@@ -132,22 +134,27 @@ def test_predictions_and_report_match_an_independent_computation(trained: dict[s
     assert all(r["status"] == "ok" for r in out), [r["error"] for r in out if r["status"] != "ok"]
     P = np.array([[float(r[f"probability:{c}"]) for c in CLASSES] for r in out])
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-    assert [r["predicted_label"] for r in out] == [CLASSES[i] for i in P.argmax(axis=1)]
-    np.testing.assert_array_equal([float(r["probability"]) for r in out], P.max(axis=1))
+    cut = _cutoffs(trained)
+    k = (P - cut).argmax(axis=1)  # the frozen rule, written out
+    assert [r["predicted_label"] for r in out] == [CLASSES[i] for i in k]
+    np.testing.assert_array_equal([float(r["probability"]) for r in out], P[np.arange(len(k)), k])
+    np.testing.assert_array_equal([float(r["cutoff"]) for r in out], cut[k])
     assert all(r["label"] == x["label"] for r, x in zip(out, rows, strict=True))
 
     # the CLI report of the whole results CSV against sklearn
-    rc = cli.main(["report", str(results), "--classes", ",".join(CLASSES), "--report", str(tmp / "rep")])
+    cutoffs = ",".join(f"{c}={float(v)!r}" for c, v in zip(CLASSES, cut, strict=True))
+    args = ["report", str(results), "--classes", ",".join(CLASSES), "--cutoffs", cutoffs]
+    rc = cli.main([*args, "--report", str(tmp / "rep")])
     assert rc == 0
     y = np.array([CLASSES.index(r["label"]) for r in rows])
-    _check_against_sklearn(tmp / "rep", y, P)
+    _check_against_sklearn(tmp / "rep", y, P, cut)
 
     # the trainer's held-out report: the same predictions (cached radiomics of the same images)
     pred_by_id = {r["case_id"]: p for r, p in zip(out, P, strict=True)}
     test_ids = _heldout_ids(trained)
     Pt = np.array([pred_by_id[i] for i in test_ids])
     yt = np.array([CLASSES.index(next(r["label"] for r in rows if r["case_id"] == i)) for i in test_ids])
-    _check_against_sklearn(work / "reports" / "multiclass_exact", yt, Pt)
+    _check_against_sklearn(work / "reports" / "multiclass_exact", yt, Pt, cut)
 
 
 def _heldout_ids(trained: dict[str, Path]) -> list[str]:
@@ -163,7 +170,13 @@ def _heldout_ids(trained: dict[str, Path]) -> list[str]:
     return [rows[i]["case_id"] for i in plan.test]
 
 
-def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray) -> None:
+def _cutoffs(trained: dict[str, Path]) -> np.ndarray:
+    """The bundle's frozen per-class cutoffs, in class order."""
+    rule = json.loads((trained["bundle"] / "manifest.json").read_text())["task"]["decision_rule"]
+    return np.array([rule["cutoffs"][c] for c in CLASSES])
+
+
+def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray, cut: np.ndarray) -> None:
     """Every metric of a K-class report folder (JSON and CSV tables) against scikit-learn or the
     definition (1e-9 for AUCs: DeLong's and sklearn's trapezoid are two computations of one number)."""
     import pandas as pd
@@ -178,7 +191,7 @@ def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray) -> None:
 
     rep = json.loads((folder / "metrics.json").read_text())
     assert rep["classes"] == CLASSES and rep["n"] == len(y)
-    pred = P.argmax(axis=1)
+    pred = (P - cut).argmax(axis=1)
     cm = confusion_matrix(y, pred, labels=[0, 1, 2])
     np.testing.assert_array_equal(rep["confusion"], cm)
     table = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
@@ -318,7 +331,12 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
     items = dict(scene_io.read_key_value_table(scene.GetNodeByID(res.prediction_table_node_id)))
     # Exact: the table holds this result's own numbers as repr() text.
     assert {c: float(items[f"Probability ({c})"]) for c in CLASSES} == res.class_probabilities
-    assert items["Predicted class"] == res.label == max(CLASSES, key=lambda c: res.class_probabilities[c])
+    cut = dict(zip(CLASSES, _cutoffs(trained), strict=True))
+    assert (
+        items["Predicted class"]
+        == res.label
+        == max(CLASSES, key=lambda c: res.class_probabilities[c] - cut[c])
+    )
     assert res.heatmap_node_id is None  # a K-class bundle has no network, so no heatmap
 
 
