@@ -326,7 +326,9 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
     node = scene_io.add_volume_node(scene, volume, "Image")
     seg, segment_id = scene_io.add_segmentation_from_mask(scene, mask, node, "Lesion segmentation", "Lesion")
     res = api.predict_nodes(node, seg, segment_id, bundle_path=trained["bundle"])
-    ref = api.predict_arrays(volume.array[0], mask[0], bundle_path=trained["bundle"], heatmap=False)
+    ref = api.predict_arrays(
+        volume.array[0], mask[0], bundle_path=trained["bundle"], heatmap=False, stability=True
+    )
     assert res.class_probabilities == pytest.approx(ref.class_probabilities, abs=1e-12)
     items = dict(scene_io.read_key_value_table(scene.GetNodeByID(res.prediction_table_node_id)))
     # Exact: the table holds this result's own numbers as repr() text.
@@ -338,6 +340,11 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
         == max(CLASSES, key=lambda c: res.class_probabilities[c] - cut[c])
     )
     assert res.heatmap_node_id is None  # a K-class bundle has no network, so no heatmap
+    # contour stability: the probability of the as-drawn class under each eroded / dilated outline
+    stab = ref.stability
+    assert stab is not None and stab.perturbations[0] == "as drawn" and len(stab.perturbations) > 1
+    assert stab.probabilities[0] == ref.class_probabilities[ref.label]
+    assert stab.spread == pytest.approx(max(stab.probabilities) - min(stab.probabilities), abs=0)
 
 
 def test_evaluate_reproduces_the_heldout_report_and_is_ledgered(trained: dict[str, Path]) -> None:
