@@ -170,22 +170,38 @@ def _png(fig_writer: Callable[[Path], Any]) -> bytes:
         return path.read_bytes()
 
 
+#: The held-out metrics of a score recorded in the manifest (those a K-class row has, per class).
+HELDOUT_KEYS = (
+    "auc",
+    "auc_ci_low",
+    "auc_ci_high",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "accuracy",
+    "calibration_slope",
+    "calibration_intercept",
+    "hosmer_lemeshow_p",
+    "cutoff",
+)
+
+
+def split_counts(cohort: Any) -> dict[str, int]:
+    """The manifest's case and patient counts of the training and held-out splits."""
+    plan = cohort.plan
+    return {
+        "cases": len(cohort.cases),
+        "train_cases": len(plan.train),
+        "test_cases": len(plan.test),
+        "train_patients": len(set(cohort.groups[plan.train])),
+        "test_patients": len(set(cohort.groups[plan.test])),
+    }
+
+
 def summarise_metrics(heldout: dict[str, Any]) -> dict[str, Any]:
     """The compact held-out metrics recorded in the manifest (the full set is in the work folder)."""
-    keys = (
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "accuracy",
-        "calibration_slope",
-        "calibration_intercept",
-        "hosmer_lemeshow_p",
-        "cutoff",
-    )
+    keys = HELDOUT_KEYS
     out: dict[str, Any] = {}
     for contour, entry in heldout.items():
         block: dict[str, Any] = {"n": entry.get("n"), "n_positive": entry.get("n_positive")}
@@ -247,11 +263,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     cohort = run.cohort
     plan = cohort.plan
     counts = {
-        "cases": len(cohort.cases),
-        "train_cases": len(plan.train),
-        "test_cases": len(plan.test),
-        "train_patients": len(set(cohort.groups[plan.train])),
-        "test_patients": len(set(cohort.groups[plan.test])),
+        **split_counts(cohort),
         "train_positive": int(cohort.labels[plan.train].sum()),
         "test_positive": int(cohort.labels[plan.test].sum()),
         "excluded": len(run.excluded),
@@ -332,6 +344,7 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
 
 
 __all__ = [
+    "HELDOUT_KEYS",
     "IMAGE_INPUT",
     "INTENDED_USE",
     "build_pipeline",
@@ -339,6 +352,7 @@ __all__ = [
     "frozen_cutoffs",
     "ood_block",
     "ood_reference",
+    "split_counts",
     "split_record",
     "write_trained_bundle",
 ]

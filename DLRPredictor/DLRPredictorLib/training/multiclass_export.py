@@ -17,7 +17,15 @@ import numpy as np
 from ..base.json_values import to_json_value
 from ..base.version import __version__
 from ..inference.multiclass_pipeline import MulticlassPipeline
-from .bundle_export import IMAGE_INPUT, INTENDED_USE, extra_record, ood_block, split_record
+from .bundle_export import (
+    HELDOUT_KEYS,
+    IMAGE_INPUT,
+    INTENDED_USE,
+    extra_record,
+    ood_block,
+    split_counts,
+    split_record,
+)
 from .config import config_to_dict
 from .multiclass_fit import MulticlassRun
 
@@ -34,16 +42,6 @@ SUMMARY_KEYS = (
     "accuracy_ci_high",
     "balanced_accuracy",
     "multinomial_brier",
-)
-PER_CLASS_KEYS = (
-    "n_positive",
-    "auc",
-    "auc_ci_low",
-    "auc_ci_high",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
 )
 
 
@@ -65,7 +63,8 @@ def build_multiclass_pipeline(run: MulticlassRun) -> MulticlassPipeline:
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
     """The compact part of ``evaluation.multiclass.evaluate_multiclass`` kept in the manifest."""
     out: dict[str, Any] = {k: result.get(k) for k in SUMMARY_KEYS}
-    out["per_class"] = {r["class"]: {k: r.get(k) for k in PER_CLASS_KEYS} for r in result["per_class"]}
+    keys = ("n_positive", *HELDOUT_KEYS)  # the binary summary's keys that a per-class row has
+    out["per_class"] = {r["class"]: {k: r[k] for k in keys if k in r} for r in result["per_class"]}
     out["confusion"] = result["confusion"]
     return to_json_value(out)
 
@@ -170,11 +169,7 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
         rule["cutoffs"] = dict(zip(classes, run.cutoffs))
         rule["chosen_by"] = "maximum out-of-fold balanced accuracy of argmax(p_k - cutoff_k)"
     counts = {
-        "cases": len(cohort.cases),
-        "train_cases": len(plan.train),
-        "test_cases": len(plan.test),
-        "train_patients": len(set(cohort.groups[plan.train])),
-        "test_patients": len(set(cohort.groups[plan.test])),
+        **split_counts(cohort),
         "train_per_class": class_counts(run, plan.train),
         "test_per_class": class_counts(run, plan.test),
         "excluded": len(run.record["excluded"]),
