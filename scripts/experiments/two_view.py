@@ -20,6 +20,10 @@ Radiomics reuse the trainer's cache ``out/bundle.work/cache`` when it holds the 
 file (keys are the image's and mask's bytes, so the reuse is exact); otherwise they are extracted.
 
 Usage: python scripts/experiments/two_view.py [--out out/exp/two_view] [--data ../shared/data]
+    [--fusion stacking|ensemble|early]
+
+``--fusion``: a secondary analysis with another fusion across the views than the config's
+stacking (the pooled single-view model of the primary run is reused).
 """
 
 from __future__ import annotations
@@ -113,6 +117,18 @@ def seed_caches(work: Path, params_hash: str) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"radiomics_{params_hash}.jsonl").write_text("\n".join(lines[k]) + "\n", encoding="utf-8")
     return len(lines["pooled"])
+
+
+def fusion_config(out: Path, fusion: str) -> Path:
+    """The two-view config with another fusion across the views."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    data["input_fusion"] = fusion
+    data["radiomics_parameters"] = str(CONFIG.parent / data["radiomics_parameters"])
+    path = out / f"two_view_{fusion}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def single_view_config(out: Path) -> Path:
@@ -220,6 +236,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "exp" / "two_view")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument(
+        "--fusion",
+        choices=("stacking", "ensemble", "early"),
+        default=None,
+        help="fusion across the views instead of the config's (a secondary analysis: writes *_FUSION files)",
+    )
     args = ap.parse_args()
 
     from DLRPredictorLib.features import radiomics as rf
@@ -234,24 +256,30 @@ def main() -> None:
     params = rf.load_parameters(CONFIG.parent / "breastus_radiomics.yaml")
     seeded = seed_caches(out, rf.parameters_hash(params)[:16])
     log(f"radiomics cache: {seeded} cached extractions reused")
+    config, tag = CONFIG, ""
+    if args.fusion is not None:
+        config, tag = fusion_config(out, args.fusion), f"_{args.fusion}"
+        LABELS["two_view"] = f"Two-view model ({args.fusion} fusion of both views)"
     start = time.time()
     multi_bundle = train_multi_input(
-        multi_csv, out / "two_view", CONFIG, work_dir=out / "two_view.work", log=log
+        multi_csv, out / f"two_view{tag}", config, work_dir=out / "two_view.work", log=log
     )
     t_multi = time.time() - start
     start = time.time()
-    single_bundle = train_from_manifest(
-        single_csv, out / "single_view", single_view_config(out), work_dir=out / "single_view.work", log=log
-    )
+    single_bundle = out / "single_view"
+    if not (tag and (single_bundle / "manifest.json").is_file()):  # a secondary run reuses it
+        single_bundle = train_from_manifest(
+            single_csv, single_bundle, single_view_config(out), work_dir=out / "single_view.work", log=log
+        )
     t_single = time.time() - start
     scores = score_fold5(two, test, multi_bundle, single_bundle)
-    np.savez(out / "fold5_scores.npz", **scores)
+    np.savez(out / f"fold5_scores{tag}.npz", **scores)
     res = report(scores)
     res["train_seconds"] = {"two_view": round(t_multi, 1), "single_view": round(t_single, 1)}
     res["model_card"] = (multi_bundle / "model_card.md").read_text(encoding="utf-8")
-    (out / "two_view.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    (out / f"two_view{tag}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
     table = markdown(res)
-    (out / "two_view.md").write_text(table + "\n", encoding="utf-8")
+    (out / f"two_view{tag}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     print(res["model_card"])
 

@@ -43,7 +43,7 @@ from .manifest import (
     one_line,
     parse_json,
 )
-from .verify import _read_regular, _scan_folder, load_bundle, sha256_bytes
+from .verify import _read_regular, _scan_folder, check_content, load_bundle, sha256_bytes
 from .write import _replace_folder
 
 MULTI_INPUT_NAME = "multi_input.json"
@@ -52,6 +52,8 @@ MULTI_INPUT_VERSION = 1
 INPUTS_DIR = "inputs"
 MAX_INPUTS = 6
 FUSION_KINDS = ("StackingFusion", "EnsembleFusion")
+#: The arrays of early-fusion signatures (numeric .npz, read with allow_pickle=False).
+ARRAYS_NAME = "multi_input.npz"
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ class InputModel:
     """The model for one combination of inputs."""
 
     inputs: tuple[str, ...]
-    kind: str  # "input" or "fusion"
+    kind: str  # "input", "fusion" (stacking / ensemble of probabilities) or "early"
     members: tuple[str, ...] = ()  # "NAME:signature" of every fused probability
-    fusion: dict[str, Any] | None = None  # StackingFusion / EnsembleFusion spec
+    fusion: dict[str, Any] | None = None  # StackingFusion / EnsembleFusion spec, or the early
+    # signature's {"signature": spec, "estimator": {"spec": ..., "arrays": [names in ARRAYS_NAME]}}
     cutoff: float | None = None  # the fusion's frozen cutoff (an input model uses its bundle's)
 
 
@@ -91,6 +94,7 @@ class VerifiedMultiInputBundle:
         models: list[InputModel],
         bundles: dict[str, VerifiedBundle],
         digest: str,
+        data: dict[str, bytes] | None = None,
     ) -> None:
         self.path = path
         self.document = document
@@ -98,6 +102,18 @@ class VerifiedMultiInputBundle:
         self.models = models
         self.bundles = bundles
         self.digest = digest
+        self._data = dict(data or {})
+
+    def read_arrays(self) -> dict[str, Any]:
+        """The verified arrays of the early-fusion signatures (empty without any)."""
+        import io
+
+        import numpy as np
+
+        if ARRAYS_NAME not in self._data:
+            return {}
+        with np.load(io.BytesIO(self._data[ARRAYS_NAME]), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
     @property
     def id(self) -> str:
@@ -190,11 +206,16 @@ def load_multi_input_bundle(
                 f"name: refused; remove it or reinstall the bundle"
             )
     sha: dict[str, str] = {}
+    data: dict[str, bytes] = {}
     for name, entry in files.items():
         content = _read_regular(root, name, limit=int(entry["bytes"]))
         if len(content) != int(entry["bytes"]) or sha256_bytes(content) != entry["sha256"]:
             raise BundleError(f"bundle file '{name}' does not match its checksum: {REINSTALL}")
+        check_content(name, content)  # an array file: numeric, bounded, no pickle
         sha[name] = entry["sha256"]
+        data[name] = content
+    if any(m.kind == "early" for m in models) and ARRAYS_NAME not in data:
+        raise _fail(f"an early-fusion model needs '{ARRAYS_NAME}' in 'files'")
     bundles: dict[str, VerifiedBundle] = {}
     for d in inputs:
         # every file of the input's bundle is checked against its manifest, and that manifest
@@ -210,6 +231,7 @@ def load_multi_input_bundle(
         models=models,
         bundles=bundles,
         digest=content_digest(doc, sha),
+        data=data,
     )
 
 
@@ -257,7 +279,7 @@ def _check_document(doc: Any) -> tuple[list[InputDeclaration], list[InputModel],
         if (
             "/" in name
             or name in (MULTI_INPUT_NAME, SIGNATURE_NAME, MANIFEST_NAME)
-            or not name.endswith((".md", ".json", ".csv", ".txt"))
+            or not (name.endswith((".md", ".json", ".csv", ".txt")) or name == ARRAYS_NAME)
         ):
             raise _fail(f"the listed file '{name}' is not allowed")
         if not (
@@ -265,7 +287,7 @@ def _check_document(doc: Any) -> tuple[list[InputDeclaration], list[InputModel],
             and isinstance(entry.get("sha256"), str)
             and len(entry["sha256"]) == 64
             and isinstance(entry.get("bytes"), int)
-            and 0 <= entry["bytes"] <= 16 << 20
+            and 0 <= entry["bytes"] <= 256 << 20
         ):
             raise _fail(f"the entry of '{name}' needs sha256 and bytes")
     return inputs, models, files
@@ -309,9 +331,29 @@ def _model(i: int, m: Any, names: list[str]) -> InputModel:
         if len(used) != 1:
             raise _fail(f"{where}: an input model has one input")
         return InputModel(tuple(used), "input")
-    if kind != "fusion" or len(used) < 2:
-        raise _fail(f"{where}.kind must be 'input' (one input) or 'fusion' (two or more)")
-    members, spec, cutoff = m.get("members"), m.get("fusion"), m.get("cutoff")
+    if kind not in ("fusion", "early") or len(used) < 2:
+        raise _fail(f"{where}.kind must be 'input' (one input), 'fusion' or 'early' (two or more)")
+    cutoff = m.get("cutoff")
+    if (
+        isinstance(cutoff, bool)
+        or not isinstance(cutoff, (int, float))
+        or not math.isfinite(cutoff)
+        or not 0 <= cutoff <= 1
+    ):
+        raise _fail(f"{where}.cutoff must be a probability")
+    if kind == "early":
+        signature = m.get("signature")
+        if (
+            not isinstance(signature, dict)
+            or not isinstance(signature.get("signature"), dict)
+            or not isinstance(signature.get("estimator"), dict)
+            or not isinstance(signature["estimator"].get("arrays"), list)
+        ):
+            raise _fail(f"{where}.signature must hold the early-fusion signature and its estimator")
+        return InputModel(
+            tuple(used), "early", tuple(f"{n}:radiomics" for n in used), signature, float(cutoff)
+        )
+    members, spec = m.get("members"), m.get("fusion")
     if (
         not isinstance(members, list)
         or not members
@@ -327,13 +369,6 @@ def _model(i: int, m: Any, names: list[str]) -> InputModel:
         raise _fail(f"{where}.fusion must be a {' or '.join(FUSION_KINDS)} spec")
     if not isinstance(spec.get("members"), list) or len(spec["members"]) != len(members):
         raise _fail(f"{where}.fusion must have one member per entry of members")
-    if (
-        isinstance(cutoff, bool)
-        or not isinstance(cutoff, (int, float))
-        or not math.isfinite(cutoff)
-        or not 0 <= cutoff <= 1
-    ):
-        raise _fail(f"{where}.cutoff must be a probability")
     return InputModel(tuple(used), "fusion", tuple(members), spec, float(cutoff))
 
 
@@ -348,7 +383,12 @@ def _check_declared(d: InputDeclaration, bundle: VerifiedBundle) -> None:
 
 
 def write_multi_input_bundle(
-    out_dir: Path | str, document: Mapping[str, Any], input_bundles: Mapping[str, Path], model_card: str
+    out_dir: Path | str,
+    document: Mapping[str, Any],
+    input_bundles: Mapping[str, Path],
+    model_card: str,
+    *,
+    arrays: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a multi-input bundle atomically (a hidden sibling folder, verified, then renamed).
 
@@ -358,6 +398,7 @@ def write_multi_input_bundle(
         document: multi_input.json without ``files`` (filled here).
         input_bundles: input name -> its written one-input bundle folder (copied in).
         model_card: the card's Markdown text.
+        arrays: numeric arrays of early-fusion signatures (written as ``multi_input.npz``).
 
     Returns:
         ``out_dir``.
@@ -368,7 +409,19 @@ def write_multi_input_bundle(
     out_dir = Path(out_dir)
     card = model_card.encode("utf-8")
     doc = json.loads(json.dumps(to_json_value(dict(document), non_finite="error"), allow_nan=False))
-    doc["files"] = {MODEL_CARD_NAME: {"sha256": hashlib.sha256(card).hexdigest(), "bytes": len(card)}}
+    contents = {MODEL_CARD_NAME: card}
+    if arrays:
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # stubs: a key could be allow_pickle
+        contents[ARRAYS_NAME] = buffer.getvalue()
+    doc["files"] = {
+        name: {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+        for name, content in contents.items()
+    }
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise BundleError(f"cannot write bundle: '{out_dir}' exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MULTI_INPUT_NAME).is_file():
@@ -383,7 +436,8 @@ def write_multi_input_bundle(
         tmp.mkdir()
         for name, folder in input_bundles.items():
             shutil.copytree(folder, tmp / INPUTS_DIR / name, symlinks=True)
-        (tmp / MODEL_CARD_NAME).write_bytes(card)
+        for name, content in contents.items():
+            (tmp / name).write_bytes(content)
         with open(tmp / MULTI_INPUT_NAME, "x", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         load_multi_input_bundle(tmp)  # the writer never produces what the reader would refuse

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..base.case import ImageVolume
-from ..base.errors import BundleError, InputError
+from ..base.errors import BundleError, InputError, LesionError
 from ..deep.heatmap import DEFAULT_HEATMAP
 from ..models.fusion import EnsembleFusion, StackingFusion
+from ..models.signatures import Signature
+from .pipeline import _signature_from
 from .predictor import Predictor
 from .results import CasePrediction
 
@@ -70,9 +72,18 @@ class MultiInputPredictor:
         self.bundle = bundle
         self.predictors = {name: Predictor(b) for name, b in bundle.bundles.items()}
         self._fusions: dict[tuple[str, ...], StackingFusion | EnsembleFusion] = {}
+        self._early: dict[tuple[str, ...], Signature] = {}
+        arrays = bundle.read_arrays()
         for m in bundle.models:
             if m.kind == "fusion":
                 self._fusions[m.inputs] = self._fusion(m.fusion, m.members)
+            elif m.kind == "early":
+                try:
+                    self._early[m.inputs] = _signature_from("early/" + "+".join(m.inputs), m.fusion, arrays)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise BundleError(
+                        f"the early fusion of {', '.join(m.inputs)} cannot be read ({exc})"
+                    ) from exc
 
     def _fusion(self, spec: dict[str, Any], members: tuple[str, ...]) -> StackingFusion | EnsembleFusion:
         sigs = []
@@ -129,6 +140,19 @@ class MultiInputPredictor:
     @property
     def negative_class(self) -> str:
         return str(self.bundle.task["negative_class"])
+
+    def _early_probability(self, names: tuple[str, ...], per_input: Mapping[str, CasePrediction]) -> float:
+        """The early-fusion signature's probability on the inputs' radiomics side by side."""
+        values, columns = _early_row(names, per_input)
+        try:
+            probability = float(self._early[names].predict_proba(values, columns)[0])
+        except KeyError as exc:
+            raise LesionError(f"the early fusion of {', '.join(names)} lacks the feature {exc}") from exc
+        if not np.isfinite(probability):
+            raise LesionError(
+                f"a radiomics feature the early fusion of {', '.join(names)} uses is not finite for this case"
+            )
+        return probability
 
     def score_columns(self) -> list[str]:
         """Every "INPUT:signature" score a prediction may carry, in declaration order."""
@@ -204,6 +228,10 @@ class MultiInputPredictor:
             only = per_input[model.inputs[0]]
             probability, cutoff = float(only.probability), float(only.cutoff)
             used = f"{model.inputs[0]} only: {only.model_used}"
+        elif model.kind == "early":
+            probability = self._early_probability(model.inputs, per_input)
+            cutoff = float(model.cutoff if model.cutoff is not None else 0.5)
+            used = f"{' + '.join(model.inputs)} (early fusion of {', '.join(model.members)})"
         else:
             fusion = self._fusions[model.inputs]
             P = np.array([[scores[m] for m in model.members]], dtype=float)
@@ -229,6 +257,18 @@ class MultiInputPredictor:
             warnings=warnings,
             provenance={"bundle_id": self.bundle_id, "bundle_digest": self.bundle_digest, "model_used": used},
         )
+
+
+def _early_row(
+    names: tuple[str, ...], per_input: Mapping[str, CasePrediction]
+) -> tuple[np.ndarray, list[str]]:
+    """The inputs' radiomics side by side, columns ``NAME:feature`` (as the early signature trained)."""
+    columns, values = [], []
+    for n in names:
+        for feature, value in per_input[n].features.items():
+            columns.append(f"{n}:{feature}")
+            values.append(float(value))
+    return np.array([values], dtype=float), columns
 
 
 def load_multi_input_predictor(

@@ -9,7 +9,7 @@ Example::
     inputs:
       - {name: US_l, modality: US, required: false}
       - {name: US_r, modality: US, required: false, radiomics_parameters: other.yaml}
-    input_fusion: stacking          # across inputs: stacking (default) or ensemble
+    input_fusion: stacking          # across inputs: stacking (default), ensemble or early
     input_stacking_inputs: logit    # what the stacking meta-learner reads: probability or logit
 
 Every other key is a key of the one-input training YAML (``config.py``) and applies to every
@@ -35,7 +35,7 @@ from .config import TrainConfig, load_config
 #: The manifest column (internal) that carries the shared fold of every case to each input's run.
 FOLD_COLUMN = "multi_input_fold"
 INPUT_KEYS = ("name", "modality", "required", "radiomics_parameters", "cnn", "image", "contours")
-INPUT_FUSIONS = ("stacking", "ensemble")
+INPUT_FUSIONS = ("stacking", "ensemble", "early")
 
 
 @dataclass

@@ -169,7 +169,7 @@ def model_card(doc: dict[str, Any], models: list[SubsetModel]) -> str:
     for m in models:
         what = (
             f"{doc['training']['input_fusion']} of {', '.join(m.members)}"
-            if m.kind == "fusion"
+            if m.kind in ("fusion", "early")
             else f"{m.members[0]} (the input's own bundle)"
         )
         auc = "n/a" if m.oof_auc is None else f"{m.oof_auc:.3f}"
@@ -177,8 +177,9 @@ def model_card(doc: dict[str, Any], models: list[SubsetModel]) -> str:
         lines.append(f"| {' + '.join(m.inputs)} | {what} | {m.n_cases} | {auc} | {cut} |")
     lines += [
         "",
-        "A fusion's out-of-fold AUC scores its meta-learner on the out-of-fold rows it was fitted on; "
-        "each input's AUC is its own cross-fitted out-of-fold estimate. No held-out test set was "
+        "A stacking or ensemble fusion's out-of-fold AUC scores its combiner on the out-of-fold rows it "
+        "was fitted on; an early fusion's, and each input's, is a cross-fitted out-of-fold estimate. "
+        "No held-out test set was "
         "scored in training: score one with `dlrpredictor predict`.",
         "",
         "Research use only; not a diagnosis and not for use without a radiologist's reading.",
@@ -253,10 +254,13 @@ def train_multi_input(
         stacking_inputs=mc.stacking_inputs,
         folds=shared.split.folds,
         seed=shared.seed,
+        fold_of=fold_of,
+        groups={r.case_id: r.patient_id or r.case_id for r in rows},
     )
     for m in models:
         auc = "n/a" if m.oof_auc is None else f"{m.oof_auc:.3f}"
         log(f"model {' + '.join(m.inputs)}: {m.kind}, {m.n_cases} cases, out-of-fold AUC {auc}")
+    arrays: dict[str, np.ndarray] = {}  # an early-fusion signature's classifier arrays
     doc: dict[str, Any] = {
         "format": MULTI_INPUT_FORMAT,
         "format_version": MULTI_INPUT_VERSION,
@@ -270,7 +274,7 @@ def train_multi_input(
             "negative_class": task.negative_class,
         },
         "inputs": [_declaration(s, runs[s.name], folders[s.name]) for s in mc.inputs],
-        "models": [m.declaration() for m in models],
+        "models": [m.declaration(arrays) for m in models],
         "training": {
             "manifest": Path(manifest_path).name,
             "cases": len(rows),
@@ -285,7 +289,7 @@ def train_multi_input(
         "licence": shared.licence,
         "software": software_versions(),
     }
-    path = write_multi_input_bundle(out, doc, folders, model_card(doc, models))
+    path = write_multi_input_bundle(out, doc, folders, model_card(doc, models), arrays=arrays)
     log(f"multi-input bundle written to {path} in {time.time() - start:.0f} s")
     return path
 
