@@ -205,6 +205,18 @@ def _run(args: argparse.Namespace) -> int:
         if is_multi_input_bundle(args.bundle):  # a multi-input manifest, one case per row
             from .cohort.multi_input_batch import predict_multi_input_cohort
 
+            options = (
+                ("--stability", args.stability),
+                ("--scheduler", args.scheduler),
+                ("--jobs", args.jobs),
+            )
+            unsupported = [option for option, given in options if given]
+            if unsupported:
+                raise InputError(
+                    f"{', '.join(unsupported)}: not offered with a multi-input bundle (its cases run one "
+                    "after the other in this process); leave the option out"
+                )
+
             multi = predict_multi_input_cohort(
                 args.manifest,
                 args.out,
@@ -241,9 +253,24 @@ def _run(args: argparse.Namespace) -> int:
         from .training.multi_input_config import is_multi_input_config
 
         if is_multi_input_config(args.config):  # inputs: [...] declares a multi-input bundle
+            from .bundle.multi_input import load_multi_input_bundle
             from .training.multi_input_train import train_multi_input
 
-            train_multi_input(args.manifest, args.out, args.config, work_dir=args.work)
+            options = (
+                ("--sign-key", args.sign_key),
+                ("--ledger", args.ledger),
+                ("--scheduler", args.scheduler),
+            )
+            unsupported = [option for option, given in options if given]
+            if unsupported:
+                from .base.errors import InputError
+
+                raise InputError(
+                    f"{', '.join(unsupported)}: not offered when training a multi-input bundle; leave it out"
+                )
+            path = train_multi_input(args.manifest, args.out, args.config, work_dir=args.work)
+            written = load_multi_input_bundle(path)
+            print(f"multi-input bundle written to {path}; content digest {written.digest} (unsigned)")
             return 0
         from .training import trainer as training
 

@@ -180,6 +180,10 @@ def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_pat
     )
     assert cli.main(["predict", str(manifest), "--out", str(tmp_path / "one.csv")]) == 2
     assert "multi-input bundle" in capsys.readouterr().err
+    assert (
+        cli.main(["predict", str(manifest), "--out", str(out), "--bundle", str(bundle), "--stability"]) == 2
+    )
+    assert "--stability: not offered with a multi-input bundle" in capsys.readouterr().err
     scene = scene_io.load_scene(tmp_path / "s" / "both.mrb")
     try:
         names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
@@ -382,12 +386,12 @@ def test_slicer_batch_script_writes_multi_input_scenes_through_the_given_scene(
         saved.Clear(1)
 
 
-def test_early_fusion_across_inputs(two_view, shared_data):
-    """One signature on both views' radiomics side by side, cross-fitted on the shared folds."""
-    from DLRPredictorLib.base.executor import serial_map
+def test_early_fusion_across_inputs(two_view, shared_data, capsys):
+    """One signature on both views' radiomics side by side, cross-fitted on the shared folds,
+    trained through `dlrpredictor train` (a config listing inputs)."""
+    from DLRPredictorLib import cli
     from DLRPredictorLib.inference.multi_input_predictor import load_multi_input_predictor
     from DLRPredictorLib.inference.pipeline import _signature_from
-    from DLRPredictorLib.training.multi_input_train import train_multi_input
 
     _, unseen, root = two_view
     config = root / "early.yaml"
@@ -398,14 +402,12 @@ def test_early_fusion_across_inputs(two_view, shared_data):
         )
     )
     # the radiomics of the two-view fixture's work folder are reused (same images, same parameters)
-    bundle = train_multi_input(
-        root / "train.csv",
-        root / "early",
-        config,
-        work_dir=root / "work",
-        log=lambda s: None,
-        map_fn=serial_map,
-    )
+    argv = ["train", str(root / "train.csv"), "--config", str(config), "--out", str(root / "early")]
+    assert cli.main([*argv, "--work", str(root / "work"), "--sign-key", str(config)]) == 2
+    assert "--sign-key: not offered" in capsys.readouterr().err
+    assert cli.main([*argv, "--work", str(root / "work")]) == 0
+    assert "multi-input bundle written to" in capsys.readouterr().out
+    bundle = root / "early"
     doc = json.loads((bundle / "multi_input.json").read_text())
     (model,) = [m for m in doc["models"] if m["inputs"] == ["US_l", "US_r"]]
     assert model["kind"] == "early" and 0.5 < model["training"]["oof_auc"] <= 1
