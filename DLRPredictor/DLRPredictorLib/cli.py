@@ -269,8 +269,8 @@ def _run(args: argparse.Namespace) -> int:
                     f"{', '.join(unsupported)}: not offered when training a multi-input bundle; leave it out"
                 )
             path = train_multi_input(args.manifest, args.out, args.config, work_dir=args.work)
-            written = load_multi_input_bundle(path)
-            print(f"multi-input bundle written to {path}; content digest {written.digest} (unsigned)")
+            multi_bundle = load_multi_input_bundle(path)
+            print(f"multi-input bundle written to {path}; content digest {multi_bundle.digest} (unsigned)")
             return 0
         from .training import trainer as training
 

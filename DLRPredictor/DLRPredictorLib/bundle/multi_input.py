@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +39,10 @@ from .manifest import (
     REINSTALL,
     SIGNATURE_NAME,
     VerifiedBundle,
-    one_line,
     parse_json,
 )
 from .verify import _read_regular, _scan_folder, check_content, load_bundle, sha256_bytes
-from .write import _replace_folder
+from .write import write_folder_atomically
 
 MULTI_INPUT_NAME = "multi_input.json"
 MULTI_INPUT_FORMAT = "DLRPredictor multi-input bundle"
@@ -422,18 +420,8 @@ def write_multi_input_bundle(
         name: {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
         for name, content in contents.items()
     }
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise BundleError(f"cannot write bundle: '{out_dir}' exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MULTI_INPUT_NAME).is_file():
-        raise BundleError(
-            f"cannot write bundle: '{out_dir}' is a folder that is not a multi-input bundle; choose a "
-            f"new or empty folder (it is never overwritten)"
-        )
-    tag = uuid.uuid4().hex[:12]
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{tag}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+
+    def fill(tmp: Path) -> None:
         for name, folder in input_bundles.items():
             shutil.copytree(folder, tmp / INPUTS_DIR / name, symlinks=True)
         for name, content in contents.items():
@@ -441,14 +429,8 @@ def write_multi_input_bundle(
         with open(tmp / MULTI_INPUT_NAME, "x", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         load_multi_input_bundle(tmp)  # the writer never produces what the reader would refuse
-        _replace_folder(tmp, out_dir, tag)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise BundleError(f"cannot write bundle to '{out_dir}': {one_line(e.strerror or e)}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    return write_folder_atomically(out_dir, MULTI_INPUT_NAME, "a multi-input bundle", fill)
 
 
 def input_bundle_digest(folder: Path | str) -> str:

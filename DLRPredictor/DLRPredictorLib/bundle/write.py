@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -101,18 +101,7 @@ def write_bundle(out_dir: Path | str, manifest: Mapping[str, Any], files: Mappin
     }
     validate_manifest(man)
 
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise BundleError(f"cannot write bundle: '{out_dir}' exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
-        raise BundleError(
-            f"cannot write bundle: '{out_dir}' is a folder that is not a model bundle; "
-            f"choose a new or empty folder (it is never overwritten)"
-        )
-    tag = uuid.uuid4().hex[:12]
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{tag}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+    def fill(tmp: Path) -> None:
         for name, content in contents.items():
             target = tmp.joinpath(*name.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +113,40 @@ def write_bundle(out_dir: Path | str, manifest: Mapping[str, Any], files: Mappin
         # The writer never produces what the reader would refuse. Versions are not compared: a
         # bundle may record the (other) environment it was built in.
         verify_folder(tmp, None, check_versions=False)
+
+    return write_folder_atomically(out_dir, MANIFEST_NAME, "a model bundle", fill)
+
+
+def write_folder_atomically(out_dir: Path, marker: str, what: str, fill: Callable[[Path], None]) -> Path:
+    """Write a bundle folder through a hidden sibling, then rename it into place.
+
+    Args:
+        out_dir: the folder to create or replace: an existing one only when it is empty or holds
+            ``marker`` (a bundle of that kind), so that no other folder is ever overwritten.
+        marker: the file that identifies a bundle of this kind (e.g. manifest.json).
+        what: the kind in messages, e.g. "a model bundle".
+        fill: writes and verifies the bundle in the hidden sibling it is given.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        BundleError: ``out_dir`` is not replaceable or cannot be written; whatever ``fill`` raises.
+            On any failure ``out_dir`` is left as it was and no partial folder remains.
+    """
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise BundleError(f"cannot write bundle: '{out_dir}' exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+        raise BundleError(
+            f"cannot write bundle: '{out_dir}' is a folder that is not {what}; "
+            f"choose a new or empty folder (it is never overwritten)"
+        )
+    tag = uuid.uuid4().hex[:12]
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{tag}"
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        fill(tmp)
         _replace_folder(tmp, out_dir, tag)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
