@@ -189,6 +189,23 @@ def _train_on_scheduler(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _multi_input_hint(manifest: Path, exc: Exception) -> Exception:
+    """A one-input run's manifest error, saying so when the manifest names several inputs."""
+    from .base.errors import DLRError, InputError
+    from .inputs.multi_input import is_multi_input_manifest
+
+    try:
+        multi = is_multi_input_manifest(manifest)
+    except DLRError:
+        multi = False
+    if not multi:
+        return exc
+    return InputError(
+        f"manifest '{manifest.name}' names several inputs (image:NAME columns); predict it with a "
+        "multi-input bundle (--bundle DIR holding multi_input.json)"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train" and _scheduler_given(args.scheduler):
         return _train_on_scheduler(args)
@@ -226,27 +243,24 @@ def _run(args: argparse.Namespace) -> int:
             )
             print(multi.line())
             return 0 if multi.n_error == 0 else 1
-        from .inputs.multi_input import is_multi_input_manifest
-
-        if is_multi_input_manifest(args.manifest):
-            raise InputError(
-                f"manifest '{args.manifest.name}' names several inputs (image:NAME columns); predict it "
-                "with a multi-input bundle (--bundle DIR holding multi_input.json)"
-            )
+        from .base.errors import ManifestError
         from .cohort import batch
         from .cohort.dask_runner import scheduler_option
 
-        summary = batch.predict_cohort(
-            args.manifest,
-            args.out,
-            bundle_path=args.bundle,
-            jobs=args.jobs,
-            scenes_dir=args.scenes,
-            stability=args.stability,
-            show_progress=not args.no_progress,
-            scheduler=scheduler_option(args.scheduler),
-            heatmap_kind=args.heatmap,
-        )
+        try:
+            summary = batch.predict_cohort(
+                args.manifest,
+                args.out,
+                bundle_path=args.bundle,
+                jobs=args.jobs,
+                scenes_dir=args.scenes,
+                stability=args.stability,
+                show_progress=not args.no_progress,
+                scheduler=scheduler_option(args.scheduler),
+                heatmap_kind=args.heatmap,
+            )
+        except ManifestError as exc:
+            raise _multi_input_hint(args.manifest, exc) from exc
         print(summary.line())
         return 0 if summary.n_error == 0 else 1
     if args.command == "train":
