@@ -17,8 +17,8 @@ input; an input may override ``radiomics_parameters``, ``cnn`` (its backbone, cr
 ``image`` and ``contours`` in its own entry. The inputs share one patient-level fold plan, so
 their out-of-fold scores and the fusion learnt on them never see a case's own patient. The
 held-out test set is kept in its own manifest (score it once with ``dlrpredictor predict``):
-``split.test_fraction``, ``split.test_manifest``, ``split.external_dataset``, ``split.fold_column``
-and clinical variables are refused.
+``split.test_fraction``, ``split.test_manifest``, ``split.external_dataset``, ``split.fold_column``,
+clinical variables and ComBat harmonisation are refused.
 """
 
 from __future__ import annotations
@@ -150,6 +150,11 @@ def load_multi_input_config(path: str | Path) -> MultiInputConfig:
         )
     if (data.get("clinical") or {}).get("variables"):
         raise ConfigError("config 'clinical.variables': a multi-input bundle has no clinical model yet")
+    if (data.get("harmonisation") or {}).get("method", "none") != "none":
+        raise ConfigError(
+            "config 'harmonisation': a multi-input bundle does not harmonise its inputs' radiomics yet; "
+            "leave the section out"
+        )
     inputs = [_input_spec(i, d) for i, d in enumerate(raw)]
     names = [s.name for s in inputs]
     if len(set(names)) != len(names):

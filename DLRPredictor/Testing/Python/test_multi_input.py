@@ -261,6 +261,7 @@ def test_manifest_columns(tmp_path):
         ("split: {test_fraction: 0.2}\n", "split.test_fraction"),
         ("clinical: {variables: [{name: age, type: numeric}]}\n", "clinical"),
         ("input_fusion: late\n", "input_fusion"),
+        ("harmonisation: {method: combat, batch_column: device}\n", "harmonisation"),
     ],
 )
 def test_config_refusals(tmp_path, extra, match):
