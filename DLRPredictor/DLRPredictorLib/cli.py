@@ -267,24 +267,27 @@ def _run(args: argparse.Namespace) -> int:
         from .training.multi_input_config import is_multi_input_config
 
         if is_multi_input_config(args.config):  # inputs: [...] declares a multi-input bundle
-            from .bundle.multi_input import load_multi_input_bundle
+            from .bundle.multi_input import load_multi_input_bundle, sign_multi_input_bundle
             from .training.multi_input_train import train_multi_input
 
-            options = (
-                ("--sign-key", args.sign_key),
-                ("--ledger", args.ledger),
-                ("--scheduler", args.scheduler),
-            )
-            unsupported = [option for option, given in options if given]
+            train_options = (("--ledger", args.ledger), ("--scheduler", args.scheduler))
+            unsupported = [option for option, given in train_options if given]
             if unsupported:
                 from .base.errors import InputError
 
                 raise InputError(
                     f"{', '.join(unsupported)}: not offered when training a multi-input bundle; leave it out"
                 )
+            if args.sign_key is not None:
+                from .bundle.sign import check_signing_key
+
+                check_signing_key(args.sign_key)  # a bad key is refused now, not after the training
             path = train_multi_input(args.manifest, args.out, args.config, work_dir=args.work)
+            if args.sign_key is not None:
+                sign_multi_input_bundle(path, args.sign_key)
             multi_bundle = load_multi_input_bundle(path)
-            print(f"multi-input bundle written to {path}; content digest {multi_bundle.digest} (unsigned)")
+            print(f"multi-input bundle written to {path}; content digest {multi_bundle.digest}", end="")
+            print(f" ({multi_bundle.trust})")
             return 0
         from .training import trainer as training
 
@@ -303,7 +306,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bundle written to {path}; content digest {written.digest} ({written.trust})")
         return 0
     if args.command == "sign":
+        from .bundle.multi_input import is_multi_input_bundle, sign_multi_input_bundle
         from .bundle.sign import sign_bundle
+
+        if is_multi_input_bundle(args.bundle):
+            multi_signed = sign_multi_input_bundle(args.bundle, args.key)
+            print(f"multi-input bundle {multi_signed.path} {multi_signed.trust}", end="")
+            print(f"; content digest {multi_signed.digest}")
+            return 0
 
         signed = sign_bundle(args.bundle, args.key)
         print(f"bundle {signed.path} {signed.trust}; content digest {signed.digest}")

@@ -93,8 +93,13 @@ class VerifiedMultiInputBundle:
         bundles: dict[str, VerifiedBundle],
         digest: str,
         data: dict[str, bytes] | None = None,
+        trust: str = "unsigned",
+        trust_warnings: tuple[str, ...] = (),
     ) -> None:
         self.path = path
+        #: Why it is trusted: signed by a trusted or unknown key (signature.json), or unsigned.
+        self.trust = trust
+        self._trust_warnings = tuple(trust_warnings)
         self.document = document
         self.inputs = inputs
         self.models = models
@@ -127,9 +132,9 @@ class VerifiedMultiInputBundle:
 
     @property
     def trust_warnings(self) -> tuple[str, ...]:
-        """Every prediction carries these: a multi-input bundle is not signed (its input bundles'
-        digests are pinned in multi_input.json, whose own digest is shown as bundle_digest)."""
-        return (trust.UNSIGNED_WARNING,)
+        """Every prediction carries these: unsigned, or signed by a key that is not trusted (the
+        input bundles' digests are pinned in multi_input.json, which the signature covers)."""
+        return self._trust_warnings
 
     @property
     def input_names(self) -> list[str]:
@@ -195,7 +200,7 @@ def load_multi_input_bundle(
     doc = parse_json(text, MULTI_INPUT_NAME)
     inputs, models, files = _check_document(doc)
     found = _scan_folder(root)
-    allowed_top = {MULTI_INPUT_NAME, *files}
+    allowed_top = {MULTI_INPUT_NAME, SIGNATURE_NAME, *files}
     prefixes = tuple(f"{d.bundle}/" for d in inputs)
     for name in sorted(found):
         if name not in allowed_top and not name.startswith(prefixes):
@@ -222,15 +227,45 @@ def load_multi_input_bundle(
             root / d.bundle, expected_digest=d.bundle_digest, trusted_keys=trusted_keys
         )
         _check_declared(d, bundles[d.name])
+    digest = content_digest(doc, sha)
+    level, warnings = trust.UNSIGNED, [trust.UNSIGNED_WARNING]
+    if SIGNATURE_NAME in found:  # Ed25519 over the digest, as a one-input bundle's
+        from .signature import MAX_SIGNATURE_BYTES, check_signature
+
+        signed = _read_regular(root, SIGNATURE_NAME, limit=MAX_SIGNATURE_BYTES)
+        if len(signed) > MAX_SIGNATURE_BYTES:
+            raise BundleError(f"bundle file '{SIGNATURE_NAME}' is larger than a signature: refused")
+        level, warning = check_signature(signed, digest, trust.trusted_keys_dir(trusted_keys))
+        warnings = [] if warning is None else [warning]
     return VerifiedMultiInputBundle(
         root.resolve(),
         document=doc,
         inputs=inputs,
         models=models,
         bundles=bundles,
-        digest=content_digest(doc, sha),
+        digest=digest,
         data=data,
+        trust=level,
+        trust_warnings=tuple(warnings),
     )
+
+
+def sign_multi_input_bundle(folder: Path | str, key_path: Path | str) -> VerifiedMultiInputBundle:
+    """Sign a multi-input bundle with an Ed25519 private key (writes or replaces its signature.json).
+
+    The bundle is verified completely first (a damaged bundle is never signed), and again after.
+
+    Raises:
+        BundleError: the bundle does not verify; ConfigError: the key cannot be read or is not Ed25519.
+    """
+    from .sign import _read_key
+    from .signature import signature_document, write_signature
+
+    folder = Path(folder)
+    pem = _read_key(key_path)
+    verified = load_multi_input_bundle(folder)
+    write_signature(folder, signature_document(verified.digest, pem))
+    return load_multi_input_bundle(folder)
 
 
 def _fail(what: str) -> BundleError:
@@ -446,5 +481,6 @@ __all__ = [
     "input_bundle_digest",
     "is_multi_input_bundle",
     "load_multi_input_bundle",
+    "sign_multi_input_bundle",
     "write_multi_input_bundle",
 ]

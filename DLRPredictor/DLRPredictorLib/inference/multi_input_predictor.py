@@ -119,8 +119,8 @@ class MultiInputPredictor:
 
     @property
     def bundle_trust(self) -> str:
-        """A multi-input bundle is not signed (its input bundles are pinned by digest)."""
-        return "unsigned"
+        """Signed by a trusted or unknown key, or unsigned (its input bundles are pinned by digest)."""
+        return str(self.bundle.trust)
 
     @property
     def clinical_variables(self) -> list[Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import original_only_parameters, write_listed_file
+from test_bundle_trust import _keys
 
 CONFIG = """
 bundle_id: two-view-test
@@ -198,6 +199,7 @@ def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_pat
 
 
 def test_bundle_is_refused_when_anything_changes(two_view, tmp_path):
+    from DLRPredictorLib import cli
     from DLRPredictorLib.base.errors import BundleError
     from DLRPredictorLib.bundle.multi_input import load_multi_input_bundle
 
@@ -215,6 +217,19 @@ def test_bundle_is_refused_when_anything_changes(two_view, tmp_path):
     with pytest.raises(BundleError, match="does not name"):
         load_multi_input_bundle(copy)
     (copy / "extra.json").unlink()
+    # signed: trusted with the key's public half among the trusted keys, refused once changed
+    assert load_multi_input_bundle(copy).trust == "unsigned"
+    key, public = _keys(tmp_path / "keys")
+    assert cli.main(["sign", str(copy), "--key", str(key)]) == 0
+    assert load_multi_input_bundle(copy).trust.startswith("signed by unknown key")
+    trusted = load_multi_input_bundle(copy, trusted_keys=public.parent)
+    assert trusted.trust.startswith("signed by trusted key") and trusted.trust_warnings == ()
+    doc = json.loads((copy / "multi_input.json").read_text())
+    doc["title"] = "changed after signing"
+    (copy / "multi_input.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="signs another content"):
+        load_multi_input_bundle(copy)
+    (copy / "signature.json").unlink()
     doc = json.loads((copy / "multi_input.json").read_text())
     doc["models"][-1]["cutoff"] = 2.0
     (copy / "multi_input.json").write_text(json.dumps(doc))
@@ -404,10 +419,11 @@ def test_early_fusion_across_inputs(two_view, shared_data, capsys):
     )
     # the radiomics of the two-view fixture's work folder are reused (same images, same parameters)
     argv = ["train", str(root / "train.csv"), "--config", str(config), "--out", str(root / "early")]
-    assert cli.main([*argv, "--work", str(root / "work"), "--sign-key", str(config)]) == 2
-    assert "--sign-key: not offered" in capsys.readouterr().err
-    assert cli.main([*argv, "--work", str(root / "work")]) == 0
-    assert "multi-input bundle written to" in capsys.readouterr().out
+    assert cli.main([*argv, "--work", str(root / "work"), "--ledger", str(root / "l.jsonl")]) == 2
+    assert "--ledger: not offered" in capsys.readouterr().err
+    key, _public = _keys(root / "keys")
+    assert cli.main([*argv, "--work", str(root / "work"), "--sign-key", str(key)]) == 0
+    assert "(signed by unknown key" in capsys.readouterr().out.splitlines()[-1]
     bundle = root / "early"
     doc = json.loads((bundle / "multi_input.json").read_text())
     (model,) = [m for m in doc["models"] if m["inputs"] == ["US_l", "US_r"]]
