@@ -446,3 +446,38 @@ def test_early_fusion_across_inputs(two_view, shared_data, capsys):
     assert both.probability == float(signature.predict_proba(values, columns)[0])
     only = pred.predict({"US_l": left}, heatmap=False)
     assert only.model_used.startswith("US_l only: ")
+
+
+def test_ensemble_fusion_across_inputs(two_view, shared_data):
+    """Accuracy-weighted average of the views' Rad probabilities (weights learnt out of fold)."""
+    from DLRPredictorLib.base.executor import serial_map
+    from DLRPredictorLib.inference.multi_input_predictor import load_multi_input_predictor
+    from DLRPredictorLib.training.multi_input_train import train_multi_input
+
+    _, unseen, root = two_view
+    config = root / "ensemble.yaml"
+    config.write_text(
+        CONFIG.replace("input_fusion: stacking", "input_fusion: ensemble").replace(
+            "cnn: {arch: resnet18, input_size: 32, epochs: 1, batch_size: 16, patience: 1, num_threads: 1}",
+            "cnn: {enabled: false}",
+        )
+    )
+    bundle = train_multi_input(
+        root / "train.csv",
+        root / "ensemble",
+        config,
+        work_dir=root / "work",
+        log=lambda s: None,
+        map_fn=serial_map,
+    )
+    doc = json.loads((bundle / "multi_input.json").read_text())
+    (model,) = [m for m in doc["models"] if m["inputs"] == ["US_l", "US_r"]]
+    weights = np.array(model["fusion"]["weights"])
+    assert model["members"] == ["US_l:rad", "US_r:rad"] and weights.sum() == pytest.approx(1.0, abs=1e-12)
+    pred = load_multi_input_predictor(bundle)
+    patient = list(unseen.values())[4]
+    both = pred.predict({"US_l": _load(shared_data, patient["l"]), "US_r": _load(shared_data, patient["r"])})
+    assert both.model_used == "US_l + US_r (ensemble of US_l:rad, US_r:rad)"
+    # the weighted average computed by hand from the stored weights (an independent computation)
+    P = np.array([both.signature_scores["US_l:rad"], both.signature_scores["US_r:rad"]])
+    assert both.probability == pytest.approx(float(P @ weights), abs=1e-12)
