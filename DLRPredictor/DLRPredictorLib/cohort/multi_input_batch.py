@@ -4,9 +4,12 @@ The manifest names each case's inputs (``image:NAME``, ``mask:NAME``; ``inputs.m
 Every case is predicted from the inputs it has by the model the bundle trained for them; the
 results CSV has the one-input columns that apply (``case_id, status, error, probability,
 predicted_label, cutoff, model_used, bundle_id``), ``inputs_used``, one ``score_INPUT:signature``
-column per input and signature, ``warnings``, ``label`` and ``bundle_digest``. A failed case is an
-error row and never stops the others; the file is written atomically at the end. Cases run one
-after the other in this process (no worker pool, no journal: a rerun predicts every case again).
+column per input and signature, ``warnings``, ``label``, ``input_digest`` and ``bundle_digest``.
+A failed case is an error row and never stops the others; the file is written atomically at the
+end. Cases run one after the other in this process (no worker pool). As a one-input run, every
+finished row is journalled (``journal``) and a rerun reuses a previous row only when it succeeded
+with the same bundle and the same ``input_digest`` (every input's image and mask bytes, segment
+and spacing, and the bundle's content digest); the others are predicted again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from ..base.errors import DLRError
 from ..deep.heatmap import DEFAULT_HEATMAP
 from ..inference.multi_input_predictor import MultiInputPredictor, load_multi_input_predictor
 from .batch import scene_heatmap_kind
-from .results_file import check_results_path
+from .journal import Journal, done_rows, journal_path, reuse_verdict
+from .results_file import ResultsLock, check_results_path, write_failed
 from .rows import _fmt, error_row, write_csv_atomic
 
 #: Writes one case's scene: (path, {input: (image, mask)}, predictor, prediction).
@@ -35,17 +39,43 @@ class MultiInputSummary:
     out: Path
     n_cases: int
     n_error: int
+    n_reused: int = 0
 
     def line(self) -> str:
         """The summary line the CLI prints."""
         ok = self.n_cases - self.n_error
-        return f"{ok} of {self.n_cases} cases predicted, {self.n_error} failed: {self.out}"
+        reused = f"; {self.n_reused} reused" if self.n_reused else ""
+        return f"{ok} of {self.n_cases} cases predicted, {self.n_error} failed{reused}: {self.out}"
 
 
 def result_columns(pred: MultiInputPredictor) -> list[str]:
     """The results CSV's columns for this bundle."""
     scores = [f"score_{c}" for c in pred.score_columns()]
-    return [*BASE, "bundle_id", *scores, "warnings", "label", "bundle_digest"]
+    return [*BASE, "bundle_id", *scores, "warnings", "label", "input_digest", "bundle_digest"]
+
+
+def case_digest(pred: MultiInputPredictor, row: Any) -> str:
+    """The fingerprint of a case's results row: each given input's ``fingerprint.input_digest``
+    (image and mask bytes, segment, spacing, the bundle's content digest), by input name."""
+    import hashlib
+    import json
+
+    from .fingerprint import input_digest
+
+    parts = {
+        name: input_digest(
+            {
+                "image": r.resolved_image,
+                "mask": r.resolved_mask,
+                "segment": r.segment,
+                "spacing_mm": r.spacing_mm,
+            },
+            pred.bundle_digest,
+            stability=False,
+        )
+        for name, r in row.inputs.items()
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def predict_multi_input_case(
@@ -129,24 +159,56 @@ def predict_multi_input_cohort(
     )
     files = [p for r in rows for x in r.inputs.values() for p in (x.resolved_image, x.resolved_mask)]
     refuse_overwriting_inputs({"--out": out}, [manifest, *files], [])
-    results, n_error = [], 0
-    for row in rows:
+    columns = result_columns(pred)
+    lock = ResultsLock(out).acquire()
+    try:
+        previous = done_rows(out)
+        journal = Journal(journal_path(out), columns)
+        results, n_error, n_reused = [], 0, 0
         try:
-            results.append(
-                predict_multi_input_case(
+            for row in rows:
+                digest = case_digest(pred, row)
+                before = previous.get(row.case_id)
+                if before is not None and not reuse_verdict(before, pred.bundle_id, digest):
+                    results.append({**before, "label": row.label_raw or ""})  # a corrected label alone
+                    n_reused += 1
+                    continue
+                result = _safe_case(
                     pred, row, scenes_dir=scenes_dir, heatmap_kind=kind, write_scene=write_scene
                 )
-            )
-        except DLRError as exc:
-            results.append(
-                error_row({"case_id": row.case_id, "label": row.label_raw or ""}, str(exc), pred.bundle_id)
-            )
-            n_error += 1
-        except Exception as exc:  # a bug must not stop the cohort; its row says what happened
-            message = f"internal error ({type(exc).__name__}: {exc}); please report it"
-            results.append(
-                error_row({"case_id": row.case_id, "label": row.label_raw or ""}, message, pred.bundle_id)
-            )
-            n_error += 1
-    write_csv_atomic(out, results, result_columns(pred))
-    return MultiInputSummary(out, len(rows), n_error)
+                result["input_digest"] = digest
+                n_error += result["status"] == "error"
+                journal.write(result)
+                results.append(result)
+        finally:
+            journal.close()
+        try:
+            write_csv_atomic(out, results, columns)
+        except OSError as exc:
+            raise write_failed(out, exc) from exc
+        journal_path(out).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return MultiInputSummary(out, len(rows), n_error, n_reused)
+
+
+def _safe_case(
+    pred: MultiInputPredictor,
+    row: Any,
+    *,
+    scenes_dir: Path | None,
+    heatmap_kind: str,
+    write_scene: SceneWriter | None,
+) -> dict[str, Any]:
+    """The case's results row, or its error row (never raises for a case)."""
+    job = {"case_id": row.case_id, "label": row.label_raw or ""}
+    try:
+        return predict_multi_input_case(
+            pred, row, scenes_dir=scenes_dir, heatmap_kind=heatmap_kind, write_scene=write_scene
+        )
+    except DLRError as exc:
+        return error_row(job, str(exc), pred.bundle_id)
+    except Exception as exc:  # a bug must not stop the cohort; its row says what happened
+        return error_row(
+            job, f"internal error ({type(exc).__name__}: {exc}); please report it", pred.bundle_id
+        )

@@ -156,19 +156,23 @@ def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_pat
         w.writerow(["left_only", "", *_files(shared_data, patients[1]["l"]), "", ""])
         w.writerow(["broken", "", str(tmp_path / "none.png"), str(tmp_path / "none.png"), "", ""])
     out = tmp_path / "results.csv"
-    rc = cli.main(
-        [
-            "predict",
-            str(manifest),
-            "--out",
-            str(out),
-            "--bundle",
-            str(bundle),
-            "--scenes",
-            str(tmp_path / "s"),
-        ]
-    )
-    assert rc == 1  # one case failed, the others were predicted
+    argv = [
+        "predict",
+        str(manifest),
+        "--out",
+        str(out),
+        "--bundle",
+        str(bundle),
+        "--scenes",
+        str(tmp_path / "s"),
+    ]
+    assert cli.main(argv) == 1  # one case failed, the others were predicted
+    assert "2 of 3 cases predicted, 1 failed" in capsys.readouterr().out
+    first = out.read_text()
+    # a rerun reuses the finished rows (same bundle, same input files) and retries the failed one
+    assert cli.main(argv) == 1
+    assert "2 reused" in capsys.readouterr().out
+    assert out.read_text() == first and not (tmp_path / "results.csv.journal").exists()
     with open(out, newline="") as f:
         rows = {r["case_id"]: r for r in csv.DictReader(f)}
     assert rows["both"]["model_used"].startswith("US_l + US_r") and rows["both"]["inputs_used"] == "US_l US_r"
