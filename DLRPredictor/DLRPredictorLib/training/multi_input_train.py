@@ -59,6 +59,7 @@ def _train_input(
     work: Path,
     log: Log,
     map_fn: MapFunction | None,
+    manifest_name: str = "",
 ) -> tuple[Any, Path]:
     """One input's run and its written one-input bundle."""
     from ..features import radiomics as rf
@@ -106,7 +107,7 @@ def _train_input(
         "radiomics_parameters": params,
         "radiomics_parameters_path": params_path,
         "excluded": excluded,
-        "manifest_name": "",
+        "manifest_name": f"{manifest_name} (input {spec.name})",
         "command": "",
         "hardware": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
         "ledger": folder / LEDGER_NAME,
@@ -243,7 +244,14 @@ def train_multi_input(
     runs, folders = {}, {}
     for spec in mc.inputs:
         runs[spec.name], folders[spec.name] = _train_input(
-            mc, spec, rows, fold_of=fold_of, work=work, log=log, map_fn=map_fn
+            mc,
+            spec,
+            rows,
+            fold_of=fold_of,
+            work=work,
+            log=log,
+            map_fn=map_fn,
+            manifest_name=Path(manifest_path).name,
         )
     labels = {r.case_id: int(r.label) for r in rows if r.label is not None}
     models = fit_subset_models(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,14 @@ def two_view(shared_data: Path, tmp_path_factory, one_torch_thread):
     )
     unseen = {p: views[p] for p in order if p not in set(malignant + benign)}
     return bundle, unseen, root
+
+
+def _radiomics_only_config(root: Path, fusion: str) -> Path:
+    """The fixture's config without the CNN, with another fusion across the inputs."""
+    config = root / f"{fusion}.yaml"
+    text = CONFIG.replace("input_fusion: stacking", f"input_fusion: {fusion}")
+    config.write_text(re.sub(r"(?m)^cnn: .*$", "cnn: {enabled: false}", text))
+    return config
 
 
 def _load(shared_data: Path, row: dict[str, str]):
@@ -414,13 +423,7 @@ def test_early_fusion_across_inputs(two_view, shared_data, capsys):
     from DLRPredictorLib.inference.pipeline import _signature_from
 
     _, unseen, root = two_view
-    config = root / "early.yaml"
-    config.write_text(
-        CONFIG.replace("input_fusion: stacking", "input_fusion: early").replace(
-            "cnn: {arch: resnet18, input_size: 32, epochs: 1, batch_size: 16, patience: 1, num_threads: 1}",
-            "cnn: {enabled: false}",
-        )
-    )
+    config = _radiomics_only_config(root, "early")
     # the radiomics of the two-view fixture's work folder are reused (same images, same parameters)
     argv = ["train", str(root / "train.csv"), "--config", str(config), "--out", str(root / "early")]
     assert cli.main([*argv, "--work", str(root / "work"), "--ledger", str(root / "l.jsonl")]) == 2
@@ -459,13 +462,7 @@ def test_ensemble_fusion_across_inputs(two_view, shared_data):
     from DLRPredictorLib.training.multi_input_train import train_multi_input
 
     _, unseen, root = two_view
-    config = root / "ensemble.yaml"
-    config.write_text(
-        CONFIG.replace("input_fusion: stacking", "input_fusion: ensemble").replace(
-            "cnn: {arch: resnet18, input_size: 32, epochs: 1, batch_size: 16, patience: 1, num_threads: 1}",
-            "cnn: {enabled: false}",
-        )
-    )
+    config = _radiomics_only_config(root, "ensemble")
     bundle = train_multi_input(
         root / "train.csv",
         root / "ensemble",
