@@ -1,11 +1,17 @@
-"""The frozen steps of a K-class bundle: radiomics -> K-class signature -> probabilities -> class.
+"""The frozen steps of a K-class bundle: radiomics (and the network) -> signatures -> probabilities -> class.
 
 A K-class bundle's manifest declares ``task.classes`` (in order) and ``task.decision_rule``
 (``argmax``, or ``cutoffs`` with one frozen cutoff per class: the class predicted is the argmax of
 ``p_k - c_k``). Its ``pipeline.json`` has ``"kind": "multiclass"`` and holds the fitted
 :class:`~..models.multiclass_signature.MulticlassSignature` as plain numbers, the distance
-reference of the training data and the radiomics columns; there is no array file and no network.
-numpy only: the predict path imports no scikit-learn.
+reference of the training data and the radiomics columns. A bundle trained with the network adds
+a ``deep`` block: the CNN's file and architecture (``cnn.safetensors``, K outputs; only its
+average-pooled features are read, by the numpy engine of ``deep``), the lesion crop, the K-class
+DL signature on the principal components of those features (the reducer) and the fusion
+(``models.multiclass_fusion``); the DLR's probabilities are then the answer and the Rad, DL and
+DLR probabilities of every class are reported as ``signature_scores`` named ``SIGNATURE:CLASS``
+(``score_rad:CLASS``, ``score_dl:CLASS``, ``score_dlr:CLASS`` in the results CSV). A K-class
+bundle draws no heatmap. numpy only: the predict path imports no scikit-learn or torch.
 
 :meth:`MulticlassPipeline.predict` answers a :class:`MulticlassOutput`: the probability of every
 class, and as ``probability`` the probability of the predicted class (``cutoff`` is that class's
@@ -22,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..base.errors import BundleError, ClinicalValueError, LesionError
+from ..base.errors import BundleError, ClinicalValueError, InputError, LesionError
+from ..models.multiclass_fusion import MulticlassFusion
 from ..models.multiclass_signature import MulticlassSignature, decide
+from ..models.signatures import DeepFeatureReducer
 from .results import PipelineOutput
 
 PIPELINE_KIND = "multiclass"
@@ -42,15 +50,22 @@ class MulticlassPipeline:
     """Fitted K-class steps from radiomics to class probabilities and the predicted class."""
 
     #: What the predictor and the cohort layer ask of every pipeline: a K-class bundle has no
-    #: network, no clinical model, no ComBat and no recalibration step.
-    uses_cnn = False
+    #: clinical model, no ComBat and no recalibration step.
     harmonisation = None
     calibration = None
 
     @property
+    def uses_cnn(self) -> bool:
+        """Whether the bundle reads the network's pooled features (Rad + DL -> DLR)."""
+        return self.dl is not None
+
+    @property
     def signature_names(self) -> list[str]:
-        """No per-signature score columns: the class probabilities are the answer."""
-        return []
+        """``SIGNATURE:CLASS`` for Rad, DL and DLR with the network; none for Rad alone (its class
+        probabilities are the answer)."""
+        if self.dl is None:
+            return []
+        return [f"{s}:{c}" for s in ("rad", "dl", "dlr") for c in self.classes]
 
     @property
     def cutoffs(self) -> dict[str, float]:
@@ -66,6 +81,11 @@ class MulticlassPipeline:
         cutoffs: list[float] | None,
         ood: dict[str, Any],
         pixel_units: bool = True,
+        dl: MulticlassSignature | None = None,
+        reducer: DeepFeatureReducer | None = None,
+        fusion: MulticlassFusion | None = None,
+        cnn: dict[str, Any] | None = None,
+        crop: dict[str, Any] | None = None,
     ) -> None:
         self.radiomics_parameters = radiomics_parameters
         self.radiomics_columns = list(radiomics_columns)
@@ -74,6 +94,15 @@ class MulticlassPipeline:
         self.ood = ood
         self.pixel_units = pixel_units
         self.clinical_variables: list[Any] = []
+        deep = (dl, reducer, fusion, cnn, crop)
+        if any(p is not None for p in deep) and any(p is None for p in deep):
+            raise BundleError(
+                "a K-class pipeline with the network needs its DL signature, reducer, fusion, CNN and crop"
+            )
+        if dl is not None and dl.classes != signature.classes:
+            raise BundleError("the K-class DL and Rad signatures name different classes; rebuild the bundle")
+        self.dl, self.reducer, self.fusion = dl, reducer, fusion
+        self.cnn, self.crop = cnn or {}, crop or {}
 
     @property
     def classes(self) -> list[str]:
@@ -109,12 +138,73 @@ class MulticlassPipeline:
         """The frozen decision rule applied to (n, K) probabilities: class indices."""
         return decide(prob, self.class_cutoffs)
 
-    def predict_matrix(self, R: np.ndarray, columns: list[str]) -> np.ndarray:
-        """(n, K) probabilities of radiomics rows ``R`` whose columns are ``columns``."""
+    @property
+    def model_used(self) -> str:
+        """What answers, as a result's ``model_used`` says it: "Rad (K-class, argmax)",
+        "DLR (K-class, stacking, cutoffs)", ..."""
+        if self.fusion is None:
+            return f"Rad (K-class, {self.rule})"
+        return f"DLR (K-class, {self.fusion.kind}, {self.rule})"
+
+    @property
+    def model_name(self) -> str:
+        """The reported model: "dlr" with the network, else "rad"."""
+        return "rad" if self.dl is None else "dlr"
+
+    def predict_matrix(self, R: np.ndarray, columns: list[str], D: np.ndarray | None = None) -> np.ndarray:
+        """(n, K) probabilities of the reported model for radiomics rows ``R`` (columns ``columns``)
+        and, with the network, the rows' pooled features ``D``."""
+        return self.signature_matrices(R, columns, D)[self.model_name]
+
+    def signature_matrices(
+        self, R: np.ndarray, columns: list[str], D: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each signature's (n, K) probabilities: "rad", and with the network "dl" and "dlr".
+
+        Raises:
+            InputError: the bundle has the network and ``D`` is missing or of another length.
+        """
         index = {c: i for i, c in enumerate(columns)}
-        return self.signature.predict_proba(
-            np.asarray(R, dtype=float)[:, [index[c] for c in self.signature.columns]]
+        out = {
+            "rad": self.signature.predict_proba(
+                np.asarray(R, dtype=float)[:, [index[c] for c in self.signature.columns]]
+            )
+        }
+        if self.dl is None:
+            return out
+        assert self.reducer is not None and self.fusion is not None
+        if D is None or len(D) != len(out["rad"]):
+            raise InputError("this K-class bundle reads the network's pooled features of every row")
+        pcs = self.reducer.transform(np.asarray(D, dtype=float))
+        out["dl"] = self.dl.predict_proba(pcs[:, [self.reducer.names.index(c) for c in self.dl.columns]])
+        out["dlr"] = self.fusion.predict_proba([out["rad"], out["dl"]])
+        return out
+
+    # -- the network (a bundle trained with it) ------------------------------------------------
+    def crop_spec(self) -> Any:
+        """The lesion crop the network reads."""
+        from ..inputs.crops import CropSpec
+
+        return CropSpec(**self.crop)
+
+    def load_deep_model(self, bundle: Any) -> Any:
+        """The network from the bundle's verified safetensors bytes (numpy engine; K outputs)."""
+        from safetensors.numpy import load as load_safetensors
+
+        from ..deep.deep_model import DeepModel
+
+        tensors = load_safetensors(bundle.read_bytes(self.cnn["file"]))  # verified bytes, no code run
+        return DeepModel.from_state_dict(
+            tensors,
+            self.cnn["arch"],
+            in_channels=int(self.cnn.get("in_channels", 1)),
+            num_classes=len(self.classes),
+            members=int(self.cnn.get("members", 1)),
         )
+
+    def dl_signature_affine(self) -> None:
+        """None: a K-class bundle draws no heatmap (see the module notes)."""
+        return None
 
     def predict(
         self,
@@ -125,8 +215,9 @@ class MulticlassPipeline:
     ) -> MulticlassOutput:
         """Every class's probability and the frozen rule's class for one lesion's radiomics.
 
-        ``deep_vector``, ``clinical`` and ``site`` are accepted for the predictor's one call
-        shape and unused (the bundle has no network, clinical model or harmonisation).
+        ``deep_vector``: the network's pooled features, read when the bundle has the network.
+        ``clinical`` and ``site`` are accepted for the predictor's one call shape and unused (the
+        bundle has no clinical model or harmonisation).
 
         Raises:
             BundleError: the extraction lacks a feature the model reads.
@@ -146,7 +237,9 @@ class MulticlassPipeline:
                 "check the mask covers the lesion"
             )
         x = np.array([float(features[c]) for c in self.signature.columns])
-        p = self.signature.predict_proba(x[None])[0]
+        D = None if deep_vector is None else np.asarray(deep_vector, dtype=float)[None]
+        probs = {n: m[0] for n, m in self.signature_matrices(x[None], self.signature.columns, D).items()}
+        p = probs[self.model_name]
         k = int(self.decide(p[None])[0])
         names = self.classes
         distance = self._ood_distance(features)
@@ -161,10 +254,18 @@ class MulticlassPipeline:
             probability=float(p[k]),
             probability_uncalibrated=None,
             cutoff=float("nan") if self.class_cutoffs is None else self.class_cutoffs[k],
-            model_used=f"Rad (K-class, {self.rule})",
-            signature_scores={},
-            contributions=self.signature.contributions(x, k),
-            contribution_scale=f"softmax input of {names[k]}",
+            model_used=self.model_used,
+            signature_scores={} if self.dl is None else _per_class(probs, names),
+            contributions=(
+                self.signature.contributions(x, k)
+                if self.fusion is None
+                else self.fusion.terms([probs["rad"], probs["dl"]], k)
+            ),
+            contribution_scale=(
+                f"softmax input of {names[k]}"
+                if self.fusion is None or self.fusion.kind == "stacking"
+                else f"share of the averaged probability of {names[k]}"
+            ),
             nomogram_points={},
             total_points=None,
             ood_distance=distance,
@@ -199,6 +300,15 @@ class MulticlassPipeline:
             "decision_rule": {"rule": self.rule, "cutoffs": self.class_cutoffs},
             "ood": self.ood,
         }
+        if self.dl is not None:  # absent for a radiomics-only bundle, whose file stays as it was
+            assert self.reducer is not None and self.fusion is not None
+            doc["deep"] = {
+                "cnn": self.cnn,
+                "crop": self.crop,
+                "reducer": self.reducer.to_spec(),
+                "dl": self.dl.to_spec(),
+                "fusion": self.fusion.to_spec(),
+            }
         return {"pipeline.json": json.dumps(doc, indent=1).encode()}
 
     @classmethod
@@ -225,6 +335,7 @@ class MulticlassPipeline:
                 cutoffs=doc["decision_rule"]["cutoffs"],
                 ood=dict(doc["ood"]),
                 pixel_units=bool(doc["pixel_units"]),
+                **_deep_parts(doc.get("deep")),
             )
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(
@@ -246,6 +357,40 @@ class MulticlassPipeline:
         if pipe.class_cutoffs is not None and len(pipe.class_cutoffs) != len(pipe.classes):
             raise BundleError("pipeline.json has not one cutoff per class; rebuild the bundle")
         return pipe
+
+
+def _per_class(probs: Mapping[str, np.ndarray], classes: list[str]) -> dict[str, float]:
+    """``{"SIGNATURE:CLASS": probability}`` of one case's signatures."""
+    return {f"{s}:{c}": float(v) for s, p in probs.items() for c, v in zip(classes, p)}
+
+
+def _deep_parts(deep: Any) -> dict[str, Any]:
+    """The network's parts of a pipeline.json ``deep`` block (none when absent).
+
+    Raises:
+        BundleError: the block's classes differ from the signature's, or its CNN file is not named.
+    """
+    if deep is None:
+        return {}
+    dl = MulticlassSignature.from_spec(deep["dl"])
+    fusion = MulticlassFusion.from_spec(deep["fusion"])
+    cnn = dict(deep["cnn"])
+    if fusion.classes != dl.classes or fusion.members != ["rad", "dl"]:
+        raise BundleError(
+            "pipeline.json's K-class fusion does not fuse rad and dl of its classes; rebuild the bundle"
+        )
+    if not isinstance(cnn.get("file"), str) or not isinstance(cnn.get("arch"), str):
+        raise BundleError(
+            "pipeline.json's K-class network block names no file or architecture; rebuild the bundle"
+        )
+    parts = {
+        "dl": dl,
+        "reducer": DeepFeatureReducer.from_spec(deep["reducer"]),
+        "fusion": fusion,
+        "cnn": cnn,
+        "crop": dict(deep["crop"]),
+    }
+    return parts
 
 
 __all__ = ["RULES", "MulticlassOutput", "MulticlassPipeline"]

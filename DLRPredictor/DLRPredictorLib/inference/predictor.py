@@ -199,6 +199,8 @@ class Predictor:
         check_flag(stability, "stability")
         check_flag(heatmap, "heatmap")
         kind = check_heatmap_kind(heatmap_kind) if heatmap else None
+        if self.classes is not None:  # a K-class bundle draws no heatmap (multiclass_pipeline.py)
+            kind = None
         lesion = self.lesion_slice(volume, mask, case)
         values = self.pipeline.check_clinical({} if clinical is None else clinical, case=case)
         if site is not None and not isinstance(site, str):

@@ -178,9 +178,6 @@ def fit_multiclass_signature(
     Raises:
         InputError: a class without training rows, or too few rows for the folds.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-
     names = [str(c) for c in columns]
     k = len(classes)
     y = np.asarray(y, dtype=int)
@@ -203,6 +200,37 @@ def fit_multiclass_signature(
     mean, std = stat_rows.mean(axis=0), stat_rows.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     Z = (M - mean) / std
+    fit = fit_multinomial(Z, y, k, groups=groups, cv=cv, seed=seed)
+    return MulticlassSignature(
+        classes=[str(c) for c in classes],
+        columns=[names[i] for i in keep],
+        mean=mean,
+        std=std,
+        coef=fit.coef,
+        intercept=fit.intercept,
+        per_class=per_class,
+        c=fit.c,
+        cv_log_loss=fit.cv_log_loss,
+    )
+
+
+@dataclass
+class MultinomialFit:
+    """A multinomial logistic model: (K, p) coefficients, (K,) intercepts, its C and CV log loss."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    c: float
+    cv_log_loss: float
+
+
+def fit_multinomial(
+    Z: np.ndarray, y: np.ndarray, k: int, *, groups: np.ndarray | None, cv: int, seed: int
+) -> MultinomialFit:
+    """Multinomial logistic regression of ``y`` (0..k-1) on ``Z``, its L2 strength C chosen from
+    :data:`C_GRID` by patient-grouped, stratified CV on the multinomial log loss; refitted on all rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
 
     def model(c: float) -> Any:
         return LogisticRegression(C=c, max_iter=5000)
@@ -217,17 +245,19 @@ def fit_multiclass_signature(
         losses.append(float(np.mean(fold_losses)))
     best = int(np.argmin(losses))
     final = model(C_GRID[best]).fit(Z, y)
-    return MulticlassSignature(
-        classes=[str(c) for c in classes],
-        columns=[names[i] for i in keep],
-        mean=mean,
-        std=std,
+    return MultinomialFit(
         coef=np.asarray(final.coef_, dtype=float),
         intercept=np.asarray(final.intercept_, dtype=float),
-        per_class=per_class,
         c=float(C_GRID[best]),
         cv_log_loss=losses[best],
     )
 
 
-__all__ = ["C_GRID", "MulticlassSignature", "decide", "fit_multiclass_signature"]
+__all__ = [
+    "C_GRID",
+    "MulticlassSignature",
+    "MultinomialFit",
+    "decide",
+    "fit_multiclass_signature",
+    "fit_multinomial",
+]

@@ -206,7 +206,7 @@ def _train_epoch(
         else torch.zeros(data.shape[0], dtype=torch.long)
     )
     if cfg.balance == "sampler":
-        counts = torch.bincount(y[train_idx], minlength=2).double()
+        counts = torch.bincount(y[train_idx], minlength=cfg.num_classes).double()
         weights = (1.0 / counts)[y[train_idx]]
         order = train_idx[torch.multinomial(weights, train_idx.numel(), replacement=True, generator=gen)]
     else:
@@ -284,8 +284,26 @@ def _evaluate(
     out = torch.cat(logits)
     target = y[val_idx]
     loss = float(F.cross_entropy(out, target))
+    if cfg.num_classes > 2:
+        return loss, macro_ovr_auc(target.numpy(), torch.softmax(out, dim=1).numpy())
     prob = torch.softmax(out, dim=1)[:, 1].numpy()
     return loss, float(roc_auc_score(target.numpy(), prob))
+
+
+def macro_ovr_auc(y: np.ndarray, prob: np.ndarray) -> float:
+    """Mean over classes of the one-vs-rest AUC of ``prob[:, k]`` (a K-class network's monitor).
+
+    Classes absent from (or alone in) the validation cases are left out of the mean (a small
+    patient-level split can miss a rare class); NaN when no class has both sides.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    aucs = [
+        float(roc_auc_score((y == k).astype(int), prob[:, k]))
+        for k in range(prob.shape[1])
+        if 0 < int((y == k).sum()) < y.size
+    ]
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 # --------------------------------------------------------------------------- entry point
@@ -308,7 +326,8 @@ def train_cnn(
         crops: (N, H, W) z-scored crops, or (N, V, H, W) with V variants per case (e.g.
             contour-perturbed crops); one variant is drawn per case and epoch, validation
             uses variant 0.
-        labels: (N,) 0/1 labels (1 = positive class).
+        labels: (N,) 0/1 labels (1 = positive class), or class indices 0..K-1 when
+            ``config.num_classes`` is K > 2.
         config: training settings (defaults to ``CnnTrainConfig()``).
         checkpoint_dir: folder for per-epoch checkpoints; an existing checkpoint there is
             resumed (it must come from the same settings and crops).
@@ -337,9 +356,9 @@ def train_cnn(
             "CNN training: init 'imagenet' and given initial weights both set the start; choose one"
         )
     data_np = as_variants(crops)
-    y_np = as_labels(labels, data_np.shape[0])
+    y_np = as_labels(labels, data_np.shape[0], cfg.num_classes)
     groups_np = None if groups is None else np.asarray(groups)
-    train_np, val_np = split_train_val(y_np, groups_np, cfg.val_fraction, cfg.seed)
+    train_np, val_np = split_train_val(y_np, groups_np, cfg.val_fraction, cfg.seed, cfg.num_classes)
     fingerprint = crops_fingerprint(data_np, y_np, groups_np) if checkpoint_dir is not None else ""
     if init_state is not None and fingerprint:
         # A checkpoint of a run from other initial weights must not be resumed.
@@ -348,13 +367,15 @@ def train_cnn(
     with torch_threads(cfg.num_threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            net = build_resnet(cfg.arch, num_classes=2, in_channels=1)
+            net = build_resnet(cfg.arch, num_classes=cfg.num_classes, in_channels=1)
         if cfg.init == "imagenet":
             from ..deep.pretrained import initial_state
 
             init_state = initial_state(cfg.arch, net)
         if init_state is not None:
-            load_weights(net, init_state, cfg.arch, 1, 2, source="the initial CNN weights")
+            if cfg.num_classes > 2:
+                init_state = _own_head(init_state, net)
+            load_weights(net, init_state, cfg.arch, 1, cfg.num_classes, source="the initial CNN weights")
         # NHWC convolutions: about 1.8x faster per step on the CPU for the depthwise networks,
         # 1.15x for ResNet-18 (measured at 128 px, batch 32, 2 threads). Weights handed out are
         # made contiguous again (_plain).
@@ -394,6 +415,17 @@ def train_cnn(
     )
 
 
+def _own_head(init_state: Mapping[str, Any], net: torch.nn.Module) -> dict[str, Any]:
+    """A K-class network's start: the given backbone weights with its own seeded classification
+    layer where the given one has another number of outputs (SimCLR's and two-class weights)."""
+    own = net.state_dict()
+    state = dict(init_state)
+    for name in ("fc.weight", "fc.bias"):
+        if name in state and tuple(np.shape(state[name])) != tuple(own[name].shape):
+            state[name] = own[name].detach().clone()
+    return state
+
+
 def _better(state: _RunState, score: float, val_loss: float) -> bool:
     """A higher score wins; an equal score (AUC ties are common) wins with a lower loss."""
     if not math.isfinite(score):
@@ -427,15 +459,16 @@ def _run_epochs(
     val_idx = torch.from_numpy(val_np.astype(np.int64))
     class_weights = None
     if cfg.balance == "loss":
-        counts = np.bincount(y_np[train_np], minlength=2).astype(np.float64)
-        class_weights = torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
+        # n / (K n_k): each class weighs as much in the loss as a balanced cohort's would
+        counts = np.bincount(y_np[train_np], minlength=cfg.num_classes).astype(np.float64)
+        class_weights = torch.tensor(counts.sum() / (float(cfg.num_classes) * counts), dtype=torch.float32)
 
     eval_net = net
     if cfg.ema_decay > 0:
         if state.ema_state is None:
             state.ema_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         # A twin network evaluates the average (loaded before every use: no initialisation).
-        eval_net = build_resnet(cfg.arch, num_classes=2, in_channels=1, initialise=False)
+        eval_net = build_resnet(cfg.arch, num_classes=cfg.num_classes, in_channels=1, initialise=False)
 
     for epoch in range(state.next_epoch, cfg.epochs):
         if state.finished:

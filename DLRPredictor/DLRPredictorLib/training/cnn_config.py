@@ -87,7 +87,7 @@ def check_settings(settings: Any, what: str, checks: Callable[[Any], list[Settin
 
 @dataclass
 class CnnTrainConfig:
-    """Settings of one CNN training run (grayscale, 1 input channel, 2 classes).
+    """Settings of one CNN training run (grayscale, 1 input channel, ``num_classes`` outputs).
 
     Attributes:
         arch: the backbone (see ``deep.backbones.ARCHITECTURES``).
@@ -128,6 +128,9 @@ class CnnTrainConfig:
         freeze_epochs: staged fine-tuning: for this many first epochs only the classification
             layer trains (the backbone's weights and BatchNorm statistics stay as initialised),
             then the whole network. 0 trains the whole network from the start.
+        num_classes: outputs of the classification layer; labels are 0..num_classes-1. With more
+            than two, the loss is cross-entropy over the K classes (class-weighted with
+            ``balance: loss``) and ``monitor: auc`` is the macro one-vs-rest validation AUC.
     """
 
     arch: str = "resnet18"
@@ -158,6 +161,7 @@ class CnnTrainConfig:
     ema_decay: float = 0.0
     init: str = "scratch"
     freeze_epochs: int = 0
+    num_classes: int = 2
 
     def validate(self) -> None:
         """Check every value.
@@ -173,8 +177,15 @@ class CnnTrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def resume_key(self) -> dict[str, Any]:
-        """The settings that decide the result: a checkpoint resumes only under the same key."""
-        return {k: v for k, v in self.to_dict().items() if k not in _RESUME_FREE_KEYS}
+        """The settings that decide the result: a checkpoint resumes only under the same key.
+
+        A two-class run's key leaves ``num_classes`` out, so checkpoints written before the
+        setting existed still resume.
+        """
+        key = {k: v for k, v in self.to_dict().items() if k not in _RESUME_FREE_KEYS}
+        if key["num_classes"] == 2:
+            del key["num_classes"]
+        return key
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CnnTrainConfig:
@@ -217,6 +228,7 @@ def _cnn_checks(cfg: CnnTrainConfig) -> list[SettingCheck]:
         ("ema_decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
         ("init", cfg.init in _INITS, f"one of {_INITS}"),
         ("freeze_epochs", _is_count(cfg.freeze_epochs, 0), "an integer >= 0"),
+        ("num_classes", _is_count(cfg.num_classes, 2), "an integer >= 2"),
     ]
 
 
@@ -256,4 +268,7 @@ class TrainResult:
         from ..deep.engines import ensemble_tensors
 
         states: list[Mapping[str, Any]] = [self.state_dict, *(m.state_dict for m in self.members)]
-        return DeepModel.from_state_dict(ensemble_tensors(states), self.config.arch, members=len(states))
+        cfg = self.config
+        return DeepModel.from_state_dict(
+            ensemble_tensors(states), cfg.arch, num_classes=cfg.num_classes, members=len(states)
+        )

@@ -46,16 +46,25 @@ def as_variants(crops: np.ndarray) -> np.ndarray:
     return arr
 
 
-def as_labels(labels: np.ndarray, n: int) -> np.ndarray:
-    """0/1 labels of ``n`` cases as int64.
+def as_labels(labels: np.ndarray, n: int, num_classes: int = 2) -> np.ndarray:
+    """Class labels of ``n`` cases as int64: 0/1, or 0..num_classes-1 for a K-class network.
 
     Raises:
-        InputError: another shape, or values other than 0 and 1 (``base.labels.validate_labels``).
+        InputError: another shape, or values outside the classes (``base.labels.validate_labels``
+            for two classes).
     """
     y = np.asarray(labels)
     if y.shape != (n,):
         raise InputError(f"labels must have shape ({n},) like the crops, got {y.shape}")
     if y.size == 0:  # no cases: the split says what training needs (validate_labels would say "evaluate")
+        return y.astype(np.int64)
+    if num_classes > 2:
+        codes = np.arange(num_classes)
+        if not np.issubdtype(y.dtype, np.number) or not np.isin(y, codes).all():
+            raise InputError(
+                f"labels of a {num_classes}-class network must be class indices 0..{num_classes - 1}; "
+                f"found {sorted({str(v) for v in y.tolist()} - {str(c) for c in codes})[:5]}"
+            )
         return y.astype(np.int64)
     # A single class passes here: the inner split names the counts each class needs.
     return validate_labels(y, need_both=False).astype(np.int64)
@@ -66,14 +75,16 @@ def split_train_val(
     groups: np.ndarray | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    num_classes: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner validation split, stratified by label and, with groups, by patient.
 
     Args:
-        labels: (N,) 0/1 labels.
+        labels: (N,) class labels (0/1, or 0..num_classes-1).
         groups: (N,) patient ids; no group ends up on both sides.
         val_fraction: share held out (0 gives an empty validation set).
         seed: random seed.
+        num_classes: the classes every case of which training needs at least two of.
 
     Returns:
         (train_indices, val_indices), sorted.
@@ -85,9 +96,14 @@ def split_train_val(
 
     y = np.asarray(labels).astype(np.int64)
     idx = np.arange(y.size)
+    if num_classes > 2 and (np.bincount(y, minlength=num_classes) == 0).any():
+        raise InputError(
+            f"CNN training of {num_classes} classes got no case of some class "
+            f"(counts {np.bincount(y, minlength=num_classes).tolist()})"
+        )
     if val_fraction <= 0:
         return idx, idx[:0]
-    counts = np.bincount(y, minlength=2)
+    counts = np.bincount(y, minlength=num_classes)
     if counts.min() < 2:
         raise InputError(f"CNN training needs at least 2 cases of each class, got counts {counts.tolist()}")
     try:
@@ -114,6 +130,12 @@ def split_train_val(
                 f"the inner {name} split has only one class; add cases of the rarer class "
                 "or change val_fraction/seed"
             )
+    if np.unique(y[train]).size < num_classes:  # a class without training case gets no weight
+        counts = np.bincount(y[train], minlength=num_classes)
+        raise InputError(
+            f"the inner training split lacks a class (counts {counts.tolist()}); "
+            "add cases of the rarest class or change val_fraction/seed"
+        )
     return np.sort(train), np.sort(val)
 
 

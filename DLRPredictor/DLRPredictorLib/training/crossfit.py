@@ -71,6 +71,7 @@ def cnn_train_config(config: TrainConfig, seed: int) -> CnnTrainConfig:
         init="imagenet" if c.init == "imagenet" else "scratch",  # other starts arrive as init_state
         freeze_epochs=c.freeze_epochs,
         schedule=c.schedule,
+        num_classes=max(2, len(config.task.classes)),  # a K-class endpoint's network has K outputs
     )
 
 
@@ -207,7 +208,8 @@ class CrossFitter:
         than folds, some fold (possibly the one taken) has no patient of that class.
         """
         groups, labels = self.cohort.groups[idx], self.cohort.labels[idx]
-        fewest = min(len(set(groups[labels == c])) for c in (0, 1))
+        classes = range(max(2, len(self.config.task.classes)))
+        fewest = min(len(set(groups[labels == c])) for c in classes)
         if fraction <= 0 or fewest < 2 or round(1.0 / fraction) <= fewest:
             return fraction
         raised = min(0.5, 1.0 / fewest)

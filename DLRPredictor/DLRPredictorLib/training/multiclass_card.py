@@ -51,6 +51,60 @@ def _result_lines(name: str, r: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _inputs_lines(pipe: MulticlassPipeline) -> list[str]:
+    if not pipe.uses_cnn:
+        return [
+            "- Radiomics (the bundle's parameter file) of the exact lesion contour; no network, no "
+            "clinical variables."
+        ]
+    return [
+        "- Radiomics (the bundle's parameter file) of the exact lesion contour and the average-pooled "
+        f"features of a {pipe.cnn['arch']} network with {len(pipe.classes)} outputs trained on the "
+        "lesion crops (class-weighted cross-entropy; early stopping on the macro one-vs-rest AUC of "
+        "inner validation patients); no clinical variables. The Rad signature is as follows; the DL "
+        "signature is the same method on the principal components of the pooled features "
+        f"({len(pipe.dl.columns) if pipe.dl is not None else 0} read).",
+    ]
+
+
+def _deep_lines(pipe: MulticlassPipeline) -> list[str]:
+    if pipe.fusion is None:
+        return []
+    if pipe.fusion.kind == "stacking":
+        how = (
+            "stacking: a multinomial logistic meta-model on the Rad and DL signatures' log class "
+            f"probabilities (C = {pipe.fusion.c:g}), fitted on their out-of-fold probabilities"
+        )
+    else:
+        how = "ensemble: the mean of the Rad and DL signatures' class probabilities"
+    return [
+        f"- The reported model is the DLR fusion, {how}. Network, Rad and DL signatures were "
+        "cross-fitted on the same patient-level folds; the DLR's out-of-fold probabilities come "
+        "from meta-models fitted on the other folds.",
+    ]
+
+
+def _signature_table(manifest: Mapping[str, Any]) -> list[str]:
+    table = manifest["metrics"].get("by_signature") or {}
+    if not table:
+        return []
+    lines = [
+        "Macro / micro AUC (one-vs-rest) and balanced accuracy of each signature:",
+        "",
+        "| set | signature | macro AUC | micro AUC | balanced accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name, sigs in table.items():
+        for sig in ("rad", "dl", "dlr"):
+            if sig in sigs:
+                r = sigs[sig]
+                lines.append(
+                    f"| {name} | {sig.upper()} | {_f(r['macro_auc'])} | {_f(r['micro_auc'])} | "
+                    f"{_f(r['balanced_accuracy'])} |"
+                )
+    return [*lines, ""]
+
+
 def render_multiclass_card(
     manifest: Mapping[str, Any], pipe: MulticlassPipeline, results: Mapping[str, Mapping[str, Any]]
 ) -> str:
@@ -84,14 +138,14 @@ def render_multiclass_card(
         "",
         "## Method",
         "",
-        "- Radiomics (the bundle's parameter file) of the exact lesion contour; no network, no "
-        "clinical variables.",
+        *_inputs_lines(pipe),
         "- Feature selection one-vs-rest: the binary selection (univariate test, correlation "
         "pruning, L1-logistic LASSO) per class against the others, inside the training folds; the "
         f"model reads the union ({len(sig.columns)} features).",
         f"- Classifier: multinomial (softmax) logistic regression on z-scores, L2 strength C = {sig.c:g} "
         "chosen by patient-grouped cross-validation on the multinomial log loss; the class "
         "probabilities sum to 1 by construction.",
+        *_deep_lines(pipe),
         "- Out-of-fold probabilities of the training cases come from models that never saw them; the "
         "decision rule is chosen on those only; the held-out split was scored once.",
         "",
@@ -102,9 +156,10 @@ def render_multiclass_card(
         "## Results",
         "",
     ]
+    lines += _signature_table(manifest)
     for name, r in results.items():
         title = "Out-of-fold (training split)" if name == "oof" else f"Held-out split, {name} contours"
-        lines += _result_lines(title, r)
+        lines += _result_lines(f"{pipe.model_name.upper()}: {title}" if pipe.uses_cnn else title, r)
     lines += [
         "## Intended use and limits",
         "",

@@ -3,12 +3,16 @@
 The held-out split is scored once with the frozen K-class pipeline (the same numpy steps a
 prediction uses), on the exact contours and on their moment-matched ellipses, and each is written
 as the K-class report of ``evaluation.multiclass_report``; the out-of-fold probabilities of the
-training split get the same report. The scoring is recorded in the held-out ledger (``ledger.py``).
+training split get the same report. A bundle trained with the network reports its DLR (the
+model that answers) in those reports and each of Rad, DL and DLR in ``multiclass_<set>_<signature>``
+beside them (``metrics.by_signature`` in the manifest). The scoring is recorded in the held-out
+ledger (``ledger.py``).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from .bundle_export import (
     HELDOUT_KEYS,
     IMAGE_INPUT,
     INTENDED_USE,
+    backbone_record,
     extra_record,
     ood_block,
     split_counts,
@@ -47,16 +52,31 @@ SUMMARY_KEYS = (
 
 def build_multiclass_pipeline(run: MulticlassRun) -> MulticlassPipeline:
     """The frozen K-class pipeline of a run; its distance reference from the exact training rows."""
-    cohort, sig = run.cohort, run.signature
+    from .crossfit import crop_settings
+
+    cohort, sig, cfg = run.cohort, run.signature, run.config
     _, R = cohort.rows(cohort.plan.train, ["exact"])
     cols = [cohort.rad_names.index(c) for c in sig.columns]
+    deep: dict[str, Any] = {}
+    if run.dl_signature is not None:
+        cnn: dict[str, Any] = {"file": "cnn.safetensors", "arch": cfg.cnn.arch, "in_channels": 1}
+        if cfg.cnn.seeds > 1:  # a seed ensemble: the members' tensors are named member<m>.<name>
+            cnn["members"] = cfg.cnn.seeds
+        deep = {
+            "dl": run.dl_signature,
+            "reducer": run.reducer,
+            "fusion": run.fusion,
+            "cnn": cnn,
+            "crop": crop_settings(cfg),
+        }
     return MulticlassPipeline(
         radiomics_parameters=run.record["radiomics_parameters"],
         radiomics_columns=list(cohort.rad_names),
         signature=sig,
         cutoffs=run.cutoffs,
         ood=ood_block(list(sig.columns), R[:, cols]),
-        pixel_units=run.config.image.pixel_units,
+        pixel_units=cfg.image.pixel_units,
+        **deep,
     )
 
 
@@ -75,41 +95,70 @@ def evaluate_multiclass_heldout(
     """Score the held-out split once per contour and the out-of-fold rows; write each report.
 
     Returns:
-        ``"oof"`` and each contour with held-out cases -> the evaluation result.
+        ``"oof"`` and each contour with held-out cases -> the evaluation result of the model that
+        answers (DLR with the network, else Rad). With the network, the Rad and DL signatures'
+        results are under ``"<set>/rad"`` and ``"<set>/dl"`` too (``by_signature``).
     """
     from ..evaluation.multiclass import evaluate_multiclass
     from ..evaluation.multiclass_report import write_multiclass_report
 
     cohort, classes = run.cohort, run.classes
     cut = None if run.cutoffs is None else dict(zip(classes, run.cutoffs))
-    sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
-        "oof": (run.oof_y, run.oof_prob, cohort.groups[run.oof_cases])
+    oof = {pipe.model_name: run.oof_prob, **run.by_signature}
+    sets: dict[str, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = {
+        "oof": (run.oof_y, oof, cohort.groups[run.oof_cases])
     }
     for contour in CONTOURS:
         pairs, R = cohort.rows(cohort.plan.test, [contour])
         if pairs:
             idx = np.array([i for i, _ in pairs])
+            D = np.array([run.final_deep[p] for p in pairs]) if pipe.uses_cnn else None
             sets[contour] = (
                 cohort.labels[idx].astype(int),
-                pipe.predict_matrix(R, cohort.rad_names),
+                pipe.signature_matrices(R, cohort.rad_names, D),
                 cohort.groups[idx],
             )
     out = {}
-    for name, (y, prob, groups) in sets.items():
+    for name, (y, probs, groups) in sets.items():
         labels = np.array([classes[i] for i in y], dtype=object)
         what = "out-of-fold, training split" if name == "oof" else f"held-out split, {name} contours"
-        write_multiclass_report(
-            reports / f"multiclass_{name}",
-            labels,
-            prob,
-            classes,
-            cut,
-            clusters=groups,
-            title=f"{run.config.title}: {what}",
-            notes=[f"Decision rule frozen at training: {pipe.rule}."],
-        )
-        out[name] = evaluate_multiclass(labels, prob, classes, cut, groups)
+        jobs = [(name, f"multiclass_{name}", pipe.model_name, "")]
+        if pipe.uses_cnn:
+            members = [s for s in probs if s != pipe.model_name]  # the DLR is the report above
+            jobs += [
+                (f"{name}/{s}", f"multiclass_{name}_{s}", s, f", {s.upper()} signature") for s in members
+            ]
+        for key, folder, sig, suffix in jobs:
+            write_multiclass_report(
+                reports / folder,
+                labels,
+                probs[sig],
+                classes,
+                cut,
+                clusters=groups,
+                title=f"{run.config.title}: {what}{suffix}",
+                notes=[f"Decision rule frozen at training: {pipe.rule}."],
+            )
+            out[key] = evaluate_multiclass(labels, probs[sig], classes, cut, groups)
     return out
+
+
+def by_signature(results: dict[str, dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
+    """``{set: {signature: summary}}``: the members' ``"<set>/<signature>"`` results and the
+    reported ``model``'s (with the network; empty without)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, r in results.items():
+        if "/" in key:
+            name, sig = key.split("/")
+            out.setdefault(name, {})[sig] = summarise(r)
+    for name, table in out.items():
+        table[model] = summarise(results[name])
+    return out
+
+
+def reported(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The results of the model that answers (keys without a signature)."""
+    return {k: r for k, r in results.items() if "/" not in k}
 
 
 def _ledger(run: MulticlassRun, results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -161,7 +210,8 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
     config, cohort, plan = run.config, run.cohort, run.cohort.plan
     reports = run.work / "reports"
     pipe = build_multiclass_pipeline(run)
-    results = evaluate_multiclass_heldout(run, pipe, reports)
+    every = evaluate_multiclass_heldout(run, pipe, reports)
+    results = reported(every)
     ledger = _ledger(run, results)
     classes = run.classes
     rule: dict[str, Any] = {"rule": pipe.rule}
@@ -180,6 +230,15 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
         "decision_rule_search": to_json_value(run.cutoff_search),
         "signature": {"features": len(pipe.signature.columns), "c": pipe.signature.c},
     }
+    signatures = ["rad"]
+    models: dict[str, Any] = {}
+    if pipe.dl is not None and pipe.fusion is not None:
+        signatures = ["rad", "dl", "dlr"]
+        models["fusion"] = pipe.fusion.kind
+        metrics["by_signature"] = by_signature(every, pipe.model_name)
+        metrics["dl_signature"] = {"features": len(pipe.dl.columns), "c": pipe.dl.c}
+        metrics["fusion"] = {"kind": pipe.fusion.kind, "c": pipe.fusion.c}
+        metrics["cnn_history"] = to_json_value(run.cnn_history)
     manifest: dict[str, Any] = {
         "id": config.bundle_id,
         "version": __version__,
@@ -200,9 +259,16 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
             "split": split_record(config),
             "counts": counts,
         },
-        "models": {"default": "rad", "image_only": "rad", "signatures": ["rad"], "kind": "multiclass"},
+        "models": {
+            "default": pipe.model_name,
+            "image_only": pipe.model_name,
+            "signatures": signatures,
+            "kind": "multiclass",
+            **models,
+        },
         "metrics": metrics,
         "licence": config.licence,
+        **({"backbone": backbone_record(config)} if pipe.uses_cnn else {}),
         "citation": list(config.citation) or ["DLRPredictor (this software)"],
         "intended_use": INTENDED_USE,
         "extra": extra_record(
@@ -220,9 +286,23 @@ def write_multiclass_bundle(out: Path, run: MulticlassRun) -> Path:
         **pipe.to_files(),
         "model_card.md": render_multiclass_card(manifest, pipe, results).encode(),
     }
+    if run.final_net is not None:
+        from ..deep.weights import save_safetensors
+
+        with tempfile.TemporaryDirectory() as tmp:
+            files["cnn.safetensors"] = save_safetensors(
+                run.final_net, Path(tmp) / "w.safetensors"
+            ).read_bytes()
     path = write_bundle(out, manifest, files)
-    (reports / "multiclass_full.json").write_text(json.dumps(to_json_value(results), indent=1))
+    (reports / "multiclass_full.json").write_text(json.dumps(to_json_value(every), indent=1))
     return path
 
 
-__all__ = ["build_multiclass_pipeline", "evaluate_multiclass_heldout", "summarise", "write_multiclass_bundle"]
+__all__ = [
+    "build_multiclass_pipeline",
+    "by_signature",
+    "evaluate_multiclass_heldout",
+    "reported",
+    "summarise",
+    "write_multiclass_bundle",
+]

@@ -5,8 +5,9 @@ training folds come from ``splits.py``; for each fold the K-class signature
 (``models.multiclass_signature``: one-vs-rest selection, multinomial logistic model) is fitted on
 the other folds and scores the fold left out; the decision rule's per-class cutoffs (when asked
 for) are chosen on those out-of-fold probabilities only; the shipped signature is refitted on every
-training case. K-class endpoints train the radiomics signature only (see
-:func:`check_multiclass_config` for what is refused, and why).
+training case. With ``cnn.enabled`` the network, the DL signature and the fusion are cross-fitted
+on the same folds (``multiclass_dlr.py``); see :func:`check_multiclass_config` for what is
+refused, and why.
 """
 
 from __future__ import annotations
@@ -32,13 +33,21 @@ def check_multiclass_config(config: TrainConfig) -> None:
     """Refuse, before any work, what a K-class endpoint does not train.
 
     Raises:
-        ConfigError: the CNN enabled (its trainer and Grad-CAM are binary), clinical variables
-            (the combined model and its nomogram are binary; see the model card), ComBat, a
-            classifier other than ``lr`` (the multinomial model), or the quantile transform.
+        ConfigError: clinical variables (the combined model and its nomogram are binary; see the
+            model card), ComBat, a classifier other than ``lr`` (the multinomial model), the
+            quantile transform, or with the network early fusion or a DL classifier other than
+            ``lr``.
     """
-    why = "a K-class endpoint (task.classes) trains the radiomics signature only"
-    if config.cnn.enabled:
-        raise ConfigError(f"{why}: set cnn.enabled: false (the network trainer and its heatmap are binary)")
+    why = "a K-class endpoint (task.classes) trains the Rad, DL and DLR (fusion) signatures only"
+    if config.cnn.enabled and config.model.fusion == "early":
+        raise ConfigError(
+            f"{why}: set model.fusion to stacking or ensemble (early fusion is not offered for K classes)"
+        )
+    if config.cnn.enabled and config.model.dl_classifier != "lr":
+        raise ConfigError(
+            f"{why} with multinomial logistic regression: set model.dl_classifier: lr "
+            f"(got {config.model.dl_classifier!r})"
+        )
     if config.clinical.variables:
         raise ConfigError(
             f"{why}: remove clinical.variables (the combined model and its nomogram are binary; "
@@ -89,6 +98,14 @@ class MulticlassRun:
         record: radiomics parameters and their path, excluded cases, manifest name, command,
             hardware and ledger (as the binary trainer's record).
         elapsed_s: seconds spent fitting.
+        by_signature: with the network: each signature's out-of-fold probabilities of the same
+            rows ("rad", "dl", "dlr"; ``oof_prob`` is then the DLR's, the reported model).
+        dl_signature, reducer, fusion: with the network: the K-class DL signature on the
+            principal components (``models.signatures.DeepFeatureReducer``) of the pooled
+            features, and the ``models.multiclass_fusion.MulticlassFusion`` of Rad and DL.
+        final_net, final_deep: the network trained on every training case (``DeepModel``) and
+            its pooled features of every case and contour variant.
+        cnn_history: epoch history of every network trained.
     """
 
     config: TrainConfig
@@ -101,6 +118,13 @@ class MulticlassRun:
     cutoff_search: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    by_signature: dict[str, np.ndarray] = field(default_factory=dict)
+    dl_signature: MulticlassSignature | None = None
+    reducer: Any = None
+    fusion: Any = None
+    final_net: Any = None
+    final_deep: dict[Any, np.ndarray] = field(default_factory=dict)
+    cnn_history: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -165,51 +189,19 @@ def fit_multiclass(
     import time
 
     started = time.time()
-    classes = list(config.task.classes)
-    settings = selection_settings(config)
-    variants = config.contours.for_radiomics()
     train = cohort.plan.train
-
-    def fit(idx: np.ndarray) -> MulticlassSignature:
-        pairs, R = cohort.rows(idx, variants)
-        rows = np.array([v == "exact" for _, v in pairs]) if config.selection.lesion_rows else None
-        return fit_multiclass_signature(
-            R,
-            cohort.labels[[i for i, _ in pairs]],
-            cohort.rad_names,
-            classes,
-            selection=settings,
-            groups=cohort.groups[[i for i, _ in pairs]],
-            selection_rows=rows,
-            cv=min(5, config.split.folds),
-            seed=config.seed,
-        )
-
-    def exact_prob(sig: MulticlassSignature, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pairs, R = cohort.rows(idx, ["exact"])
-        cols = [cohort.rad_names.index(c) for c in sig.columns]
-        return np.array([i for i, _ in pairs], dtype=int), sig.predict_proba(R[:, cols])
-
     cases, probs = [], []
     for f, fold in enumerate(cohort.plan.folds, 1):
         held = train[fold]
         log(f"K-class signature, fold {f} of {len(cohort.plan.folds)}")
-        sig = fit(np.setdiff1d(train, held))
-        idx, p = exact_prob(sig, held)
+        sig = fit_rad_signature(config, cohort, np.setdiff1d(train, held))
+        idx, p = rad_exact_prob(cohort, sig, held)
         cases.append(idx)
         probs.append(p)
     oof_cases, oof_prob = np.concatenate(cases), np.concatenate(probs)
     log("K-class signature on all training cases")
-    final = fit(train)
-    cutoffs: list[float] | None = None
-    search: dict[str, Any] = {"rule": "argmax"}
-    oof_y = cohort.labels[oof_cases].astype(int)
-    argmax_ba = balanced_accuracy(oof_y, decide(oof_prob), len(classes))
-    search["argmax_balanced_accuracy_oof"] = argmax_ba
-    if config.task.decision_rule == "cutoffs":
-        cutoffs, ba = choose_cutoffs(oof_y, oof_prob)
-        search.update(rule="cutoffs", criterion="balanced accuracy, out-of-fold", balanced_accuracy_oof=ba)
-        log(f"per-class cutoffs {cutoffs}: out-of-fold balanced accuracy {ba:.3f} (argmax {argmax_ba:.3f})")
+    final = fit_rad_signature(config, cohort, train)
+    cutoffs, search = decision_rule(config, cohort.labels[oof_cases].astype(int), oof_prob, log)
     return MulticlassRun(
         config=config,
         cohort=cohort,
@@ -224,11 +216,56 @@ def fit_multiclass(
     )
 
 
+def fit_rad_signature(config: TrainConfig, cohort: TrainingCohort, idx: np.ndarray) -> MulticlassSignature:
+    """The K-class Rad signature fitted on the cases ``idx`` (their radiomics contour variants)."""
+    pairs, R = cohort.rows(idx, config.contours.for_radiomics())
+    rows = np.array([v == "exact" for _, v in pairs]) if config.selection.lesion_rows else None
+    return fit_multiclass_signature(
+        R,
+        cohort.labels[[i for i, _ in pairs]],
+        cohort.rad_names,
+        list(config.task.classes),
+        selection=selection_settings(config),
+        groups=cohort.groups[[i for i, _ in pairs]],
+        selection_rows=rows,
+        cv=min(5, config.split.folds),
+        seed=config.seed,
+    )
+
+
+def rad_exact_prob(
+    cohort: TrainingCohort, sig: MulticlassSignature, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(case index, (n, K) probabilities) of the Rad signature on the exact contours of ``idx``."""
+    pairs, R = cohort.rows(idx, ["exact"])
+    cols = [cohort.rad_names.index(c) for c in sig.columns]
+    return np.array([i for i, _ in pairs], dtype=int), sig.predict_proba(R[:, cols])
+
+
+def decision_rule(
+    config: TrainConfig, oof_y: np.ndarray, oof_prob: np.ndarray, log: Log
+) -> tuple[list[float] | None, dict[str, Any]]:
+    """The frozen rule on the reported model's out-of-fold probabilities: (cutoffs or None, how)."""
+    k = len(config.task.classes)
+    search: dict[str, Any] = {"rule": "argmax"}
+    argmax_ba = balanced_accuracy(oof_y, decide(oof_prob), k)
+    search["argmax_balanced_accuracy_oof"] = argmax_ba
+    if config.task.decision_rule != "cutoffs":
+        return None, search
+    cutoffs, ba = choose_cutoffs(oof_y, oof_prob)
+    search.update(rule="cutoffs", criterion="balanced accuracy, out-of-fold", balanced_accuracy_oof=ba)
+    log(f"per-class cutoffs {cutoffs}: out-of-fold balanced accuracy {ba:.3f} (argmax {argmax_ba:.3f})")
+    return cutoffs, search
+
+
 __all__ = [
     "MulticlassRun",
     "balanced_accuracy",
     "check_multiclass_config",
     "choose_cutoffs",
     "class_label",
+    "decision_rule",
     "fit_multiclass",
+    "fit_rad_signature",
+    "rad_exact_prob",
 ]

@@ -285,10 +285,15 @@ def train_from_manifest(
         "ledger": Path(ledger) if ledger is not None else work / LEDGER_NAME,
     }
     if classes:
+        from .multiclass_dlr import fit_multiclass_dlr
         from .multiclass_export import write_multiclass_bundle
         from .multiclass_fit import fit_multiclass
 
-        path = write_multiclass_bundle(out, fit_multiclass(config, cohort, work, log, record=record))
+        if config.cnn.enabled:  # Rad, DL and their fusion, cross-fitted on the same folds
+            mc = fit_multiclass_dlr(config, cohort, work, log, record=record, map_fn=map_fn)
+        else:
+            mc = fit_multiclass(config, cohort, work, log, record=record)
+        path = write_multiclass_bundle(out, mc)
     else:
         run = _fit(config, cohort, work, log, started=start, record=record, map_fn=map_fn)
         path = write_trained_bundle(out, run)

@@ -176,9 +176,14 @@ def _cutoffs(trained: dict[str, Path]) -> np.ndarray:
     return np.array([rule["cutoffs"][c] for c in CLASSES])
 
 
-def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray, cut: np.ndarray) -> None:
+def _check_against_sklearn(
+    folder: Path, y: np.ndarray, P: np.ndarray, cut: np.ndarray, slack: float = 0.0
+) -> None:
     """Every metric of a K-class report folder (JSON and CSV tables) against scikit-learn or the
-    definition (1e-9 for AUCs: DeLong's and sklearn's trapezoid are two computations of one number)."""
+    definition (1e-9 for AUCs: DeLong's and sklearn's trapezoid are two computations of one number).
+
+    ``slack``: a wider tolerance when ``P`` are not the report's own probabilities but those of a
+    second computation of them (e.g. a network's float32 features summed in another order)."""
     import pandas as pd
     from sklearn.metrics import (
         accuracy_score,
@@ -189,6 +194,7 @@ def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray, cut: np.n
     )
     from sklearn.preprocessing import label_binarize
 
+    fine, coarse = max(1e-12, slack), max(1e-9, slack)
     rep = json.loads((folder / "metrics.json").read_text())
     assert rep["classes"] == CLASSES and rep["n"] == len(y)
     pred = (P - cut).argmax(axis=1)
@@ -199,28 +205,28 @@ def _check_against_sklearn(folder: Path, y: np.ndarray, P: np.ndarray, cut: np.n
     assert list(table.columns) == CLASSES
     per_class = pd.read_csv(folder / "multiclass_metrics.csv")
     summary = pd.read_csv(folder / "multiclass_summary.csv").set_index("metric")["value"]
-    assert summary["macro_auc"] == pytest.approx(roc_auc_score(y, P, multi_class="ovr"), abs=1e-9)
+    assert summary["macro_auc"] == pytest.approx(roc_auc_score(y, P, multi_class="ovr"), abs=coarse)
     assert rep["macro_auc"] == pytest.approx(
-        roc_auc_score(y, P, multi_class="ovr", average="macro"), abs=1e-9
+        roc_auc_score(y, P, multi_class="ovr", average="macro"), abs=coarse
     )
     assert rep["micro_auc"] == pytest.approx(
-        roc_auc_score(label_binarize(y, classes=[0, 1, 2]), P, average="micro"), abs=1e-9
+        roc_auc_score(label_binarize(y, classes=[0, 1, 2]), P, average="micro"), abs=coarse
     )
-    assert rep["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
-    assert rep["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred), abs=1e-12)
+    assert rep["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=fine)
+    assert rep["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred), abs=fine)
     onehot = np.eye(3)[y]
-    assert rep["multinomial_brier"] == pytest.approx(np.mean(np.sum((P - onehot) ** 2, axis=1)), abs=1e-12)
+    assert rep["multinomial_brier"] == pytest.approx(np.mean(np.sum((P - onehot) ** 2, axis=1)), abs=fine)
     for k, row in enumerate(rep["per_class"]):
         yk = (y == k).astype(int)
         assert row["class"] == CLASSES[k]
-        assert row["auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=1e-9)
-        assert per_class.loc[k, "auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=1e-9)
-        assert per_class.loc[k, "brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=1e-12)
+        assert row["auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=coarse)
+        assert per_class.loc[k, "auc"] == pytest.approx(roc_auc_score(yk, P[:, k]), abs=coarse)
+        assert per_class.loc[k, "brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=fine)
         tp = int(((pred == k) & (yk == 1)).sum())
-        assert row["sensitivity"] == pytest.approx(tp / yk.sum(), abs=1e-12)
+        assert row["sensitivity"] == pytest.approx(tp / yk.sum(), abs=fine)
         tn = int(((pred != k) & (yk == 0)).sum())
-        assert row["specificity"] == pytest.approx(tn / (len(yk) - yk.sum()), abs=1e-12)
-        assert row["calibration"]["brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=1e-12)
+        assert row["specificity"] == pytest.approx(tn / (len(yk) - yk.sum()), abs=fine)
+        assert row["calibration"]["brier"] == pytest.approx(brier_score_loss(yk, P[:, k]), abs=fine)
 
 
 def test_the_predict_path_imports_no_sklearn(trained: dict[str, Path]) -> None:
@@ -284,7 +290,8 @@ def test_decision_rule_and_spec_round_trip() -> None:
 
 
 def test_config_and_manifest_errors(tmp_path: Path) -> None:
-    """Two classes, a CNN or clinical variables with task.classes, an undeclared label: refused clearly."""
+    """Two classes or clinical variables with task.classes, an undeclared label: refused clearly
+    (the settings a K-class network refuses: test_multiclass_dlr)."""
     from DLRPredictorLib.training.config import load_config
     from DLRPredictorLib.training.multiclass_fit import check_multiclass_config, class_label
 
@@ -297,9 +304,6 @@ def test_config_and_manifest_errors(tmp_path: Path) -> None:
     (tmp_path / "rule.yaml").write_text("task: {classes: [a, b, c], decision_rule: vote}\n")
     with pytest.raises(ConfigError, match="decision_rule"):
         load_config(tmp_path / "rule.yaml")
-    (tmp_path / "cnn.yaml").write_text("task: {classes: [a, b, c]}\n")
-    with pytest.raises(ConfigError, match=r"cnn\.enabled: false"):
-        check_multiclass_config(load_config(tmp_path / "cnn.yaml"))
     (tmp_path / "clin.yaml").write_text(
         "task: {classes: [a, b, c]}\ncnn: {enabled: false}\n"
         "clinical: {variables: [{name: age, type: numeric}]}\n"
