@@ -147,8 +147,11 @@ def single_view_config(out: Path) -> Path:
     return path
 
 
-def score_fold5(two: dict, test: list[str], multi_bundle: Path, single_bundle: Path) -> dict[str, np.ndarray]:
-    """Every compared score of each fold-5 patient."""
+def score_fold5(
+    two: dict, test: list[str], multi_bundle: Path, single_bundle: Path
+) -> tuple[dict[str, np.ndarray], list[tuple[str, np.ndarray]]]:
+    """Every compared score of each fold-5 patient, and (view id, lesion slice) of every image
+    scored (the held-out ledger's test-set digest)."""
     from DLRPredictorLib.inference.multi_input_predictor import load_multi_input_predictor
     from DLRPredictorLib.inference.predictor import load_predictor
     from DLRPredictorLib.inputs import images, lesion
@@ -158,6 +161,7 @@ def score_fold5(two: dict, test: list[str], multi_bundle: Path, single_bundle: P
     scores: dict[str, list[float]] = {k: [] for k in ("y", "two_view", "view_l", "view_r", "pooled_l",
                                                        "pooled_r", "pooled_mean")}  # fmt: skip
     used: set[str] = set()
+    slices: list[tuple[str, np.ndarray]] = []
     for k, p in enumerate(test):
         arrays = {}
         for s, name in (("l", "US_l"), ("r", "US_r")):
@@ -165,6 +169,10 @@ def score_fold5(two: dict, test: list[str], multi_bundle: Path, single_bundle: P
             volume = images.read_image(v["image"])
             arrays[name] = (volume, lesion.read_mask(v["mask"], volume))
         both = multi.predict(arrays, heatmap=False, case=p)
+        for s, name in (("l", "US_l"), ("r", "US_r")):
+            lesion_slice = both.per_input[name].lesion
+            assert lesion_slice is not None
+            slices.append((two[p][s]["id"], lesion_slice.image))
         only_l = multi.combine({"US_l": both.per_input["US_l"]})
         only_r = multi.combine({"US_r": both.per_input["US_r"]})
         used.update({both.model_used, only_l.model_used, only_r.model_used})
@@ -180,7 +188,7 @@ def score_fold5(two: dict, test: list[str], multi_bundle: Path, single_bundle: P
         if (k + 1) % 40 == 0:
             log(f"fold 5: {k + 1}/{len(test)} patients")
     log("models used: " + "; ".join(sorted(used)))
-    return {k: np.asarray(v) for k, v in scores.items()}
+    return {k: np.asarray(v) for k, v in scores.items()}, slices
 
 
 LABELS = {
@@ -212,6 +220,27 @@ def report(scores: dict[str, np.ndarray]) -> dict:
     return out
 
 
+def record(ledger: Path, bundle: Path, slices: list[tuple[str, np.ndarray]], res: dict) -> dict:
+    """Append this scoring of fold 5 to the held-out ledger (training/ledger.py): the two-view
+    bundle's content digest as the configuration, the scored images as the test set; no case or
+    patient id is written. Returns the entry as written."""
+    from DLRPredictorLib.bundle.multi_input import load_multi_input_bundle
+    from DLRPredictorLib.training.ledger import append_entry, test_set_digest
+
+    verified = load_multi_input_bundle(bundle)
+    entry = {
+        "config_digest": verified.digest,
+        "test_set_digest": test_set_digest(slices),
+        "bundle_id": verified.id,
+        "n_test": res["n"],
+        "source": "scripts/experiments/two_view.py",
+        "aucs": {"fold5": {k: v["auc"] for k, v in res["auc"].items()}},
+    }
+    written = append_entry(ledger, entry)
+    log(f"held-out ledger {ledger}: entry {written['repeat']} of this configuration on this test set")
+    return written
+
+
 def markdown(res: dict) -> str:
     """The results table for docs/EXPERIMENTS.md."""
     lines = [
@@ -236,6 +265,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "exp" / "two_view")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument(
+        "--ledger",
+        type=Path,
+        default=ROOT / "out" / "exp" / "two_view" / "heldout_ledger.jsonl",
+        help="held-out ledger of fold 5: every scoring is appended (default: in the output folder)",
+    )
     ap.add_argument(
         "--fusion",
         choices=("stacking", "ensemble", "early"),
@@ -272,9 +307,10 @@ def main() -> None:
             single_csv, single_bundle, single_view_config(out), work_dir=out / "single_view.work", log=log
         )
     t_single = time.time() - start
-    scores = score_fold5(two, test, multi_bundle, single_bundle)
+    scores, slices = score_fold5(two, test, multi_bundle, single_bundle)
     np.savez(out / f"fold5_scores{tag}.npz", **scores)
     res = report(scores)
+    res["ledger"] = record(args.ledger, multi_bundle, slices, res)
     res["train_seconds"] = {"two_view": round(t_multi, 1), "single_view": round(t_single, 1)}
     res["model_card"] = (multi_bundle / "model_card.md").read_text(encoding="utf-8")
     (out / f"two_view{tag}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
