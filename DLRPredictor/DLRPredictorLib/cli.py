@@ -189,6 +189,15 @@ def _train_on_scheduler(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _refuse_options(given: dict[str, object], why: str) -> None:
+    """One line naming the options given that this run does not offer (InputError, exit 2)."""
+    from .base.errors import InputError
+
+    refused = [option for option, value in given.items() if value]
+    if refused:
+        raise InputError(f"{', '.join(refused)}: {why}")
+
+
 def _multi_input_hint(manifest: Path, exc: Exception) -> Exception:
     """A one-input run's manifest error, saying so when the manifest names several inputs."""
     from .base.errors import DLRError, InputError
@@ -216,23 +225,16 @@ def _run(args: argparse.Namespace) -> int:
 
         os.environ[TRUSTED_KEYS_ENV] = str(args.trusted_keys)  # the batch workers inherit it
     if args.command == "predict":
-        from .base.errors import InputError
         from .bundle.multi_input import is_multi_input_bundle
 
         if is_multi_input_bundle(args.bundle):  # a multi-input manifest, one case per row
             from .cohort.multi_input_batch import predict_multi_input_cohort
 
-            options = (
-                ("--stability", args.stability),
-                ("--scheduler", args.scheduler),
-                ("--jobs", args.jobs),
+            _refuse_options(
+                {"--stability": args.stability, "--scheduler": args.scheduler, "--jobs": args.jobs},
+                "not offered with a multi-input bundle (its cases run one after the other in this "
+                "process); leave the option out",
             )
-            unsupported = [option for option, given in options if given]
-            if unsupported:
-                raise InputError(
-                    f"{', '.join(unsupported)}: not offered with a multi-input bundle (its cases run one "
-                    "after the other in this process); leave the option out"
-                )
 
             multi = predict_multi_input_cohort(
                 args.manifest,
@@ -270,14 +272,10 @@ def _run(args: argparse.Namespace) -> int:
             from .bundle.multi_input import load_multi_input_bundle, sign_multi_input_bundle
             from .training.multi_input_train import train_multi_input
 
-            train_options = (("--ledger", args.ledger), ("--scheduler", args.scheduler))
-            unsupported = [option for option, given in train_options if given]
-            if unsupported:
-                from .base.errors import InputError
-
-                raise InputError(
-                    f"{', '.join(unsupported)}: not offered when training a multi-input bundle; leave it out"
-                )
+            _refuse_options(
+                {"--ledger": args.ledger, "--scheduler": args.scheduler},
+                "not offered when training a multi-input bundle; leave it out",
+            )
             if args.sign_key is not None:
                 from .bundle.sign import check_signing_key
 
@@ -319,15 +317,24 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bundle {signed.path} {signed.trust}; content digest {signed.digest}")
         return 0
     if args.command == "evaluate":
-        from .base.errors import InputError
         from .bundle.multi_input import is_multi_input_bundle
 
-        if is_multi_input_bundle(args.bundle):
-            raise InputError(
-                f"evaluate takes a one-input bundle; '{args.bundle}' is a multi-input bundle: run "
-                "predict MANIFEST --out RESULTS.csv --bundle DIR, then report RESULTS.csv --label label "
-                "--positive NAME --scores probability"
+        if is_multi_input_bundle(args.bundle):  # its probability, each row at its model's cutoff
+            from .cohort.multi_input_batch import evaluate_multi_input_cohort
+
+            _refuse_options(
+                {
+                    "--jobs": args.jobs,
+                    "--group-column": args.group_column,
+                    "--cluster-column": args.cluster_column,
+                    "--reader-column": args.reader_column,
+                    "--ledger": args.ledger,
+                },
+                "not offered with a multi-input bundle yet; leave it out",
             )
+            report = evaluate_multi_input_cohort(args.manifest, args.report, bundle_path=args.bundle)
+            print(f"report written to {report}")
+            return 0
         from .cohort import batch
         from .evaluation.bootstrap import BootstrapSettings
 

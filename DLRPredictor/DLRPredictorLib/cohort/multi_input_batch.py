@@ -212,3 +212,34 @@ def _safe_case(
         return error_row(
             job, f"internal error ({type(exc).__name__}: {exc}); please report it", pred.bundle_id
         )
+
+
+def evaluate_multi_input_cohort(manifest: Path, report_dir: Path, *, bundle_path: Path) -> Path:
+    """``dlrpredictor evaluate`` with a multi-input bundle: predict a labelled multi-input manifest
+    into ``REPORT_predictions.csv`` and write the report of its ``probability`` (each row at the
+    cutoff of the model that answered it, the results CSV's ``cutoff`` column).
+
+    Returns:
+        The report folder.
+
+    Raises:
+        InputError, ManifestError, BundleError: as :func:`predict_multi_input_cohort`; the report
+            folder or predictions file would overwrite an input.
+    """
+    from ..base.outputs import refuse_overwriting_inputs
+    from ..evaluation import report_csv
+
+    report_dir = Path(report_dir)
+    predictions = report_dir.with_name(report_dir.name + "_predictions.csv")
+    refuse_overwriting_inputs({"--report": report_dir, "--out": predictions}, [manifest], [])
+    pred = load_multi_input_predictor(bundle_path)
+    predict_multi_input_cohort(manifest, predictions, bundle_path=bundle_path)
+    return report_csv.report_from_predictions_csv(
+        predictions,
+        "label",
+        ["probability"],
+        report_dir,
+        positive_label=pred.positive_class,
+        negative_label=pred.negative_class,
+        title=f"Evaluation of {pred.bundle_id} on {Path(manifest).name}",
+    )

@@ -188,10 +188,7 @@ def test_cli_predict_takes_a_multi_input_manifest(two_view, shared_data, tmp_pat
     assert rows["both"]["score_US_r:dl"] != "" and rows["left_only"]["score_US_r:dl"] == ""
     assert rows["left_only"]["model_used"].startswith("US_l only")
     assert rows["broken"]["status"] == "error" and "input 'US_l'" in rows["broken"]["error"]
-    # evaluate takes one-input bundles; a one-input bundle refuses a multi-input manifest
-    assert (
-        cli.main(["evaluate", str(manifest), "--report", str(tmp_path / "r"), "--bundle", str(bundle)]) == 2
-    )
+    # a one-input bundle refuses a multi-input manifest, saying which bundle it needs
     assert cli.main(["predict", str(manifest), "--out", str(tmp_path / "one.csv")]) == 2
     assert "multi-input bundle" in capsys.readouterr().err
     assert (
@@ -482,3 +479,49 @@ def test_ensemble_fusion_across_inputs(two_view, shared_data):
     # the weighted average computed by hand from the stored weights (an independent computation)
     P = np.array([both.signature_scores["US_l:rad"], both.signature_scores["US_r:rad"]])
     assert both.probability == pytest.approx(float(P @ weights), abs=1e-12)
+
+
+def test_evaluate_a_labelled_multi_input_manifest(two_view, shared_data, tmp_path, capsys):
+    """The report's AUC of the multi-input probability equals scikit-learn's on the same rows."""
+    from DLRPredictorLib import cli
+    from sklearn.metrics import roc_auc_score
+
+    bundle, unseen, _ = two_view
+    pathology = {p: v["l"]["Pathology"] for p, v in unseen.items()}
+    chosen = [p for p in unseen if pathology[p] == "malignant"][:3] + [
+        p for p in unseen if pathology[p] == "benign"
+    ][:3]
+    manifest = tmp_path / "labelled.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for k, p in enumerate(chosen):
+            right = (
+                _files(shared_data, unseen[p]["r"]) if k % 2 == 0 else ("", "")
+            )  # some cases with one view
+            w.writerow([f"case{k}", pathology[p], *_files(shared_data, unseen[p]["l"]), *right])
+    report = tmp_path / "report"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(manifest),
+                "--report",
+                str(report),
+                "--bundle",
+                str(bundle),
+                "--group-column",
+                "x",
+            ]
+        )
+        == 2
+    )
+    assert "--group-column: not offered with a multi-input bundle" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(manifest), "--report", str(report), "--bundle", str(bundle)]) == 0
+    with open(tmp_path / "report_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    y = [int(r["label"] == "malignant") for r in rows]
+    p = [float(r["probability"]) for r in rows]
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n"] == 6
+    assert metrics["scores"]["probability"]["auc"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
