@@ -145,22 +145,25 @@ class VerifiedMultiInputBundle:
         return [d.name for d in self.inputs if d.required]
 
     def model_for(self, available: list[str]) -> InputModel:
-        """The model trained for exactly these inputs (order as declared).
+        """The model trained for exactly these inputs (order as declared); when training had too
+        few cases with all of them, the model of the largest combination of them that has one.
 
         Raises:
-            BundleError: no model for that combination (a required input is missing).
+            BundleError: a required input is missing, or no model uses only these inputs.
         """
         key = tuple(n for n in self.input_names if n in available)
-        for m in self.models:
-            if m.inputs == key:
-                return m
         missing = [n for n in self.required_inputs if n not in available]
-        why = (
-            f"the required input(s) {', '.join(missing)} are missing"
-            if missing
-            else "no model was trained for it"
-        )
-        raise BundleError(f"the bundle has no model for the inputs {', '.join(key) or '(none)'}: {why}")
+        if missing:
+            raise BundleError(
+                f"the bundle has no model for the inputs {', '.join(key) or '(none)'}: the required "
+                f"input(s) {', '.join(missing)} are missing"
+            )
+        usable = [m for m in self.models if set(m.inputs) <= set(key)]
+        if not usable:
+            raise BundleError(f"the bundle has no model for the inputs {', '.join(key) or '(none)'}")
+        exact = [m for m in usable if m.inputs == key]
+        # the most inputs; among equals, the first declared (models are listed in that order)
+        return exact[0] if exact else max(usable, key=lambda m: len(m.inputs))
 
 
 def is_multi_input_bundle(path: Path | str | None) -> bool:

@@ -244,6 +244,12 @@ class MultiInputPredictor:
                 f"input(s) {', '.join(absent)} not given: the model trained for "
                 f"{', '.join(model.inputs)} answered"
             )
+        unused = [n for n in given if n not in model.inputs]
+        if unused:
+            warnings.append(
+                f"input(s) {', '.join(unused)} given but not used: training had too few cases with "
+                f"{', '.join(given)} together, so the model trained for {', '.join(model.inputs)} answered"
+            )
         positive = probability >= cutoff
         return MultiInputPrediction(
             probability=probability,

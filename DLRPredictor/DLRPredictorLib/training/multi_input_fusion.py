@@ -21,6 +21,7 @@ with that bundle's cutoff.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,7 @@ def fit_subset_models(
     seed: int,
     fold_of: dict[str, str] | None = None,
     groups: dict[str, str] | None = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> list[SubsetModel]:
     """One model per combination of inputs (see the module notes).
 
@@ -103,9 +105,11 @@ def fit_subset_models(
         folds, seed: recorded in the fusion spec (as in a one-input bundle).
         fold_of: case id -> shared fold (early fusion's cross-fitting).
         groups: case id -> patient id (early fusion's selection and grid search).
+        log: where a combination left without a model is reported.
 
-    Raises:
-        InputError: a combination whose cases lack one of the two classes.
+    A combination of two or more inputs that fewer than 10 training cases (or one class only)
+    have in full gets no model: a case with those inputs is answered by the model of the largest
+    combination of them that has one (``VerifiedMultiInputBundle.model_for``).
     """
     from ..evaluation.auc import auc_delong
     from ..evaluation.cutoff_metrics import youden_cutoff
@@ -127,10 +131,12 @@ def fit_subset_models(
         ids = sorted(set.intersection(*(set(oof[n]) for n in combo)))
         y = np.array([labels[c] for c in ids])
         if len(ids) < 10 or len(set(y.tolist())) < 2:
-            raise InputError(
-                f"only {len(ids)} training cases have every input of {' + '.join(combo)} (need at least "
-                f"10 with both classes) to learn their fusion"
+            # a case with these inputs is answered by the largest combination of them with a model
+            log(
+                f"no model for {' + '.join(combo)}: only {len(ids)} training cases have all of them "
+                "(need at least 10 with both classes)"
             )
+            continue
         if fusion == "early":
             models.append(_early(runs, combo, labels, fold_of=fold_of or {}, groups=groups or {}, seed=seed))
             continue

@@ -264,6 +264,7 @@ def train_multi_input(
         seed=shared.seed,
         fold_of=fold_of,
         groups={r.case_id: r.patient_id or r.case_id for r in rows},
+        log=log,
     )
     for m in models:
         auc = "n/a" if m.oof_auc is None else f"{m.oof_auc:.3f}"

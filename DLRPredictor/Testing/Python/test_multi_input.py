@@ -525,3 +525,39 @@ def test_evaluate_a_labelled_multi_input_manifest(two_view, shared_data, tmp_pat
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] == 6
     assert metrics["scores"]["probability"]["auc"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+def test_inputs_without_a_joint_model_fall_back_to_the_largest_trained_combination(
+    two_view, shared_data, tmp_path
+):
+    """A bundle whose training had too few cases with both views has no pair model: a case with both
+    is answered by the model of one of them, and a warning says the other was not used."""
+    from DLRPredictorLib.base.errors import BundleError
+    from DLRPredictorLib.bundle.multi_input import InputModel, load_multi_input_bundle
+    from DLRPredictorLib.inference.multi_input_predictor import MultiInputPredictor
+
+    bundle, unseen, _ = two_view
+    copy = tmp_path / "no_pair"
+    shutil.copytree(bundle, copy)
+    doc = json.loads((copy / "multi_input.json").read_text())
+    doc["models"] = [m for m in doc["models"] if len(m["inputs"]) == 1]  # as such a training writes it
+    (copy / "multi_input.json").write_text(json.dumps(doc))
+    verified = load_multi_input_bundle(copy)
+    patient = next(iter(unseen.values()))
+    res = MultiInputPredictor(verified).predict(
+        {"US_l": _load(shared_data, patient["l"]), "US_r": _load(shared_data, patient["r"])}, heatmap=False
+    )
+    assert res.model_used.startswith("US_l only: ") and res.inputs_used == ["US_l"]
+    assert any("US_r given but not used" in w for w in res.warnings)
+    assert set(res.signature_scores) >= {"US_l:rad", "US_r:rad"}  # both inputs' scores are still listed
+
+    # the rule: the largest trained combination of the inputs given (first declared among equals);
+    # a missing required input (US_l here) or no model within the inputs given is refused
+    verified.models = [InputModel(("US_l",), "input"), InputModel(("US_r",), "input")]
+    assert verified.model_for(["US_r", "US_l"]).inputs == ("US_l",)
+    with pytest.raises(BundleError, match="required input"):
+        verified.model_for(["US_r"])
+    verified.models = [InputModel(("US_l", "US_r"), "fusion")]
+    assert verified.model_for(["US_r", "US_l"]).inputs == ("US_l", "US_r")
+    with pytest.raises(BundleError, match=r"no model for the inputs US_l$"):
+        verified.model_for(["US_l"])
