@@ -434,6 +434,15 @@ def _evaluate_multiclass(
         cutoffs=None if cut is None else dict(zip(pred.classes, cut)),
         title=f"Evaluation of {pred.bundle_id} on {Path(cohort_path).name}",
     )
+    for sig in ("rad", "dl") if pred.pipeline.uses_cnn else ():  # a DLR bundle: its members beside it
+        report_from_multiclass_csv(
+            predictions,
+            pred.classes,
+            report_dir.with_name(f"{report_dir.name}_{sig}"),
+            cutoffs=None if cut is None else dict(zip(pred.classes, cut)),
+            title=f"Evaluation of {pred.bundle_id} on {Path(cohort_path).name}: {sig.upper()} signature",
+            prefix=f"score_{sig}:",
+        )
     with open(predictions, newline="", encoding="utf-8") as fh:
         ids = [r["case_id"] for r in csv.DictReader(fh) if r.get("status") == "ok" and r.get("label")]
     macro = json.loads((path / "metrics.json").read_text(encoding="utf-8"))["macro_auc"]

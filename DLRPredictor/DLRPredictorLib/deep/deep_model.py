@@ -194,6 +194,25 @@ class DeepModel:
         return cls(state_dict, arch, in_channels=in_channels, num_classes=num_classes, members=members)
 
     @classmethod
+    def from_bundle(cls, bundle: Any, cnn: Mapping[str, Any], num_classes: int = 2) -> DeepModel:
+        """The network a bundle's pipeline declares (``cnn``: file, arch, in_channels, members),
+        from the bundle's verified safetensors bytes (tensors only: no code runs).
+
+        Raises:
+            BundleError: the tensors do not fit the declared network.
+        """
+        from safetensors.numpy import load as load_safetensors
+
+        tensors = load_safetensors(bundle.read_bytes(cnn["file"]))
+        return cls.from_state_dict(
+            tensors,
+            cnn["arch"],
+            in_channels=int(cnn.get("in_channels", 1)),
+            num_classes=num_classes,
+            members=int(cnn.get("members", 1)),
+        )
+
+    @classmethod
     def from_safetensors(
         cls,
         path: str | Path,

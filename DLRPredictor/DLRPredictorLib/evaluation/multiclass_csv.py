@@ -36,6 +36,7 @@ def report_from_multiclass_csv(
     cutoffs: Mapping[str, float] | None = None,
     cluster_column: str | None = None,
     title: str | None = None,
+    prefix: str = PREFIX,
 ) -> Path:
     """K-class report from a CSV with ``probability:<class>`` columns and a label column of class names.
 
@@ -52,6 +53,8 @@ def report_from_multiclass_csv(
         cluster_column: a column of cluster (patient) ids: clustered AUC intervals (ids are
             used for grouping only and never written).
         title: page title (default "Evaluation of <file name>").
+        prefix: the class probability columns' prefix (``score_dl:`` reads a DLR bundle's DL
+            signature's probabilities; default ``probability:``, the answer).
 
     Returns:
         The report folder.
@@ -63,13 +66,13 @@ def report_from_multiclass_csv(
     refuse_overwriting_inputs({"--report": report_dir}, [csv_path])
     names = check_classes(classes)
     df = _read_csv(csv_path)
-    prob_cols = [probability_column(n) for n in names]
+    prob_cols = [f"{prefix}{n}" for n in names]
     wanted = [label_column, *prob_cols, *([cluster_column] if cluster_column else [])]
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputError(
             f"Column(s) {missing} not found in {csv_path.name}; a K-class file has a label column and "
-            f"'{PREFIX}<class>' for each declared class. Available columns: {list(df.columns)}."
+            f"'{prefix}<class>' for each declared class. Available columns: {list(df.columns)}."
         )
     notes = [f"{len(df)} rows read from {csv_path.name}; classes in order: {', '.join(names)}."]
     df = drop_error_rows(df, notes)
@@ -102,7 +105,7 @@ def report_from_multiclass_csv(
     if not off.empty:  # named by file row here; evaluate_multiclass checks the same again
         raise InputError(
             f"{csv_path.name} row {_row_number(off.index[0])}: the class probabilities sum to "
-            f"{off.iloc[0]:.6g}, not 1 ({off.size} such row(s)); give '{PREFIX}<class>' for every "
+            f"{off.iloc[0]:.6g}, not 1 ({off.size} such row(s)); give '{prefix}<class>' for every "
             "class, summing to 1."
         )
     clusters = None

@@ -189,18 +189,9 @@ class MulticlassPipeline:
 
     def load_deep_model(self, bundle: Any) -> Any:
         """The network from the bundle's verified safetensors bytes (numpy engine; K outputs)."""
-        from safetensors.numpy import load as load_safetensors
-
         from ..deep.deep_model import DeepModel
 
-        tensors = load_safetensors(bundle.read_bytes(self.cnn["file"]))  # verified bytes, no code run
-        return DeepModel.from_state_dict(
-            tensors,
-            self.cnn["arch"],
-            in_channels=int(self.cnn.get("in_channels", 1)),
-            num_classes=len(self.classes),
-            members=int(self.cnn.get("members", 1)),
-        )
+        return DeepModel.from_bundle(bundle, self.cnn, num_classes=len(self.classes))
 
     def dl_signature_affine(self) -> None:
         """None: a K-class bundle draws no heatmap (see the module notes)."""

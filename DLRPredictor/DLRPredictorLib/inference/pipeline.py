@@ -142,17 +142,9 @@ class FrozenPipeline:
 
     def load_deep_model(self, bundle: Any) -> Any:
         """The ResNet from the bundle's verified safetensors bytes."""
-        from safetensors.numpy import load as load_safetensors
-
         from ..deep.deep_model import DeepModel
 
-        tensors = load_safetensors(bundle.read_bytes(self.cnn["file"]))  # verified bytes, no code run
-        return DeepModel.from_state_dict(
-            tensors,
-            self.cnn["arch"],
-            in_channels=int(self.cnn.get("in_channels", 1)),
-            members=int(self.cnn.get("members", 1)),
-        )
+        return DeepModel.from_bundle(bundle, self.cnn)
 
     def dl_signature_affine(self) -> Any:
         """The DL signature's logit as ``PooledAffine`` of the pooled CNN features, or None.

@@ -189,3 +189,35 @@ def test_k_class_settings_not_offered_are_refused(tmp_path: Path) -> None:
         check_multiclass_config(load_config(tmp_path / "svm.yaml"))
     (tmp_path / "dlr.yaml").write_text("task: {classes: [a, b, c]}\n")  # defaults: network on, stacking
     check_multiclass_config(load_config(tmp_path / "dlr.yaml"))
+
+
+def test_evaluate_reports_the_dlr_and_each_signature(trained: dict[str, Path]) -> None:
+    """`dlrpredictor evaluate` of the held-out cases: the DLR's report and, beside it, the Rad and DL
+    signatures' (``REPORT_rad``, ``REPORT_dl``), each against sklearn on its own columns of the
+    predictions CSV; Rad equals train's held-out Rad report (same radiomics, same numpy steps)."""
+    from DLRPredictorLib import cli
+
+    tmp, work = trained["tmp"], trained["work"]
+    test_ids = set(_heldout_ids(trained))
+    with open(trained["manifest"], newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r["case_id"] in test_ids]
+        columns = list(reader.fieldnames or [])
+    heldout = tmp / "heldout.csv"
+    with open(heldout, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["evaluate", str(heldout), "--bundle", str(trained["bundle"]), "--report", str(tmp / "ev")]
+    assert cli.main([*args, "--jobs", "1", "--ledger", str(tmp / "ev_ledger.jsonl")]) == 0
+    with open(tmp / "ev_predictions.csv", newline="") as f:
+        out = list(csv.DictReader(f))
+    y = np.array([CLASSES.index(r["label"]) for r in out])
+    no_cut = np.zeros(len(CLASSES))
+    for s, folder in (("dlr", "ev"), ("rad", "ev_rad"), ("dl", "ev_dl")):
+        P = np.array([[float(r[f"score_{s}:{c}"]) for c in CLASSES] for r in out])
+        _check_against_sklearn(tmp / folder, y, P, no_cut)
+    ev = json.loads((tmp / "ev_rad" / "metrics.json").read_text())
+    held = json.loads((work / "reports" / "multiclass_exact_rad" / "metrics.json").read_text())
+    assert ev["confusion"] == held["confusion"] and ev["n"] == held["n"] == len(rows)
+    assert ev["macro_auc"] == pytest.approx(held["macro_auc"], abs=1e-12)
