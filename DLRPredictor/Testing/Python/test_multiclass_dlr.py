@@ -25,7 +25,13 @@ from DLRPredictorLib.base.errors import ConfigError
 
 # The sample, the manifest writer, the held-out ids and the report check are the radiomics-only
 # K-class test's own: both bundles are trained on the same patients and checked the same way.
-from test_multiclass_training import CLASSES, _check_against_sklearn, _heldout_ids, _histology_manifest
+from test_multiclass_training import (
+    CLASSES,
+    _check_against_sklearn,
+    _heldout_ids,
+    _heldout_manifest,
+    _histology_manifest,
+)
 
 SIGNATURES = ("rad", "dl", "dlr")
 CONFIG = """
@@ -198,16 +204,7 @@ def test_evaluate_reports_the_dlr_and_each_signature(trained: dict[str, Path]) -
     from DLRPredictorLib import cli
 
     tmp, work = trained["tmp"], trained["work"]
-    test_ids = set(_heldout_ids(trained))
-    with open(trained["manifest"], newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r["case_id"] in test_ids]
-        columns = list(reader.fieldnames or [])
-    heldout = tmp / "heldout.csv"
-    with open(heldout, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    heldout, rows = _heldout_manifest(trained)
     args = ["evaluate", str(heldout), "--bundle", str(trained["bundle"]), "--report", str(tmp / "ev")]
     assert cli.main([*args, "--jobs", "1", "--ledger", str(tmp / "ev_ledger.jsonl")]) == 0
     with open(tmp / "ev_predictions.csv", newline="") as f:

@@ -170,6 +170,21 @@ def _heldout_ids(trained: dict[str, Path]) -> list[str]:
     return [rows[i]["case_id"] for i in plan.test]
 
 
+def _heldout_manifest(trained: dict[str, Path]) -> tuple[Path, list[dict[str, str]]]:
+    """A manifest of the held-out cases only (tmp/heldout.csv), and its rows."""
+    test_ids = set(_heldout_ids(trained))
+    with open(trained["manifest"], newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r["case_id"] in test_ids]
+        columns = list(reader.fieldnames or [])
+    heldout = trained["tmp"] / "heldout.csv"
+    with open(heldout, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return heldout, rows
+
+
 def _cutoffs(trained: dict[str, Path]) -> np.ndarray:
     """The bundle's frozen per-class cutoffs, in class order."""
     rule = json.loads((trained["bundle"] / "manifest.json").read_text())["task"]["decision_rule"]
@@ -358,16 +373,7 @@ def test_evaluate_reproduces_the_heldout_report_and_is_ledgered(trained: dict[st
     from DLRPredictorLib import cli
 
     tmp, work = trained["tmp"], trained["work"]
-    test_ids = set(_heldout_ids(trained))
-    with open(trained["manifest"], newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r["case_id"] in test_ids]
-        columns = list(reader.fieldnames or [])
-    heldout = tmp / "heldout.csv"
-    with open(heldout, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    heldout, rows = _heldout_manifest(trained)
     ledger = work / "heldout_ledger.jsonl"
     args = ["evaluate", str(heldout), "--bundle", str(trained["bundle"]), "--report", str(tmp / "ev")]
     assert cli.main([*args, "--jobs", "1", "--ledger", str(ledger)]) == 0
