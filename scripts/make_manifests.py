@@ -6,7 +6,9 @@ Outputs (in --out, default out/manifests):
   busbra_train.csv, busbra_test.csv   official fold --test-fold held out (patient-level)
   breast_all.csv                  BrEaST cases with a tumour mask (age, BI-RADS, spacing_mm)
   breast_train.csv, breast_test.csv   a patient-disjoint held-out part (seeded, stratified)
-  combined_train.csv              busbra_train + breast_train (for the bundled model)
+  combined_train.csv              busbra_train + breast_train (an earlier bundled model)
+  busbra_train_breast_all.csv     busbra_train + every BrEaST case (the bundled model: BrEaST is
+                                  its external cohort, split.external_dataset)
 
 Usage: python scripts/make_manifests.py [--data ../shared/data] [--out out/manifests] [--test-fold 5]
 """
@@ -106,6 +108,7 @@ def main() -> None:
     write(args.out / "breast_test.csv", [r for r in br if r["case_id"] in test_ids])
     write(args.out / "combined_train.csv", bus_train + [r for r in br if r["case_id"] not in test_ids])
     write(args.out / "combined_test.csv", bus_test + [r for r in br if r["case_id"] in test_ids])
+    write(args.out / "busbra_train_breast_all.csv", bus_train + br)
 
 
 if __name__ == "__main__":

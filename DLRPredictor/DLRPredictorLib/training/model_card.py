@@ -83,6 +83,55 @@ def _cnn_init(config: TrainConfig) -> str:
     return "trained from scratch"
 
 
+def _selection_steps(config: TrainConfig) -> str:
+    """The selection steps in words, in the order they run."""
+    s = config.selection
+    steps = []
+    if s.transform != "none":
+        steps.append(f"{s.transform}-normal transform")
+    if s.test != "none":
+        steps.append(f"{s.test} (p < {s.alpha})")
+    if s.correlation != "none":
+        steps.append(f"{s.correlation} |r| > {s.correlation_threshold} pruned")
+    if s.lasso:
+        steps.append("LASSO with C by cross-validation")
+    return ", then ".join(steps) or "none (every feature)"
+
+
+def limitation_lines(config: TrainConfig) -> list[str]:
+    """The Limitations section's bullets, as this run's settings make them true."""
+    if config.split.external_dataset is not None or config.split.test_manifest:
+        where = (
+            f"externally validated on one cohort ({config.split.external_dataset}); other scanners, "
+            "sites and populations are untested"
+            if config.split.external_dataset is not None
+            else "no external cohort was held out in this build; scanners and sites are those of the "
+            "training data only"
+        )
+    else:
+        where = "no external validation; scanners and sites are those of the training data only"
+    lines = [
+        f"- Validation: {where}.",
+        "- Some training images carry burned-in calipers and text; the model may partly read them.",
+    ]
+    if config.cnn.enabled:
+        c = config.cnn
+        start = (
+            "fine-tuned from ImageNet weights (see Method)"
+            if c.init == "imagenet"
+            else "pretrained by SimCLR on the training crops, then trained"
+            if c.pretrain.epochs > 0
+            else "trained from the given starting weights"
+            if c.init_weights
+            else "trained from scratch"
+        )
+        lines.append(f"- The CNN was {start} on a small dataset; its features are not validated beyond it.")
+    lines.append(
+        "- Probabilities are calibrated to the training prevalence; recalibrate for another population."
+    )
+    return lines
+
+
 def metrics_table(block: dict[str, Any]) -> str:
     """Markdown table of every score's held-out metrics."""
     from ..evaluation.summary import flatten_score
@@ -131,7 +180,7 @@ def heldout_heading(key: str, config: TrainConfig) -> str:
     """The heading of one held-out subset (``heldout._subsets`` keys)."""
     contour, _, rest = key.partition(":")
     if rest.startswith("external:"):
-        return f"{contour} contours, external cohort {rest[len('external:'):]} (no case of it in training or selection)"
+        return f"{contour} contours, external cohort {rest[len('external:') :]} (no case of it in training or selection)"
     if config.split.external_dataset is not None and not rest:
         return f"{contour} contours, within-dataset held-out split"
     return f"{contour}:{rest} contours" if rest else f"{contour} contours"
@@ -216,7 +265,11 @@ def ledger_lines(ledger: dict[str, Any] | None) -> list[str]:
             + ", ".join(f"`{d[:16]}`" for d in ledger["repeated"])
             + "."
         )
-    out += ["", "| date (UTC) | configuration | repeat | bundle | image-only AUC (exact) |", "|---|---|---|---|---|"]
+    out += [
+        "",
+        "| date (UTC) | configuration | repeat | bundle | image-only AUC (exact) |",
+        "|---|---|---|---|---|",
+    ]
     for e in ledger["entries"]:
         aucs = e.get("aucs") or {}
         exact = aucs.get("exact") or aucs.get("evaluate") or {}  # train's, or an `evaluate` run's
@@ -266,10 +319,13 @@ def render_model_card(
         f"- CNN: {config.cnn.arch}, 1-channel input {config.cnn.input_size} px, lesion crop with margin "
         f"{config.image.margin_fraction}, {_cnn_start(config)}; deep features = average-pool vector, PCA "
         f"({config.model.pca_components}).",
-        f"- Selection (inside training folds only): {config.selection.test}, {config.selection.correlation} "
-        f"|r|>{config.selection.correlation_threshold}, LASSO-CV={config.selection.lasso}, at most "
+        f"- Selection (inside training folds only): {_selection_steps(config)}, at most "
         f"{config.selection.max_features} features; statistics on "
-        + ("the exact-contour row of each lesion." if config.selection.lesion_rows else "every contour-variant row."),
+        + (
+            "the exact-contour row of each lesion."
+            if config.selection.lesion_rows
+            else "every contour-variant row."
+        ),
         f"- Signatures: Rad ({config.model.rad_classifier}), DL ({config.model.dl_classifier}), DLR "
         f"({config.model.fusion} fusion{_stacking_inputs(config)}, fitted on {config.split.folds}-fold cross-fitted "
         f"out-of-fold scores{_fusion_rows(config)}).",
@@ -297,7 +353,9 @@ def render_model_card(
         ]
     out.append("## Held-out performance")
     for contour, entry in heldout.items():
-        out.append(f"### {heldout_heading(contour, config)} ({entry['n']} images, {entry['n_positive']} positive)")
+        out.append(
+            f"### {heldout_heading(contour, config)} ({entry['n']} images, {entry['n_positive']} positive)"
+        )
         if "all" in entry:
             out += [
                 metrics_table(entry["all"]),
@@ -321,10 +379,7 @@ def render_model_card(
     out += ledger_lines(manifest.get("heldout_ledger"))
     out += [
         "## Limitations",
-        "- No external validation yet; scanners and sites are those of the training data only.",
-        "- Some training images carry burned-in calipers and text; the model may partly read them.",
-        "- The CNN was trained from scratch on a small dataset (no pretrained weights were available).",
-        "- Probabilities are calibrated to the training prevalence; recalibrate for another population.",
+        *limitation_lines(config),
         "",
         "## Licence and citation",
         manifest["licence"],
