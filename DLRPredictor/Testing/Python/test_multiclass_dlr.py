@@ -218,3 +218,28 @@ def test_evaluate_reports_the_dlr_and_each_signature(trained: dict[str, Path]) -
     held = json.loads((work / "reports" / "multiclass_exact_rad" / "metrics.json").read_text())
     assert ev["confusion"] == held["confusion"] and ev["n"] == held["n"] == len(rows)
     assert ev["macro_auc"] == pytest.approx(held["macro_auc"], abs=1e-12)
+
+
+def test_fusion_ensemble_stacking_terms_and_spec() -> None:
+    """Ensemble = the members' mean; stacking's per-class terms add up to its softmax inputs; a spec
+    round trip predicts bit-identically (same code path); an inconsistent spec is refused."""
+    from DLRPredictorLib.models.multiclass_fusion import MulticlassFusion, fit_multiclass_fusion
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, size=240)
+    members = [rng.dirichlet(np.ones(3), size=240) * 0.5 + np.eye(3)[y] * 0.5 for _ in range(2)]
+    classes, names = ["a", "b", "c"], ["rad", "dl"]
+    ens = fit_multiclass_fusion("ensemble", members, y, classes, names)
+    np.testing.assert_allclose(ens.predict_proba(members), (members[0] + members[1]) / 2, rtol=0, atol=1e-15)
+    stk = fit_multiclass_fusion("stacking", members, y, classes, names, groups=np.arange(240), cv=3)
+    P = stk.predict_proba(members)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    scores = np.array(
+        [[sum(v for _, v in stk.terms([m[i] for m in members], k)) for k in range(3)] for i in range(5)]
+    )
+    soft = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(axis=1, keepdims=True), P[:5], rtol=0, atol=1e-12)
+    again = MulticlassFusion.from_spec(json.loads(json.dumps(stk.to_spec())))
+    np.testing.assert_array_equal(again.predict_proba(members), P)
+    with pytest.raises(ConfigError, match="inconsistent"):
+        MulticlassFusion.from_spec({**stk.to_spec(), "coef": [[0.0] * 6] * 2})
