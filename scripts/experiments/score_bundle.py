@@ -11,7 +11,7 @@ Usage:
     python scripts/experiments/score_bundle.py BUNDLE MANIFEST --out scores.csv
     python scripts/experiments/score_bundle.py --compare A.csv:DL B.csv:DL [--dataset BUS-BRA]
 
-Backs: docs/EXPERIMENTS.md, "The bundle rebuilt on a fine-tuned EfficientNet-Lite0".
+Backs: docs/EXPERIMENTS.md, "A DLR bundle on a fine-tuned EfficientNet-Lite0, trained on BUS-BRA alone".
 """
 
 from __future__ import annotations
