@@ -27,6 +27,13 @@ DEFAULT_BUNDLE_NAME = "BreastUS-Malignancy"
 STABILITY_PERTURBATIONS = (("erode", 2), ("erode", 1), ("dilate", 1), ("dilate", 2))
 
 
+#: The warning of a prediction that asked a K-class bundle for a heatmap.
+NO_MULTICLASS_HEATMAP = (
+    "no heatmap: a bundle with more than two classes draws none (a Grad-CAM map explains one score, "
+    "and which class's map to show is not defined); the probabilities are unaffected"
+)
+
+
 def default_bundle_path() -> Path:
     """The bundle shipped in Resources/Models."""
     return MODELS_DIR / DEFAULT_BUNDLE_NAME
@@ -199,6 +206,7 @@ class Predictor:
         check_flag(stability, "stability")
         check_flag(heatmap, "heatmap")
         kind = check_heatmap_kind(heatmap_kind) if heatmap else None
+        no_map = self.classes is not None and kind is not None
         if self.classes is not None:  # a K-class bundle draws no heatmap (multiclass_pipeline.py)
             kind = None
         lesion = self.lesion_slice(volume, mask, case)
@@ -206,6 +214,8 @@ class Predictor:
         if site is not None and not isinstance(site, str):
             raise InputError(f"site must be text (the case's scanner or site), got {type(site).__name__}")
         out = self._predict_lesion(lesion, values, kind, volume.shape, site)
+        if no_map:  # asked for, not silently missing
+            out.warnings.append(NO_MULTICLASS_HEATMAP)
         if stability:
             out.stability = self._stability(lesion, values, out, site)
         return out

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from DLRPredictorLib.base.errors import ConfigError, ManifestError
+from DLRPredictorLib.inference.predictor import NO_MULTICLASS_HEATMAP
 
 CLASSES = ["fibroadenoma", "invasive ductal carcinoma", "other"]
 PATIENTS_PER_CLASS = 12  # about 20 images per class (most patients have two views)
@@ -359,6 +360,8 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
         == max(CLASSES, key=lambda c: res.class_probabilities[c] - cut[c])
     )
     assert res.heatmap_node_id is None  # a K-class bundle has no network, so no heatmap
+    assert NO_MULTICLASS_HEATMAP in res.warnings  # asked for by default: said, not silently dropped
+    assert NO_MULTICLASS_HEATMAP not in ref.warnings  # heatmap=False asked for none
     # contour stability: the probability of the as-drawn class under each eroded / dilated outline
     stab = ref.stability
     assert stab is not None and stab.perturbations[0] == "as drawn" and len(stab.perturbations) > 1
