@@ -56,7 +56,7 @@ def _is_package(lib: Path, module: str) -> bool:
     return (lib.joinpath(*module.split(".")[1:]) / "__init__.py").exists()
 
 
-def _resolve(lib: Path, module: str, node: ast.ImportFrom) -> list[str]:
+def _resolve(lib: Path, module: str, node: ast.ImportFrom, known: dict[str, Path]) -> list[str]:
     """The DLRPredictorLib modules one ``from ... import ...`` statement loads."""
     if node.level:
         base = module.split(".")
@@ -68,7 +68,6 @@ def _resolve(lib: Path, module: str, node: ast.ImportFrom) -> list[str]:
         target = node.module or ""
     if target != PACKAGE and not target.startswith(PACKAGE + "."):
         return []
-    known = _modules(lib)
     found = []
     for alias in node.names:
         sub = f"{target}.{alias.name}"
@@ -78,11 +77,12 @@ def _resolve(lib: Path, module: str, node: ast.ImportFrom) -> list[str]:
 
 def imports_of(lib: Path) -> Iterator[tuple[str, str, int]]:
     """(importer, imported, line) for every import of a package module by a package module."""
-    for module, path in _modules(lib).items():
+    known = _modules(lib)  # listed once: one walk of the tree, not one per import statement
+    for module, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
-                targets = _resolve(lib, module, node)
+                targets = _resolve(lib, module, node, known)
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name.startswith(PACKAGE + ".")]
             else:
