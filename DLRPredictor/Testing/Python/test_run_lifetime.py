@@ -104,9 +104,17 @@ def _predict_process(cohort: Path, out: Path, stderr: Path) -> Iterator[subproce
     env = dict(os.environ, PYTHONPATH=MODULE_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
     argv = [sys.executable, "-m", "DLRPredictorLib", "predict", str(cohort), "--out", str(out)]
     with open(stderr, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(
-            [*argv, "--jobs", "2", "--no-progress"], stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
+        # SIGINT as a user's shell gives it: a test run started in the background of a
+        # non-interactive shell (a CI script's `cmd &`) inherits SIGINT ignored, Python then leaves
+        # it ignored, and the run under test would never see the Ctrl-C these tests send. A Python
+        # handler here becomes the default action in the child (exec resets caught signals).
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(
+                [*argv, "--jobs", "2", "--no-progress"], stdout=subprocess.DEVNULL, stderr=err, env=env
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
     seen: list[int] = []
     try:
         proc.seen = seen  # type: ignore[attr-defined]  # filled by _wait_for_rows
