@@ -263,6 +263,7 @@ def test_manifest_columns(tmp_path):
     warned: list[str] = []
     rows = read_multi_input_csv(multi, ["US", "MG"], required_inputs=["US"], warn=warned.append)
     assert list(rows[0].inputs) == ["US", "MG"] and list(rows[1].inputs) == ["US"]
+    # Exact: the cell "0.1" parsed by float() is the literal 0.1.
     assert rows[0].inputs["MG"].spacing_mm == 0.1 and rows[0].inputs["US"].spacing_mm is None
     assert rows[0].inputs["MG"].resolved_image == tmp_path / "mg.png"
     assert any("'PA'" in w for w in warned)
@@ -447,7 +448,8 @@ def test_early_fusion_across_inputs(two_view, shared_data, capsys):
         signature = _signature_from("early/US_l+US_r", model["signature"], {k: z[k] for k in z.files})
     columns = [f"{n}:{f}" for n in ("US_l", "US_r") for f in both.per_input[n].features]
     values = np.array([[both.per_input[c.split(":")[0]].features[c.split(":", 1)[1]] for c in columns]])
-    assert both.probability == float(signature.predict_proba(values, columns)[0])
+    # The bundle's prediction against the signature applied by hand: two call paths, a tolerance.
+    assert both.probability == pytest.approx(float(signature.predict_proba(values, columns)[0]), abs=1e-12)
     only = pred.predict({"US_l": left}, heatmap=False)
     assert only.model_used.startswith("US_l only: ")
 

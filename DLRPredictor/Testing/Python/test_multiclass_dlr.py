@@ -240,6 +240,7 @@ def test_fusion_ensemble_stacking_terms_and_spec() -> None:
     soft = np.exp(scores - scores.max(axis=1, keepdims=True))
     np.testing.assert_allclose(soft / soft.sum(axis=1, keepdims=True), P[:5], rtol=0, atol=1e-12)
     again = MulticlassFusion.from_spec(json.loads(json.dumps(stk.to_spec())))
+    # Exact: the spec round trip rebuilds the same numbers and predict_proba runs the same code path.
     np.testing.assert_array_equal(again.predict_proba(members), P)
     with pytest.raises(ConfigError, match="inconsistent"):
         MulticlassFusion.from_spec({**stk.to_spec(), "coef": [[0.0] * 6] * 2})

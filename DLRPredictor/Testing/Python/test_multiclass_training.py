@@ -215,7 +215,7 @@ def _check_against_sklearn(
     assert rep["classes"] == CLASSES and rep["n"] == len(y)
     pred = (P - cut).argmax(axis=1)
     cm = confusion_matrix(y, pred, labels=[0, 1, 2])
-    np.testing.assert_array_equal(rep["confusion"], cm)
+    np.testing.assert_array_equal(rep["confusion"], cm)  # integer counts: exact
     table = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
     np.testing.assert_array_equal(table.to_numpy(), cm)
     assert list(table.columns) == CLASSES
@@ -276,6 +276,7 @@ def test_decision_rule_and_spec_round_trip() -> None:
     rng = np.random.default_rng(3)
     P = rng.dirichlet(np.ones(4), size=300)
     cut = rng.uniform(-0.2, 0.2, size=4)
+    # Exact: the decisions are class indices (integers), not floats.
     np.testing.assert_array_equal(decide(P), evaluation_decide(P))
     np.testing.assert_array_equal(decide(P, cut), evaluation_decide(P, list(cut)))
 
@@ -289,6 +290,7 @@ def test_decision_rule_and_spec_round_trip() -> None:
     )
     X = rng.normal(size=(20, 2))
     again = MulticlassSignature.from_spec(json.loads(json.dumps(sig.to_spec())))
+    # Exact: JSON round-trips floats exactly and both apply the same numpy code path.
     np.testing.assert_array_equal(again.predict_proba(X), sig.predict_proba(X))
     np.testing.assert_allclose(sig.predict_proba(X).sum(axis=1), 1.0, atol=1e-12)
     with pytest.raises(ConfigError):
@@ -300,7 +302,7 @@ def test_decision_rule_and_spec_round_trip() -> None:
     logits[:, 2] -= 1.5
     Q = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     cuts, ba = choose_cutoffs(y, Q)
-    assert cuts[0] == 0.0
+    assert cuts[0] == 0.0  # exact: the first class's cutoff is fixed at 0 (the others are relative to it)
     assert ba == pytest.approx(balanced_accuracy(y, decide(Q, cuts), 3), abs=1e-12)
     assert ba > balanced_accuracy(y, decide(Q), 3) + 0.02
 
