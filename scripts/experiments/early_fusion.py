@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cnn", type=Path, help="a cnn_margin.py output (pooled features F_exact, F_ellipse)")
     ap.add_argument("--npz", type=Path, default=EXP_DIR / "orig.npz", help="prepare_features.py cache")
-    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "breastus_malignancy.yaml")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "breastus_malignancy_resnet18.yaml")
     ap.add_argument("--log", action="store_true", help="signed-log transform of the radiomics features")
     return ap.parse_args()
 

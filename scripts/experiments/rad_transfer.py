@@ -65,7 +65,7 @@ SIZE_FEATURES = (
     "gldm_DependenceNonUniformity",
     "gldm_GrayLevelNonUniformity",
 )
-# The bundled model's selection (configs/breastus_malignancy.yaml) as the trainer passes it.
+# The bundled model's selection (configs/breastus_malignancy_resnet18.yaml) as the trainer passes it.
 CURRENT_SELECTION = {
     "univariate": "ttest",
     "alpha": 0.05,

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..base.compat import zip_strict
-from ..base.errors import BundleError, ClinicalValueError, LesionError
+from ..base.errors import BundleError, ClinicalValueError, ConfigError, LesionError
 from ..models import persistence
 from ..models.classifiers import proba_to_logit
 from ..models.clinical_variables import ClinicalVariable, is_missing
 from ..models.combat import ComBat, describe
+from ..models.contour_gate import GATE_COLUMNS, ContourGatedFusion
 from ..models.fusion import EnsembleFusion, StackingFusion
 from ..models.nomogram import Nomogram
 from ..models.recalibration import Recalibration
@@ -83,7 +84,7 @@ class FrozenPipeline:
         rad: Signature,
         dl: Signature | None,
         reducer: DeepFeatureReducer | None,
-        dlr: Signature | StackingFusion | EnsembleFusion | None,
+        dlr: Signature | StackingFusion | EnsembleFusion | ContourGatedFusion | None,
         combined: Any = None,
         nomogram: Nomogram | None = None,
         clinical_variables: list[ClinicalVariable] | None = None,
@@ -307,6 +308,9 @@ class FrozenPipeline:
                 )
         if site_warning:
             warnings.append(site_warning)
+        gate_note = self._gate_warning(row)
+        if gate_note:
+            warnings.append(gate_note)
         distance = self._ood_distance(row)
         ood = bool(distance > float(self.ood.get("threshold", math.inf)))
         if ood:
@@ -336,6 +340,21 @@ class FrozenPipeline:
             warnings=warnings,
         )
 
+    def _gate_warning(self, row: FeatureRow) -> str | None:
+        """What the contour gate did to the DLR score of a smooth, ellipse-like outline, if anything."""
+        if not isinstance(self.dlr, ContourGatedFusion):
+            return None
+        detail = float(self.dlr.detail(row.values, row.columns)[0])
+        w = float(self.dlr.weight(np.array([detail]))[0])
+        if w >= 1.0:
+            return None
+        return (
+            f"the outline has little detail beyond its ellipse (detail {detail:.3f}; training outlines "
+            f"from {self.dlr.high:.3f}): shape features do not hold on such an outline, so the DLR score "
+            f"rests {1.0 - w:.0%} on the {self.dlr.fallback_name} signature alone; an exact outline "
+            "lets the radiomics count"
+        )
+
     def calibrated_cutoff(self, model: str) -> float:
         """The frozen cutoff of ``model`` on the scale of its reported probability.
 
@@ -356,6 +375,8 @@ class FrozenPipeline:
         elif self.dlr is not None:
             sigs += list(self.dlr.members)
         cols = list(self.ood.get("columns") or [])
+        if isinstance(self.dlr, ContourGatedFusion):
+            cols += list(GATE_COLUMNS)
         for sig in sigs:
             selector = getattr(sig, "selector", None) if sig is not None else None
             if sig is not None and selector is None:
@@ -422,17 +443,25 @@ class FrozenPipeline:
                 t = self._signature_terms(name, sig, row)
                 if t:
                     terms += t
-        if isinstance(self.dlr, StackingFusion):
-            probs = np.array([m.predict_proba(row.values, row.columns)[0] for m in self.dlr.members])
-            inputs = self.dlr.meta_inputs(probs)
-            terms = [
-                ("dlr: intercept", float(self.dlr.intercept)),
+        gate = self.dlr if isinstance(self.dlr, ContourGatedFusion) else None
+        stacking = gate.fusion if gate is not None else self.dlr
+        if isinstance(stacking, StackingFusion):
+            probs = np.array([m.predict_proba(row.values, row.columns)[0] for m in stacking.members])
+            inputs = stacking.meta_inputs(probs)
+            fused = [
+                ("dlr: intercept", float(stacking.intercept)),
                 *[
                     (f"dlr: {m.name} score", float(c * z))
-                    for m, c, z in zip_strict(self.dlr.members, self.dlr.coef, inputs)
+                    for m, c, z in zip_strict(stacking.members, stacking.coef, inputs)
                 ],
-                *terms,
             ]
+            if gate is not None:
+                # the gated logit is w * (the stacking's terms) + (1 - w) * the fallback's logit
+                w = float(gate.weight(gate.detail(row.values, row.columns))[0])
+                alone = float(proba_to_logit(probs[gate.fallback : gate.fallback + 1])[0])
+                fused = [(n, w * v) for n, v in fused]
+                fused.append((f"dlr: {gate.fallback_name} alone (outline without detail)", (1.0 - w) * alone))
+            terms = [*fused, *terms]
         elif isinstance(self.dlr, Signature):
             t = self._signature_terms("dlr", self.dlr, row)
             terms = (t or []) + terms
@@ -482,6 +511,9 @@ class FrozenPipeline:
         if isinstance(self.dlr, Signature):
             return {"kind": "early", **_signature_to("dlr", self.dlr, arrays)}
         members = [_signature_to(f"dlr.member{i}", m, arrays) for i, m in enumerate(self.dlr.members)]
+        if isinstance(self.dlr, ContourGatedFusion):  # "gate" absent without one: older bundles read the same
+            fusion = self.dlr.fusion.to_spec()
+            return {"kind": "fusion", "fusion": fusion, "members": members, "gate": self.dlr.gate_spec()}
         return {"kind": "fusion", "fusion": self.dlr.to_spec(), "members": members}
 
     @classmethod
@@ -527,6 +559,11 @@ class FrozenPipeline:
             kind = dlr_doc["fusion"]["kind"]
             fusion_cls = StackingFusion if kind == "StackingFusion" else EnsembleFusion
             dlr = fusion_cls.from_spec(dlr_doc["fusion"], members)
+            if dlr_doc.get("gate") is not None:
+                try:
+                    dlr = ContourGatedFusion.from_spec(dlr_doc["gate"], dlr)
+                except ConfigError as exc:
+                    raise BundleError(f"pipeline.json: {exc}; rebuild the bundle") from exc
         from ..models.combined import CombinedModel
 
         calibration = Recalibration.from_spec(doc["calibration"]) if "calibration" in doc else None

@@ -6,7 +6,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -336,6 +336,10 @@ def write_trained_bundle(out: Path, run: TrainingRun) -> Path:
     }
     if ledger is not None:
         manifest["heldout_ledger"] = to_json_value(ledger)
+    gate_spec = getattr(pipe.dlr, "gate_spec", None)
+    if gate_spec is not None:  # the contour gate's thresholds, for the card and the reader
+        extra = cast("dict[str, Any]", manifest["extra"])
+        extra["contour_gate"] = gate_spec()
     files["model_card.md"] = render_model_card(manifest, heldout, clin, config).encode()
     path = write_bundle(out, manifest, files)
     reports.mkdir(parents=True, exist_ok=True)

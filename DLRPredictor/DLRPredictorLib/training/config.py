@@ -156,6 +156,9 @@ class ModelConfig:
     # Recalibration of the image-only probability on out-of-fold scores (recalibration_fit.py):
     # "auto" picks none / platt / isotonic by inner-fold Brier score
     calibration: str = "auto"
+    # Hand the DLR score from the fusion to the DL signature on outlines with no detail beyond
+    # their moment-matched ellipse (models/contour_gate.py); needs a late fusion and shape2D.
+    contour_gate: bool = False
 
 
 @dataclass
@@ -415,6 +418,13 @@ def validate(config: TrainConfig) -> TrainConfig:
             "config 'model.fusion_variants' must include 'exact' and be among 'contours.variants' "
             f"({', '.join(config.contours.variants)})"
         )
+    if config.model.contour_gate and (config.model.fusion == "early" or not config.cnn.enabled):
+        raise ConfigError(
+            "config 'model.contour_gate' needs a late fusion of a DL signature: set model.fusion to "
+            "'stacking' or 'ensemble' and enable the CNN"
+        )
+    if config.model.contour_gate and config.task.classes:
+        raise ConfigError("config 'model.contour_gate' is for two-class tasks; remove it or task.classes")
     _check_robustness(config)
     _check_classes(config.task.classes)
     if config.model.pca_components <= 0:

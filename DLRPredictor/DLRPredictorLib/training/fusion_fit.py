@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..base.errors import DLRError
+from ..base.errors import ConfigError, DLRError
 from .config import TrainConfig
 from .run import ClinicalFit, OofScores, TrainingCohort
 
@@ -27,7 +27,13 @@ class FusionFit:
 
 
 def fit_fusion(
-    config: TrainConfig, sigs: dict[str, Any], oof: dict[str, np.ndarray], y: np.ndarray, rows: np.ndarray
+    config: TrainConfig,
+    sigs: dict[str, Any],
+    oof: dict[str, np.ndarray],
+    y: np.ndarray,
+    rows: np.ndarray,
+    *,
+    shape: GateShape | None = None,
 ) -> FusionFit | None:
     """Stacking meta-learner or ensemble weights, fitted on the out-of-fold rows ``rows``.
 
@@ -37,6 +43,8 @@ def fit_fusion(
         oof: out-of-fold score per signature and row.
         y: label per row.
         rows: boolean mask of the rows the fusion learns from (``model.fusion_variants``).
+        shape: with ``model.contour_gate``, the outline detail of every out-of-fold row and of
+            the training rows that set the gate's thresholds.
 
     Returns:
         The fusion model and its out-of-fold score on every row, or None without a DL signature
@@ -56,9 +64,60 @@ def fit_fusion(
             name="DLR",
             inputs=config.model.stacking_inputs,
         )
-        return FusionFit(stacking, stacking.fit_meta(P[rows], y[rows]).combine(P))
-    ensemble = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR")
-    return FusionFit(ensemble, ensemble.fit_meta(P[rows], y[rows]).combine(P))
+        fitted: Any = stacking.fit_meta(P[rows], y[rows])
+    else:
+        fitted = EnsembleFusion(members, cv=config.split.folds, seed=config.seed, name="DLR").fit_meta(
+            P[rows], y[rows]
+        )
+    if not config.model.contour_gate:
+        return FusionFit(fitted, fitted.combine(P))
+    if shape is None:
+        raise DLRError("model.contour_gate: the outline detail of the out-of-fold rows was not given")
+    from ..models.contour_gate import ContourGatedFusion, gate_thresholds
+
+    low, high = gate_thresholds(shape.ellipse, shape.exact)
+    gated = ContourGatedFusion(fitted, fallback=1, low=low, high=high)  # member 1: the DL signature
+    return FusionFit(gated, gated.combine(P, shape.oof))
+
+
+@dataclass
+class GateShape:
+    """Outline detail (``models.contour_gate.outline_detail``) for the contour gate.
+
+    Attributes:
+        oof: of every out-of-fold row, in their order.
+        exact: of the training cases' exact outlines.
+        ellipse: of the training cases' moment-matched ellipses.
+    """
+
+    oof: np.ndarray
+    exact: np.ndarray
+    ellipse: np.ndarray
+
+
+def gate_shape(cohort: TrainingCohort, pairs: list[Any], train: np.ndarray) -> GateShape:
+    """The outline detail the contour gate is fitted and applied with, from the cohort's radiomics.
+
+    Raises:
+        ConfigError: the radiomics parameters extract no shape2D perimeter and axes.
+    """
+    from ..models.contour_gate import GATE_COLUMNS, outline_detail
+
+    missing = [c for c in GATE_COLUMNS if c not in cohort.rad_names]
+    if missing:
+        raise ConfigError(
+            f"model.contour_gate reads {', '.join(GATE_COLUMNS)}; the radiomics parameters give no "
+            f"{missing[0]}: enable the shape2D class (force2D)"
+        )
+    cols = [cohort.rad_names.index(c) for c in GATE_COLUMNS]
+
+    def detail(rows: list[Any]) -> np.ndarray:
+        R = np.array([cohort.rad[(cohort.cases[i].case_id, v)][cols] for i, v in rows]).reshape(-1, 3)
+        return outline_detail(R[:, 0], R[:, 1], R[:, 2])
+
+    exact, _ = cohort.rows(train, ["exact"])
+    ellipse, _ = cohort.rows(train, ["ellipse"])
+    return GateShape(oof=detail(pairs), exact=detail(exact), ellipse=detail(ellipse))
 
 
 def fit_clinical(

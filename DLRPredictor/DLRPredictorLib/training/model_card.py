@@ -47,6 +47,19 @@ def _fusion_rows(config: TrainConfig) -> str:
     return f" of the {', '.join(rows)} contours"
 
 
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """The contour gate of the DLR score (models/contour_gate.py), when the bundle has one."""
+    if not gate:
+        return []
+    return [
+        "- Contour gate: the outline's detail is its perimeter over that of its moment-matched ellipse, "
+        f"minus 1. Up to {gate['low']:.3f} (99th percentile over the training lesions' ellipses) the DLR "
+        f"score is the DL signature's alone; from {gate['high']:.3f} (5th percentile over their exact "
+        "outlines) it is the fusion's; in between, a log-odds blend. Shape features do not hold on a "
+        "smooth, ellipse-like outline; predict says when the gate acts."
+    ]
+
+
 def _cnn_start(config: TrainConfig) -> str:
     """How the networks were initialised and fine-tuned (staged, seed ensemble)."""
     c = config.cnn
@@ -329,6 +342,7 @@ def render_model_card(
         f"- Signatures: Rad ({config.model.rad_classifier}), DL ({config.model.dl_classifier}), DLR "
         f"({config.model.fusion} fusion{_stacking_inputs(config)}, fitted on {config.split.folds}-fold cross-fitted "
         f"out-of-fold scores{_fusion_rows(config)}).",
+        *_gate_lines(extra.get("contour_gate")),
         "- Cutoffs: Youden on out-of-fold training scores, frozen: "
         + ", ".join(f"{k} {v:.3f}" for k, v in manifest["models"]["cutoffs"].items()),
         f"- Default model: `{manifest['models']['default']}`; image-only fallback: `{manifest['models']['image_only']}`.",

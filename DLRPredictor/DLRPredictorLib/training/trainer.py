@@ -37,7 +37,7 @@ from ..base.executor import MapFunction, active_map
 from . import data as td
 from .config import TrainConfig, load_config
 from .crossfit import CrossFitter, cohort_radiomics, radiomics_variants, selection_settings
-from .fusion_fit import fit_clinical, fit_fusion
+from .fusion_fit import fit_clinical, fit_fusion, gate_shape
 from .ledger import LEDGER_NAME
 from .recalibration_fit import fit_recalibration
 from .robustness import fold_column_values
@@ -117,7 +117,8 @@ def _fit(
     # 3. fusion, clinical model and cutoffs on out-of-fold scores
     fusion_variants = config.model.fusion_variants or fitter.variants
     fusion_rows = np.array([v in fusion_variants for _, v in oof.pairs])
-    fusion = fit_fusion(config, sigs, oof.scores, oof.y, fusion_rows)
+    shape = gate_shape(cohort, oof.pairs, train) if config.model.contour_gate else None
+    fusion = fit_fusion(config, sigs, oof.scores, oof.y, fusion_rows, shape=shape)
     if fusion is not None:
         oof.scores["dlr"] = fusion.oof
         sigs["dlr"] = fusion.model
