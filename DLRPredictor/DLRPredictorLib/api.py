@@ -3,7 +3,7 @@
 Usage in Slicer's Python console (or in plain Python with ``scene_adapter.create_scene()``)::
 
     from DLRPredictorLib import api
-    result = api.predict_nodes(volumeNode, segmentationNode, clinical={"age": 54, "birads": "4b"})
+    result = api.predict_nodes(volumeNode, segmentationNode, clinical={"birads": "4b"})
     print(result.probability, result.label, result.model_used)
 
 All the computation happens before anything is written to the scene, and the writing

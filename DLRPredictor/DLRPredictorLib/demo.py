@@ -2,8 +2,9 @@
 
 It does what a radiologist does in the module, headless: load the image into a scene, take the
 lesion as a segment of a segmentation node, predict with the bundled model (and the phantom's
-age and BI-RADS), write the features table, the prediction table and the Grad-CAM heatmap into
-the scene, and save the scene as an .mrb that opens in 3D Slicer.
+values of the clinical variables the bundle declares, e.g. BI-RADS), write the features table,
+the prediction table and the Grad-CAM heatmap into the scene, and save the scene as an .mrb that
+opens in 3D Slicer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .api import predict_nodes
+from .api import load_predictor, predict_nodes
 from .inputs import images, lesion, phantom
 from .scene import adapter as scene_adapter
 from .scene.files import save_scene
@@ -31,7 +32,10 @@ def run_demo(out: Path, bundle_path: Path | None = None, heatmap_kind: str = "dl
         Several lines describing the result and the files written.
     """
     out = Path(out)
-    paths = phantom.write_phantom(out / "phantom")
+    # The phantom's manifest and the prediction carry the clinical values this bundle declares.
+    variables = load_predictor(bundle_path).clinical_variables
+    declared = [v.name for v in variables]
+    paths = phantom.write_phantom(out / "phantom", clinical_columns=declared)
     with open(paths["manifest"], newline="", encoding="utf-8") as f:
         first = next(csv.DictReader(f))
     volume = images.read_image(paths["image"])
@@ -40,7 +44,7 @@ def run_demo(out: Path, bundle_path: Path | None = None, heatmap_kind: str = "dl
     try:
         vnode = add_volume_node(scene, volume, "Phantom B-mode")
         seg, segment_id = add_segmentation_from_mask(scene, mask, vnode, "Lesion segmentation", "Lesion")
-        clinical = {"age": first["age"], "birads": first["birads"]}
+        clinical = {name: first[name] for name in declared if first[name]}
         result = predict_nodes(
             vnode,
             seg,
@@ -54,8 +58,9 @@ def run_demo(out: Path, bundle_path: Path | None = None, heatmap_kind: str = "dl
     finally:
         scene.Clear(1)
     scores = ", ".join(f"{k} {v:.3f}" for k, v in result.signature_scores.items())
+    given = ", ".join(f"{v.display} {clinical[v.name]}" for v in variables if v.name in clinical)
     lines = [
-        f"DLRPredictor demo on the synthetic phantom (age {first['age']}, BI-RADS {first['birads']})",
+        f"DLRPredictor demo on the synthetic phantom ({given or 'no clinical values'})",
         f"probability of malignancy: {result.probability:.3f} -> {result.label} (cutoff {result.cutoff:.3f})",
         f"model used: {result.model_used}",
         f"signature scores: {scores}",

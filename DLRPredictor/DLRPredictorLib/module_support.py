@@ -42,12 +42,13 @@ DEFAULT_HEATMAP_KIND = HEATMAP_KINDS[0]
 
 # -- clinical values -----------------------------------------------------------------------------
 
-# Clinical values of the bundled model have typed parameter-node fields (age, birads); values of
-# variables that other bundles declare are kept as raw parameters under this prefix.
+# Common clinical variables have typed parameter-node fields (the bundled model's birads; age, which
+# bundles trained with it declare); values of other variables a bundle declares are kept as raw
+# parameters under this prefix.
 CLINICAL_PARAMETER_PREFIX = "clinical."
 # Age is a float field: 0 stands for "not given" (no patient of this application is 0 years old).
 NOT_GIVEN_NUMBER = 0.0
-# Clinical variables of the bundled model with typed parameter-node fields, and their types.
+# Clinical variables with typed parameter-node fields, and their types.
 TYPED_CLINICAL_FIELDS = {"age": "numeric", "birads": "categorical"}
 
 # -- scene ---------------------------------------------------------------------------------------

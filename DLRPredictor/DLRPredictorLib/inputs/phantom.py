@@ -15,6 +15,7 @@ malignant-looking and benign-looking lesions.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,18 @@ from scipy import ndimage
 from ..base.case import ImageVolume
 
 PHANTOM_CASES = 3
-_AGES = (54, 47, 63)
-_BIRADS = ("4a", "3", "5")
+#: The phantom cases' made-up clinical records, by case index (cycled); the manifest holds the
+#: columns a caller asks for (``write_phantom``).
+PHANTOM_CLINICAL = (
+    {"age": "54", "birads": "4a"},
+    {"age": "47", "birads": "3"},
+    {"age": "63", "birads": "5"},
+)
+#: The clinical columns of the manifest by default: those of the bundled model (BI-RADS only).
+DEFAULT_CLINICAL_COLUMNS = ("birads",)
 # (image, mask) files used by each manifest row: NRRD pair, PNG pair (spacing from the manifest), mixed.
 _INPUT_KINDS = (("image_nrrd", "mask_nrrd"), ("image_png", "mask_png"), ("image_nrrd", "mask_png"))
-_MANIFEST_COLUMNS = ["case_id", "image", "mask", "spacing_mm", "age", "birads"]
+_MANIFEST_COLUMNS = ["case_id", "image", "mask", "spacing_mm"]
 
 
 @dataclass(frozen=True)
@@ -195,18 +203,23 @@ def _write(array2d: np.ndarray, spacing_mm: float, nrrd: Path, png: Path, png_sc
     sitk.WriteImage(picture, str(png))
 
 
-def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+def write_phantom(
+    folder: str | Path, seed: int = 0, clinical_columns: Sequence[str] = DEFAULT_CLINICAL_COLUMNS
+) -> dict[str, Path]:
     """Write phantom cases and a cohort manifest for ``dlrpredictor demo`` and tests.
 
     The first case (seed ``seed``) is written to ``folder`` itself as image.nrrd (with spacing),
     image.png, mask.nrrd (labelmap 0/1) and mask.png (0/255); two more cases (seeds ``seed + 1``,
     ``seed + 2``) go to ``folder/phantom_<seed>/`` with the same file names. ``manifest.csv`` lists
-    the three with columns case_id, image, mask, spacing_mm, age, birads (paths relative to the
-    manifest); the rows use NRRD, PNG and mixed inputs so that every reader path is exercised.
+    the three with columns case_id, image, mask, spacing_mm and ``clinical_columns`` (paths
+    relative to the manifest); the rows use NRRD, PNG and mixed inputs so that every reader path is
+    exercised.
 
     Args:
         folder: output folder (created if needed).
         seed: seed of the first case.
+        clinical_columns: clinical columns of the manifest, valued from PHANTOM_CLINICAL (age,
+            birads); a column the records lack is written empty ("not given").
 
     Returns:
         Paths: "manifest"; for the first case "image" and "mask" (the NRRD files), and
@@ -215,6 +228,7 @@ def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     spacing_mm = 0.1
+    columns = list(dict.fromkeys(clinical_columns))  # in order, once each
     rows = []
     first: dict[str, Path] = {}
     for index in range(PHANTOM_CASES):
@@ -237,15 +251,14 @@ def write_phantom(folder: str | Path, seed: int = 0) -> dict[str, Path]:
                 "image": paths[image_key].relative_to(root).as_posix(),
                 "mask": paths[mask_key].relative_to(root).as_posix(),
                 "spacing_mm": f"{spacing_mm:g}",
-                "age": str(_AGES[index % len(_AGES)]),
-                "birads": _BIRADS[index % len(_BIRADS)],
+                **{c: PHANTOM_CLINICAL[index % len(PHANTOM_CLINICAL)].get(c, "") for c in columns},
             }
         )
         if index == 0:
             first = {"image": paths["image_nrrd"], "mask": paths["mask_nrrd"], **paths}
     manifest = root / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_MANIFEST_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=_MANIFEST_COLUMNS + columns)
         writer.writeheader()
         writer.writerows(rows)
     return {"manifest": manifest, **first}

@@ -5,7 +5,7 @@ the ``Predictor.predict`` it returns) is given wrong types and wrong values for 
 at a time, the other arguments being valid. What is pinned for each: the error is a ``DLRError``
 (never a bare TypeError, ValueError, AttributeError or IndexError from deeper code), its message
 names the argument, and the real MRML scene holds the same nodes afterwards. The shipped bundle is
-used (its clinical variables are age and BI-RADS); every case fails before any feature is computed.
+used (its one clinical variable is BI-RADS); every case fails before any feature is computed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from DLRPredictorLib.base.errors import DLRError
 from DLRPredictorLib.inputs import phantom
 from DLRPredictorLib.scene import scene_io
 
-CLINICAL = {"age": 57, "birads": "4b"}
+CLINICAL = {"birads": "4b"}
 VOLUME, MASK = phantom.make_phantom(seed=11, shape=(96, 128), spacing_mm=0.1)
 IMAGE2D, MASK2D = VOLUME.array[0], MASK[0]
 
@@ -78,7 +78,7 @@ Override = Callable[[Nodes], dict[str, Any]]
 NO_LESION = {"segmentation_node": None, "segment_id": None}
 
 # (id, the argument the message must name, the arguments that replace the valid ones); a bad
-# clinical value is named by its variable (e.g. "Age"), the thing the user corrects.
+# clinical value is named by its variable (e.g. "BI-RADS"), the thing the user corrects.
 NODE_CASES: list[tuple[str, str, Override]] = [
     ("volume None", "volume_node", lambda n: {"volume_node": None}),
     ("volume str", "volume_node", lambda n: {"volume_node": "Image"}),
@@ -107,8 +107,8 @@ NODE_CASES: list[tuple[str, str, Override]] = [
     ("labelmap str", "labelmap_node", lambda n: {**NO_LESION, "labelmap_node": "Lesion labelmap"}),
     ("labelmap array", "labelmap_node", lambda n: {**NO_LESION, "labelmap_node": MASK}),
     ("labelmap is a table", "labelmap_node", lambda n: {**NO_LESION, "labelmap_node": n.table}),
-    ("clinical list", "clinical", lambda n: {"clinical": ["age", 57]}),
-    ("clinical str", "clinical", lambda n: {"clinical": "age=57"}),
+    ("clinical list", "clinical", lambda n: {"clinical": ["birads", "4b"]}),
+    ("clinical str", "clinical", lambda n: {"clinical": "birads=4b"}),
     ("clinical unknown key", "clinical", lambda n: {"clinical": {**CLINICAL, "weight": 70}}),
     ("clinical int key", "clinical", lambda n: {"clinical": {1: 57}}),
     ("bundle_path int", "bundle_path", lambda n: {"bundle_path": 5}),
@@ -172,12 +172,12 @@ ARRAY_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("spacing bool", "spacing_mm", {"spacing_mm": True}),
     ("spacing complex", "spacing_mm", {"spacing_mm": 0.1j}),
     ("spacing dict", "spacing_mm", {"spacing_mm": {"x": 0.1}}),
-    ("clinical list", "clinical", {"clinical": [("age", 57)]}),
+    ("clinical list", "clinical", {"clinical": [("birads", "4b")]}),
     ("clinical number", "clinical", {"clinical": 57}),
     ("clinical unknown key", "clinical", {"clinical": {"weight": 70}}),
     ("clinical int key", "clinical", {"clinical": {0: 57}}),
-    ("clinical list value", "Age", {"clinical": {"age": [57]}}),
-    ("clinical complex value", "Age", {"clinical": {"age": 57j}}),
+    ("clinical list value", "BI-RADS", {"clinical": {"birads": ["4b"]}}),
+    ("clinical complex value", "BI-RADS", {"clinical": {"birads": 4j}}),
     ("clinical dict value", "BI-RADS", {"clinical": {"birads": {"4b": 1}}}),
     ("bundle_path dict", "bundle_path", {"bundle_path": {}}),
     ("stability str", "stability", {"stability": "no"}),
@@ -193,9 +193,9 @@ PREDICT_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("mask object array", "mask", {"mask": MASK.astype(object)}),
     ("mask probabilities", "mask", {"mask": MASK * 0.5}),
     ("mask other shape", "mask", {"mask": MASK[:, :-1]}),
-    ("clinical list", "clinical", {"clinical": ["age"]}),
+    ("clinical list", "clinical", {"clinical": ["birads"]}),
     ("clinical empty list", "clinical", {"clinical": []}),
-    ("clinical tuple key", "clinical", {"clinical": {("age",): 57}}),
+    ("clinical tuple key", "clinical", {"clinical": {("birads",): "4b"}}),
     ("stability str", "stability", {"stability": "no"}),
 ]
 

@@ -101,9 +101,10 @@ MISSING = [None, "", "  ", "NA", "n/a", "NaN", "None", "not available", " Unknow
 
 
 @pytest.mark.parametrize("value", MISSING)
-def test_one_rule_says_what_is_not_given(value: object) -> None:
+def test_one_rule_says_what_is_not_given(value: object, tiny_bundle) -> None:
     """Training (encode_clinical) and prediction (the bundle pipeline's check of CSV, API or Slicer
-    values) read "not given" alike: a cohort cell "unknown" for BI-RADS is missing everywhere."""
+    values) read "not given" alike: a cohort cell "unknown" for BI-RADS is missing everywhere.
+    The pipeline is that of a bundle with a numeric and a categorical variable (age, BI-RADS)."""
     from DLRPredictorLib.inference import predictor
 
     assert is_missing(value)
@@ -111,7 +112,7 @@ def test_one_rule_says_what_is_not_given(value: object) -> None:
         encode_clinical([{"birads": value}], [BIRADS])
     with pytest.raises(ClinicalValueError, match="age is missing"):
         encode_clinical([{"age": value}], [AGE])
-    pipeline = predictor.load_predictor().pipeline
+    pipeline = predictor.load_predictor(tiny_bundle).pipeline
     assert pipeline.check_clinical({"age": "57", "birads": value}) == {"age": 57.0}
     assert pipeline.check_clinical({"age": value, "birads": value}) == {}
 
@@ -128,10 +129,10 @@ def test_no_categorical_level_reads_as_missing() -> None:
         ClinicalVariable.from_spec({"name": "calc", "type": "categorical", "allowed": ["None", "micro"]})
 
 
-def test_the_bundle_check_takes_numbers_and_text_alike() -> None:
+def test_the_bundle_check_takes_numbers_and_text_alike(tiny_bundle) -> None:
     from DLRPredictorLib.inference import predictor
 
-    pipeline = predictor.load_predictor().pipeline
+    pipeline = predictor.load_predictor(tiny_bundle).pipeline  # age and BI-RADS
     as_text = pipeline.check_clinical({"age": " 57 ", "birads": "4B"})
     assert as_text == pipeline.check_clinical({"age": 57, "birads": "4b"}) == {"age": 57.0, "birads": "4b"}
     # a number read from a spreadsheet: 4.0 is BI-RADS 4, as encode_clinical reads it

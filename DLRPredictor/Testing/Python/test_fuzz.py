@@ -563,8 +563,8 @@ def test_shipped_bundle_in_a_real_process_keeps_a_broken_row(pieces):
     manifest = pieces.root / "shipped.csv"
     manifest.write_bytes(
         (
-            "\ufeffcase_id;image;mask;spacing_mm;age\r\n"
-            f"good;{pieces.images[0]};{pieces.masks[0]};{pieces.spacings[0]};55\r\n"
+            "\ufeffcase_id;image;mask;spacing_mm;birads\r\n"
+            f"good;{pieces.images[0]};{pieces.masks[0]};{pieces.spacings[0]};4a\r\n"
             f'"ü bad";{pieces.directory};{pieces.masks[0]};;unknown\r\n'
         ).encode()
     )

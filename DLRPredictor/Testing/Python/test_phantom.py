@@ -88,15 +88,26 @@ def test_write_phantom_files_and_manifest(tmp_path):
 
     with open(paths["manifest"], newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["case_id", "image", "mask", "spacing_mm", "age", "birads"]
+    # By default the clinical column of the bundled model (BI-RADS) only.
+    assert list(rows[0]) == ["case_id", "image", "mask", "spacing_mm", "birads"]
     assert len(rows) == 3 and len({r["case_id"] for r in rows}) == 3
     for row in rows:
         image = read_image(tmp_path / row["image"], spacing_mm=float(row["spacing_mm"]))
         lesion = representative_slice(image, read_mask(tmp_path / row["mask"], image), row["case_id"])
         assert lesion.spacing == pytest.approx((0.1, 0.1))
         assert lesion.warnings == ()
-        assert 18 <= float(row["age"]) <= 100
         assert row["birads"]
+
+
+def test_write_phantom_writes_the_clinical_columns_asked_for(tmp_path):
+    """Columns in the order asked, once each; a variable the records lack is left empty (not given)."""
+    paths = write_phantom(tmp_path, clinical_columns=("age", "birads", "age", "menopause"))
+    with open(paths["manifest"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["case_id", "image", "mask", "spacing_mm", "age", "birads", "menopause"]
+    for row in rows:
+        assert 18 <= float(row["age"]) <= 100 and row["birads"] and row["menopause"] == ""
+    assert len({(row["age"], row["birads"]) for row in rows}) == len(rows)
 
 
 def test_write_phantom_is_reproducible(tmp_path):

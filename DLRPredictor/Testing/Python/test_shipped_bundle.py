@@ -27,8 +27,9 @@ def test_shipped_bundle_verifies_and_declares_its_clinical_variables():
     path = predictor.default_bundle_path()
     verified = bundle.load_bundle(path)
     names = {v.name: v for v in verified.clinical_variables}
-    assert set(names) == {"age", "birads"}
-    assert (names["age"].minimum, names["age"].maximum) == (10, 110)
+    # The shipped nomogram reads BI-RADS only (its training data, BUS-BRA, records no age).
+    assert set(names) == {"birads"}
+    assert names["birads"].type == "categorical"
     assert set(names["birads"].allowed) == {"1", "2", "3", "4", "4a", "4b", "4c", "5"}
     assert verified.manifest["task"]["positive_class"] == "malignant"
     assert sum(f.stat().st_size for f in path.iterdir()) <= 60 * 1024 * 1024  # at most 60 MB
@@ -72,3 +73,28 @@ def test_dlr_contributions_add_up_to_the_dlr_logit(shared_data):
     assert len(dlr) == 3  # intercept, Rad score, DL score
     p = res.signature_scores["dlr"]
     assert math.fsum(dlr) == pytest.approx(math.log(p / (1 - p)), abs=1e-6)
+
+
+def test_age_given_to_the_shipped_bundle_is_refused_by_name_and_an_age_column_is_ignored(tmp_path):
+    """The shipped nomogram has no age: an ``age`` value is an unknown variable (ClinicalValueError
+    naming it and the variables the bundle knows, before any work), and an ``age`` column of a
+    cohort manifest is reported once and left out of every row."""
+    from DLRPredictorLib.base.errors import ClinicalValueError
+    from DLRPredictorLib.inference import predictor
+    from DLRPredictorLib.inputs import phantom
+    from DLRPredictorLib.inputs.cohort_csv import read_cohort_csv
+
+    pred = predictor.load_predictor()
+    declared = [v.name for v in pred.clinical_variables]
+    assert "age" not in declared
+    volume, mask = phantom.make_phantom(seed=0)
+    with pytest.raises(ClinicalValueError) as caught:
+        pred.predict(volume, mask, {"age": "54", "birads": "4a"}, heatmap=False)
+    assert "unknown clinical variable(s) age" in str(caught.value)
+    assert all(name in str(caught.value) for name in declared)
+
+    paths = phantom.write_phantom(tmp_path, clinical_columns=("age", "birads"))
+    said: list[str] = []
+    rows = read_cohort_csv(paths["manifest"], clinical_names=declared, warn=said.append)
+    assert said == ["column 'age' is not a clinical variable of this bundle; it is ignored"]
+    assert rows and all(set(row.clinical) == set(declared) for row in rows)
