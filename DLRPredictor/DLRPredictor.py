@@ -218,7 +218,7 @@ class DLRPredictorParameterNode:
     segmentationNode - the segmentation holding the lesion contour.
     segmentId - the lesion segment in segmentationNode ("" = not chosen).
     bundlePath - folder of the model bundle ("" = the bundled model).
-    age - patient age in years (0 = not given).
+    age - patient age in years (0 = not given), for bundles that declare age (the bundled model does not).
     birads - BI-RADS category ("" = not given).
     useClinical - use the clinical values (otherwise the image-only model).
     stability - also predict on slightly eroded / dilated contours.
