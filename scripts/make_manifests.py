@@ -9,6 +9,8 @@ Outputs (in --out, default out/manifests):
   combined_train.csv              busbra_train + breast_train (an earlier bundled model)
   busbra_train_breast_all.csv     busbra_train + every BrEaST case (the bundled model: BrEaST is
                                   its external cohort, split.external_dataset)
+  breast_train_busbra_all.csv     breast_train + every BUS-BRA case (the reverse protocol: BUS-BRA
+                                  external, breast_test the within-dataset held-out part)
 
 Usage: python scripts/make_manifests.py [--data ../shared/data] [--out out/manifests] [--test-fold 5]
 """
@@ -21,7 +23,16 @@ import random
 from pathlib import Path
 
 COLUMNS = [
-    "case_id", "image", "mask", "label", "patient_id", "spacing_mm", "age", "birads", "dataset", "device"
+    "case_id",
+    "image",
+    "mask",
+    "label",
+    "patient_id",
+    "spacing_mm",
+    "age",
+    "birads",
+    "dataset",
+    "device",
 ]
 
 
@@ -33,20 +44,22 @@ def busbra_rows(root: Path) -> list[dict[str, str]]:
     rows = []
     with open(base / "bus_data.csv", newline="") as f:
         for r in csv.DictReader(f):
-            rows.append({
-                "case_id": r["ID"],
-                "image": str((base / "Images" / f"{r['ID']}.png").resolve()),
-                "mask": str((base / "Masks" / f"mask_{r['ID'][4:]}.png").resolve()),
-                "label": r["Pathology"],
-                "patient_id": f"busbra-{r['Case']}",
-                "spacing_mm": "",
-                "age": "",
-                # BUS-BRA's BI-RADS is 2-5 without 4a/4b/4c; "4" means unspecified 4.
-                "birads": r["BIRADS"],
-                "dataset": "BUS-BRA",
-                "device": r["Device"],  # the scanner: `evaluate --group-column device`
-                "fold": folds[r["ID"]],
-            })
+            rows.append(
+                {
+                    "case_id": r["ID"],
+                    "image": str((base / "Images" / f"{r['ID']}.png").resolve()),
+                    "mask": str((base / "Masks" / f"mask_{r['ID'][4:]}.png").resolve()),
+                    "label": r["Pathology"],
+                    "patient_id": f"busbra-{r['Case']}",
+                    "spacing_mm": "",
+                    "age": "",
+                    # BUS-BRA's BI-RADS is 2-5 without 4a/4b/4c; "4" means unspecified 4.
+                    "birads": r["BIRADS"],
+                    "dataset": "BUS-BRA",
+                    "device": r["Device"],  # the scanner: `evaluate --group-column device`
+                    "fold": folds[r["ID"]],
+                }
+            )
     return rows
 
 
@@ -59,17 +72,21 @@ def breast_rows(root: Path) -> list[dict[str, str]]:
             if r["Classification"] not in ("benign", "malignant") or not r["Mask_tumor_filename"]:
                 continue
             age = r["Age"].strip()
-            rows.append({
-                "case_id": f"breast{int(r['CaseID']):03d}",
-                "image": str((base / "images_and_masks" / r["Image_filename"]).resolve()),
-                "mask": str((base / "images_and_masks" / r["Mask_tumor_filename"].split("&")[0]).resolve()),
-                "label": r["Classification"],
-                "patient_id": f"breast-{int(r['CaseID'])}",
-                "spacing_mm": repr(float(r["Pixel_size"]) * 10.0),
-                "age": age if age.replace(".", "", 1).isdigit() else "",
-                "birads": r["BIRADS"].strip(),
-                "dataset": "BrEaST",
-            })
+            rows.append(
+                {
+                    "case_id": f"breast{int(r['CaseID']):03d}",
+                    "image": str((base / "images_and_masks" / r["Image_filename"]).resolve()),
+                    "mask": str(
+                        (base / "images_and_masks" / r["Mask_tumor_filename"].split("&")[0]).resolve()
+                    ),
+                    "label": r["Classification"],
+                    "patient_id": f"breast-{int(r['CaseID'])}",
+                    "spacing_mm": repr(float(r["Pixel_size"]) * 10.0),
+                    "age": age if age.replace(".", "", 1).isdigit() else "",
+                    "birads": r["BIRADS"].strip(),
+                    "dataset": "BrEaST",
+                }
+            )
     return rows
 
 
@@ -109,6 +126,10 @@ def main() -> None:
     write(args.out / "combined_train.csv", bus_train + [r for r in br if r["case_id"] not in test_ids])
     write(args.out / "combined_test.csv", bus_test + [r for r in br if r["case_id"] in test_ids])
     write(args.out / "busbra_train_breast_all.csv", bus_train + br)
+    write(
+        args.out / "breast_train_busbra_all.csv",
+        [r for r in br if r["case_id"] not in test_ids] + bus_train + bus_test,
+    )
 
 
 if __name__ == "__main__":
