@@ -275,3 +275,26 @@ def backbone(arch: str) -> Backbone:
         raise ConfigError(
             f"unknown CNN architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}"
         ) from None
+
+
+def feature_stages(arch: str) -> tuple[tuple[str, ...], ...]:
+    """The ``state_dict`` name prefixes of the network's resolution stages, input to output.
+
+    A stage is everything computed at one output stride (2, 4, 8, 16, 32); the last one makes the
+    feature map that is pooled and that Grad-CAM weighs (a ResNet's layer4; an inverted-residual
+    net's blocks after its last stride-2 block, with the 1x1 head). The classifier (``fc``) is in
+    no stage. Used to re-initialise a network stage by stage (the heatmap's sanity checks).
+
+    Raises:
+        ConfigError: unknown architecture.
+    """
+    spec = backbone(arch)
+    if spec.family == "resnet":  # torchvision's layout: the stride-2 stem, max pool, layer1..4
+        return (("conv1", "bn1"), *((f"layer{i}",) for i in range(1, len(LAYOUTS[arch][1]) + 1)))
+    stages: list[tuple[str, ...]] = [("stem",)]
+    for i, block in enumerate(spec.blocks):
+        if block.stride != 1:
+            stages.append(())
+        stages[-1] += (f"blocks.{i}",)
+    stages[-1] += ("head",)
+    return tuple(stages)
