@@ -70,7 +70,7 @@ def test_dlr_contributions_add_up_to_the_dlr_logit(shared_data):
     volume = images.read_image(shared_data / image, spacing_mm=spacing)
     res = pred.predict(volume, lesion.read_mask(shared_data / mask, volume), {}, heatmap=False, case="c")
     dlr = [value for name, value in res.contributions if name.startswith("dlr: ")]
-    assert len(dlr) == 3  # intercept, Rad score, DL score
+    assert len(dlr) == 4  # intercept, Rad score, DL score, the contour gate's DL-alone term
     p = res.signature_scores["dlr"]
     assert math.fsum(dlr) == pytest.approx(math.log(p / (1 - p)), abs=1e-6)
 
