@@ -3,9 +3,8 @@
 The same approach as :mod:`resnet_numpy` (whose convolution and BatchNorm folding it reuses):
 channels-last activations, every BatchNorm folded into the convolution before it, the stem and the
 1x1 convolutions as matrix products (the 1x1 ones need no im2col copy). A depthwise convolution
-has one kxk filter per channel, which is no matrix product: it is the sum of k*k shifted views of
-the padded input, each multiplied by one row of per-channel weights (9 or 25 vectorised passes
-over the activations). ReLU6 is a clip to [0, 6].
+has one kxk filter per channel, which is no matrix product: one ``einsum`` over a strided window
+view of the padded input sums its k*k taps per channel. ReLU6 is a clip to [0, 6].
 
 Agreement with torch (test_mobile_numpy.py, real torch networks with random BatchNorm statistics
 and the ImageNet weights): within the tolerance of the ResNet engine, 1e-5 of the largest head
@@ -79,14 +78,15 @@ def _depthwise(x: np.ndarray, d: _Depthwise) -> np.ndarray:
     padded[:, p : p + h, p : p + w] = x
     s = d.stride
     ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    out = np.empty((n, ho, wo, c), np.float32)
-    out[...] = d.bias
-    tmp = np.empty_like(out)
-    for i in range(k):
-        for j in range(k):
-            view = padded[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
-            np.multiply(view, d.weight[i, j], out=tmp)
-            out += tmp
+    sn, sh, sw, sc = padded.strides
+    # (n, ho, wo, k, k, c) windows of the padded input, no copy; one einsum sums the k*k taps of
+    # every output element in C: 2-3x faster than k*k shifted multiply-adds, and a single call
+    # (one release of the GIL) where k*k calls each had to take it back from pyradiomics' thread.
+    windows = np.lib.stride_tricks.as_strided(
+        padded, (n, ho, wo, k, k, c), (sn, sh * s, sw * s, sh, sw, sc), writeable=False
+    )
+    out = np.einsum("nhwijc,ijc->nhwc", windows, d.weight)
+    out += d.bias
     return np.clip(out, 0.0, _RELU6, out=out)
 
 
