@@ -142,7 +142,7 @@ class FrozenPipeline:
         return CropSpec(**self.crop)
 
     def load_deep_model(self, bundle: Any) -> Any:
-        """The ResNet from the bundle's verified safetensors bytes."""
+        """The network from the bundle's verified safetensors bytes (numpy engine)."""
         from ..deep.deep_model import DeepModel
 
         return DeepModel.from_bundle(bundle, self.cnn)

@@ -123,6 +123,32 @@ def run_python_probe(code: str, *args: str, timeout: float) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+PREDICTION_PROBE = (
+    "import json, sys\n"
+    "from DLRPredictorLib.inference.predictor import load_predictor\n"
+    "from DLRPredictorLib.inputs import images, lesion\n"
+    "pred = load_predictor(sys.argv[1])\n"
+    "vol = images.read_image(sys.argv[2])\n"
+    "res = pred.predict(vol, lesion.read_mask(sys.argv[3], vol), heatmap=sys.argv[4] == 'heatmap')\n"
+    "heavy = sorted(m for m in ('sklearn', 'torch', 'scipy', 'pandas') if m in sys.modules)\n"
+    "print(json.dumps({'heavy': heavy, 'scores': res.signature_scores, 'model': res.model_used,\n"
+    "                  'heatmap': res.heatmap is not None, 'label': res.label,\n"
+    "                  'classes': getattr(res, 'class_probabilities', None)}))\n"
+)
+
+
+def probe_first_prediction(bundle: Path, manifest: Path, *, heatmap: bool) -> dict:
+    """Predict the manifest's first case with ``bundle`` in a fresh interpreter: the heavy modules
+    it loaded ("heavy"), the signature scores, model used, whether a heatmap came back, the label
+    and (K-class) the class probabilities."""
+    import csv
+
+    with open(manifest, newline="") as f:
+        first = next(csv.DictReader(f))
+    flag = "heatmap" if heatmap else "no-heatmap"
+    return run_python_probe(PREDICTION_PROBE, str(bundle), first["image"], first["mask"], flag, timeout=120)
+
+
 def write_listed_file(root: Path, name: str, content: bytes) -> None:
     """Write a bundle file AND list it in manifest.json with its correct sha256 and size (its role
     kept; "model" for a new file), as a careful tamperer would: only the rule under test can refuse it.

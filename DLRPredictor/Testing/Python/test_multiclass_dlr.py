@@ -138,22 +138,9 @@ def test_predictions_fusion_and_reports_match_independent_computations(trained: 
 
 def test_the_predict_path_imports_no_torch_or_sklearn(trained: dict[str, Path]) -> None:
     """A fresh interpreter loads the DLR bundle and predicts a case with the numpy CNN engine."""
-    from conftest import run_python_probe
+    from conftest import probe_first_prediction
 
-    with open(trained["manifest"], newline="") as f:
-        first = next(csv.DictReader(f))
-    code = (
-        "import json, sys\n"
-        "from DLRPredictorLib.inference.predictor import load_predictor\n"
-        "from DLRPredictorLib.inputs import images, lesion\n"
-        "pred = load_predictor(sys.argv[1])\n"
-        "vol = images.read_image(sys.argv[2])\n"
-        "res = pred.predict(vol, lesion.read_mask(sys.argv[3], vol))\n"
-        "heavy = sorted(m for m in ('sklearn', 'torch', 'scipy', 'pandas') if m in sys.modules)\n"
-        "print(json.dumps({'heavy': heavy, 'scores': res.signature_scores, 'model': res.model_used,\n"
-        "                  'heatmap': res.heatmap is not None}))\n"
-    )
-    out = run_python_probe(code, str(trained["bundle"]), first["image"], first["mask"], timeout=120)
+    out = probe_first_prediction(trained["bundle"], trained["manifest"], heatmap=True)
     assert out["heavy"] == [] and out["model"].startswith("DLR") and out["heatmap"] is False
     for s in SIGNATURES:
         assert sum(out["scores"][f"{s}:{c}"] for c in CLASSES) == pytest.approx(1.0, abs=1e-12)

@@ -247,24 +247,11 @@ def _check_against_sklearn(
 
 def test_the_predict_path_imports_no_sklearn(trained: dict[str, Path]) -> None:
     """A fresh interpreter loads the K-class bundle and predicts a case without sklearn, torch, scipy."""
-    from conftest import run_python_probe
+    from conftest import probe_first_prediction
 
-    with open(trained["manifest"], newline="") as f:
-        first = next(csv.DictReader(f))
-    code = (
-        "import json, sys\n"
-        "from DLRPredictorLib.inference.predictor import load_predictor\n"
-        "from DLRPredictorLib.inputs import images, lesion\n"
-        "pred = load_predictor(sys.argv[1])\n"
-        "vol = images.read_image(sys.argv[2])\n"
-        "res = pred.predict(vol, lesion.read_mask(sys.argv[3], vol), heatmap=False)\n"
-        "heavy = sorted(m for m in ('sklearn', 'torch', 'scipy', 'pandas') if m in sys.modules)\n"
-        "total = sum(res.class_probabilities.values())\n"
-        "print(json.dumps({'heavy': heavy, 'sum': total, 'label': res.label}))\n"
-    )
-    out = run_python_probe(code, str(trained["bundle"]), first["image"], first["mask"], timeout=120)
+    out = probe_first_prediction(trained["bundle"], trained["manifest"], heatmap=False)
     assert out["heavy"] == []
-    assert out["sum"] == pytest.approx(1.0, abs=1e-12) and out["label"] in CLASSES
+    assert sum(out["classes"].values()) == pytest.approx(1.0, abs=1e-12) and out["label"] in CLASSES
 
 
 def test_decision_rule_and_spec_round_trip() -> None:
