@@ -188,6 +188,7 @@ def test_output_nodes_are_created_and_hold_the_result(scene, tiny_bundle, case):
         float(rows[("original", "shape2D", "Elongation")])
         == reference.features["original_shape2D_Elongation"]
     )
+    # Exact, as above: repr() text of the number the same code path computed.
     assert float(rows[("original", "firstorder", "Mean")]) == reference.features["original_firstorder_Mean"]
 
     prediction = scene.GetNodeByID(res.prediction_table_node_id)
@@ -291,7 +292,7 @@ def test_image_only_contributions_add_up_to_each_signature_logit(scene, tiny_bun
 
     assert "image only" in res.model_used
     assert any("image-only" in w for w in res.warnings)  # the reader is told why
-    # the same number, reported twice (the model's own when a recalibration step reports another)
+    # Exact: the same number, reported twice (the model's own when a recalibration step reports another)
     own = res.probability if res.probability_uncalibrated is None else res.probability_uncalibrated
     assert own == res.signature_scores["dlr"]
     groups = _terms_by_model(res.contributions)
@@ -311,7 +312,7 @@ def test_combined_contributions_add_up_to_the_probability_logit(scene, tiny_bund
 
     assert res.model_used.startswith("Combined")
     assert "image only" not in res.model_used
-    assert res.probability == res.signature_scores["combined"]  # the same number, reported twice
+    assert res.probability == res.signature_scores["combined"]  # exact: the same number, reported twice
     groups = _terms_by_model(res.contributions)
     assert math.fsum(groups["combined"]) == pytest.approx(_logit(res.probability), abs=1e-6)
     # The image-only terms are still explained alongside.

@@ -135,6 +135,7 @@ def test_round_trip_returns_the_given_content(bundle_dir: Path) -> None:
     assert vb.path == bundle_dir.resolve()
     assert vb.warnings == ()
     age, birads = vb.clinical_variables
+    # Exact: the manifest's JSON numbers, parsed, with no arithmetic.
     assert (age.name, age.type, age.unit, age.minimum, age.maximum) == (
         "age",
         "numeric",

@@ -113,6 +113,7 @@ def test_one_rule_says_what_is_not_given(value: object, tiny_bundle) -> None:
     with pytest.raises(ClinicalValueError, match="age is missing"):
         encode_clinical([{"age": value}], [AGE])
     pipeline = predictor.load_predictor(tiny_bundle).pipeline
+    # Exact: the text '57' parsed to a float, with no arithmetic.
     assert pipeline.check_clinical({"age": "57", "birads": value}) == {"age": 57.0}
     assert pipeline.check_clinical({"age": value, "birads": value}) == {}
 

@@ -228,6 +228,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert resumed.resumed_from_epoch == 2
     assert any("resuming" in line for line in lines)
     assert _same_weights(uninterrupted, resumed)
+    # Exact: the resumed run restores every state and repeats the same seeded, single-threaded computation.
     assert _metrics(uninterrupted) == _metrics(resumed)
     assert resumed.best_epoch == uninterrupted.best_epoch
 
@@ -259,6 +260,8 @@ def test_variants_are_sampled_for_training_and_variant_0_validates() -> None:
     # validation cases are never trained on and validate on variant 0 only
     with_noisy_val = train_cnn(noisy_val, y, cfg)
     assert _same_weights(plain, with_noisy_val)
+    # Exact: validation cases never reach the optimiser, and the same seeded computation gives
+    # the same digits.
     assert _metrics(plain) == _metrics(with_noisy_val)
 
     train = np.setdiff1d(np.arange(24), val)
@@ -308,10 +311,11 @@ def test_weight_average_is_validated_and_kept_without_changing_the_optimisation(
     # two epochs: the average differs from the raw weights from the first epoch on
     plain = train_cnn(x, y, _tiny(epochs=2), groups=groups)
     averaged = train_cnn(x, y, _tiny(epochs=2, ema_decay=0.8), groups=groups)
-    # The average only watches: the optimiser sees the same batches and losses (the same seeded,
+    # Exact: the average only watches: the optimiser sees the same batches and losses (the same seeded,
     # single-threaded computation, so the same digits).
     assert [h["train_loss"] for h in plain.history] == [h["train_loss"] for h in averaged.history]
-    # Validation and the kept weights are the average's, not the raw weights'.
+    # Validation and the kept weights are the average's, not the raw weights' (exact inequality:
+    # any difference at all shows it).
     assert [h["val_loss"] for h in plain.history] != [h["val_loss"] for h in averaged.history]
     assert not _same_weights(plain, averaged)
     model = averaged.model()
@@ -330,4 +334,5 @@ def test_weight_average_resumes_exactly(tmp_path: Path) -> None:
     resumed = train_cnn(x, y, cfg, checkpoint_dir=tmp_path)
     assert resumed.resumed_from_epoch == 2
     assert _same_weights(uninterrupted, resumed)
+    # Exact: the resumed run restores every state and repeats the same seeded, single-threaded computation.
     assert _metrics(uninterrupted) == _metrics(resumed)

@@ -44,6 +44,7 @@ def test_partial_file_overrides_only_what_it_names(tmp_path):
     assert (config.seed, config.cnn.epochs, config.split.folds) == (7, 3, 3)
     default = TrainConfig()
     assert config.cnn.input_size == default.cnn.input_size
+    # Exact: both are the dataclass default.
     assert config.split.test_fraction == default.split.test_fraction
     assert config.model == default.model
 
@@ -168,6 +169,7 @@ def test_yaml_round_trip(tmp_path, source):
     text = yaml.safe_dump(data, sort_keys=False)
     again = _load(tmp_path, text)
     assert again == config
+    # Exact: plain values dumped to YAML and parsed back (floats round-trip).
     assert config_to_dict(again) == data
 
 
@@ -203,4 +205,5 @@ def test_radiomics_variants_default_to_every_contour_variant(tmp_path):
 def test_pretraining_is_off_by_default_and_read_when_given(tmp_path):
     assert _load(tmp_path, "seed: 1\n").cnn.pretrain.epochs == 0
     pre = _load(tmp_path, "cnn: {pretrain: {epochs: 3, batch_size: 64, variants: [exact]}}\n").cnn.pretrain
+    # Exact: parsed literals and a default.
     assert (pre.epochs, pre.batch_size, pre.variants, pre.temperature) == (3, 64, ["exact"], 0.2)

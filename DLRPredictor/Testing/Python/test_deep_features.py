@@ -176,7 +176,7 @@ def test_lesion_crop_uses_the_slice_bbox_and_rejects_empty_masks() -> None:
     crop, box = lesion_crop(lesion, CropSpec(size=32))
     ref, ref_box = crop_from_arrays(image, mask, None, CropSpec(size=32))
     assert box == ref_box
-    np.testing.assert_array_equal(crop, ref)  # lesion_crop is crop_from_arrays on the same arrays
+    np.testing.assert_array_equal(crop, ref)  # exact: lesion_crop is crop_from_arrays on the same arrays
     with pytest.raises(LesionError, match="empty"):
         crop_from_arrays(image, np.zeros_like(mask), None, CropSpec(size=32))
     with pytest.raises(ConfigError):

@@ -37,6 +37,7 @@ def test_every_evaluation_is_kept_and_a_repeat_is_visible(tmp_path):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["date"])
     h = L.history(path, T)
     assert (h["evaluations"], h["configurations"], h["repeated"]) == (3, 2, [A])
+    # Exact: the AUCs written to the ledger, read back from its JSON.
     assert [e["aucs"]["exact"]["dlr"] for e in h["entries"]] == [0.8, 0.8, 0.85]
     assert len(path.read_text().splitlines()) == 4  # one line per evaluation, none rewritten
 

@@ -97,6 +97,7 @@ def test_variant_icc_uses_lesions_with_every_variant_and_the_screen_keeps_no_var
 def test_the_config_option_is_checked(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("selection: {icc_min: 0.75}\n")
+    # Exact: a parsed YAML literal.
     assert load_config(path).selection.icc_min == 0.75
     assert load_config(None).selection.icc_min is None  # off by default
     for text, why in (

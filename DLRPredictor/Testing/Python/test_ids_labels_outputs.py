@@ -104,6 +104,7 @@ def test_report_reads_labels_without_case_or_blanks_and_refuses_unknown_ones(tmp
     assert cli.main(_report(tmp_path, _predictions(tmp_path / "mixed.csv", mixed), "mixed")) == 0
     assert cli.main(_report(tmp_path, _predictions(tmp_path / "lower.csv", lower), "lower")) == 0
     capsys.readouterr()
+    # Exact: the same rows once the labels are normalised, through the same code.
     assert _metrics(tmp_path / "mixed") == _metrics(tmp_path / "lower")
     assert _metrics(tmp_path / "mixed")["n_positive"] == sum(_TRUTH)
 

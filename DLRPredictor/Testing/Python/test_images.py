@@ -96,7 +96,7 @@ def test_volume_from_array_shapes(shape, expected):
     volume = volume_from_array(array, spacing=0.25)
     assert volume.shape == expected
     assert volume.array.dtype == np.float32
-    assert volume.spacing == (0.25, 0.25, 1.0)  # the given spacing, stored as it is
+    assert volume.spacing == (0.25, 0.25, 1.0)  # exact: the given spacing, stored as it is
 
 
 def test_volume_from_array_rejects_4d_nan_inf_and_constant():
@@ -340,6 +340,7 @@ def test_png_exif_after_the_pixels_is_applied(tmp_path):
     assert expected.description.endswith("turned upright (EXIF orientation 6 (rotated 90 degrees))")
     moved = read_image(after)
     assert moved.description == expected.description
+    # Exact: the same pixels through the same reader (the trailing chunk changes no pixel).
     np.testing.assert_array_equal(moved.array, expected.array)
 
 

@@ -23,6 +23,7 @@ class Point:
 
 def test_plain_values_are_returned_as_they_are() -> None:
     value = {"a": [1, 2.5, "x", None, True, False], "b": {"c": []}}
+    # Exact: to_json_value changes types, not values (also below).
     assert to_json_value(value) == value
     assert to_json_value(value) is not value  # a new object: the input is never changed
 

@@ -63,6 +63,7 @@ def test_grid_search_picks_from_grid(table: tuple[pd.DataFrame, np.ndarray, np.n
     assert res.best_params["C"] in grid["C"]
     assert len(res.results) == 2
     assert res.best_score == pytest.approx(res.results["mean_auc"].max())
+    # Exact: the estimator is built with the C the search chose.
     assert res.estimator.C == res.best_params["C"]
 
 

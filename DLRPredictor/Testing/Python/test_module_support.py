@@ -100,6 +100,7 @@ def test_raw_values_are_saved_with_the_scene(scene, parameter_node, tmp_path):
     node = loaded.GetFirstNodeByName("DLRPredictor")
     assert node is not None, "the parameter node was not saved"
     restored = ParameterNode(node)
+    # Exact: 12.5 stored as text in the parameter node and parsed back.
     assert ms.clinical_values(restored, [SIZE, SIDE]) == {"size_mm": 12.5, "side": "right"}
 
 
@@ -232,6 +233,7 @@ def test_heatmap_is_shown_over_its_own_image_only(scene, parameter_node, views):
 
     parameter_node.inputVolume = image
     state = ms.heatmap_display_state(parameter_node)
+    # Exact: the opacity set above, read back (also below).
     assert state == (heatmap.GetID(), image.GetID(), True, 0.3)
     assert ms.update_heatmap_display(scene, state) == 3
     for view in views:
@@ -287,6 +289,7 @@ def test_prediction_arguments_match_the_api(inputs):
     arguments = ms.prediction_arguments(inputs, [AGE, BIRADS])
     accepted = set(inspect.signature(api.predict_nodes).parameters)
     assert set(arguments) <= accepted, sorted(set(arguments) - accepted)
+    # Exact: 47 passed on as a float, with no arithmetic.
     assert arguments["clinical"] == {"age": 47.0}
     assert arguments["segment_id"] == inputs.segmentId
     assert arguments["bundle_path"] is None  # "" = the bundled model

@@ -128,6 +128,7 @@ def test_two_view_bundle_answers_with_the_model_for_the_inputs_given(two_view, s
     P = np.array([both.signature_scores[m] for m in model["members"]])
     expected = float(expit(model["fusion"]["intercept"] + P @ np.array(model["fusion"]["coef"])))
     assert both.probability == pytest.approx(expected, abs=1e-12)
+    # Exact: the bundle's frozen cutoff, passed on.
     assert both.cutoff == model["cutoff"]
     assert both.label == ("malignant" if both.probability >= both.cutoff else "benign")
     # one heatmap per input, each on its own image's grid

@@ -138,6 +138,8 @@ def test_predictions_and_report_match_an_independent_computation(trained: dict[s
     cut = _cutoffs(trained)
     k = (P - cut).argmax(axis=1)  # the frozen rule, written out
     assert [r["predicted_label"] for r in out] == [CLASSES[i] for i in k]
+    # Exact: the same numbers in other columns of the results file, and the bundle's frozen
+    # cutoffs, as repr() text.
     np.testing.assert_array_equal([float(r["probability"]) for r in out], P[np.arange(len(k)), k])
     np.testing.assert_array_equal([float(r["cutoff"]) for r in out], cut[k])
     assert all(r["label"] == x["label"] for r, x in zip(out, rows, strict=True))
@@ -217,6 +219,7 @@ def _check_against_sklearn(
     cm = confusion_matrix(y, pred, labels=[0, 1, 2])
     np.testing.assert_array_equal(rep["confusion"], cm)  # integer counts: exact
     table = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
+    # Exact: integer counts.
     np.testing.assert_array_equal(table.to_numpy(), cm)
     assert list(table.columns) == CLASSES
     per_class = pd.read_csv(folder / "multiclass_metrics.csv")
@@ -354,6 +357,7 @@ def test_the_scene_table_lists_every_class(trained: dict[str, Path], scene) -> N
     # contour stability: the probability of the as-drawn class under each eroded / dilated outline
     stab = ref.stability
     assert stab is not None and stab.perturbations[0] == "as drawn" and len(stab.perturbations) > 1
+    # Exact: the as-drawn entry is the prediction's own number.
     assert stab.probabilities[0] == ref.class_probabilities[ref.label]
     assert stab.spread == pytest.approx(max(stab.probabilities) - min(stab.probabilities), abs=0)
 

@@ -30,7 +30,7 @@ def test_bmode_values_and_hypoechoic_lesion(seed):
     volume, mask = make_phantom(seed=seed, shape=(256, 320), spacing_mm=0.1)
     assert volume.shape == (1, 256, 320) and mask.shape == (1, 256, 320)
     assert volume.array.dtype == np.float32 and mask.dtype == np.uint8
-    assert volume.spacing == (0.1, 0.1, 1.0)  # the given spacing, stored as it is
+    assert volume.spacing == (0.1, 0.1, 1.0)  # exact: the given spacing, stored as it is
     image, lesion = volume.array[0], mask[0].astype(bool)
     assert image.min() >= 0 and image.max() <= 255
     np.testing.assert_array_equal(image, np.round(image))  # integer grey levels, PNG-exact

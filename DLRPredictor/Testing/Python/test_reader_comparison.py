@@ -49,6 +49,7 @@ def cohort() -> dict[str, np.ndarray]:
 def test_birads_values_are_parsed_and_bad_ones_named():
     present, ordinal, risk = parse_birads(["4A", " 5 ", 3.0, "", "0", "4", None, "BI-RADS 4c"])
     assert present.tolist() == [True, True, True, False, False, True, False, True]
+    # Exact: table lookups, no arithmetic.
     assert ordinal[[0, 1, 2, 5, 7]].tolist() == [4.25, 5.0, 3.0, 4.5, 4.75]
     assert risk[[0, 1, 2]].tolist() == [0.06, 0.975, 0.01]
     with pytest.raises(InputError, match=r"\['7'\] are not BI-RADS categories"):
@@ -89,6 +90,7 @@ def test_a_monotone_copy_of_the_reader_shows_no_difference(cohort):
     assert row["diff_vs_reader"] == pytest.approx(0.0, abs=1e-12)
     assert row["p"] == 1.0 and row["p_delong"] == 1.0
     for kind in ("nri_categorical", "nri_continuous", "idi"):
+        # Exact: identical scores on both sides give differences of exactly 0.
         assert row[kind]["value"] == 0.0
 
 
@@ -149,6 +151,7 @@ def test_report_files_columns_and_no_patient_id(written):
     assert (curves["net_benefit_ci_low"] <= curves["net_benefit"] + 1e-12).all()
     data = json.loads((written / "metrics.json").read_text())
     assert data["clusters"]["n_clusters"] == 90
+    # Exact: the settings given, written and read back.
     assert data["bootstrap"] == {"n_resamples": 300, "seed": 9, "level": 0.95, "unit": "patient"}
     page = (written / "index.html").read_text(encoding="utf-8")
     assert "Readers as comparator (birads)" in page and "Paired clustered comparisons" in page

@@ -70,7 +70,7 @@ def test_a_threefold_overconfident_score_becomes_calibrated_on_new_cases():
     assert res["before"]["slope"] == pytest.approx(1 / 3, abs=0.06)
     assert res["after"]["slope"] == pytest.approx(1.0, abs=0.15)
     assert res["after"]["brier"] < res["before"]["brier"]
-    # the HL figures come from the evaluation module, not a second implementation here
+    # Exact: the HL figures come from the evaluation module, not a second implementation here
     assert res["after"]["hosmer_lemeshow_p"] == hosmer_lemeshow(y_new, step.apply(p_new))[2]
 
 
@@ -144,6 +144,7 @@ def test_a_bundle_with_a_step_predicts_the_recalibrated_probability(tmp_path, ti
     res = predict_cohort_row(pred, {**job, "clinical": {}})  # no clinical values: DLR answers
     raw = res.signature_scores["dlr"]
     logit = np.log(raw / (1 - raw))
+    # Exact: the model's own score, reported before the step.
     assert res.probability_uncalibrated == raw
     assert res.probability == pytest.approx(expit(-0.3 + 0.5 * logit), rel=1e-12)
     cut = pred.signature_cutoffs["dlr"]

@@ -92,6 +92,7 @@ def test_metrics_csv_equals_stats_functions(written, cohort):
         assert row["brier"] == pytest.approx(cal.brier, rel=1e-12)
         hl_stat, hl_dof, hl_p = hosmer_lemeshow(y, scores[name])
         assert row["hl_statistic"] == pytest.approx(hl_stat, rel=1e-12)
+        # Exact: an integer count of degrees of freedom.
         assert row["hl_dof"] == hl_dof
         assert row["hl_p"] == pytest.approx(hl_p, rel=1e-12)
     # A raw score without a cutoff gets no cutoff metrics and no calibration.

@@ -168,7 +168,8 @@ def test_variants_recover_signal(data: tuple[pd.DataFrame, np.ndarray], config: 
     out = sel.transform(X.iloc[200:])
     assert out.shape == (100, len(sel.selected_names))
     if not config.standardize:
-        np.testing.assert_array_equal(out, X.iloc[200:][sel.selected_names].to_numpy())  # copied columns
+        # Exact: copied columns.
+        np.testing.assert_array_equal(out, X.iloc[200:][sel.selected_names].to_numpy())
 
 
 def test_pure_noise_still_selects_at_least_one() -> None:

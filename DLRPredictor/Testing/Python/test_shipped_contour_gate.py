@@ -54,6 +54,7 @@ def test_gate_on_exact_and_ellipse_outlines(shared_data, case):
     # An expert outline of these lesions has more detail than the gate's upper threshold: the
     # fusion answers alone, the DL-alone term is zero and nothing is said.
     alone = [v for n, v in _dlr_terms(detailed) if "alone" in n]
+    # Exact: (1 - w) * x with w = 1.0 is 0.0.
     assert alone == [0.0]
     assert not any("little detail" in w for w in detailed.warnings)
     assert detailed.signature_scores["dlr"] != pytest.approx(detailed.signature_scores["dl"], abs=1e-3)
